@@ -1,0 +1,59 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (everything CI checks).
+# Both build the project venv (.venv) from the CPU lock first; nothing else needs installing by hand
+# except Debian's bazel-bootstrap for `make bazel-test` (.ci/run installs it).
+
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROTOS := $(shell find proto -name '*.proto' 2>/dev/null)
+
+.PHONY: setup protos demo test lint proto-lint pytest bazel-test lock clean help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(VENV)/.installed: requirements/torch-cpu.txt requirements/cpu.lock pyproject.toml
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip==25.3"
+	$(PY) -m pip install --quiet -r requirements/torch-cpu.txt
+	$(PY) -m pip install --quiet -r requirements/cpu.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	# Generated protobuf code lives under proto/ (git-ignored); make it importable as `kmono.*`.
+	$(PY) -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'kmono_protos.pth').write_text(str(pathlib.Path('proto').resolve()) + '\n')"
+	touch $@
+
+build/.protos: $(VENV)/.installed $(PROTOS) tools/protoc/protoc.py
+	find proto -name '*_pb2*.py*' -delete
+	$(PY) tools/protoc/protoc.py
+	mkdir -p build && touch $@
+
+setup: $(VENV)/.installed build/.protos  ## create .venv from the lock and generate protobuf code
+
+protos: build/.protos  ## regenerate protobuf code after editing proto/
+
+demo: setup  ## the main job: start the services, check them, shut them down
+	$(PY) -m services.demo
+
+lint: setup  ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+proto-lint: setup  ## buf lint of the contracts (buf style, offline)
+	rm -rf build/third_party_protos && $(PY) tools/protoc/protoc.py --third_party_out build/third_party_protos
+	$(VENV)/bin/buf lint
+
+pytest: setup  ## unit and integration tests
+	$(PY) -m pytest
+
+bazel-test: setup  ## the same tests through Bazel (offline, bazel-bootstrap 4.2.3)
+	bazel test //... --test_output=errors
+
+test: lint proto-lint pytest bazel-test  ## everything CI runs
+
+lock:  ## re-pin requirements/cpu.lock from the current .venv
+	{ head -2 requirements/cpu.lock; $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/cpu.lock.new
+	mv requirements/cpu.lock.new requirements/cpu.lock
+
+clean:
+	rm -rf build out $(VENV)
+	find proto -name '*_pb2*.py*' -delete
