@@ -17,7 +17,8 @@ $(VENV)/.installed: requirements/torch-cpu.txt requirements/cpu.lock pyproject.t
 	$(PY) -m pip install --quiet --upgrade "pip==25.3"
 	$(PY) -m pip install --quiet -r requirements/torch-cpu.txt
 	$(PY) -m pip install --quiet -r requirements/cpu.lock
-	$(PY) -m pip install --quiet --no-deps -e .
+	# compat mode: the repo root goes on sys.path through a .pth, so packages added later import without reinstalling
+	$(PY) -m pip install --quiet --no-deps -e . --config-settings editable_mode=compat
 	# Generated protobuf code lives under proto/ (git-ignored); make it importable as `kmono.*`.
 	$(PY) -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'kmono_protos.pth').write_text(str(pathlib.Path('proto').resolve()) + '\n')"
 	touch $@

@@ -1,0 +1,42 @@
+"""Long-running operations: a durable SQLite job store and `google.longrunning.Operations` over it."""
+
+from libs.serving.operations.convert import error_to_status_proto, pack_any, to_operation_proto, unpack_any
+from libs.serving.operations.errors import (
+    InvalidOperationArgumentError,
+    InvalidTransitionError,
+    OperationError,
+    OperationNotFoundError,
+    RequestIdConflictError,
+    StaleAttemptError,
+)
+from libs.serving.operations.servicer import OperationFilter, OperationsServicer, parse_filter
+from libs.serving.operations.store import (
+    DONE_STATES,
+    ErrorStatus,
+    Operation,
+    OperationStore,
+    State,
+    is_legal_transition,
+)
+
+__all__ = [
+    "DONE_STATES",
+    "ErrorStatus",
+    "InvalidOperationArgumentError",
+    "InvalidTransitionError",
+    "Operation",
+    "OperationError",
+    "OperationFilter",
+    "OperationNotFoundError",
+    "OperationStore",
+    "OperationsServicer",
+    "RequestIdConflictError",
+    "StaleAttemptError",
+    "State",
+    "error_to_status_proto",
+    "is_legal_transition",
+    "pack_any",
+    "parse_filter",
+    "to_operation_proto",
+    "unpack_any",
+]

@@ -1,0 +1,204 @@
+"""`google.longrunning.Operations` for grpc.aio, over an `OperationStore`.
+
+Our choices:
+- Store calls run in worker threads (`asyncio.to_thread`): SQLite may wait on another process's write lock,
+  which must not block the event loop.
+- Store errors (`OperationError`, all `libs.serving.errors.KmonoError`s) end the RPC here with the kit's rich
+  status (`abort_with_exception`: ErrorInfo + ResourceInfo/BadRequest), so the servicer behaves the same with
+  or without the kit's interceptor: unknown name -> NOT_FOUND, empty name, bad filter, page token or timeout
+  -> INVALID_ARGUMENT, deleting an unfinished operation -> FAILED_PRECONDITION, a corrupt record -> INTERNAL.
+- `ListOperations.name` is the collection: "" or "operations". `filter` is a conjunction (`AND`) of
+  `done = true|false`, `kind = "video.create"` and `state = RUNNING` (QUEUED, RUNNING, SUCCEEDED, FAILED,
+  CANCELLED); values may be quoted. Anything else is INVALID_ARGUMENT. `page_size` 0 means 50, at most
+  1000; page tokens are opaque and tied to the filter (AIP-158).
+- `CancelOperation` is best effort: a queued operation is cancelled at once, a running one is flagged for its
+  worker, a done one is left as it is (OK). `DeleteOperation` only removes done operations.
+- `WaitOperation` polls the store (the worker may live in another process), starting at `poll_interval` and
+  doubling up to `max_poll_interval`. It waits at most `timeout`, or `default_wait_timeout` when the request
+  has none, and always returns `deadline_margin` seconds before the RPC deadline; it returns the latest
+  state, done or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import empty_pb2
+
+from libs.serving.errors import abort_with_exception
+from libs.serving.operations.convert import to_operation_proto
+from libs.serving.operations.errors import InvalidOperationArgumentError, OperationError
+from libs.serving.operations.store import DONE_STATES, OperationStore, State
+
+__all__ = ["OperationFilter", "OperationsServicer", "parse_filter"]
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+_TERM_RE = re.compile(
+    r'^\s*(?P<field>[a-z_]+)\s*=\s*(?:"(?P<quoted>[^"\\]*)"|(?P<bare>[A-Za-z0-9_.\-]+))\s*$'
+)
+_AND_RE = re.compile(r"\s+AND\s+")
+
+
+@dataclass(frozen=True)
+class OperationFilter:
+    """A parsed `ListOperations.filter`: None means "any"; an empty `states` matches nothing."""
+
+    kind: str | None = None
+    states: frozenset[State] | None = None
+
+
+def parse_filter(text: str) -> OperationFilter:
+    """Parse the supported subset of AIP-160 (see the module docstring)."""
+    if not text.strip():
+        return OperationFilter()
+    kind: str | None = None
+    states: frozenset[State] | None = None
+    nothing = False
+    for term in _AND_RE.split(text.strip()):
+        match = _TERM_RE.match(term)
+        if match is None:
+            raise InvalidOperationArgumentError(
+                "filter",
+                f'unsupported term {term!r}; use done = true|false, kind = "...", state = NAME, joined by AND',
+            )
+        field = match["field"]
+        value = match["quoted"] if match["quoted"] is not None else match["bare"]
+        if field == "done":
+            if value not in ("true", "false"):
+                raise InvalidOperationArgumentError("filter", f"done must be true or false, got {value!r}")
+            selected = DONE_STATES if value == "true" else frozenset(State) - DONE_STATES
+        elif field == "state":
+            try:
+                selected = frozenset({State(value.upper())})
+            except ValueError:
+                raise InvalidOperationArgumentError("filter", f"unknown state {value!r}") from None
+        elif field == "kind":
+            if kind is not None and kind != value:
+                nothing = True
+            kind = value
+            continue
+        else:
+            raise InvalidOperationArgumentError(
+                "filter", f"cannot filter on {field!r}; supported: done, kind, state"
+            )
+        states = selected if states is None else states & selected
+    if nothing:
+        states = frozenset()
+    return OperationFilter(kind=kind, states=states)
+
+
+def _maps_operation_errors(handler: Handler) -> Handler:
+    """End the RPC with the rich status of an `OperationError` the handler raises (see `libs.serving.errors`)."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: OperationsServicer, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await handler(self, request, context)
+        except OperationError as exc:
+            await abort_with_exception(context, exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _require_name(name: str) -> str:
+    if not name:
+        raise InvalidOperationArgumentError("name", "required")
+    return name
+
+
+class OperationsServicer(operations_pb2_grpc.OperationsServicer):
+    """The standard Operations service (AIP-151) for the operations in `store`."""
+
+    def __init__(
+        self,
+        store: OperationStore,
+        *,
+        default_wait_timeout: float = 60.0,
+        poll_interval: float = 0.05,
+        max_poll_interval: float = 1.0,
+        deadline_margin: float = 0.1,
+    ) -> None:
+        if poll_interval <= 0 or max_poll_interval < poll_interval:
+            raise ValueError("need 0 < poll_interval <= max_poll_interval")
+        self.store = store
+        self.default_wait_timeout = default_wait_timeout
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.deadline_margin = deadline_margin
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        operations_pb2_grpc.add_OperationsServicer_to_server(self, server)
+
+    async def _get_proto(self, name: str) -> operations_pb2.Operation:
+        return to_operation_proto(await asyncio.to_thread(self.store.get, name))
+
+    @_maps_operation_errors
+    async def GetOperation(
+        self, request: operations_pb2.GetOperationRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.Operation:
+        return await self._get_proto(_require_name(request.name))
+
+    @_maps_operation_errors
+    async def ListOperations(
+        self, request: operations_pb2.ListOperationsRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.ListOperationsResponse:
+        if request.name not in ("", "operations"):
+            raise InvalidOperationArgumentError(
+                "name", f"unknown collection {request.name!r}; use 'operations'"
+            )
+        where = parse_filter(request.filter)
+        operations, token = await asyncio.to_thread(
+            self.store.list,
+            kind=where.kind,
+            states=where.states,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        protos = [to_operation_proto(operation) for operation in operations]
+        return operations_pb2.ListOperationsResponse(operations=protos, next_page_token=token)
+
+    @_maps_operation_errors
+    async def DeleteOperation(
+        self, request: operations_pb2.DeleteOperationRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await asyncio.to_thread(self.store.delete, _require_name(request.name))
+        return empty_pb2.Empty()
+
+    @_maps_operation_errors
+    async def CancelOperation(
+        self, request: operations_pb2.CancelOperationRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await asyncio.to_thread(self.store.cancel, _require_name(request.name))
+        return empty_pb2.Empty()
+
+    @_maps_operation_errors
+    async def WaitOperation(
+        self, request: operations_pb2.WaitOperationRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.Operation:
+        name = _require_name(request.name)
+        timeout = self.default_wait_timeout
+        if request.HasField("timeout"):
+            timeout = request.timeout.ToTimedelta().total_seconds()
+            if timeout < 0:
+                raise InvalidOperationArgumentError("timeout", "must not be negative")
+        remaining = context.time_remaining()
+        if remaining is not None:
+            timeout = min(timeout, max(0.0, remaining - self.deadline_margin))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        interval = self.poll_interval
+        while True:
+            proto = await self._get_proto(name)
+            left = deadline - loop.time()
+            if proto.done or left <= 0:
+                return proto
+            await asyncio.sleep(min(interval, left))
+            interval = min(interval * 2, self.max_poll_interval)

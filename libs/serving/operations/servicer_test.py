@@ -1,0 +1,377 @@
+"""OperationsServicer over loopback gRPC (grpc.aio server on 127.0.0.1, OperationsStub client), plus the
+filter parser and the record -> google.longrunning.Operation conversion."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import duration_pb2, empty_pb2, wrappers_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from libs.serving.errors import find_detail
+from libs.serving.operations import (
+    DONE_STATES,
+    InvalidOperationArgumentError,
+    OperationError,
+    OperationFilter,
+    OperationsServicer,
+    OperationStore,
+    State,
+    pack_any,
+    parse_filter,
+    to_operation_proto,
+    unpack_any,
+)
+
+KIND = "video.create"
+
+
+def string_any(text: str) -> bytes:
+    return pack_any(wrappers_pb2.StringValue(value=text))
+
+
+@asynccontextmanager
+async def serve(store: OperationStore) -> AsyncIterator[operations_pb2_grpc.OperationsStub]:
+    server = grpc.aio.server()
+    servicer = OperationsServicer(store, default_wait_timeout=0.3, poll_interval=0.01, max_poll_interval=0.05)
+    servicer.add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield operations_pb2_grpc.OperationsStub(channel)
+    finally:
+        await server.stop(grace=None)
+
+
+def run_with_stub(
+    store: OperationStore, body: Callable[[operations_pb2_grpc.OperationsStub], Awaitable[None]]
+) -> None:
+    async def main() -> None:
+        async with serve(store) as stub:
+            await body(stub)
+
+    asyncio.run(main())
+
+
+async def expect_code(call: Awaitable[object], code: grpc.StatusCode) -> str:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call
+    assert info.value.code() == code, info.value.details()
+    return info.value.details()
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with OperationStore(tmp_path / "ops.db") as s:
+        yield s
+
+
+# ---- conversion ----------------------------------------------------------------------------------------------
+
+
+def test_to_operation_proto_in_each_state(store):
+    queued = store.create(KIND, b"x", metadata=string_any("m0"))[0]
+    proto = to_operation_proto(queued)
+    assert proto.name == queued.name and not proto.done
+    assert proto.metadata.Is(wrappers_pb2.StringValue.DESCRIPTOR)
+    assert not proto.HasField("response") and not proto.HasField("error")
+
+    store.claim_next()
+    store.update_progress(queued.name, 0.5, string_any("m1"))
+    succeeded = store.finish(queued.name, string_any("video"))
+    proto = to_operation_proto(succeeded)
+    assert proto.done and proto.WhichOneof("result") == "response"
+    assert unpack_any(proto.response.SerializeToString(), wrappers_pb2.StringValue).value == "video"
+    assert unpack_any(proto.metadata.SerializeToString(), wrappers_pb2.StringValue).value == "m1"
+
+    empty = store.create(KIND, b"e")[0]
+    store.claim_next()
+    proto = to_operation_proto(store.finish(empty.name))
+    assert proto.response.Is(empty_pb2.Empty.DESCRIPTOR)
+
+    failing = store.create(KIND, b"f")[0]
+    store.claim_next()
+    info = error_details_pb2.ErrorInfo(reason="OUT_OF_MEMORY", domain="kmono.video")
+    proto = to_operation_proto(store.fail(failing.name, 8, "GPU OOM", details=[pack_any(info)]))
+    assert proto.done and proto.WhichOneof("result") == "error"
+    assert proto.error.code == 8 and proto.error.message == "GPU OOM"
+    unpacked = error_details_pb2.ErrorInfo()
+    assert proto.error.details[0].Unpack(unpacked) and unpacked == info
+
+    cancelled = store.create(KIND, b"c")[0]
+    proto = to_operation_proto(store.cancel(cancelled.name))
+    assert proto.done and proto.error.code == grpc.StatusCode.CANCELLED.value[0]
+
+
+def test_unpack_any_checks_the_type():
+    data = string_any("x")
+    with pytest.raises(InvalidOperationArgumentError):
+        unpack_any(data, wrappers_pb2.Int64Value)
+    with pytest.raises(InvalidOperationArgumentError):
+        unpack_any(b"\xff\xff", wrappers_pb2.StringValue)
+
+
+# ---- filter --------------------------------------------------------------------------------------------------
+
+
+def test_parse_filter():
+    assert parse_filter("") == OperationFilter()
+    assert parse_filter("  ") == OperationFilter()
+    assert parse_filter("done = true") == OperationFilter(states=DONE_STATES)
+    assert parse_filter("done=false").states == frozenset({State.QUEUED, State.RUNNING})
+    assert parse_filter('kind = "video.create"') == OperationFilter(kind=KIND)
+    assert parse_filter("kind=video.create AND state = running") == OperationFilter(
+        kind=KIND, states=frozenset({State.RUNNING})
+    )
+    assert parse_filter("done = true AND state = RUNNING").states == frozenset()
+    assert parse_filter('kind = "a" AND kind = "b"').states == frozenset()
+    for bad in (
+        "done = maybe",
+        "state = BOGUS",
+        "owner = me",
+        "done",
+        "done = true OR done = false",
+        "a AND",
+    ):
+        with pytest.raises(InvalidOperationArgumentError):
+            parse_filter(bad)
+
+
+# ---- RPCs ----------------------------------------------------------------------------------------------------
+
+
+def test_get_operation(store):
+    op = store.create(KIND, b"x", metadata=string_any("m"))[0]
+
+    async def body(stub):
+        got = await stub.GetOperation(operations_pb2.GetOperationRequest(name=op.name))
+        assert got == to_operation_proto(store.get(op.name))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetOperation(operations_pb2.GetOperationRequest(name="operations/unknown"))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND and "operations/unknown" in info.value.details()
+        status = rpc_status.from_call(info.value)  # the kit's rich status (AIP-193)
+        assert find_detail(status, error_details_pb2.ErrorInfo).reason == "OPERATION_NOT_FOUND"
+        assert find_detail(status, error_details_pb2.ResourceInfo).resource_name == "operations/unknown"
+        await expect_code(
+            stub.GetOperation(operations_pb2.GetOperationRequest()), grpc.StatusCode.INVALID_ARGUMENT
+        )
+
+    run_with_stub(store, body)
+
+
+def test_list_operations_pages_and_filters(store):
+    names = [store.create(KIND, str(i).encode())[0].name for i in range(10)]
+    store.claim_next()
+    store.finish(names[0], string_any("r"))
+    store.cancel(names[1])
+    mask = store.create("masks.extract", b"m")[0].name
+
+    async def body(stub):
+        seen, token = [], ""
+        while True:
+            response = await stub.ListOperations(
+                operations_pb2.ListOperationsRequest(name="operations", page_size=3, page_token=token)
+            )
+            assert len(response.operations) <= 3
+            seen += [op.name for op in response.operations]
+            token = response.next_page_token
+            if not token:
+                break
+        assert seen == [*names, mask]
+
+        done = await stub.ListOperations(operations_pb2.ListOperationsRequest(filter="done = true"))
+        assert [op.name for op in done.operations] == names[:2] and all(op.done for op in done.operations)
+        pending = await stub.ListOperations(
+            operations_pb2.ListOperationsRequest(
+                filter='done = false AND kind = "video.create"', page_size=100
+            )
+        )
+        assert [op.name for op in pending.operations] == names[2:]
+        assert not pending.next_page_token
+
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ListOperations(operations_pb2.ListOperationsRequest(filter="owner = me"))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        violation = find_detail(
+            rpc_status.from_call(info.value), error_details_pb2.BadRequest
+        ).field_violations[0]
+        assert violation.field == "filter" and "owner" in violation.description
+        await expect_code(
+            stub.ListOperations(operations_pb2.ListOperationsRequest(page_token="not-a-token")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        first = await stub.ListOperations(operations_pb2.ListOperationsRequest(page_size=2))
+        await expect_code(  # a token is tied to the filter it was issued for
+            stub.ListOperations(
+                operations_pb2.ListOperationsRequest(page_token=first.next_page_token, filter="done = true")
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        await expect_code(
+            stub.ListOperations(operations_pb2.ListOperationsRequest(page_size=-1)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        await expect_code(
+            stub.ListOperations(operations_pb2.ListOperationsRequest(name="projects/x")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+
+    run_with_stub(store, body)
+
+
+def test_cancel_operation(store):
+    running = store.create(KIND, b"r")[0]
+    queued = store.create(KIND, b"q")[0]
+    assert store.claim_next().name == running.name  # oldest first
+
+    async def body(stub):
+        await stub.CancelOperation(operations_pb2.CancelOperationRequest(name=queued.name))
+        got = await stub.GetOperation(operations_pb2.GetOperationRequest(name=queued.name))
+        assert got.done and got.error.code == grpc.StatusCode.CANCELLED.value[0]
+
+        await stub.CancelOperation(operations_pb2.CancelOperationRequest(name=running.name))
+        got = await stub.GetOperation(operations_pb2.GetOperationRequest(name=running.name))
+        assert not got.done
+        assert store.is_cancel_requested(running.name)
+
+        store.mark_cancelled(running.name)
+        await stub.CancelOperation(operations_pb2.CancelOperationRequest(name=running.name))  # done: no-op
+        await expect_code(
+            stub.CancelOperation(operations_pb2.CancelOperationRequest(name="operations/unknown")),
+            grpc.StatusCode.NOT_FOUND,
+        )
+
+    run_with_stub(store, body)
+
+
+def test_delete_operation(store):
+    done = store.create(KIND, b"d")[0]
+    store.cancel(done.name)
+    pending = store.create(KIND, b"p")[0]
+
+    async def body(stub):
+        await stub.DeleteOperation(operations_pb2.DeleteOperationRequest(name=done.name))
+        await expect_code(
+            stub.GetOperation(operations_pb2.GetOperationRequest(name=done.name)), grpc.StatusCode.NOT_FOUND
+        )
+        await expect_code(
+            stub.DeleteOperation(operations_pb2.DeleteOperationRequest(name=done.name)),
+            grpc.StatusCode.NOT_FOUND,
+        )
+        await expect_code(
+            stub.DeleteOperation(operations_pb2.DeleteOperationRequest(name=pending.name)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+
+    run_with_stub(store, body)
+
+
+def test_wait_operation(store):
+    op = store.create(KIND, b"w")[0]
+
+    async def finish_later() -> None:
+        await asyncio.sleep(0.2)
+        claimed = await asyncio.to_thread(store.claim_next)
+        await asyncio.to_thread(store.finish, claimed.name, string_any("done"), attempt=claimed.attempts)
+
+    async def body(stub):
+        # Returns as soon as the operation is done.
+        worker = asyncio.create_task(finish_later())
+        start = time.monotonic()
+        got = await stub.WaitOperation(
+            operations_pb2.WaitOperationRequest(name=op.name, timeout=duration_pb2.Duration(seconds=5))
+        )
+        await worker
+        assert got.done and got.response.Is(wrappers_pb2.StringValue.DESCRIPTOR)
+        assert 0.15 < time.monotonic() - start < 2
+
+        # A done operation returns at once.
+        start = time.monotonic()
+        got = await stub.WaitOperation(operations_pb2.WaitOperationRequest(name=op.name))
+        assert got.done and time.monotonic() - start < 0.5
+
+        pending = store.create(KIND, b"p")[0]
+        # Returns the latest (not done) state after `timeout`.
+        start = time.monotonic()
+        got = await stub.WaitOperation(
+            operations_pb2.WaitOperationRequest(
+                name=pending.name, timeout=duration_pb2.Duration(nanos=200_000_000)
+            )
+        )
+        assert not got.done and 0.15 < time.monotonic() - start < 1.5
+
+        # Without a timeout: the server's default wait (0.3 s here).
+        start = time.monotonic()
+        got = await stub.WaitOperation(operations_pb2.WaitOperationRequest(name=pending.name))
+        assert not got.done and 0.25 < time.monotonic() - start < 1.5
+
+        # Bounded by the RPC deadline: answers before it instead of failing with DEADLINE_EXCEEDED.
+        start = time.monotonic()
+        got = await stub.WaitOperation(
+            operations_pb2.WaitOperationRequest(name=pending.name, timeout=duration_pb2.Duration(seconds=30)),
+            timeout=0.5,
+        )
+        assert not got.done and time.monotonic() - start < 0.5
+
+        await expect_code(
+            stub.WaitOperation(operations_pb2.WaitOperationRequest(name="operations/unknown")),
+            grpc.StatusCode.NOT_FOUND,
+        )
+        await expect_code(
+            stub.WaitOperation(
+                operations_pb2.WaitOperationRequest(
+                    name=pending.name, timeout=duration_pb2.Duration(seconds=-1)
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+
+    run_with_stub(store, body)
+
+
+def test_corrupt_record_is_internal(store):
+    op = store.create(KIND, b"x")[0]
+    store._conn().execute("UPDATE operations SET metadata = ? WHERE name = ?", (b"\xff\xff", op.name))
+    with pytest.raises(OperationError):
+        to_operation_proto(store.get(op.name))
+
+    async def body(stub):
+        await expect_code(
+            stub.GetOperation(operations_pb2.GetOperationRequest(name=op.name)), grpc.StatusCode.INTERNAL
+        )
+
+    run_with_stub(store, body)
+
+
+def test_inside_the_kit_server(store):
+    """Behind the kit's server (interceptor, health, reflection) the statuses are the same."""
+    from libs.serving import ServiceRegistration
+    from libs.serving.testing.loopback import loopback_server, run_async
+
+    op = store.create(KIND, b"x")[0]
+    servicer = OperationsServicer(store)
+    registration = ServiceRegistration(
+        operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name, servicer.add_to_server
+    )
+
+    async def main() -> None:
+        async with loopback_server([registration]) as (_, channel):
+            stub = operations_pb2_grpc.OperationsStub(channel)
+            got = await stub.GetOperation(operations_pb2.GetOperationRequest(name=op.name))
+            assert got.name == op.name and not got.done
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.DeleteOperation(operations_pb2.DeleteOperationRequest(name=op.name))
+            assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            reason = find_detail(rpc_status.from_call(info.value), error_details_pb2.ErrorInfo).reason
+            assert reason == "OPERATION_STATE"
+
+    run_async(main())

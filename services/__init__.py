@@ -1,0 +1,8 @@
+"""gRPC services: each translates proto messages to domain requests and delegates to an engine.
+
+One package per service (`services/<name>/`): config.py (frozen settings from flags/env), servicer.py
+(proto <-> domain only), server.py (build the registrations, `main`). Run one with `python -m services.<name>`
+or `kmono serve <name>`.
+"""
+
+SERVICE_NAMES = ("video", "masks", "rank", "rerank", "dialogue")

@@ -1,0 +1,1 @@
+"""DialogueService: multimodal dialogue sessions with streamed replies (KuaiMM)."""

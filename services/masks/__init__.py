@@ -1,0 +1,1 @@
+"""MaskService: extracts, edits, composes and synthesises mask sequences."""

@@ -1,0 +1,1 @@
+"""RerankService: orders a candidate list into slots (Dual-Rerank NAR student)."""

@@ -1,0 +1,10 @@
+"""Settings of the RerankService process: flags whose defaults come from KMONO_* environment variables."""
+
+from dataclasses import dataclass
+
+from services.skeleton import BasicServiceConfig
+
+
+@dataclass(frozen=True)
+class RerankServiceConfig(BasicServiceConfig):
+    """Server settings; engine settings join when the engine lands."""

@@ -1,0 +1,123 @@
+"""What every service shares before (and after) its engine exists: the process entry point and the
+`UNIMPLEMENTED` answer for RPCs whose engine is not built yet."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from google.longrunning import operations_pb2
+
+from libs.serving import ServerConfig, ServiceRegistration, UnimplementedError, run
+from libs.serving.operations import OperationsServicer, OperationStore
+from libs.serving.server import Hook
+
+
+def not_built_yet(rpc: str, engine: str) -> Callable[..., Any]:
+    """An aio handler for `rpc` that answers UNIMPLEMENTED, naming the engine it waits for."""
+
+    async def handler(self: object, request: object, context: object) -> None:
+        raise UnimplementedError(
+            f"{rpc} is not available yet: its engine ({engine}) is not part of this build",
+            reason="ENGINE_NOT_BUILT",
+            metadata={"rpc": rpc},
+        )
+
+    handler.__name__ = rpc
+    return handler
+
+
+class ServiceConfig(Protocol):
+    server: ServerConfig
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None: ...
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServiceConfig: ...
+
+
+Built = tuple[Sequence[ServiceRegistration], Sequence[Hook], Sequence[Hook]]
+
+
+def service_main(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str,
+    config_type: type[ServiceConfig],
+    build: Callable[[Any], Built],
+) -> int:
+    """Parse flags (defaults from KMONO_* env), build the service, serve until SIGTERM; returns the exit code."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    config_type.add_arguments(parser)
+    return serve_parsed(parser.parse_args(argv), config_type, build)
+
+
+def serve_parsed(
+    args: argparse.Namespace, config_type: type[ServiceConfig], build: Callable[[Any], Built]
+) -> int:
+    """Serve with flags already parsed (by `python -m services.<name>` or by `kmono serve <name>`)."""
+    config = config_type.from_args(args)
+    registrations, on_startup, on_shutdown = build(config)
+    return run(config.server, registrations, on_startup=on_startup, on_shutdown=on_shutdown)
+
+
+@dataclass(frozen=True)
+class BasicServiceConfig:
+    """A service that needs nothing beyond the server settings (yet)."""
+
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        ServerConfig.add_arguments(parser)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BasicServiceConfig:
+        return cls(server=ServerConfig.from_args(args))
+
+
+@dataclass(frozen=True)
+class StatefulServiceConfig(BasicServiceConfig):
+    """A service with long-running operations: they are kept in an SQLite store under `data_dir`."""
+
+    data_dir: Path = Path("var")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--data-dir",
+            type=Path,
+            default=Path(os.environ.get("KMONO_DATA_DIR", "var")),
+            help="where operations and artifacts are kept across restarts (env KMONO_DATA_DIR; default: ./var)",
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> StatefulServiceConfig:
+        return cls(server=ServerConfig.from_args(args), data_dir=args.data_dir)
+
+    def operations_db(self, service: str) -> Path:
+        return self.data_dir / service / "operations.sqlite"
+
+
+def with_operations(
+    config: StatefulServiceConfig, service_key: str, registration: ServiceRegistration
+) -> Built:
+    """`registration` plus google.longrunning.Operations over the service's durable operation store."""
+    config.operations_db(service_key).parent.mkdir(parents=True, exist_ok=True)
+    store = OperationStore(config.operations_db(service_key))
+    operations = OperationsServicer(store)
+    operations_registration = ServiceRegistration.from_descriptor(
+        operations_pb2.DESCRIPTOR.services_by_name["Operations"], operations.add_to_server
+    )
+
+    async def close_store() -> None:
+        store.close()
+
+    return [registration, operations_registration], [], [close_store]

@@ -1,0 +1,1 @@
+"""VideoGenerationService: mask-conditioned text-to-video as long-running operations (MVideo)."""

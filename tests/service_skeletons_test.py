@@ -1,0 +1,81 @@
+"""Every service skeleton, built exactly as its server builds it, answers health, reflection and its RPCs."""
+
+import argparse
+import importlib
+
+import grpc
+import pytest
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from libs.serving.testing.loopback import loopback_server, run_async, status_of
+from services import SERVICE_NAMES
+from services.cli import register
+from services.demo import PROBE_CALLS, SERVICE_FULL_NAMES
+from services.skeleton import StatefulServiceConfig
+
+
+def _config(name: str, tmp_path):
+    server = importlib.import_module(f"services.{name}.server")
+    parser = argparse.ArgumentParser()
+    server.CONFIG_TYPE.add_arguments(parser)
+    argv = ["--port", "0", "--host", "127.0.0.1"]
+    if issubclass(server.CONFIG_TYPE, StatefulServiceConfig):
+        argv += ["--data-dir", str(tmp_path)]
+    return server, server.CONFIG_TYPE.from_args(parser.parse_args(argv))
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_skeleton_serves_health_and_answers_unimplemented_naming_the_engine(name, tmp_path):
+    server, config = _config(name, tmp_path)
+    registrations, on_startup, on_shutdown = server.build(config)
+
+    async def scenario():
+        async with loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown) as (
+            _,
+            channel,
+        ):
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_FULL_NAMES[name]))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            stub_type, method, request = PROBE_CALLS[name]
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await getattr(stub_type(channel), method)(request)
+            assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert method in error.value.details() and "engine" in error.value.details()
+            assert status_of(error.value) is not None  # rich status with ErrorInfo
+
+    run_async(scenario())
+
+
+@pytest.mark.parametrize("name", ["video", "masks"])
+def test_long_running_services_serve_operations_from_their_store(name, tmp_path):
+    server, config = _config(name, tmp_path)
+    registrations, on_startup, on_shutdown = server.build(config)
+
+    async def scenario():
+        async with loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown) as (
+            _,
+            channel,
+        ):
+            operations = operations_pb2_grpc.OperationsStub(channel)
+            listed = await operations.ListOperations(operations_pb2.ListOperationsRequest(name="operations"))
+            assert list(listed.operations) == []
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await operations.GetOperation(
+                    operations_pb2.GetOperationRequest(name="operations/video-missing")
+                )
+            assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+    run_async(scenario())
+    assert config.operations_db(name).exists()
+
+
+def test_kmono_serve_has_a_subcommand_with_flags_per_service():
+    parser = argparse.ArgumentParser(prog="kmono")
+    register(parser.add_subparsers(dest="command"))
+    for name in SERVICE_NAMES:
+        args = parser.parse_args(["serve", name, "--port", "1234", "--max-concurrent-rpcs", "7"])
+        assert (args.service, args.port, args.max_concurrent_rpcs) == (name, 1234, 7)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "nonexistent"])
