@@ -1,0 +1,853 @@
+"""Lossless codecs of MaskSequence: COCO RLE JSON, PNG id frames, NPZ and the `kmono.common.v1` proto.
+
+    save(seq, "masks.json"); seq == load("masks.json")       # also .npz, .pb, .zip, a directory
+    data = dumps(seq, "npz"); seq == loads(data)              # bytes, e.g. MediaRef.inline_data
+
+Every round trip is exact (same pixels, same metadata, `==`). Formats, by extension:
+
+**.json: COCO RLE JSON** (`to_coco_dict` / `from_coco_dict`). Each frame lists its objects, each with a COCO
+segmentation that `pycocotools.mask.decode` reads as is and a COCO box [x, y, w, h]:
+
+    {"format": "kmono.mask_sequence", "version": 1,
+     "width": W, "height": H, "num_frames": T, "fps": 24.0,
+     "objects": [{"id": 1, "label": "dog", "score": 0.9}],
+     "frames": [{"frame_index": 0, "annotations": [
+         {"object_id": 1, "segmentation": {"size": [H, W], "counts": "<COCO compressed RLE>"},
+          "bbox": [x, y, w, h], "area": 412, "visibility": "visible", "score": 0.0}]}]}
+
+Objects absent from a frame are not listed there. A box-only annotation has `"segmentation": null`.
+Readers also accept uncompressed (`counts` as a list) and polygon segmentations. A COCO *video* annotation
+file (YouTube-VIS / OVIS layout: `videos`, `annotations` with per-frame `segmentations`, `categories`) is
+read by `load_coco_video` (and by `load` on a .json that has `videos`).
+
+**directory or .zip: PNG id frames** (`save_png_frames` / `load_png_frames`). One PNG per frame named
+`00000.png`, ... holding the id map: palette PNGs (mode P, the VOC/DAVIS palette of `palette.py`) when every
+id is <= 255, else 16-bit greyscale PNGs (ids <= 65535; more is an error). The sidecar `sequence.json` holds
+size, fps, objects, the frame file names and the per-frame data PNG cannot hold (scores, occlusion flags,
+box-only objects). A directory of PNGs without a sidecar (e.g. DAVIS annotations) loads with `fps=`.
+
+**.npz: NPZ** (`save_npz` / `load_npz`, compressed, no pickles). `meta`: a JSON string with format, version,
+width, height, num_frames, fps and objects (as in the JSON layout); the RLE bytes of every (frame, object)
+entry concatenated in `rle_data` (uint8) with `rle_offsets` (E + 1), and the entry table `entry_frame`,
+`entry_object`, `entry_kind` (0 mask, 1 box only), `entry_occluded`, `entry_score`, `entry_box` (E x 4:
+x0 y0 x1 y1, NaN for masks). An NPZ with a dense `id_maps` (T, H, W) array (plus `fps`, or `fps=`; optional
+`object_ids`, `object_labels`, `object_scores`) is also read.
+
+**.pb / .binpb: the proto** `kmono.common.v1.MaskSequence` serialized (`to_proto` / `from_proto`). RLE as the
+proto defines it: COCO column-major runs, compressed string in `compressed_counts` by default.
+
+Decoding validates everything that comes from outside (sizes, frame counts, ids, RLE run lengths) and raises
+ValueError naming the file part that is wrong.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import numpy as np
+from google.protobuf.message import DecodeError
+from kmono.common.v1 import media_pb2
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from libs.media import rle as _rle
+from libs.media.masks import (
+    BoundingBox,
+    MaskObject,
+    MaskSequence,
+    MaskSequenceBuilder,
+    OverlapPolicy,
+    Visibility,
+    check_object_id,
+)
+from libs.media.palette import voc_palette
+
+FORMAT = "kmono.mask_sequence"
+VERSION = 1
+PNG_SIDECAR = "sequence.json"
+PNG_FORMAT = "kmono.mask_sequence.png"
+
+Format = Literal["json", "npz", "pb", "zip"]
+_EXTENSIONS: dict[str, Format] = {".json": "json", ".npz": "npz", ".pb": "pb", ".binpb": "pb", ".zip": "zip"}
+StrPath = str | os.PathLike[str]
+
+
+# -- COCO RLE JSON ---------------------------------------------------------------------------------------
+
+
+def to_coco_dict(seq: MaskSequence) -> dict[str, Any]:
+    """The sequence in our COCO RLE JSON layout (see the module docstring); json.dumps-able."""
+    frames = []
+    for t in range(seq.num_frames):
+        annotations = []
+        for oid in seq.frame_object_ids(t):
+            counts = seq.rle_counts(t, oid)
+            box = seq.box(t, oid)
+            assert box is not None
+            ann: dict[str, Any] = {
+                "object_id": oid,
+                "segmentation": None
+                if counts is None
+                else {"size": [seq.height, seq.width], "counts": counts.decode("ascii")},
+                "bbox": _json_numbers(box.to_xywh()),
+                "area": seq.area(t, oid),
+                "visibility": seq.visibility(t, oid).name.lower(),
+                "score": seq.frame_score(t, oid),
+            }
+            annotations.append(ann)
+        frames.append({"frame_index": t, "annotations": annotations})
+    return {**_header(seq, FORMAT), "frames": frames}
+
+
+def from_coco_dict(data: Mapping[str, Any], *, on_overlap: OverlapPolicy = "error") -> MaskSequence:
+    """The sequence of a dict in our COCO RLE JSON layout (the inverse of `to_coco_dict`)."""
+    _check_header(data, FORMAT, "JSON")
+    width, height, num_frames = (
+        _int_field(data, "width"),
+        _int_field(data, "height"),
+        _int_field(data, "num_frames"),
+    )
+    frames = _field(data, "frames", list)
+    if len(frames) != num_frames:
+        raise ValueError(f"JSON: num_frames is {num_frames} but frames has {len(frames)} entries")
+    builder = MaskSequenceBuilder(width, height, _field(data, "fps", int | float), on_overlap=on_overlap)
+    for t, frame in enumerate(frames):
+        where = f"JSON frames[{t}]"
+        if not isinstance(frame, Mapping):
+            raise ValueError(f"{where} must be an object")
+        if frame.get("frame_index", t) != t:
+            raise ValueError(f"{where}: frame_index is {frame.get('frame_index')!r}, expected {t}")
+        masks: dict[int, np.ndarray] = {}
+        scores: dict[int, float] = {}
+        occluded: list[int] = []
+        boxes: dict[int, tuple[float, ...]] = {}
+        seen: set[int] = set()
+        for i, ann in enumerate(_field(frame, "annotations", list, where)):
+            here = f"{where}.annotations[{i}]"
+            if not isinstance(ann, Mapping):
+                raise ValueError(f"{here} must be an object")
+            oid = check_object_id(ann.get("object_id"), f"{here}.object_id")
+            if oid in seen:
+                raise ValueError(f"{here}: object {oid} appears twice in frame {t}")
+            seen.add(oid)
+            visibility = ann.get("visibility", "visible")
+            if visibility not in ("visible", "occluded", "absent"):
+                raise ValueError(f"{here}.visibility must be visible, occluded or absent, got {visibility!r}")
+            seg = ann.get("segmentation")
+            mask = None if seg is None else _segmentation_mask(seg, height, width, f"{here}.segmentation")
+            if visibility == "absent":
+                if mask is not None and mask.any():
+                    raise ValueError(f"{here}: visibility is absent but the segmentation is not empty")
+                continue
+            if mask is not None and mask.any():
+                masks[oid] = mask
+            elif ann.get("bbox") is not None:
+                boxes[oid] = BoundingBox.from_xywh(*_xywh(ann["bbox"], f"{here}.bbox"))
+            if "score" in ann:
+                scores[oid] = ann["score"]
+            if visibility == "occluded":
+                occluded.append(oid)
+        builder.add_frame(masks, scores=scores, occluded=occluded, boxes=boxes)
+    return builder.build(_objects_from_dicts(_field(data, "objects", list), "JSON objects"))
+
+
+def load_coco_video(
+    source: StrPath | Mapping[str, Any],
+    *,
+    video_id: int | None = None,
+    fps: float | None = None,
+    on_overlap: OverlapPolicy = "error",
+) -> MaskSequence:
+    """One video of a COCO video-style annotation file (YouTube-VIS / OVIS layout) as a MaskSequence.
+
+    Each annotation (one object track with per-frame `segmentations`, null where absent) becomes an object
+    with ids renumbered 1..N in file order, labelled with its category name, scored by its `score` (results
+    files) or 1. `video_id` picks the video when the file has several. fps: the argument, else the video's
+    `fps` field; these files usually have none, so pass it (YouTube-VIS annotates every 5th frame of
+    30 fps video: 6).
+    """
+    data = _read_json(source) if not isinstance(source, Mapping) else source
+    name = source if not isinstance(source, Mapping) else "COCO video dict"
+    videos = _field(data, "videos", list, str(name))
+    if video_id is None:
+        if len(videos) != 1:
+            ids = [v.get("id") for v in videos if isinstance(v, Mapping)]
+            raise ValueError(f"{name}: has {len(videos)} videos {ids}; pass video_id= to choose one")
+        video = videos[0]
+    else:
+        matches = [v for v in videos if isinstance(v, Mapping) and v.get("id") == video_id]
+        if not matches:
+            ids = [v.get("id") for v in videos if isinstance(v, Mapping)]
+            raise ValueError(f"{name}: no video with id {video_id}; ids are {ids}")
+        video = matches[0]
+    vid = video.get("id")
+    width, height = (
+        _int_field(video, "width", f"{name} video {vid}"),
+        _int_field(video, "height", f"{name} video {vid}"),
+    )
+    if fps is None:
+        fps = video.get("fps")
+        if fps is None:
+            raise ValueError(f"{name}: video {vid} has no fps field; pass fps= (YouTube-VIS annotations: 6)")
+    categories = {
+        c.get("id"): str(c.get("name", c.get("id")))
+        for c in data.get("categories", [])
+        if isinstance(c, Mapping)
+    }
+    annotations = [
+        a
+        for a in _field(data, "annotations", list, str(name))
+        if isinstance(a, Mapping) and a.get("video_id") == vid
+    ]
+    num_frames = (
+        video.get("length")
+        or len(video.get("file_names", ()))
+        or max((len(a.get("segmentations", ())) for a in annotations), default=0)
+    )
+    if not num_frames:
+        raise ValueError(f"{name}: video {vid} has no frames (no length, file_names or segmentations)")
+    objects = []
+    tracks = []
+    for i, ann in enumerate(annotations, start=1):
+        where = f"{name}: annotation {ann.get('id', i)}"
+        segs = ann.get("segmentations")
+        if not isinstance(segs, list) or len(segs) != num_frames:
+            raise ValueError(f"{where}: segmentations must be a list of {num_frames} entries (one per frame)")
+        bboxes = ann.get("bboxes") or [None] * num_frames
+        label = categories.get(ann.get("category_id"), str(ann.get("category_id", "")))
+        objects.append(MaskObject(i, label, ann.get("score", 1.0)))
+        tracks.append((i, segs, bboxes, where))
+    builder = MaskSequenceBuilder(width, height, fps, on_overlap=on_overlap)
+    for t in range(num_frames):
+        masks: dict[int, np.ndarray] = {}
+        boxes: dict[int, BoundingBox] = {}
+        for oid, segs, bboxes, where in tracks:
+            seg = segs[t]
+            mask = None if seg is None else _segmentation_mask(seg, height, width, f"{where} frame {t}")
+            if mask is not None and mask.any():
+                masks[oid] = mask
+            elif t < len(bboxes) and bboxes[t] is not None:
+                boxes[oid] = BoundingBox.from_xywh(*_xywh(bboxes[t], f"{where} bboxes[{t}]"))
+        builder.add_frame(masks, boxes=boxes)
+    return builder.build(objects)
+
+
+def _segmentation_mask(seg: Any, height: int, width: int, where: str) -> np.ndarray:
+    """A COCO segmentation (compressed or uncompressed RLE dict, or polygons) as an (H, W) bool mask."""
+    if isinstance(seg, Mapping):
+        size = seg.get("size")
+        if list(size or ()) != [height, width]:
+            raise ValueError(f"{where}: size is {size!r}, expected [height, width] = [{height}, {width}]")
+        counts = seg.get("counts")
+        if not isinstance(counts, str | bytes | list):
+            raise ValueError(
+                f"{where}: counts must be a string or a list of run lengths, got {type(counts).__name__}"
+            )
+        try:
+            return _rle.decode_untrusted(counts, height, width)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+    if isinstance(seg, list) and all(isinstance(p, list) for p in seg):
+        if not seg:
+            return np.zeros((height, width), dtype=bool)
+        if any(len(p) < 6 or len(p) % 2 for p in seg):
+            raise ValueError(f"{where}: polygons need an even number (>= 6) of coordinates")
+        rles = mask_utils.frPyObjects([[float(v) for v in p] for p in seg], height, width)
+        return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    raise ValueError(f"{where}: expected an RLE object or a list of polygons, got {type(seg).__name__}")
+
+
+# -- proto -------------------------------------------------------------------------------------------------
+
+
+def to_proto(seq: MaskSequence, *, compressed: bool = True) -> media_pb2.MaskSequence:
+    """The sequence as `kmono.common.v1.MaskSequence`; RLE in `compressed_counts` (or `counts` if not compressed)."""
+    msg = media_pb2.MaskSequence(width=seq.width, height=seq.height, num_frames=seq.num_frames, fps=seq.fps)
+    for obj in seq.objects:
+        msg.objects.add(id=obj.id, label=obj.label, score=obj.score)
+    for t in range(seq.num_frames):
+        frame = msg.frames.add(frame_index=t)
+        for oid in seq.frame_object_ids(t):
+            box = seq.box(t, oid)
+            assert box is not None
+            om = frame.object_masks.add(
+                object_id=oid,
+                box=media_pb2.BoundingBox(x0=box.x0, y0=box.y0, x1=box.x1, y1=box.y1),
+                visibility=int(seq.visibility(t, oid)),
+                score=seq.frame_score(t, oid),
+            )
+            counts = seq.rle_counts(t, oid)
+            if counts is not None:
+                om.rle.height, om.rle.width = seq.height, seq.width
+                if compressed:
+                    om.rle.compressed_counts = counts
+                else:
+                    om.rle.counts.extend(_rle.counts_from_string(counts))
+    return msg
+
+
+def from_proto(msg: media_pb2.MaskSequence, *, on_overlap: OverlapPolicy = "error") -> MaskSequence:
+    """The MaskSequence of a `kmono.common.v1.MaskSequence`, validated (ValueError names the bad field).
+
+    A mask's `box` is recomputed from its RLE; the proto box is used only when `rle` is unset (or empty).
+    VISIBILITY_UNSPECIFIED reads as visible; VISIBILITY_ABSENT entries must be empty and are dropped.
+    """
+    if not isinstance(msg, media_pb2.MaskSequence):
+        raise ValueError(f"expected a kmono.common.v1.MaskSequence, got {type(msg).__name__}")
+    width, height, num_frames = msg.width, msg.height, msg.num_frames
+    for name, value in (("width", width), ("height", height), ("num_frames", num_frames)):
+        if value <= 0:
+            raise ValueError(f"MaskSequence.{name} must be > 0, got {value}")
+    if len(msg.frames) != num_frames:
+        raise ValueError(f"MaskSequence.num_frames is {num_frames} but it has {len(msg.frames)} frames")
+    objects = [MaskObject(o.id, o.label, o.score) for o in msg.objects]
+    builder = MaskSequenceBuilder(width, height, msg.fps, on_overlap=on_overlap)
+    for t, frame in enumerate(msg.frames):
+        if frame.frame_index != t:
+            raise ValueError(f"MaskSequence.frames[{t}].frame_index is {frame.frame_index}, expected {t}")
+        masks: dict[int, np.ndarray] = {}
+        scores: dict[int, float] = {}
+        occluded: list[int] = []
+        boxes: dict[int, BoundingBox] = {}
+        seen: set[int] = set()
+        for i, om in enumerate(frame.object_masks):
+            where = f"MaskSequence.frames[{t}].object_masks[{i}]"
+            oid = check_object_id(om.object_id, f"{where}.object_id")
+            if oid in seen:
+                raise ValueError(f"{where}: object {oid} has two masks in frame {t}")
+            seen.add(oid)
+            mask = _proto_rle_mask(om.rle, height, width, f"{where}.rle") if om.HasField("rle") else None
+            if om.visibility == media_pb2.VISIBILITY_ABSENT:
+                if mask is not None and mask.any():
+                    raise ValueError(f"{where}: visibility is VISIBILITY_ABSENT but the mask is not empty")
+                continue
+            if mask is not None and mask.any():
+                masks[oid] = mask
+            elif om.HasField("box"):
+                boxes[oid] = BoundingBox(om.box.x0, om.box.y0, om.box.x1, om.box.y1)
+            else:
+                continue
+            scores[oid] = om.score
+            if om.visibility == media_pb2.VISIBILITY_OCCLUDED:
+                occluded.append(oid)
+        builder.add_frame(masks, scores=scores, occluded=occluded, boxes=boxes)
+    return builder.build(objects)
+
+
+def _proto_rle_mask(rle: media_pb2.RleMask, height: int, width: int, where: str) -> np.ndarray:
+    if (rle.height, rle.width) != (height, width):
+        raise ValueError(
+            f"{where}: size is {rle.height}x{rle.width} (HxW), expected the sequence's {height}x{width}"
+        )
+    if rle.counts and rle.compressed_counts:
+        raise ValueError(f"{where}: set exactly one of counts and compressed_counts, got both")
+    if not rle.counts and not rle.compressed_counts:
+        raise ValueError(f"{where}: set exactly one of counts and compressed_counts, got neither")
+    try:
+        return _rle.decode_untrusted(rle.compressed_counts or list(rle.counts), height, width)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+# -- NPZ ---------------------------------------------------------------------------------------------------
+
+
+def save_npz(seq: MaskSequence, file: StrPath | IO[bytes]) -> None:
+    """Write the sequence as a compressed NPZ of RLE entries (see the module docstring)."""
+    frame_idx, object_idx, kinds, occluded, scores, boxes, offsets = [], [], [], [], [], [], [0]
+    payload = bytearray()
+    for t in range(seq.num_frames):
+        for oid in seq.frame_object_ids(t):
+            counts = seq.rle_counts(t, oid)
+            frame_idx.append(t)
+            object_idx.append(oid)
+            kinds.append(0 if counts is not None else 1)
+            occluded.append(seq.visibility(t, oid) == Visibility.OCCLUDED)
+            scores.append(seq.frame_score(t, oid))
+            box = seq.box(t, oid)
+            boxes.append(box if counts is None else (np.nan,) * 4)
+            payload += counts or b""
+            offsets.append(len(payload))
+    np.savez_compressed(
+        file,
+        meta=np.array(json.dumps(_header(seq, FORMAT))),
+        entry_frame=np.array(frame_idx, dtype=np.int64),
+        entry_object=np.array(object_idx, dtype=np.int64),
+        entry_kind=np.array(kinds, dtype=np.uint8),
+        entry_occluded=np.array(occluded, dtype=bool),
+        entry_score=np.array(scores, dtype=np.float64),
+        entry_box=np.array(boxes, dtype=np.float64).reshape(-1, 4),
+        rle_offsets=np.array(offsets, dtype=np.int64),
+        rle_data=np.frombuffer(bytes(payload), dtype=np.uint8),
+    )
+
+
+def load_npz(file: StrPath | IO[bytes], *, fps: float | None = None) -> MaskSequence:
+    """Read an NPZ written by `save_npz`, or one holding a dense `id_maps` (T, H, W) array (fps from the file or `fps=`)."""
+    try:
+        npz = np.load(file, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{_describe(file)} is not a readable NPZ file: {e}") from None
+    with npz:
+        if "id_maps" in npz.files:
+            return _load_dense_npz(npz, fps, _describe(file))
+        return _load_rle_npz(npz, _describe(file))
+
+
+def _load_dense_npz(npz: Any, fps: float | None, name: str) -> MaskSequence:
+    if fps is None:
+        if "fps" not in npz.files:
+            raise ValueError(f"{name}: has id_maps but no fps array; pass fps=")
+        fps = float(npz["fps"])
+    objects = None
+    if "object_ids" in npz.files:
+        ids = npz["object_ids"]
+        labels = npz["object_labels"] if "object_labels" in npz.files else [""] * len(ids)
+        scores = npz["object_scores"] if "object_scores" in npz.files else [1.0] * len(ids)
+        objects = [
+            MaskObject(int(i), str(label), float(s)) for i, label, s in zip(ids, labels, scores, strict=True)
+        ]
+    id_maps = npz["id_maps"]
+    if id_maps.ndim != 3:
+        raise ValueError(f"{name}: id_maps must be (T, H, W), got shape {id_maps.shape}")
+    return MaskSequence.from_id_maps(id_maps, objects, fps)
+
+
+def _load_rle_npz(npz: Any, name: str) -> MaskSequence:
+    required = (
+        "meta entry_frame entry_object entry_kind entry_occluded entry_score entry_box rle_offsets rle_data"
+    )
+    missing = [k for k in required.split() if k not in npz.files]
+    if missing:
+        raise ValueError(f"{name}: not a mask sequence NPZ, missing arrays {missing} (and no id_maps array)")
+    try:
+        meta = json.loads(str(npz["meta"]))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{name}: the meta array is not valid JSON: {e}") from None
+    where = f"{name} meta"
+    _check_header(meta, FORMAT, where)
+    width, height = _int_field(meta, "width", where), _int_field(meta, "height", where)
+    num_frames = _int_field(meta, "num_frames", where)
+    objects = _objects_from_dicts(_field(meta, "objects", list, where), f"{where} objects")
+    frame_idx, object_idx, kinds = npz["entry_frame"], npz["entry_object"], npz["entry_kind"]
+    occluded, scores, boxes = npz["entry_occluded"], npz["entry_score"], npz["entry_box"]
+    offsets, payload = npz["rle_offsets"], npz["rle_data"].tobytes()
+    n = len(frame_idx)
+    for key, arr in (
+        ("entry_object", object_idx),
+        ("entry_kind", kinds),
+        ("entry_occluded", occluded),
+        ("entry_score", scores),
+        ("entry_box", boxes),
+    ):
+        if len(arr) != n:
+            raise ValueError(f"{name}: {key} has {len(arr)} entries, entry_frame has {n}")
+    if (
+        len(offsets) != n + 1
+        or offsets[0] != 0
+        or offsets[-1] != len(payload)
+        or np.any(np.diff(offsets) < 0)
+    ):
+        raise ValueError(f"{name}: rle_offsets do not describe rle_data")
+    if n and (np.any(np.diff(frame_idx) < 0) or frame_idx[0] < 0 or frame_idx[-1] >= num_frames):
+        raise ValueError(f"{name}: entry_frame must be ascending frame indices in [0, {num_frames})")
+    builder = MaskSequenceBuilder(width, height, _field(meta, "fps", int | float, where))
+    bounds = np.searchsorted(frame_idx, np.arange(num_frames + 1))
+    for t in range(num_frames):
+        masks: dict[int, np.ndarray] = {}
+        boxes_t: dict[int, tuple[float, ...]] = {}
+        scores_t: dict[int, float] = {}
+        occluded_t: list[int] = []
+        for e in range(bounds[t], bounds[t + 1]):
+            oid = check_object_id(int(object_idx[e]), f"{name}: entry_object[{e}]")
+            if oid in masks or oid in boxes_t:
+                raise ValueError(f"{name}: object {oid} has two entries in frame {t}")
+            if kinds[e] == 0:
+                try:
+                    masks[oid] = _rle.decode_untrusted(payload[offsets[e] : offsets[e + 1]], height, width)
+                except ValueError as err:
+                    raise ValueError(f"{name}: entry {e} (frame {t}, object {oid}): {err}") from None
+            else:
+                boxes_t[oid] = tuple(float(v) for v in boxes[e])
+            scores_t[oid] = float(scores[e])
+            if occluded[e]:
+                occluded_t.append(oid)
+        builder.add_frame(masks, scores=scores_t, occluded=occluded_t, boxes=boxes_t)
+    return builder.build(objects)
+
+
+# -- PNG id frames -------------------------------------------------------------------------------------------
+
+
+def save_png_frames(seq: MaskSequence, path: StrPath | IO[bytes]) -> None:
+    """Write one PNG id map per frame plus `sequence.json` into a directory, or into a zip (a path ending in
+    .zip, or a binary file object)."""
+    high = max(
+        (
+            oid
+            for t in range(seq.num_frames)
+            for oid in seq.frame_object_ids(t)
+            if seq.rle_counts(t, oid) is not None
+        ),
+        default=0,
+    )
+    if high > 65535:
+        raise ValueError(f"PNG id frames hold ids up to 65535 (16-bit); this sequence has masks of id {high}")
+    digits = max(5, len(str(seq.num_frames - 1)))
+    names = [f"{t:0{digits}d}.png" for t in range(seq.num_frames)]
+    sidecar = json.dumps(_png_sidecar(seq, names), indent=1).encode()
+    pngs = zip(names, _png_frames(seq, palette=high <= 255), strict=True)
+    if isinstance(path, str | os.PathLike) and Path(path).suffix.lower() != ".zip":
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        for name, png in pngs:
+            (root / name).write_bytes(png)
+        (root / PNG_SIDECAR).write_bytes(sidecar)
+        return
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:  # PNGs are already compressed
+        for name, png in pngs:
+            zf.writestr(name, png)
+        zf.writestr(PNG_SIDECAR, sidecar)
+
+
+def load_png_frames(path: StrPath | IO[bytes], *, fps: float | None = None) -> MaskSequence:
+    """Read PNG id frames from a directory or zip (with `sequence.json`, or PNGs only plus `fps=`)."""
+    if isinstance(path, str | os.PathLike) and Path(path).is_dir():
+        root = Path(path)
+        names = [p.name for p in root.iterdir() if p.is_file()]
+        return _load_png(_PngSource(str(root), lambda name: (root / name).read_bytes(), names), fps)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ValueError(
+            f"{_describe(path)} is neither a directory nor a readable zip of PNG frames: {e}"
+        ) from None
+    with zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        # Zips made by hand often wrap the frames in one folder: read the files relative to it.
+        tops = {n.split("/", 1)[0] for n in names}
+        prefix = f"{tops.pop()}/" if len(tops) == 1 and all("/" in n for n in names) else ""
+        names = [n[len(prefix) :] for n in names]
+        return _load_png(_PngSource(_describe(path), lambda name: zf.read(prefix + name), names), fps)
+
+
+@dataclass(frozen=True)
+class _PngSource:
+    name: str  # for error messages
+    read: Callable[[str], bytes]
+    names: list[str]
+
+
+def _png_sidecar(seq: MaskSequence, names: list[str]) -> dict[str, Any]:
+    frame_data = []
+    for t in range(seq.num_frames):
+        for oid in seq.frame_object_ids(t):
+            item: dict[str, Any] = {}
+            if seq.rle_counts(t, oid) is None:
+                item["box"] = _json_numbers(seq.box(t, oid) or ())
+            if seq.frame_score(t, oid):
+                item["score"] = seq.frame_score(t, oid)
+            if seq.visibility(t, oid) == Visibility.OCCLUDED:
+                item["occluded"] = True
+            if item:
+                frame_data.append({"frame_index": t, "object_id": oid, **item})
+    return {
+        **_header(seq, PNG_FORMAT),
+        "frame_files": names,
+        "frame_data": frame_data,
+    }
+
+
+def _png_frames(seq: MaskSequence, *, palette: bool) -> Iterator[bytes]:
+    flat_palette = voc_palette().reshape(-1).tolist()
+    for id_map in seq.iter_id_maps():
+        if palette:
+            image = Image.fromarray(id_map.astype(np.uint8))  # mode L
+            image.putpalette(flat_palette)  # L -> P, same indices
+        else:
+            image = Image.fromarray(id_map.astype(np.uint16))  # mode I;16
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        yield buffer.getvalue()
+
+
+def _read_png_id_map(data: bytes, where: str) -> np.ndarray:
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Exception as e:  # PIL raises many types for broken files
+        raise ValueError(f"{where}: not a readable PNG: {e}") from None
+    if image.mode in ("P", "L", "1"):
+        return np.asarray(image).astype(np.int32)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return np.asarray(image).astype(np.int32)
+    raise ValueError(
+        f"{where}: PNG mode {image.mode} is not an id map; use palette (P), 8-bit or 16-bit greyscale"
+    )
+
+
+def _load_png(src: _PngSource, fps: float | None) -> MaskSequence:
+    if PNG_SIDECAR not in src.names:
+        pngs = sorted((n for n in src.names if n.lower().endswith(".png")), key=_natural_key)
+        if not pngs:
+            raise ValueError(f"{src.name}: no PNG frames and no {PNG_SIDECAR}")
+        if fps is None:
+            raise ValueError(f"{src.name}: has no {PNG_SIDECAR}; pass fps= to read bare PNG frames")
+        id_maps = (_read_png_id_map(src.read(n), f"{src.name}/{n}") for n in pngs)
+        return MaskSequence.from_id_maps(id_maps, None, fps)
+    try:
+        meta = json.loads(src.read(PNG_SIDECAR))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{src.name}/{PNG_SIDECAR}: not valid JSON: {e}") from None
+    where = f"{src.name}/{PNG_SIDECAR}"
+    _check_header(meta, PNG_FORMAT, where)
+    width, height, num_frames = (
+        _int_field(meta, "width", where),
+        _int_field(meta, "height", where),
+        _int_field(meta, "num_frames", where),
+    )
+    names = _field(meta, "frame_files", list, where)
+    if len(names) != num_frames:
+        raise ValueError(f"{where}: num_frames is {num_frames} but frame_files has {len(names)} names")
+    missing = [n for n in names if n not in src.names]
+    if missing:
+        raise ValueError(f"{src.name}: frame files {missing[:5]} listed in {PNG_SIDECAR} are missing")
+    extras: dict[int, dict[int, Mapping[str, Any]]] = {}
+    for i, item in enumerate(_field(meta, "frame_data", list, where)):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"{where}: frame_data[{i}] must be an object")
+        t = item.get("frame_index")
+        if not isinstance(t, int) or not 0 <= t < num_frames:
+            raise ValueError(f"{where}: frame_data[{i}].frame_index must be in [0, {num_frames}), got {t!r}")
+        oid = check_object_id(item.get("object_id"), f"{where}: frame_data[{i}].object_id")
+        extras.setdefault(t, {})[oid] = item
+    builder = MaskSequenceBuilder(
+        width, height, fps if fps is not None else _field(meta, "fps", int | float, where)
+    )
+    for t, name in enumerate(names):
+        id_map = _read_png_id_map(src.read(name), f"{src.name}/{name}")
+        if id_map.shape != (height, width):
+            raise ValueError(
+                f"{src.name}/{name}: is {id_map.shape[1]}x{id_map.shape[0]}, expected {width}x{height}"
+            )
+        frame_extras = extras.get(t, {})
+        boxes = {oid: item["box"] for oid, item in frame_extras.items() if "box" in item}
+        scores = {oid: item["score"] for oid, item in frame_extras.items() if "score" in item}
+        occluded = [oid for oid, item in frame_extras.items() if item.get("occluded")]
+        builder.add_frame(id_map, scores=scores, occluded=occluded, boxes=boxes)
+    return builder.build(_objects_from_dicts(_field(meta, "objects", list, where), f"{where} objects"))
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+# -- save / load / dumps / loads --------------------------------------------------------------------------
+
+
+def save(seq: MaskSequence, path: StrPath) -> None:
+    """Write `seq` in the format of `path`'s extension: .json, .npz, .pb/.binpb, .zip (PNG), or a directory (PNG).
+
+    A path with no extension (or an existing directory) is a directory of PNG id frames.
+    """
+    if not isinstance(seq, MaskSequence):
+        raise ValueError(f"save expects a MaskSequence, got {type(seq).__name__}")
+    fmt = _format_of(path)
+    path = Path(path)
+    if fmt in ("dir", "zip"):
+        save_png_frames(seq, path)
+    else:
+        path.write_bytes(dumps(seq, fmt))
+
+
+def load(path: StrPath, *, fps: float | None = None, on_overlap: OverlapPolicy = "error") -> MaskSequence:
+    """Read a mask sequence saved by `save` (dispatching on the extension like `save`).
+
+    `fps` is only needed for files that carry none (bare PNG directories, COCO video files, dense NPZ);
+    a .json with `videos` is read as a COCO video annotation file (see `load_coco_video`).
+    """
+    fmt = _format_of(path)
+    path = Path(path)
+    if fmt == "dir":
+        if not path.is_dir():
+            raise FileNotFoundError(f"no mask sequence directory at {path}")
+        return load_png_frames(path, fps=fps)
+    if not path.is_file():
+        raise FileNotFoundError(f"no mask sequence file at {path}")
+    if fmt == "json":
+        data = _read_json(path)
+        if "videos" in data and "annotations" in data:
+            return _with_name(path, lambda: load_coco_video(data, fps=fps, on_overlap=on_overlap))
+        return _with_name(path, lambda: from_coco_dict(data, on_overlap=on_overlap))
+    if fmt == "zip":
+        return load_png_frames(path, fps=fps)
+    if fmt == "npz":
+        return load_npz(path, fps=fps)
+    return _with_name(path, lambda: loads(path.read_bytes(), "pb"))
+
+
+def dumps(seq: MaskSequence, format: Format) -> bytes:
+    """The bytes of `seq` in one format: "json", "npz", "pb" (serialized proto) or "zip" (PNG id frames)."""
+    if format == "json":
+        return json.dumps(to_coco_dict(seq), separators=(",", ":")).encode()
+    if format == "pb":
+        return to_proto(seq).SerializeToString()
+    buffer = io.BytesIO()
+    if format == "npz":
+        save_npz(seq, buffer)
+    elif format == "zip":
+        save_png_frames(seq, buffer)
+    else:
+        raise ValueError(f"unknown mask sequence format {format!r}; expected one of json, npz, pb, zip")
+    return buffer.getvalue()
+
+
+def loads(data: bytes, format: Format | None = None, *, fps: float | None = None) -> MaskSequence:
+    """A mask sequence from bytes; `format` None sniffs it (JSON, NPZ, PNG zip, else serialized proto)."""
+    if format is None:
+        format = _sniff(data)
+    if format == "json":
+        try:
+            obj = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"mask sequence JSON is not valid JSON: {e}") from None
+        if isinstance(obj, Mapping) and "videos" in obj:
+            return load_coco_video(obj, fps=fps)
+        return from_coco_dict(obj)
+    if format == "npz":
+        return load_npz(io.BytesIO(data), fps=fps)
+    if format == "zip":
+        return load_png_frames(io.BytesIO(data), fps=fps)
+    if format == "pb":
+        try:
+            msg = media_pb2.MaskSequence.FromString(data)
+        except DecodeError as e:
+            raise ValueError(f"not a serialized kmono.common.v1.MaskSequence: {e}") from None
+        return from_proto(msg)
+    raise ValueError(f"unknown mask sequence format {format!r}; expected one of json, npz, pb, zip")
+
+
+def _sniff(data: bytes) -> Format:
+    head = data[:64].lstrip()
+    if head.startswith(b"{"):
+        return "json"
+    if data.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                names = zf.namelist()
+        except zipfile.BadZipFile:
+            return "pb"
+        return "npz" if any(n.endswith(".npy") for n in names) else "zip"
+    return "pb"
+
+
+def _format_of(raw: StrPath) -> Format | Literal["dir"]:
+    path = Path(raw)
+    if os.fspath(raw).endswith(("/", os.sep)) or path.is_dir():
+        return "dir"
+    suffix = path.suffix.lower()
+    if suffix in _EXTENSIONS:
+        return _EXTENSIONS[suffix]
+    if suffix == "":
+        return "dir"
+    raise ValueError(
+        f"unknown mask sequence extension {path.suffix!r} in {path}; use .json (COCO RLE), .npz, .pb/.binpb "
+        "(proto), .zip or a directory (PNG id frames)"
+    )
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _with_name(path: Path, fn: Any) -> MaskSequence:
+    try:
+        return fn()
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def _read_json(path: StrPath) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from None
+
+
+def _describe(file: Any) -> str:
+    return str(file) if isinstance(file, str | os.PathLike) else f"<{type(file).__name__}>"
+
+
+def _check_header(data: Any, expected: str, where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a JSON object at the top level, got {type(data).__name__}")
+    if data.get("format") != expected:
+        raise ValueError(f"{where}: format is {data.get('format')!r}, expected {expected!r}")
+    if data.get("version") != VERSION:
+        raise ValueError(
+            f"{where}: version {data.get('version')!r} is not supported (this reader knows {VERSION})"
+        )
+
+
+def _field(data: Mapping[str, Any], key: str, kind: Any, where: str = "JSON") -> Any:
+    if key not in data:
+        raise ValueError(f"{where}: missing field {key!r}")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _int_field(data: Mapping[str, Any], key: str, where: str = "JSON") -> int:
+    return _field(data, key, int, where)
+
+
+def _xywh(box: Any, where: str) -> tuple[float, float, float, float]:
+    if not isinstance(box, list | tuple) or len(box) != 4:
+        raise ValueError(f"{where}: expected [x, y, w, h], got {box!r}")
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: expected four numbers [x, y, w, h], got {box!r}") from None
+    return x, y, w, h
+
+
+def _header(seq: MaskSequence, fmt: str) -> dict[str, Any]:
+    return {
+        "format": fmt,
+        "version": VERSION,
+        "width": seq.width,
+        "height": seq.height,
+        "num_frames": seq.num_frames,
+        "fps": seq.fps,
+        "objects": [_object_dict(o) for o in seq.objects],
+    }
+
+
+def _object_dict(obj: MaskObject) -> dict[str, Any]:
+    return {"id": obj.id, "label": obj.label, "score": obj.score}
+
+
+def _objects_from_dicts(items: list[Any], where: str) -> list[MaskObject]:
+    objects = []
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ValueError(f"{where}[{i}] must be an object")
+        try:
+            objects.append(MaskObject(item.get("id"), item.get("label", ""), item.get("score", 1.0)))
+        except ValueError as e:
+            raise ValueError(f"{where}[{i}]: {e}") from None
+    return objects
+
+
+def _json_numbers(values: Any) -> list[int | float]:
+    """Box coordinates as ints where they are whole (mask boxes), floats otherwise (detector boxes)."""
+    return [int(v) if float(v).is_integer() else float(v) for v in values]

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+
+from libs.media import (
+    VideoDecodeError,
+    encode_video,
+    iter_video_frames,
+    probe_video,
+    read_video,
+    write_video,
+)
+from libs.media.video import h264_encoder
+
+
+def smooth_video(t=12, h=48, w=64):
+    """A slowly drifting colour gradient: easy for any codec, so pixel errors stay small."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    frames = [
+        np.stack([(xx * 3 + 4 * i) % 256, yy * 4, np.full_like(xx, 96 + 4 * i)], axis=-1) for i in range(t)
+    ]
+    return np.stack(frames).astype(np.uint8)
+
+
+def test_bundled_ffmpeg_has_libx264():
+    assert h264_encoder() == "libx264"
+
+
+def test_mp4_write_then_read(tmp_path):
+    frames = smooth_video()
+    path = tmp_path / "clip.mp4"
+    write_video(path, frames, fps=8)
+    info = probe_video(path)
+    assert (info.num_frames, info.width, info.height, info.fps, info.codec) == (12, 64, 48, 8.0, "h264")
+    assert info.duration == pytest.approx(1.5)
+    video = read_video(path)
+    assert video.frames.shape == frames.shape and video.frames.dtype == np.uint8 and video.fps == 8.0
+    assert np.abs(video.frames.astype(int) - frames).mean() < 3.0
+    part = read_video(str(path), max_frames=4, start=5)
+    np.testing.assert_array_equal(part.frames, video.frames[5:9])
+    streamed = list(iter_video_frames(path, start=10))
+    assert len(streamed) == 2 and np.array_equal(streamed[1], video.frames[11])
+
+
+def test_odd_sizes_are_padded_and_bytes_round_trip():
+    frames = smooth_video(t=3, h=33, w=47)
+    data = encode_video(iter(frames), fps=29.97)  # an iterable streams
+    assert data[4:8] == b"ftyp" and data.find(b"moov") < data.find(b"mdat")  # +faststart
+    video = read_video(data)
+    assert video.frames.shape == (3, 34, 48, 3) and video.fps == pytest.approx(29.97)
+    assert np.abs(video.frames[:, :33, :47].astype(int) - frames).mean() < 4.0
+
+
+def test_gif_writes(tmp_path):
+    frames = smooth_video(t=5, h=20, w=30)
+    write_video(tmp_path / "clip.gif", frames, fps=10)
+    info = probe_video(tmp_path / "clip.gif")
+    assert (info.num_frames, info.width, info.height, info.codec) == (5, 30, 20, "gif")
+    back = read_video(tmp_path / "clip.gif")
+    assert back.frames.shape == frames.shape and back.fps == pytest.approx(10, rel=0.05)
+    assert np.abs(back.frames.astype(int) - frames).mean() < 6.0
+    static = np.repeat(frames[:1], 4, axis=0)  # identical frames are kept, not merged
+    assert probe_video(encode_video(static, fps=5, format="gif")).num_frames == 4
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a video" * 20, bytes(range(256)) * 8])
+def test_garbage_and_empty_input_raise_video_decode_error(tmp_path, content):
+    path = tmp_path / "broken.mp4"
+    path.write_bytes(content)
+    for reader in (read_video, probe_video, iter_video_frames):
+        with pytest.raises(VideoDecodeError, match=r"cannot read video file '.*broken.mp4'") as info:
+            reader(path)
+        assert isinstance(info.value, ValueError)
+        with pytest.raises(VideoDecodeError, match=r"cannot read video bytes \(\d+ bytes\)"):
+            reader(content)
+
+
+def test_truncated_mp4_raises_video_decode_error():
+    data = encode_video(smooth_video(t=4), fps=8)
+    with pytest.raises(VideoDecodeError):
+        read_video(data[: len(data) // 3])
+
+
+def test_read_errors():
+    data = encode_video(smooth_video(t=3), fps=8)
+    with pytest.raises(ValueError, match="start=5 is past the last frame"):
+        read_video(data, start=5)
+    with pytest.raises(ValueError, match="max_frames must be a positive integer"):
+        read_video(data, max_frames=0)
+    with pytest.raises(FileNotFoundError):
+        read_video("/nonexistent/video.mp4")
+
+
+def test_write_errors(tmp_path):
+    frames = smooth_video(t=2, h=8, w=8)
+    with pytest.raises(ValueError, match=r"unknown extension '\.avi'"):
+        write_video(tmp_path / "x.avi", frames, fps=8)
+    with pytest.raises(ValueError, match="fps must be a positive number"):
+        write_video(tmp_path / "x.mp4", frames, fps=0)
+    with pytest.raises(ValueError, match="frame 0 must be uint8, got float32"):
+        write_video(tmp_path / "x.mp4", frames.astype(np.float32), fps=8)
+    with pytest.raises(ValueError, match=r"frame 1 is 6x8, frame 0 is 8x8"):
+        write_video(tmp_path / "x.mp4", [frames[0], frames[1][:, :6]], fps=8)
+    with pytest.raises(ValueError, match="no frames to write"):
+        write_video(tmp_path / "x.mp4", [], fps=8)
+    assert not (tmp_path / "x.mp4").exists()  # no half-written files
