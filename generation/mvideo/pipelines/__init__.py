@@ -1,0 +1,17 @@
+"""MVideo pipelines: the mask-conditioned CogVideoX pipeline and the Wan2.1-VACE engine with the same surface."""
+
+from generation.mvideo.pipelines.pipeline_mvideo import (
+    MVideoPipeline,
+    MVideoPipelineOutput,
+    guidance_weights,
+    mask_window_steps,
+)
+from generation.mvideo.pipelines.pipeline_vace import MaskGuidedVACEPipeline
+
+__all__ = [
+    "MVideoPipeline",
+    "MVideoPipelineOutput",
+    "MaskGuidedVACEPipeline",
+    "guidance_weights",
+    "mask_window_steps",
+]
