@@ -1,9 +1,11 @@
 """`make demo`: start every service as its own process, check each one over gRPC, shut them down cleanly.
 
-Each service runs exactly as an operator would run it (`python -m services.<name>`) on a free loopback port.
-The check asks grpc.health.v1 for the service's own name, lists services through reflection, and calls one
-RPC to show the error a client gets while the engine is not built (UNIMPLEMENTED, naming the engine). Then
-SIGTERM: every process must turn NOT_SERVING, drain and exit 0 within its grace period.
+Each service runs exactly as an operator would run it (`python -m services.<name>`) on a free loopback port
+(masks with its tiny random extractor models, `--tiny-models`: nothing is downloaded). The check asks
+grpc.health.v1 for the service's own name, lists services through reflection, and calls one RPC: OK for a
+service whose engine is built (masks draws a small procedural mask sequence), else the error a client gets
+while the engine is not built (UNIMPLEMENTED, naming the engine). Then SIGTERM: every process must turn
+NOT_SERVING, drain and exit 0 within its grace period.
 """
 
 from __future__ import annotations
@@ -46,11 +48,37 @@ PROBE_CALLS = {
         "CreateVideo",
         video_pb2.CreateVideoRequest(prompt="hi"),
     ),
-    "masks": (masks_pb2_grpc.MaskServiceStub, "EditMasks", masks_pb2.EditMasksRequest()),
+    "masks": (
+        masks_pb2_grpc.MaskServiceStub,
+        "SynthesizeMasks",
+        masks_pb2.SynthesizeMasksRequest(
+            width=64,
+            height=48,
+            num_frames=8,
+            fps=8,
+            objects=[
+                masks_pb2.SyntheticObject(
+                    shape=masks_pb2.SHAPE_CIRCLE,
+                    label="ball",
+                    width=10,
+                    center_trajectory=masks_pb2.PointTrajectory(
+                        keyframes=[
+                            masks_pb2.PointKeyframe(frame_index=0, x=8, y=8),
+                            masks_pb2.PointKeyframe(frame_index=7, x=56, y=40),
+                        ]
+                    ),
+                )
+            ],
+        ),
+    ),
     "rank": (rank_pb2_grpc.RankingServiceStub, "RankCandidates", rank_pb2.RankCandidatesRequest()),
     "rerank": (rerank_pb2_grpc.RerankServiceStub, "RerankList", rerank_pb2.RerankListRequest()),
     "dialogue": (dialogue_pb2_grpc.DialogueServiceStub, "CreateSession", dialogue_pb2.CreateSessionRequest()),
 }
+
+
+# Flags a service needs beyond the common ones to start on a machine without model weights.
+EXTRA_ARGS = {"masks": ["--tiny-models", "--torch-threads", "1"]}
 
 
 @dataclass
@@ -70,7 +98,8 @@ def start(name: str, data_dir: Path, log_dir: Path) -> Running:
     port = free_port()
     log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
     process = subprocess.Popen(
-        [sys.executable, "-m", f"services.{name}", "--host", "127.0.0.1", "--port", str(port), "--grace-seconds", "5"],
+        [sys.executable, "-m", f"services.{name}", "--host", "127.0.0.1", "--port", str(port), "--grace-seconds", "5",
+         *EXTRA_ARGS.get(name, [])],
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "KMONO_DATA_DIR": str(data_dir)},
     )  # fmt: skip

@@ -1,10 +1,129 @@
 """Settings of the MaskService process: flags whose defaults come from KMONO_* environment variables."""
 
+from __future__ import annotations
+
+import argparse
+import os
 from dataclasses import dataclass
 
+from libs.serving import ServerConfig
 from services.skeleton import StatefulServiceConfig
+
+DEFAULT_GROUNDING_MODEL = "IDEA-Research/grounding-dino-tiny"
+DEFAULT_SAM2_MODEL = "facebook/sam2.1-hiera-tiny"
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
 class MaskServiceConfig(StatefulServiceConfig):
-    """Server settings and the data directory of its operations; engine settings join when the engine lands."""
+    """Server settings, the data directory of its operations, the extractor's models and the size limits."""
+
+    tiny_models: bool = False
+    """Random tiny GroundingDINO + SAM2 (tests, the demo): the masks mean nothing, but every path runs."""
+    grounding_model: str = DEFAULT_GROUNDING_MODEL
+    sam2_model: str = DEFAULT_SAM2_MODEL
+    device: str | None = None
+    """torch device of the extractor; None: cuda when available, else cpu."""
+    dtype: str = "auto"
+    torch_threads: int = 0
+    """CPU threads torch may use (0: torch's default). One thread is much faster on a shared 2-core box."""
+    extract_window: int = 100
+    """Frames per SAM2 session of an extraction (bounded memory on long videos); 0: one session."""
+    max_mask_pixels: int = 1 << 28
+    """Largest mask sequence a request may send or ask for, in frames x width x height (268M: about 1,000
+    frames of 512 x 512). Larger is INVALID_ARGUMENT naming the field."""
+    max_layers: int = 64
+    max_objects: int = 256
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        env = os.environ.get
+        group = parser.add_argument_group("masks")
+        group.add_argument(
+            "--tiny-models",
+            action=argparse.BooleanOptionalAction,
+            default=_env_bool("KMONO_MASKS_TINY_MODELS"),
+            help="use tiny random extractor models, for tests and the demo (env KMONO_MASKS_TINY_MODELS)",
+        )
+        group.add_argument(
+            "--model-grounding",
+            default=env("KMONO_MASKS_GROUNDING_MODEL", DEFAULT_GROUNDING_MODEL),
+            help="GroundingDINO hub id or local directory (env KMONO_MASKS_GROUNDING_MODEL; default: %(default)s)",
+        )
+        group.add_argument(
+            "--model-sam2",
+            default=env("KMONO_MASKS_SAM2_MODEL", DEFAULT_SAM2_MODEL),
+            help="SAM2 hub id or local directory (env KMONO_MASKS_SAM2_MODEL; default: %(default)s)",
+        )
+        group.add_argument(
+            "--device",
+            default=env("KMONO_MASKS_DEVICE") or None,
+            help="torch device of the extractor, e.g. cuda:0 (env KMONO_MASKS_DEVICE; default: cuda if available)",
+        )
+        group.add_argument(
+            "--dtype",
+            choices=DTYPES,
+            default=env("KMONO_MASKS_DTYPE", "auto"),
+            help="weights dtype; auto: bfloat16 on CUDA, float32 on CPU (env KMONO_MASKS_DTYPE)",
+        )
+        group.add_argument(
+            "--torch-threads",
+            type=_non_negative_int,
+            default=int(env("KMONO_MASKS_TORCH_THREADS", "0")),
+            help="CPU threads for torch; 0: torch's default (env KMONO_MASKS_TORCH_THREADS)",
+        )
+        group.add_argument(
+            "--extract-window",
+            type=_non_negative_int,
+            default=int(env("KMONO_MASKS_EXTRACT_WINDOW", "100")),
+            help="frames per SAM2 session; 0: one session per video (env KMONO_MASKS_EXTRACT_WINDOW; default: 100)",
+        )
+        group.add_argument(
+            "--max-mask-pixels",
+            type=_positive_int,
+            default=int(env("KMONO_MASKS_MAX_MASK_PIXELS", str(1 << 28))),
+            help="largest request, in frames x width x height (env KMONO_MASKS_MAX_MASK_PIXELS; default: %(default)s)",
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> MaskServiceConfig:
+        return cls(
+            server=ServerConfig.from_args(args),
+            data_dir=args.data_dir,
+            tiny_models=args.tiny_models,
+            grounding_model=args.model_grounding,
+            sam2_model=args.model_sam2,
+            device=args.device,
+            dtype=args.dtype,
+            torch_threads=args.torch_threads,
+            extract_window=args.extract_window,
+            max_mask_pixels=args.max_mask_pixels,
+        )

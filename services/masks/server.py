@@ -1,26 +1,69 @@
 """MaskService: extracts, edits, composes and synthesises mask sequences.
 
-Run: `kmono serve masks` or `python -m services.masks`; `--help` lists the flags."""
+Run: `kmono serve masks` or `python -m services.masks`; `--help` lists the flags (`--tiny-models` for tests
+and the demo). The extractor's models load once, at start-up, before the port opens; ExtractMasks
+operations live in an SQLite store under `--data-dir` and survive restarts (a job interrupted by a crash or
+a shutdown runs again when the server comes back)."""
 
-from collections.abc import Sequence
+from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from google.longrunning import operations_pb2
 from kmono.masks.v1 import masks_pb2, masks_pb2_grpc
 
 from libs.serving import ServiceRegistration
+from libs.serving.operations import OperationsServicer, OperationStore
 from services.masks.config import MaskServiceConfig
+from services.masks.convert import Limits
 from services.masks.servicer import MaskServicer
-from services.skeleton import Built, service_main, with_operations
+from services.masks.worker import Engine, ExtractionWorker, load_extractor_engine
+from services.skeleton import Built, service_main
 
 CONFIG_TYPE = MaskServiceConfig
 
 
-def build(config: MaskServiceConfig) -> Built:
-    servicer = MaskServicer()
-    registration = ServiceRegistration.from_descriptor(
-        masks_pb2.DESCRIPTOR.services_by_name["MaskService"],
-        lambda server: masks_pb2_grpc.add_MaskServiceServicer_to_server(servicer, server),
+def engine_loader(config: MaskServiceConfig) -> Callable[[], Engine]:
+    """How the worker loads its engine at start-up (in a thread, once)."""
+    return partial(
+        load_extractor_engine,
+        tiny=config.tiny_models,
+        grounding_model=config.grounding_model,
+        sam2_model=config.sam2_model,
+        device=config.device,
+        dtype=config.dtype,
+        torch_threads=config.torch_threads,
+        window=config.extract_window,
     )
-    return with_operations(config, "masks", registration)
+
+
+def build(config: MaskServiceConfig, *, load_engine: Callable[[], Engine] | None = None) -> Built:
+    """Registrations (MaskService + google.longrunning.Operations) and the start-up/shutdown hooks.
+
+    `load_engine` replaces the extractor (tests pass a scripted engine)."""
+    db = config.operations_db("masks")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    store = OperationStore(db)
+    worker = ExtractionWorker(store, load_engine or engine_loader(config))
+    limits = Limits(config.max_mask_pixels, max_layers=config.max_layers, max_objects=config.max_objects)
+    servicer = MaskServicer(store, worker, limits)
+    operations = OperationsServicer(store)
+    registrations = [
+        ServiceRegistration.from_descriptor(
+            masks_pb2.DESCRIPTOR.services_by_name["MaskService"],
+            lambda server: masks_pb2_grpc.add_MaskServiceServicer_to_server(servicer, server),
+        ),
+        ServiceRegistration.from_descriptor(
+            operations_pb2.DESCRIPTOR.services_by_name["Operations"], operations.add_to_server
+        ),
+    ]
+
+    async def close_store() -> None:
+        store.close()
+
+    # shutdown hooks run in reverse: the worker stops (its job re-queued) before the store closes
+    return registrations, [worker.start], [close_store, worker.stop]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,14 +1,195 @@
-"""MaskService handlers: proto messages in, domain calls out. The engine is not built yet, so every RPC
-answers UNIMPLEMENTED with a message that names the engine it waits for."""
+"""MaskService handlers: proto messages in, generation/masks calls out (conversions and checks in convert.py).
 
-from kmono.masks.v1 import masks_pb2_grpc
+- ExtractMasks validates the request (query, video readable and within the size limit, thresholds), stores
+  it as a QUEUED `masks.extract` operation (AIP-155: the same `request_id` with the same request returns the
+  same operation; with another request, ALREADY_EXISTS) and wakes the worker (worker.py), which runs it.
+- WatchOperation streams an operation: its current state at once, then every change of state or metadata,
+  ending with the message whose `done` is true.
+- EditMasks, ComposeMasks and SynthesizeMasks run in a worker thread (they decode and encode every frame),
+  so the event loop keeps serving while they work.
 
-from services.skeleton import not_built_yet
+Every bad input is INVALID_ARGUMENT with a `BadRequest.FieldViolation` naming the request field; a request
+over the size limit (frames x width x height, in or out) is INVALID_ARGUMENT with reason
+MASK_SEQUENCE_TOO_LARGE naming the field that makes it so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+from google.longrunning import operations_pb2
+from google.protobuf import timestamp_pb2
+from kmono.common.v1 import operation_pb2
+from kmono.masks.v1 import masks_pb2, masks_pb2_grpc
+
+from generation.masks import normalize_query
+from generation.masks.compose import compose
+from generation.masks.synth import synthesize
+from generation.masks.trajectory import FieldError
+from libs.media import VideoDecodeError, probe_video, to_proto
+from libs.serving.operations import OperationStore, pack_any, to_operation_proto
+from services.masks import convert
+from services.masks.convert import Limits, invalid
+from services.masks.worker import KIND, ExtractionWorker, file_uri_path
+
+MAX_REQUEST_ID_LENGTH = 128
 
 
 class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
-    ExtractMasks = not_built_yet("ExtractMasks", engine="generation/masks")
-    EditMasks = not_built_yet("EditMasks", engine="generation/masks")
-    ComposeMasks = not_built_yet("ComposeMasks", engine="generation/masks")
-    SynthesizeMasks = not_built_yet("SynthesizeMasks", engine="generation/masks")
-    WatchOperation = not_built_yet("WatchOperation", engine="generation/masks")
+    def __init__(
+        self,
+        store: OperationStore,
+        worker: ExtractionWorker,
+        limits: Limits,
+        *,
+        watch_interval: float = 0.05,
+        max_watch_interval: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.worker = worker
+        self.limits = limits
+        self.watch_interval = watch_interval
+        self.max_watch_interval = max_watch_interval
+
+    # -- ExtractMasks --------------------------------------------------------------------------------------
+
+    async def ExtractMasks(
+        self, request: masks_pb2.ExtractMasksRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.Operation:
+        await asyncio.to_thread(self._check_extract, request)
+        now = timestamp_pb2.Timestamp()
+        now.GetCurrentTime()
+        metadata = masks_pb2.ExtractMasksMetadata(
+            state=operation_pb2.OPERATION_STATE_QUEUED,
+            progress=operation_pb2.Progress(stage="queued"),
+            create_time=now,
+            update_time=now,
+        )
+        op, created = await asyncio.to_thread(
+            self.store.create,
+            KIND,
+            request.SerializeToString(deterministic=True),
+            request.request_id or None,
+            metadata=pack_any(metadata),
+        )
+        if created:
+            self.worker.wake()
+        return to_operation_proto(op)
+
+    def _check_extract(self, request: masks_pb2.ExtractMasksRequest) -> None:
+        if not request.text_query.strip():
+            raise invalid("text_query", "required: the objects to find, e.g. `a dog.`")
+        try:
+            normalize_query(request.text_query)
+        except ValueError as exc:
+            raise invalid("text_query", str(exc)) from None
+        for name in ("box_threshold", "text_threshold", "merge_iou_threshold"):
+            value = getattr(request, name)
+            if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+                raise invalid(name, f"must be in [0, 1] (0: server default), got {value}")
+        for name in ("redetect_every_n_frames", "max_objects"):
+            if getattr(request, name) < 0:
+                raise invalid(name, f"must be >= 0, got {getattr(request, name)}")
+        if len(request.request_id) > MAX_REQUEST_ID_LENGTH:
+            raise invalid("request_id", f"at most {MAX_REQUEST_ID_LENGTH} characters (a UUID4 is 36)")
+        source = request.video.WhichOneof("source")
+        if source is None:
+            raise invalid("video", "required: inline_data (MP4 bytes) or a file:// uri")
+        if source == "inline_data":
+            field, target = "video.inline_data", request.video.inline_data
+            if not target:
+                raise invalid(field, "is empty")
+        else:
+            field = "video.uri"
+            path = file_uri_path(request.video.uri)
+            if path is None:
+                raise invalid(
+                    field, f"unsupported URI {request.video.uri!r}; send inline_data or a file:// URI"
+                )
+            if not Path(path).is_file():
+                raise invalid(field, f"no such file {path}")
+            target = path  # type: ignore[assignment]
+        try:
+            info = probe_video(target)
+        except (VideoDecodeError, FileNotFoundError, OSError) as exc:
+            raise invalid(field, str(exc)) from None
+        self.limits.check(field, info.num_frames, info.width, info.height, "the video")
+
+    # -- WatchOperation ------------------------------------------------------------------------------------
+
+    async def WatchOperation(
+        self, request: masks_pb2.WatchOperationRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[operations_pb2.Operation]:
+        if not request.name:
+            raise invalid("name", "required: the operation name, operations/{operation_id}")
+        last = None
+        interval = self.watch_interval
+        while True:
+            op = await asyncio.to_thread(self.store.get, request.name)
+            key = (op.state, op.metadata, op.result, op.error)
+            if key != last:
+                last = key
+                interval = self.watch_interval
+                yield to_operation_proto(op)
+            if op.done:
+                return
+            await asyncio.sleep(interval)
+            interval = min(interval * 2, self.max_watch_interval)
+
+    # -- unary edits ---------------------------------------------------------------------------------------
+
+    async def EditMasks(
+        self, request: masks_pb2.EditMasksRequest, context: grpc.aio.ServicerContext
+    ) -> masks_pb2.EditMasksResponse:
+        return await asyncio.to_thread(self._edit, request)
+
+    def _edit(self, request: masks_pb2.EditMasksRequest) -> masks_pb2.EditMasksResponse:
+        seq = convert.mask_sequence(request.mask_sequence, "mask_sequence", self.limits)
+        steps = [convert.edit_step(msg, i) for i, msg in enumerate(request.edits)]
+        for step in steps:
+            seq = step.run(seq, self.limits)
+        return masks_pb2.EditMasksResponse(mask_sequence=to_proto(seq))
+
+    async def ComposeMasks(
+        self, request: masks_pb2.ComposeMasksRequest, context: grpc.aio.ServicerContext
+    ) -> masks_pb2.ComposeMasksResponse:
+        return await asyncio.to_thread(self._compose, request)
+
+    def _compose(self, request: masks_pb2.ComposeMasksRequest) -> masks_pb2.ComposeMasksResponse:
+        layers, kwargs = convert.compose_args(request, self.limits)
+        try:
+            result = compose(layers, **kwargs)
+        except FieldError as exc:
+            raise convert.field_error(exc, "") from None
+        mappings = [
+            masks_pb2.ObjectIdMapping(
+                layer_index=m.layer_index, source_object_id=m.source_object_id, object_id=m.object_id
+            )
+            for m in result.mappings
+        ]
+        return masks_pb2.ComposeMasksResponse(
+            mask_sequence=to_proto(result.sequence), object_id_mappings=mappings
+        )
+
+    async def SynthesizeMasks(
+        self, request: masks_pb2.SynthesizeMasksRequest, context: grpc.aio.ServicerContext
+    ) -> masks_pb2.SynthesizeMasksResponse:
+        return await asyncio.to_thread(self._synthesize, request)
+
+    def _synthesize(self, request: masks_pb2.SynthesizeMasksRequest) -> masks_pb2.SynthesizeMasksResponse:
+        objects = convert.synth_args(request, self.limits)
+        try:
+            seq = synthesize(
+                objects,
+                width=request.width,
+                height=request.height,
+                num_frames=request.num_frames,
+                fps=request.fps,
+            )
+        except FieldError as exc:
+            raise convert.synth_error(exc) from None
+        return masks_pb2.SynthesizeMasksResponse(mask_sequence=to_proto(seq))
