@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from types import ModuleType
 
 from services import SERVICE_NAMES
 from services.skeleton import serve_parsed
@@ -19,20 +18,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     services = parser.add_subparsers(dest="service", metavar="SERVICE", required=True)
     for name in SERVICE_NAMES:
-        server = importlib.import_module(f"services.{name}.server")
-        summary = (server.__doc__ or name).splitlines()[0]
+        # Only the light package docstring and config are imported here; the server (and its engine's torch
+        # imports) loads when the command runs, so `kmono --help` stays fast.
+        package = importlib.import_module(f"services.{name}")
+        config = importlib.import_module(f"services.{name}.config")
         service_parser = services.add_parser(
             name,
-            help=summary,
-            description=server.__doc__,
+            help=(package.__doc__ or name).splitlines()[0],
+            description=f"{package.__doc__}\n\nAlso runs as `python -m services.{name}`.",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        server.CONFIG_TYPE.add_arguments(service_parser)
-        service_parser.set_defaults(func=_runner(server))
+        config.CONFIG_TYPE.add_arguments(service_parser)
+        service_parser.set_defaults(func=_runner(name, config.CONFIG_TYPE))
 
 
-def _runner(server: ModuleType):
+def _runner(name: str, config_type: type):
     def run(args: argparse.Namespace) -> int:
-        return serve_parsed(args, server.CONFIG_TYPE, server.build)
+        server = importlib.import_module(f"services.{name}.server")
+        return serve_parsed(args, config_type, server.build)
 
     return run

@@ -7,11 +7,9 @@ from collections.abc import Sequence
 from kmono.dialogue.v1 import dialogue_pb2, dialogue_pb2_grpc
 
 from libs.serving import ServiceRegistration
-from services.dialogue.config import DialogueServiceConfig
+from services.dialogue.config import CONFIG_TYPE, DialogueServiceConfig
 from services.dialogue.servicer import DialogueServicer
 from services.skeleton import Built, service_main
-
-CONFIG_TYPE = DialogueServiceConfig
 
 
 def build(config: DialogueServiceConfig) -> Built:

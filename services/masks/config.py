@@ -127,3 +127,6 @@ class MaskServiceConfig(StatefulServiceConfig):
             extract_window=args.extract_window,
             max_mask_pixels=args.max_mask_pixels,
         )
+
+
+CONFIG_TYPE = MaskServiceConfig

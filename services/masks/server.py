@@ -15,13 +15,11 @@ from kmono.masks.v1 import masks_pb2, masks_pb2_grpc
 
 from libs.serving import ServiceRegistration
 from libs.serving.operations import OperationsServicer, OperationStore
-from services.masks.config import MaskServiceConfig
+from services.masks.config import CONFIG_TYPE, MaskServiceConfig
 from services.masks.convert import Limits
 from services.masks.servicer import MaskServicer
 from services.masks.worker import Engine, ExtractionWorker, load_extractor_engine
 from services.skeleton import Built, service_main
-
-CONFIG_TYPE = MaskServiceConfig
 
 
 def engine_loader(config: MaskServiceConfig) -> Callable[[], Engine]:

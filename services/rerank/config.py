@@ -8,3 +8,6 @@ from services.skeleton import BasicServiceConfig
 @dataclass(frozen=True)
 class RerankServiceConfig(BasicServiceConfig):
     """Server settings; engine settings join when the engine lands."""
+
+
+CONFIG_TYPE = RerankServiceConfig

@@ -7,11 +7,9 @@ from collections.abc import Sequence
 from kmono.rerank.v1 import rerank_pb2, rerank_pb2_grpc
 
 from libs.serving import ServiceRegistration
-from services.rerank.config import RerankServiceConfig
+from services.rerank.config import CONFIG_TYPE, RerankServiceConfig
 from services.rerank.servicer import RerankServicer
 from services.skeleton import Built, service_main
-
-CONFIG_TYPE = RerankServiceConfig
 
 
 def build(config: RerankServiceConfig) -> Built:

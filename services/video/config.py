@@ -8,3 +8,6 @@ from services.skeleton import StatefulServiceConfig
 @dataclass(frozen=True)
 class VideoServiceConfig(StatefulServiceConfig):
     """Server settings and the data directory of its operations; engine settings join when the engine lands."""
+
+
+CONFIG_TYPE = VideoServiceConfig

@@ -8,10 +8,8 @@ from kmono.video.v1 import video_pb2, video_pb2_grpc
 
 from libs.serving import ServiceRegistration
 from services.skeleton import Built, service_main, with_operations
-from services.video.config import VideoServiceConfig
+from services.video.config import CONFIG_TYPE, VideoServiceConfig
 from services.video.servicer import VideoGenerationServicer
-
-CONFIG_TYPE = VideoServiceConfig
 
 
 def build(config: VideoServiceConfig) -> Built:
