@@ -1,13 +1,164 @@
-"""Settings of the VideoGenerationService process: flags whose defaults come from KMONO_* environment variables."""
+"""Settings of the VideoGenerationService process: flags whose defaults come from KMONO_* environment variables.
 
+Imports stay light (no torch): `kmono serve video --help` builds this parser."""
+
+from __future__ import annotations
+
+import argparse
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
+from libs.serving import ServerConfig
 from services.skeleton import StatefulServiceConfig
+
+DEFAULT_ENGINE_PATH = "generation/mvideo/shapes/default"
+"""The shapes-world embedded default (a diffusers pipeline folder), relative to the repository root."""
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
 class VideoServiceConfig(StatefulServiceConfig):
-    """Server settings and the data directory of its operations; engine settings join when the engine lands."""
+    """Server settings, the operations' data directory, the engine, the queue, limits and the artifact store."""
+
+    engine_path: str = DEFAULT_ENGINE_PATH
+    """MVideo pipeline folder (`MVideoPipeline.from_pretrained`), loaded once at start-up."""
+    tiny_engine: bool = False
+    """Random tiny MVideo (tests): the videos mean nothing, but every path runs in a fraction of a second."""
+    vace_path: str | None = None
+    """Wan2.1-VACE pipeline folder or hub id for ENGINE_VACE; None: ENGINE_VACE is INVALID_ARGUMENT."""
+    tiny_masks: bool = False
+    """Random tiny GroundingDINO + SAM2 for reference-video requests (tests)."""
+    device: str | None = None
+    torch_threads: int = 0
+    max_queued_jobs: int = 16
+    """QUEUED jobs beyond which CreateVideo answers RESOURCE_EXHAUSTED (with RetryInfo)."""
+    job_timeout_seconds: float = 1800.0
+    """Per-job deadline (from the moment a worker starts it); past it the job FAILS with DEADLINE_EXCEEDED."""
+    max_frames: int = 256
+    max_pixels: int = 1 << 26
+    """Largest output, frames x width x height (67M: 256 frames of 512 x 512)."""
+    max_inline_mask_bytes: int = 8 << 20
+    max_steps: int = 1000
+    artifact_url: str = ""
+    """fsspec URL of the artifact store (s3://bucket/prefix, memory://x, a directory); empty: <data-dir>/video/artifacts."""
+    step_delay: float = 0.0
+    """Test hook: sleep this long after every denoising step (a slowed engine for crash tests)."""
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        env = os.environ.get
+        group = parser.add_argument_group("video")
+        group.add_argument(
+            "--engine-path",
+            default=env("KMONO_VIDEO_ENGINE_PATH", DEFAULT_ENGINE_PATH),
+            help="MVideo pipeline folder (env KMONO_VIDEO_ENGINE_PATH; default: the shapes-world default)",
+        )
+        group.add_argument(
+            "--tiny-engine",
+            action=argparse.BooleanOptionalAction,
+            default=_env_bool("KMONO_VIDEO_TINY_ENGINE"),
+            help="use a tiny random MVideo instead of --engine-path, for tests (env KMONO_VIDEO_TINY_ENGINE)",
+        )
+        group.add_argument(
+            "--vace-path",
+            default=env("KMONO_VIDEO_VACE_PATH") or None,
+            help="Wan2.1-VACE pipeline for ENGINE_VACE (env KMONO_VIDEO_VACE_PATH; default: not served)",
+        )
+        group.add_argument(
+            "--tiny-masks",
+            action=argparse.BooleanOptionalAction,
+            default=_env_bool("KMONO_VIDEO_TINY_MASKS"),
+            help="tiny random mask extractor for reference-video requests (env KMONO_VIDEO_TINY_MASKS)",
+        )
+        group.add_argument(
+            "--device", default=env("KMONO_VIDEO_DEVICE") or None, help="torch device (default: cuda if available)"
+        )
+        group.add_argument(
+            "--torch-threads",
+            type=int,
+            default=int(env("KMONO_VIDEO_TORCH_THREADS", "0")),
+            help="CPU threads for torch; 0: torch's default (env KMONO_VIDEO_TORCH_THREADS)",
+        )
+        group.add_argument(
+            "--max-queued-jobs",
+            type=_positive_int,
+            default=int(env("KMONO_VIDEO_MAX_QUEUED_JOBS", "16")),
+            help="queued jobs before CreateVideo answers RESOURCE_EXHAUSTED (default: %(default)s)",
+        )
+        group.add_argument(
+            "--job-timeout",
+            type=_non_negative_float,
+            default=float(env("KMONO_VIDEO_JOB_TIMEOUT", "1800")),
+            help="seconds a job may run before it fails with DEADLINE_EXCEEDED (default: %(default)s)",
+        )
+        group.add_argument(
+            "--max-frames",
+            type=_positive_int,
+            default=int(env("KMONO_VIDEO_MAX_FRAMES", "256")),
+            help="most frames a request may ask for (default: %(default)s)",
+        )
+        group.add_argument(
+            "--max-inline-mask-bytes",
+            type=_positive_int,
+            default=int(env("KMONO_VIDEO_MAX_INLINE_MASK_BYTES", str(8 << 20))),
+            help="largest inline mask_sequence in bytes (default: %(default)s)",
+        )
+        group.add_argument(
+            "--artifact-url",
+            default=env("KMONO_VIDEO_ARTIFACT_URL", ""),
+            help="fsspec URL of the artifact store, e.g. s3://bucket/videos (default: <data-dir>/video/artifacts)",
+        )
+        group.add_argument("--step-delay", type=_non_negative_float, default=0.0, help=argparse.SUPPRESS)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> VideoServiceConfig:
+        return cls(
+            server=ServerConfig.from_args(args),
+            data_dir=args.data_dir,
+            engine_path=args.engine_path,
+            tiny_engine=args.tiny_engine,
+            vace_path=args.vace_path,
+            tiny_masks=args.tiny_masks,
+            device=args.device,
+            torch_threads=args.torch_threads,
+            max_queued_jobs=args.max_queued_jobs,
+            job_timeout_seconds=args.job_timeout,
+            max_frames=args.max_frames,
+            max_inline_mask_bytes=args.max_inline_mask_bytes,
+            artifact_url=args.artifact_url,
+            step_delay=args.step_delay,
+        )
+
+    def resolved_artifact_url(self) -> str:
+        return self.artifact_url or os.fspath(Path(self.data_dir, "video", "artifacts").resolve())
 
 
 CONFIG_TYPE = VideoServiceConfig

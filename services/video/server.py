@@ -1,27 +1,110 @@
 """VideoGenerationService: mask-conditioned text-to-video as long-running operations (MVideo).
 
-Run: `kmono serve video` or `python -m services.video`; `--help` lists the flags."""
+Run: `kmono serve video` or `python -m services.video`; `--help` lists the flags (`--engine-path` for a pipeline
+folder, the shapes-world default by default; `--tiny-engine` for tests). The engine loads once, at start-up,
+before the port opens, and stays warm; CreateVideo operations live in an SQLite store under `--data-dir` and
+survive restarts (a job interrupted by a crash or a shutdown runs again when the server comes back); artifacts
+go to `--artifact-url` (a directory, or any fsspec URL)."""
 
-from collections.abc import Sequence
+from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from google.longrunning import operations_pb2
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
 from libs.serving import ServiceRegistration
-from services.skeleton import Built, service_main, with_operations
+from libs.serving.operations import OperationsServicer, OperationStore
+from services.skeleton import Built, service_main
+from services.video.artifacts import ArtifactStore
 from services.video.config import CONFIG_TYPE, VideoServiceConfig
+from services.video.convert import RequestLimits
+from services.video.engine import Engine, load_mvideo_engine, load_vace_engine
 from services.video.servicer import VideoGenerationServicer
+from services.video.worker import VideoWorker
 
 
-def build(config: VideoServiceConfig) -> Built:
-    servicer = VideoGenerationServicer()
-    registration = ServiceRegistration.from_descriptor(
-        video_pb2.DESCRIPTOR.services_by_name["VideoGenerationService"],
-        lambda server: video_pb2_grpc.add_VideoGenerationServiceServicer_to_server(servicer, server),
+def engines_loader(config: VideoServiceConfig) -> Callable[[], dict[str, Engine]]:
+    """How the worker loads its engines at start-up (in a thread, once)."""
+
+    def load() -> dict[str, Engine]:
+        engines: dict[str, Engine] = {
+            "mvideo": load_mvideo_engine(
+                path=config.engine_path,
+                tiny=config.tiny_engine,
+                device=config.device,
+                torch_threads=config.torch_threads,
+                step_delay=config.step_delay,
+            )
+        }
+        if config.vace_path:
+            engines["vace"] = load_vace_engine(config.vace_path, device=config.device, step_delay=config.step_delay)
+        return engines
+
+    return load
+
+
+def extractor_loader(config: VideoServiceConfig) -> Callable[[], Any]:
+    from services.masks.config import DEFAULT_GROUNDING_MODEL, DEFAULT_SAM2_MODEL
+    from services.masks.worker import load_extractor_engine
+
+    return partial(
+        load_extractor_engine,
+        tiny=config.tiny_masks,
+        grounding_model=DEFAULT_GROUNDING_MODEL,
+        sam2_model=DEFAULT_SAM2_MODEL,
+        device=config.device,
+        torch_threads=config.torch_threads,
     )
-    return with_operations(config, "video", registration)
+
+
+def build(
+    config: VideoServiceConfig,
+    *,
+    load_engines: Callable[[], dict[str, Engine]] | None = None,
+    artifacts: ArtifactStore | None = None,
+) -> Built:
+    """Registrations (VideoGenerationService + google.longrunning.Operations) and the start-up/shutdown hooks.
+
+    `load_engines` replaces the pipelines (tests pass scripted engines)."""
+    db = config.operations_db("video")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    store = OperationStore(db)
+    artifacts = artifacts or ArtifactStore(config.resolved_artifact_url())
+    limits = RequestLimits(
+        max_frames=config.max_frames,
+        max_pixels=config.max_pixels,
+        max_inline_mask_bytes=config.max_inline_mask_bytes,
+        max_steps=config.max_steps,
+    )
+    worker = VideoWorker(
+        store,
+        artifacts,
+        load_engines or engines_loader(config),
+        limits=limits,
+        load_extractor=extractor_loader(config),
+        job_timeout=config.job_timeout_seconds,
+    )
+    servicer = VideoGenerationServicer(store, worker, artifacts, limits, max_queued_jobs=config.max_queued_jobs)
+    operations = OperationsServicer(store)
+    registrations = [
+        ServiceRegistration.from_descriptor(
+            video_pb2.DESCRIPTOR.services_by_name["VideoGenerationService"],
+            lambda server: video_pb2_grpc.add_VideoGenerationServiceServicer_to_server(servicer, server),
+        ),
+        ServiceRegistration.from_descriptor(
+            operations_pb2.DESCRIPTOR.services_by_name["Operations"], operations.add_to_server
+        ),
+    ]
+
+    async def close_store() -> None:
+        store.close()
+
+    # shutdown hooks run in reverse: the worker stops (its job re-queued) before the store closes
+    return registrations, [worker.start], [close_store, worker.stop]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return service_main(
-        argv, prog="kmono serve video", description=__doc__, config_type=CONFIG_TYPE, build=build
-    )
+    return service_main(argv, prog="kmono serve video", description=__doc__, config_type=CONFIG_TYPE, build=build)

@@ -1,0 +1,238 @@
+"""The generation engines the video worker keeps warm: a loaded pipeline behind a small interface.
+
+`EngineSpec` says what an engine generates by default and which sizes it takes; it can be read from a pipeline
+folder's JSON configs without torch (`spec_from_dir`), so clients such as the demo size their masks to it.
+`PipelineEngine.generate` runs one job, calling `on_step(step, total, preview)` after every denoising step;
+an exception raised there (cancellation, shutdown, deadline) stops the pipeline within that step.
+
+torch and diffusers are imported inside functions only: `kmono --help` imports this package's config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from libs.media import MaskSequence
+
+logger = logging.getLogger(__name__)
+
+StepCallback = Callable[[int, int, np.ndarray | None], None]
+"""on_step(steps_done, total_steps, preview (T, H, W, 3) uint8 or None); may raise to stop the job."""
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """Defaults and size rules of a loaded engine."""
+
+    name: str
+    model_version: str
+    height: int
+    width: int
+    num_frames: int
+    """Frames of one clip: the default and (no clip-by-clip continuation served yet) the maximum."""
+    fps: float
+    size_multiple: int
+    frame_step: int
+    """num_frames must be 1 + k * frame_step."""
+    num_mask_slots: int
+    num_inference_steps: int
+    guidance_scale: float
+    max_text_length: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """One fully resolved generation (the worker builds it from a CreateVideoRequest)."""
+
+    prompt: str
+    negative_prompt: str
+    masks: MaskSequence | None
+    height: int
+    width: int
+    num_frames: int
+    fps: float
+    num_inference_steps: int
+    guidance_scale: float
+    mask_guidance_scale: float
+    mask_guidance_start: float
+    mask_guidance_end: float
+    seed: int
+    preview_every: int
+    preview_frames: int
+    preview_max_edge: int
+
+
+class Engine(Protocol):
+    spec: EngineSpec
+
+    def generate(self, job: GenerationJob, on_step: StepCallback) -> np.ndarray:
+        """(T, H, W, 3) uint8 frames of the video."""
+        ...
+
+
+TINY_SPEC = EngineSpec(
+    name="mvideo",
+    model_version="mvideo-tiny-random",
+    height=32,
+    width=32,
+    num_frames=9,
+    fps=8.0,
+    size_multiple=16,
+    frame_step=4,
+    num_mask_slots=2,
+    num_inference_steps=2,
+    guidance_scale=1.0,
+    max_text_length=16,
+)
+
+
+def spec_from_dir(path: str | os.PathLike[str]) -> EngineSpec:
+    """The spec of an MVideo pipeline folder, from its JSON configs (no torch)."""
+    root = Path(path)
+    transformer = json.loads((root / "transformer" / "config.json").read_text())
+    mask_encoder = json.loads((root / "mask_encoder" / "config.json").read_text())
+    vae = json.loads((root / "vae" / "config.json").read_text())
+    spatial = mask_encoder.get("spatial_compression_ratio") or vae.get("spatial_compression_ratio") or 8
+    temporal = mask_encoder.get("temporal_compression_ratio") or vae.get("temporal_compression_ratio") or 4
+    shapes = "PixelSpaceAutoencoder" in str(vae.get("_class_name", ""))
+    version_file = root / "VERSION"
+    version = version_file.read_text().strip() if version_file.is_file() else f"mvideo-{root.name}"
+    return EngineSpec(
+        name="mvideo",
+        model_version=version,
+        height=int(transformer["sample_height"]) * spatial,
+        width=int(transformer["sample_width"]) * spatial,
+        num_frames=int(transformer["sample_frames"]),
+        fps=8.0,
+        size_multiple=spatial * int(transformer.get("patch_size", 1)),
+        frame_step=temporal,
+        num_mask_slots=int(mask_encoder["num_mask_slots"]),
+        num_inference_steps=25 if shapes else 50,
+        guidance_scale=1.0 if shapes else 6.0,
+        max_text_length=transformer.get("max_text_seq_length"),
+    )
+
+
+def _to_uint8(video: Any) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(video, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+@dataclass
+class PipelineEngine:
+    """`Engine` over an MVideoPipeline or MaskGuidedVACEPipeline (same call surface)."""
+
+    pipe: Any
+    spec: EngineSpec
+    step_delay: float = 0.0
+    device: str = "cpu"
+
+    def generate(self, job: GenerationJob, on_step: StepCallback) -> np.ndarray:
+        import torch
+
+        generator = torch.Generator("cpu").manual_seed(job.seed)
+        total = job.num_inference_steps
+
+        def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
+            if self.step_delay:
+                time.sleep(self.step_delay)
+            preview = kwargs.get("preview")
+            frames = None
+            if preview is not None:
+                frames = _to_uint8(preview[0].permute(0, 2, 3, 1).float().cpu().numpy())  # (T, H', W', 3)
+            on_step(step + 1, total, frames)
+            return {}
+
+        extra = {}
+        if self.spec.max_text_length:
+            extra["max_sequence_length"] = self.spec.max_text_length
+        out = self.pipe(
+            job.prompt,
+            negative_prompt=job.negative_prompt or None,
+            mask_video=job.masks,
+            height=job.height,
+            width=job.width,
+            num_frames=job.num_frames,
+            num_inference_steps=job.num_inference_steps,
+            guidance_scale=job.guidance_scale,
+            mask_guidance_scale=job.mask_guidance_scale,
+            mask_guidance_start=job.mask_guidance_start,
+            mask_guidance_end=job.mask_guidance_end,
+            generator=generator,
+            output_type="np",
+            callback_on_step_end=callback,
+            callback_on_step_end_tensor_inputs=[],
+            preview_every=job.preview_every or None,
+            **extra,
+        )
+        return _to_uint8(out.frames[0])
+
+
+def load_mvideo_engine(
+    *,
+    path: str | None,
+    tiny: bool,
+    device: str | None = None,
+    torch_threads: int = 0,
+    step_delay: float = 0.0,
+) -> PipelineEngine:
+    """Load the MVideo engine once: tiny random components, or a pipeline folder (the shapes default)."""
+    import torch
+
+    from generation.mvideo.pipelines import MVideoPipeline
+
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if tiny:
+        from generation.mvideo.pipelines.testing import tiny_mvideo_components
+
+        pipe = MVideoPipeline(**tiny_mvideo_components(seed=0))
+        spec = TINY_SPEC
+    else:
+        if path is None or not (Path(path) / "model_index.json").is_file():
+            raise FileNotFoundError(
+                f"no MVideo pipeline at {path}; pass --engine-path (e.g. the shapes-world default, reproduced by "
+                "`kmono mvideo train --recipe shapes-default --out generation/mvideo/shapes/default`) "
+                "or --tiny-engine"
+            )
+        pipe = MVideoPipeline.from_pretrained(path)
+        spec = spec_from_dir(path)
+    pipe.set_progress_bar_config(disable=True)
+    pipe = pipe.to(device)
+    logger.info("loaded %s (%s) on %s", spec.model_version, spec.name, device)
+    return PipelineEngine(pipe, spec, step_delay=step_delay, device=device)
+
+
+def load_vace_engine(path: str, *, device: str | None = None, step_delay: float = 0.0) -> PipelineEngine:
+    """Load Wan2.1-VACE behind MVideo's surface (bfloat16 on CUDA)."""
+    import torch
+
+    from generation.mvideo.pipelines import MaskGuidedVACEPipeline
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else None
+    pipe = MaskGuidedVACEPipeline.from_pretrained(path, torch_dtype=dtype).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    spec = EngineSpec(
+        name="vace",
+        model_version=f"vace-{Path(path).name}",
+        height=480,
+        width=832,
+        num_frames=81,
+        fps=16.0,
+        size_multiple=16,
+        frame_step=4,
+        num_mask_slots=pipe.num_mask_slots,
+        num_inference_steps=30,
+        guidance_scale=5.0,
+    )
+    return PipelineEngine(pipe, spec, step_delay=step_delay, device=device)
