@@ -1,11 +1,16 @@
-"""`make demo`: start every service as its own process, check each one over gRPC, shut them down cleanly.
+"""`make demo`, the main job: generate mask-conditioned videos with the video service over gRPC, end to end.
 
-Each service runs exactly as an operator would run it (`python -m services.<name>`) on a free loopback port
-(masks with its tiny random extractor models, `--tiny-models`: nothing is downloaded). The check asks
-grpc.health.v1 for the service's own name, lists services through reflection, and calls one RPC: OK for a
-service whose engine is built (masks draws a small procedural mask sequence), else the error a client gets
-while the engine is not built (UNIMPLEMENTED, naming the engine). Then SIGTERM: every process must turn
-NOT_SERVING, drain and exit 0 within its grace period.
+1. Start every service as its own process, exactly as an operator would (`python -m services.<name>` on a free
+   loopback port): video with the shapes-world embedded default (`generation/mvideo/shapes/default`; when it is
+   not there, or with `--tiny-engine`, a tiny random MVideo, which runs every path but draws noise), masks with
+   its tiny extractor. Each must answer grpc.health.v1 SERVING and list itself through reflection; the other
+   services answer one probe call (OK, or UNIMPLEMENTED naming the engine they wait for).
+2. Draw a motion (a procedural mask sequence, sized to what the video engine generates), edit it (move one
+   object and speed it up, there and back) and compose it with a second object; generate a video for each over
+   gRPC (CreateVideo -> WatchOperation -> DownloadArtifact), write the videos, mask overlays and side-by-side
+   GIFs into --out, and print the mask IoU of each: the generated objects segmented colour-agnostically
+   (pixels far from a fitted background, the shapes evaluator's `foreground`) against the condition masks.
+3. SIGTERM every process: each must turn NOT_SERVING, drain and exit 0.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ PROBE_CALLS = {
     "video": (
         video_pb2_grpc.VideoGenerationServiceStub,
         "CreateVideo",
-        video_pb2.CreateVideoRequest(prompt="hi"),
+        video_pb2.CreateVideoRequest(prompt="a red circle", num_inference_steps=1, seed=0),
     ),
     "masks": (
         masks_pb2_grpc.MaskServiceStub,
@@ -78,7 +83,10 @@ PROBE_CALLS = {
 
 
 # Flags a service needs beyond the common ones to start on a machine without model weights.
-EXTRA_ARGS = {"masks": ["--tiny-models", "--torch-threads", "1"]}
+EXTRA_ARGS = {
+    "masks": ["--tiny-models", "--torch-threads", "1"],
+    "video": ["--tiny-engine", "--torch-threads", "1"],
+}
 
 
 @dataclass
@@ -94,12 +102,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(name: str, data_dir: Path, log_dir: Path) -> Running:
+def start(name: str, data_dir: Path, log_dir: Path, extra: dict[str, list[str]] | None = None) -> Running:
     port = free_port()
+    args = (extra or EXTRA_ARGS).get(name, [])
     log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
     process = subprocess.Popen(
         [sys.executable, "-m", f"services.{name}", "--host", "127.0.0.1", "--port", str(port), "--grace-seconds", "5",
-         *EXTRA_ARGS.get(name, [])],
+         *args],
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1", "KMONO_DATA_DIR": str(data_dir)},
     )  # fmt: skip
@@ -158,8 +167,10 @@ def stop(running: Running, timeout: float) -> int:
 
 
 @contextlib.contextmanager
-def all_services(names: list[str], data_dir: Path, log_dir: Path) -> Iterator[list[Running]]:
-    started = [start(name, data_dir, log_dir) for name in names]
+def all_services(
+    names: list[str], data_dir: Path, log_dir: Path, extra: dict[str, list[str]] | None = None
+) -> Iterator[list[Running]]:
+    started = [start(name, data_dir, log_dir, extra) for name in names]
     try:
         yield started
     finally:
@@ -168,24 +179,151 @@ def all_services(names: list[str], data_dir: Path, log_dir: Path) -> Iterator[li
                 running.process.kill()
 
 
-def run_demo(names: list[str], work_dir: Path, start_timeout: float = 60.0) -> bool:
-    """Start, check and stop `names`; prints one report line per service; returns True when all passed."""
+def video_engine_args(tiny: bool, engine_path: str) -> tuple[list[str], str]:
+    """Flags of the video service and a description: the pipeline at `engine_path` when it is there, else tiny."""
+    if not tiny and (Path(engine_path) / "model_index.json").is_file():
+        return ["--engine-path", engine_path, "--torch-threads", "1"], f"MVideo pipeline {engine_path}"
+    why = "--tiny-engine" if tiny else f"no pipeline at {engine_path} yet"
+    return ["--tiny-engine", "--torch-threads", "1"], f"tiny random MVideo ({why}; the videos are noise)"
+
+
+def draw_motions(spec) -> list[tuple[str, str, object]]:
+    """(name, prompt, MaskSequence): a drawn motion, its edit (moved, sped up there and back) and a composition."""
+    from generation.masks import edit
+    from generation.masks.compose import compose
+    from generation.masks.synth import SyntheticObject, synthesize
+    from generation.masks.trajectory import Trajectory
+
+    w, h, n = spec.width, spec.height, spec.num_frames
+    r = max(3.0, 0.15 * min(w, h))
+    ball = SyntheticObject(
+        "circle", Trajectory([(0, (r + 1, h / 2)), (n - 1, (w - r - 1, h / 2))]), width=2 * r, height=2 * r,
+        label="red circle",
+    )  # fmt: skip
+    drawn = synthesize([ball], width=w, height=h, num_frames=n, fps=spec.fps)
+    fast = edit.retime(drawn, speed=2.0)  # twice as fast: half the frames ...
+    fast = edit.loop(
+        fast, target_num_frames=n, ping_pong=True
+    )  # ... then back again: there and back in n frames
+    moved = edit.translate(fast, offset=(0.0, -h / 4))  # one quarter of the frame higher
+    box = SyntheticObject(
+        "square", Trajectory([(0, (w / 2, h - r - 1)), (n - 1, (w / 2, r + 1))]), width=2 * r, height=2 * r,
+        label="blue square",
+    )  # fmt: skip
+    second = synthesize([box], width=w, height=h, num_frames=n, fps=spec.fps)
+    composed = compose([moved, second]).sequence
+    return [
+        ("drawn", "a red circle", drawn),
+        ("edited", "a red circle", moved),
+        ("composed", "a red circle and a blue square", composed),
+    ]
+
+
+def mask_iou(video_path: Path, masks) -> float:
+    """IoU of the colour-agnostic foreground of a generated video with the union of its condition masks."""
+    import numpy as np
+
+    from libs.media import read_video
+
+    try:
+        from generation.mvideo.shapes.evaluate import foreground, iou
+    except ImportError:  # the shapes evaluator is not there: same definition, plain median background
+        foreground = None
+    frames, _ = read_video(video_path)
+    video = frames.astype(np.float32) / 255.0
+    condition = np.stack([id_map > 0 for id_map in masks.iter_id_maps()])
+    if foreground is not None:
+        return iou(foreground(video), condition)
+    background = np.median(video.reshape(len(video), -1, 3), axis=1)[:, None, None, :]
+    fg = np.linalg.norm(video - background, axis=-1) > 0.2
+    union = np.logical_or(fg, condition).sum()
+    return float(np.logical_and(fg, condition).sum() / union) if union else 1.0
+
+
+def run_video_jobs(port: int, spec, out_dir: Path) -> bool:
+    """Generate one video per motion over gRPC; write outputs into `out_dir`; print paths and mask IoU."""
+    from libs.media import to_proto
+    from services.video.client import CHANNEL_OPTIONS, VideoClient, response_of
+
+    ok = True
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
+        client = VideoClient(channel)
+        for name, prompt, masks in draw_motions(spec):
+            started = time.monotonic()
+            request = video_pb2.CreateVideoRequest(prompt=prompt, mask_sequence=to_proto(masks), seed=0)
+            op = client.create(request)
+            updates = list(
+                client.video.WatchOperation(video_pb2.WatchOperationRequest(name=op.name), timeout=300)
+            )
+            op = updates[-1]
+            steps = [_progress_step(o) for o in updates]
+            if op.HasField("error"):
+                print(f"video     {name:9s} FAILED: {op.error.message}")
+                ok = False
+                continue
+            paths = client.save_outputs(op, out_dir, name)
+            response = response_of(op)
+            score = mask_iou(paths["video"], masks)
+            print(
+                f"video     {name:9s} {response.num_frames} frames {response.width}x{response.height} "
+                f"'{prompt}' in {time.monotonic() - started:.1f}s (progress {steps[-1]}/{_total(op)} "
+                f"steps, monotonic={steps == sorted(steps)})  mask IoU {score:.2f}"
+            )
+            for kind in ("video", "mask_overlay", "side_by_side"):
+                print(f"{'':10s}{kind:13s} {paths[kind]}")
+    return ok
+
+
+def _progress_step(op) -> int:
+    from services.video.client import metadata_of
+
+    return metadata_of(op).progress.step
+
+
+def _total(op) -> int:
+    from services.video.client import metadata_of
+
+    return metadata_of(op).progress.total_steps
+
+
+def run_demo(
+    names: list[str],
+    work_dir: Path,
+    out_dir: Path,
+    *,
+    tiny: bool = False,
+    engine_path: str | None = None,
+    start_timeout: float = 120.0,
+) -> bool:
+    """Start all services, check them, run the video jobs, stop everything; True when all passed."""
+    from services.video.config import DEFAULT_ENGINE_PATH
+    from services.video.engine import TINY_SPEC, spec_from_dir
+
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    engine_path = engine_path or DEFAULT_ENGINE_PATH
+    video_args, engine_text = video_engine_args(tiny, engine_path)
+    spec = TINY_SPEC if "--tiny-engine" in video_args else spec_from_dir(engine_path)
+    extra = {**EXTRA_ARGS, "video": video_args}
     ok = True
-    with all_services(names, work_dir / "data", log_dir) as started:
+    with all_services(names, work_dir / "data", log_dir, extra) as started:
         for running in started:
             health = wait_serving(running, start_timeout)
             listed = reflected_services(running.port)
-            answer = probe(running.name, running.port)
-            print(f"{running.name:9s} :{running.port}  health={health}  reflection={','.join(listed)}")
-            print(f"{'':9s} probe {PROBE_CALLS[running.name][1]} -> {answer}")
+            answer = probe(running.name, running.port) if running.name != "video" else "(below)"
+            print(
+                f"{running.name:9s} :{running.port}  health={health}  probe {PROBE_CALLS[running.name][1]} -> {answer}"
+            )
             ok &= SERVICE_FULL_NAMES[running.name] in listed
+        video = next((r for r in started if r.name == "video"), None)
+        if video is not None:
+            print(f"video engine: {engine_text}: {spec.num_frames} frames of {spec.width}x{spec.height}")
+            ok &= run_video_jobs(video.port, spec, out_dir)
         for running in started:
-            code = stop(running, timeout=15)
+            code = stop(running, timeout=30)
             print(f"{running.name:9s} SIGTERM -> exit code {code}")
             ok &= code == 0
-    print(f"logs: {log_dir}")
+    print(f"outputs: {out_dir}  logs: {log_dir}")
     return ok
 
 
@@ -196,13 +334,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work-dir", type=Path, default=Path("out/demo"), help="logs and data (default: out/demo)"
     )
+    parser.add_argument(
+        "--out", type=Path, default=Path("out"), help="videos, overlays, GIFs (default: ./out)"
+    )
+    parser.add_argument("--tiny-engine", action="store_true", help="tiny random video engine (a fast check)")
+    parser.add_argument(
+        "--engine-path",
+        default=None,
+        help="MVideo pipeline folder (default: the shapes-world embedded default)",
+    )
     args = parser.parse_args(argv)
     try:
-        ok = run_demo(args.services, args.work_dir)
+        ok = run_demo(
+            args.services, args.work_dir, args.out, tiny=args.tiny_engine, engine_path=args.engine_path
+        )
     except (RuntimeError, TimeoutError, grpc.RpcError) as exc:
         print(f"demo: FAILED: {exc}", file=sys.stderr)
         return 1
-    print("demo: all services healthy and stopped cleanly" if ok else "demo: FAILED (see logs above)")
+    print(
+        "demo: videos generated, all services healthy and stopped cleanly"
+        if ok
+        else "demo: FAILED (see above)"
+    )
     return 0 if ok else 1
 
 

@@ -1,19 +1,27 @@
-"""`make demo` end to end: real processes, health over gRPC, SIGTERM, exit codes."""
+"""`make demo` end to end: real processes, health over gRPC, video jobs over gRPC, SIGTERM, exit codes.
+
+The test runs the demo with the tiny random video engine (`--tiny-engine`, seconds); `make demo` itself runs the
+shapes-world embedded default when it is committed."""
 
 import subprocess
 import sys
 
 
-def test_demo_starts_checks_and_stops_every_service(tmp_path):
+def test_demo_generates_videos_and_stops_every_service(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "services.demo", "--work-dir", str(tmp_path)],
+        [sys.executable, "-m", "services.demo", "--work-dir", str(tmp_path), "--out", str(tmp_path / "out"),
+         "--tiny-engine"],
         capture_output=True,
         text=True,
-        timeout=180,
-    )
+        timeout=240,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("video", "masks", "rank", "rerank", "dialogue"):
         assert f"{name:9s} SIGTERM -> exit code 0" in result.stdout
     assert result.stdout.count("health=SERVING") == 5
-    assert "all services healthy and stopped cleanly" in result.stdout
+    assert result.stdout.count("mask IoU") == 3
+    for stem in ("drawn", "edited", "composed"):
+        for suffix in (".mp4", "_overlay.mp4", "_side_by_side.gif"):
+            assert (tmp_path / "out" / f"{stem}{suffix}").stat().st_size > 0
+    assert "demo: videos generated, all services healthy and stopped cleanly" in result.stdout
     assert (tmp_path / "logs" / "video.log").exists()

@@ -99,7 +99,9 @@ class VideoServiceConfig(StatefulServiceConfig):
             help="tiny random mask extractor for reference-video requests (env KMONO_VIDEO_TINY_MASKS)",
         )
         group.add_argument(
-            "--device", default=env("KMONO_VIDEO_DEVICE") or None, help="torch device (default: cuda if available)"
+            "--device",
+            default=env("KMONO_VIDEO_DEVICE") or None,
+            help="torch device (default: cuda if available)",
         )
         group.add_argument(
             "--torch-threads",

@@ -129,7 +129,9 @@ def read_mask_uri(uri: str, artifacts: ArtifactStore | None, limits: RequestLimi
                     raise invalid(field, f"{path} is larger than this server reads", reason=TOO_LARGE)
                 return load(path)
             if "://" not in uri:
-                raise invalid(field, f"unsupported URI {uri!r}; use file://, an artifact name or an fsspec URL")
+                raise invalid(
+                    field, f"unsupported URI {uri!r}; use file://, an artifact name or an fsspec URL"
+                )
             import fsspec
 
             with fsspec.open(uri, "rb") as f:
@@ -238,7 +240,9 @@ def resolve(
     for field, value in (("width", width), ("height", height)):
         where = field if getattr(request, field) or masks is None else mask_field
         if value % spec.size_multiple:
-            raise invalid(where, f"{field} must be a multiple of {spec.size_multiple} for {name}, got {value}")
+            raise invalid(
+                where, f"{field} must be a multiple of {spec.size_multiple} for {name}, got {value}"
+            )
     where = "num_frames" if request.num_frames or masks is None else mask_field
     max_frames = min(limits.max_frames, spec.num_frames)
     if num_frames > max_frames:
@@ -250,7 +254,9 @@ def resolve(
     if (num_frames - 1) % spec.frame_step:
         raise invalid(where, f"num_frames must be 1 + k * {spec.frame_step} for {name}, got {num_frames}")
     if num_frames * width * height > limits.max_pixels:
-        raise invalid(where, f"{num_frames} frames of {width}x{height} is over this server's limit", reason=TOO_LARGE)
+        raise invalid(
+            where, f"{num_frames} frames of {width}x{height} is over this server's limit", reason=TOO_LARGE
+        )
     if masks is not None and len(masks.objects) > spec.num_mask_slots:
         raise invalid(
             f"{mask_field}.objects",
@@ -272,7 +278,9 @@ def resolve(
         start = _finite(schedule.start_fraction, "mask_strength_schedule.start_fraction", high=1.0)
         end = _finite(schedule.end_fraction, "mask_strength_schedule.end_fraction", high=1.0)
         if end < start:
-            raise invalid("mask_strength_schedule.end_fraction", f"must be >= start_fraction ({start}), got {end}")
+            raise invalid(
+                "mask_strength_schedule.end_fraction", f"must be >= start_fraction ({start}), got {end}"
+            )
 
     preview = request.preview_options
     for field in ("interval_steps", "num_frames", "max_edge_pixels"):

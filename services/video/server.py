@@ -8,6 +8,8 @@ go to `--artifact-url` (a directory, or any fsspec URL)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -25,6 +27,8 @@ from services.video.engine import Engine, load_mvideo_engine, load_vace_engine
 from services.video.servicer import VideoGenerationServicer
 from services.video.worker import VideoWorker
 
+logger = logging.getLogger(__name__)
+
 
 def engines_loader(config: VideoServiceConfig) -> Callable[[], dict[str, Engine]]:
     """How the worker loads its engines at start-up (in a thread, once)."""
@@ -40,7 +44,9 @@ def engines_loader(config: VideoServiceConfig) -> Callable[[], dict[str, Engine]
             )
         }
         if config.vace_path:
-            engines["vace"] = load_vace_engine(config.vace_path, device=config.device, step_delay=config.step_delay)
+            engines["vace"] = load_vace_engine(
+                config.vace_path, device=config.device, step_delay=config.step_delay
+            )
         return engines
 
     return load
@@ -87,7 +93,9 @@ def build(
         load_extractor=extractor_loader(config),
         job_timeout=config.job_timeout_seconds,
     )
-    servicer = VideoGenerationServicer(store, worker, artifacts, limits, max_queued_jobs=config.max_queued_jobs)
+    servicer = VideoGenerationServicer(
+        store, worker, artifacts, limits, max_queued_jobs=config.max_queued_jobs
+    )
     operations = OperationsServicer(store)
     registrations = [
         ServiceRegistration.from_descriptor(
@@ -100,11 +108,18 @@ def build(
     ]
 
     async def close_store() -> None:
-        store.close()
+        # A job thread can outlive a `worker.stop` cancelled by the shutdown budget; closing SQLite under it
+        # would crash the process, so the store closes only once no job thread runs (else the OS reclaims it).
+        if await asyncio.to_thread(worker.wait_idle, 30.0):
+            store.close()
+        else:
+            logger.warning("a video job thread is still running; leaving the operation store open")
 
     # shutdown hooks run in reverse: the worker stops (its job re-queued) before the store closes
     return registrations, [worker.start], [close_store, worker.stop]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return service_main(argv, prog="kmono serve video", description=__doc__, config_type=CONFIG_TYPE, build=build)
+    return service_main(
+        argv, prog="kmono serve video", description=__doc__, config_type=CONFIG_TYPE, build=build
+    )

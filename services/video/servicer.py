@@ -41,7 +41,7 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
         *,
         max_queued_jobs: int = 16,
         watch_interval: float = 0.05,
-        max_watch_interval: float = 0.5,
+        max_watch_interval: float = 0.1,
     ) -> None:
         self.store = store
         self.worker = worker
@@ -133,11 +133,15 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
         else:
             parsed = parse_artifact_name(target)
             if parsed is None:
-                raise invalid("artifact_name", f"not an artifact name (operations/{{id}}/artifacts/{{id}}): {target!r}")
+                raise invalid(
+                    "artifact_name", f"not an artifact name (operations/{{id}}/artifacts/{{id}}): {target!r}"
+                )
             operation, artifact_id = parsed
         op = self.store.get(operation)  # NOT_FOUND when there is no such operation
         if op.state is not State.SUCCEEDED or not op.result:
-            raise NotFoundError(f"{operation} has no artifacts (it is {op.state.value})", reason="NO_ARTIFACTS")
+            raise NotFoundError(
+                f"{operation} has no artifacts (it is {op.state.value})", reason="NO_ARTIFACTS"
+            )
         response = unpack_any(op.result, video_pb2.CreateVideoResponse)
         for artifact in response.artifacts:
             if artifact_id is None and artifact.kind == video_pb2.ARTIFACT_KIND_VIDEO:

@@ -130,7 +130,9 @@ class _Reporter:
         fraction = self.step / self.total if self.total else 0.0
         if state == operation_pb2.OPERATION_STATE_SUCCEEDED:
             fraction = 1.0
-        progress = operation_pb2.Progress(step=self.step, total_steps=self.total, fraction=fraction, stage=self.stage)
+        progress = operation_pb2.Progress(
+            step=self.step, total_steps=self.total, fraction=fraction, stage=self.stage
+        )
         if 0 < fraction < 1 and self.denoise_started is not None:
             elapsed = time.monotonic() - self.denoise_started
             eta = duration_pb2.Duration()
@@ -163,7 +165,9 @@ class _Reporter:
         if state == operation_pb2.OPERATION_STATE_SUCCEEDED:
             fraction = 1.0
         self.closed = end
-        self.store.update_progress(self.op.name, fraction, self.metadata(state, end=end), attempt=self.op.attempts)
+        self.store.update_progress(
+            self.op.name, fraction, self.metadata(state, end=end), attempt=self.op.attempts
+        )
         self.last_write = time.monotonic()
         self.pending = False
 
@@ -221,6 +225,9 @@ class VideoWorker:
         self._stop = threading.Event()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._idle = threading.Event()
+        self._idle.set()
         self.busy = False
 
     @property
@@ -236,6 +243,7 @@ class VideoWorker:
         if requeued:
             logger.info("re-queued %d interrupted video jobs", len(requeued))
         self._stop.clear()
+        self._event_loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._loop(), name="video-worker")
 
@@ -249,9 +257,14 @@ class VideoWorker:
                 await self._task
             self._task = None
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job thread runs (it may outlive a cancelled `stop`); False if one still runs."""
+        return self._idle.wait(timeout)
+
     def wake(self) -> None:
-        if self._wakeup is not None:
-            self._wakeup.set()
+        """A job was queued: claim it now rather than at the next poll (safe from any thread)."""
+        if self._wakeup is not None and self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self._wakeup.set)
 
     async def _loop(self) -> None:
         assert self._wakeup is not None
@@ -272,8 +285,9 @@ class VideoWorker:
             engine_enum = convert.ENGINE_ENUMS.get(convert.ENGINE_NAMES.get(request.engine, ""), 0)
             reporter = _Reporter(self.store, op, self._stop, self.progress_interval, deadline, engine_enum)
             self.busy = True
+            self._idle.clear()
             try:
-                job = asyncio.ensure_future(asyncio.to_thread(self._run, op, request, reporter))
+                job = asyncio.ensure_future(asyncio.to_thread(self._guarded_run, op, request, reporter))
                 while not job.done():
                     await asyncio.wait({job}, timeout=self.progress_interval)
                     if not job.done():
@@ -308,6 +322,14 @@ class VideoWorker:
                 "reference_video.text_query", f"found no {ref.text_query!r} in the reference video"
             )
         return convert.fit_masks(seq, plan.width, plan.height, plan.num_frames, plan.spec.num_mask_slots)
+
+    def _guarded_run(
+        self, op: StoredOperation, request: video_pb2.CreateVideoRequest, reporter: _Reporter
+    ) -> None:
+        try:
+            self._run(op, request, reporter)
+        finally:
+            self._idle.set()
 
     def _run(self, op: StoredOperation, request: video_pb2.CreateVideoRequest, reporter: _Reporter) -> None:
         """One claimed operation, start to end (in a worker thread)."""
@@ -363,13 +385,17 @@ class VideoWorker:
             status = status_from_exception(error)
             self._quietly(reporter.write, operation_pb2.OPERATION_STATE_FAILED, "failed", end=True)
             details = [detail.SerializeToString() for detail in status.details]
-            self._quietly(self.store.fail, op.name, status.code, status.message, details=details, attempt=op.attempts)
+            self._quietly(
+                self.store.fail, op.name, status.code, status.message, details=details, attempt=op.attempts
+            )
 
     def _write_artifacts(
         self, name: str, frames: np.ndarray, masks: MaskSequence | None, fps: float
     ) -> list[video_pb2.Artifact]:
         put = self.artifacts.put
-        out = [put(name, "video", video_pb2.ARTIFACT_KIND_VIDEO, "video/mp4", encode_video(frames, fps, "mp4"))]
+        out = [
+            put(name, "video", video_pb2.ARTIFACT_KIND_VIDEO, "video/mp4", encode_video(frames, fps, "mp4"))
+        ]
         if masks is not None:
             overlay = render_overlay(frames, masks, labels=False)
             out.append(

@@ -1,0 +1,657 @@
+"""VideoGenerationService over loopback gRPC with the tiny MVideo: create -> watch -> download, request_id
+idempotency, cancellation within a step, queue full -> RESOURCE_EXHAUSTED, deadlines, kill -9 of a server
+process mid-job and recovery, mask URIs (file, artifact, fsspec) and INVALID_ARGUMENT naming the field."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import torch
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.rpc import error_details_pb2
+from kmono.common.v1 import media_pb2, operation_pb2
+from kmono.video.v1 import video_pb2, video_pb2_grpc
+
+from generation.masks.synth import SyntheticObject, synthesize
+from generation.masks.trajectory import Trajectory
+from libs.media import MaskSequence, dumps, encode_video, loads, read_video, save, to_proto
+from libs.serving import find_detail
+from libs.serving.operations import OperationStore, State, unpack_any
+from libs.serving.testing.loopback import loopback_server, run_async, status_of
+from services.video import server
+from services.video.artifacts import ArtifactStore
+from services.video.engine import TINY_SPEC, GenerationJob, load_mvideo_engine
+from services.video.worker import KIND
+
+torch.set_num_threads(1)
+SLOW = 120.0
+
+
+def make_config(tmp_path, *extra: str):
+    parser = argparse.ArgumentParser()
+    server.CONFIG_TYPE.add_arguments(parser)
+    argv = [
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--data-dir",
+        str(tmp_path),
+        "--tiny-engine",
+        "--torch-threads",
+        "1",
+    ]
+    return server.CONFIG_TYPE.from_args(parser.parse_args([*argv, *extra]))
+
+
+@functools.cache
+def tiny_engine():
+    return load_mvideo_engine(path=None, tiny=True, torch_threads=1)
+
+
+class SlowEngine:
+    """The warm tiny engine, `delay` seconds slower per step (shared: loaded once per test session)."""
+
+    def __init__(self, delay: float) -> None:
+        self.inner = tiny_engine()
+        self.spec = self.inner.spec
+        self.delay = delay
+
+    def generate(self, job, on_step):
+        def slowed(step, total, preview):
+            time.sleep(self.delay)
+            on_step(step, total, preview)
+
+        return self.inner.generate(job, slowed)
+
+
+class GatedEngine:
+    """Stands in for the pipeline where a test must control timing: one step per `release()`."""
+
+    spec = TINY_SPEC
+
+    def __init__(self) -> None:
+        self.gate = threading.Semaphore(0)
+        self.started = threading.Event()
+        self.calls = 0
+
+    def generate(self, job: GenerationJob, on_step):
+        self.calls += 1
+        self.started.set()
+        for step in range(job.num_inference_steps):
+            if not self.gate.acquire(timeout=30):
+                raise TimeoutError("the test never released the step")
+            on_step(step + 1, job.num_inference_steps, None)
+        return np.zeros((job.num_frames, job.height, job.width, 3), np.uint8)
+
+
+def serve(config, engine=None, **kwargs):
+    engine = engine or tiny_engine()
+    registrations, on_startup, on_shutdown = server.build(
+        config, load_engines=lambda: {"mvideo": engine}, **kwargs
+    )
+    return loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown)
+
+
+def ball(num_frames: int = 9, size: int = 32, objects: int = 1) -> MaskSequence:
+    shapes = [
+        SyntheticObject(
+            "circle", Trajectory([(0, (8, 8)), (num_frames - 1, (24, 20))]), width=10, height=10, label="ball"
+        ),
+        SyntheticObject(
+            "square", Trajectory([(0, (24, 8)), (num_frames - 1, (8, 24))]), width=8, height=8, label="box"
+        ),
+        SyntheticObject("ellipse", (16, 16), width=6, height=4, label="egg"),
+    ][:objects]
+    return synthesize(shapes, width=size, height=size, num_frames=num_frames, fps=8)
+
+
+def noise_masks() -> MaskSequence:
+    """9 frames of 32 x 32 salt-and-pepper masks: RLE cannot compress them (several KiB)."""
+    id_maps = np.random.default_rng(0).integers(0, 2, size=(9, 32, 32)).astype(np.int32)
+    return MaskSequence.from_id_maps(id_maps, None, 8)
+
+
+def bad_fields(error: grpc.aio.AioRpcError) -> list[str]:
+    status = status_of(error)
+    assert status is not None
+    detail = find_detail(status, error_details_pb2.BadRequest)
+    assert detail is not None, status
+    return [violation.field for violation in detail.field_violations]
+
+
+def meta(op) -> video_pb2.CreateVideoMetadata:
+    return unpack_any(op.metadata.SerializeToString(), video_pb2.CreateVideoMetadata)
+
+
+async def download(stub, name: str, **kwargs) -> bytes:
+    chunks = [
+        c
+        async for c in stub.DownloadArtifact(video_pb2.DownloadArtifactRequest(artifact_name=name, **kwargs))
+    ]
+    return b"".join(c.chunk for c in chunks)
+
+
+# -- the happy path ----------------------------------------------------------------------------------------------
+
+
+def test_create_watch_download_with_progress_previews_and_artifacts(tmp_path):
+    config = make_config(tmp_path)
+    masks = ball()
+
+    async def scenario():
+        async with serve(config) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            request = video_pb2.CreateVideoRequest(
+                prompt="a red circle moves right",
+                mask_sequence=to_proto(masks),
+                num_inference_steps=4,
+                seed=7,
+                preview_options=video_pb2.PreviewOptions(interval_steps=2, num_frames=2, max_edge_pixels=8),
+            )
+            started = time.monotonic()
+            op = await stub.CreateVideo(request)
+            assert time.monotonic() - started < 5 and not op.done
+            assert op.name.startswith("operations/video-")
+            stream = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))]
+            final = stream[-1]
+            assert final.done and final.HasField("response"), final.error
+            steps = [meta(o).progress.step for o in stream]
+            assert steps == sorted(steps) and steps[-1] == 4
+            assert meta(final).state == operation_pb2.OPERATION_STATE_SUCCEEDED
+            assert meta(final).progress.total_steps == 4 and meta(final).HasField("end_time")
+            previews = [p for o in stream for p in meta(o).preview_frames]
+            assert previews and all(
+                p.mime_type == "image/png" and max(p.width, p.height) <= 8 for p in previews
+            )
+            assert {p.step for p in previews} <= {2, 4}
+            response = video_pb2.CreateVideoResponse()
+            final.response.Unpack(response)
+            assert (response.seed, response.width, response.height, response.num_frames) == (7, 32, 32, 9)
+            assert response.engine == video_pb2.ENGINE_MVIDEO and response.model_version
+            kinds = {a.artifact_id: a for a in response.artifacts}
+            assert set(kinds) == {"video", "mask_overlay", "mask_sequence"}
+            for artifact in response.artifacts:
+                data = await download(stub, artifact.name, chunk_size=1000)
+                assert (
+                    len(data) == artifact.size_bytes and hashlib.sha256(data).hexdigest() == artifact.sha256
+                )
+            # by operation name: the video; resumed from an offset
+            whole = b"".join(
+                [
+                    c.chunk
+                    async for c in stub.DownloadArtifact(
+                        video_pb2.DownloadArtifactRequest(operation_name=op.name)
+                    )
+                ]
+            )
+            tail = await download(stub, kinds["video"].name, read_offset=100)
+            assert whole[100:] == tail
+            (tmp_path / "v.mp4").write_bytes(whole)
+            frames, fps = read_video(tmp_path / "v.mp4")
+            assert frames.shape == (9, 32, 32, 3) and fps == 8
+            assert loads(await download(stub, kinds["mask_sequence"].name), "pb") == masks
+            # polling through google.longrunning.Operations agrees
+            operations = operations_pb2_grpc.OperationsStub(channel)
+            got = await operations.GetOperation(operations_pb2.GetOperationRequest(name=op.name))
+            assert got.done and got.response == final.response
+            listed = await operations.ListOperations(operations_pb2.ListOperationsRequest(name="operations"))
+            assert [o.name for o in listed.operations] == [op.name]
+
+    run_async(scenario(), timeout=SLOW)
+
+
+def test_identical_request_id_returns_the_same_operation_and_another_request_conflicts(tmp_path):
+    config = make_config(tmp_path)
+    engine = GatedEngine()
+
+    async def scenario():
+        async with serve(config, engine) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            request = video_pb2.CreateVideoRequest(
+                prompt="a red circle", request_id="3f1c-retry", num_inference_steps=2
+            )
+            first = await stub.CreateVideo(request)
+            again = await stub.CreateVideo(request)
+            assert again.name == first.name
+            other = video_pb2.CreateVideoRequest(prompt="a blue square", request_id="3f1c-retry")
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await stub.CreateVideo(other)
+            assert error.value.code() == grpc.StatusCode.ALREADY_EXISTS
+            engine.gate.release(2)
+            final = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=first.name))][
+                -1
+            ]
+            assert final.done and final.HasField("response")
+            # a retry after it finished still returns it (done), without running it again
+            assert (await stub.CreateVideo(request)).done
+            assert engine.calls == 1
+            # no request_id: a seed is still reported, fixed per operation
+            response = video_pb2.CreateVideoResponse()
+            final.response.Unpack(response)
+            assert response.seed >= 0
+
+    run_async(scenario(), timeout=SLOW)
+
+
+def test_mask_sequence_uri_from_a_file_an_artifact_and_fsspec_memory(tmp_path):
+    config = make_config(tmp_path)
+    masks = ball()
+    save(masks, tmp_path / "ball.json")
+    import fsspec
+
+    with fsspec.open("memory://kmono-test/ball.pb", "wb") as f:
+        f.write(dumps(masks, "pb"))
+
+    async def scenario():
+        async with serve(config) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            names = []
+            for uri in (f"file://{tmp_path / 'ball.json'}", "memory://kmono-test/ball.pb"):
+                op = await stub.CreateVideo(
+                    video_pb2.CreateVideoRequest(
+                        prompt="a ball", mask_sequence_uri=uri, num_inference_steps=1
+                    )
+                )
+                final = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))][
+                    -1
+                ]
+                assert final.HasField("response"), final.error
+                names.append(op.name)
+            # the mask_sequence artifact of one job conditions the next
+            artifact = f"{names[0]}/artifacts/mask_sequence"
+            op = await stub.CreateVideo(
+                video_pb2.CreateVideoRequest(
+                    prompt="a ball", mask_sequence_uri=artifact, num_inference_steps=1
+                )
+            )
+            final = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))][-1]
+            assert final.HasField("response"), final.error
+            assert loads(await download(stub, f"{op.name}/artifacts/mask_sequence"), "pb") == masks
+
+    run_async(scenario(), timeout=SLOW)
+
+
+def test_artifact_store_on_fsspec_memory(tmp_path):
+    store = ArtifactStore("memory://kmono-artifacts")
+    artifact = store.put(
+        "operations/video-1", "video", video_pb2.ARTIFACT_KIND_VIDEO, "video/mp4", b"0123456789"
+    )
+    assert artifact.name == "operations/video-1/artifacts/video" and artifact.size_bytes == 10
+    assert store.read(artifact.name, 3, 4) == b"3456" and store.size(artifact.name) == 10
+    assert store.exists(artifact.name) and not store.exists("operations/video-2/artifacts/video")
+
+
+# -- cancellation, backpressure, deadlines ----------------------------------------------------------------------
+
+
+def test_cancel_stops_the_pipeline_within_one_step(tmp_path):
+    config = make_config(tmp_path)
+    engine = SlowEngine(delay=0.15)
+
+    async def scenario():
+        async with serve(config, engine) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            operations = operations_pb2_grpc.OperationsStub(channel)
+            op = await stub.CreateVideo(
+                video_pb2.CreateVideoRequest(prompt="a red circle", num_inference_steps=40, seed=1)
+            )
+            seen = 0
+            async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name)):
+                seen = meta(o).progress.step
+                if seen >= 2:
+                    break
+            await operations.CancelOperation(operations_pb2.CancelOperationRequest(name=op.name))
+            cancelled_at = meta(
+                await operations.GetOperation(operations_pb2.GetOperationRequest(name=op.name))
+            )
+            final = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))][-1]
+            assert final.done and final.error.code == grpc.StatusCode.CANCELLED.value[0]
+            stopped = meta(final)
+            assert stopped.state == operation_pb2.OPERATION_STATE_CANCELLED
+            # within one step of the step current when the cancel landed (+1 for a step already in flight)
+            assert stopped.progress.step <= cancelled_at.progress.step + 2 < 40
+
+    run_async(scenario(), timeout=SLOW)
+
+
+def test_full_queue_is_resource_exhausted_with_retry_info_and_retries_still_dedupe(tmp_path):
+    config = make_config(tmp_path, "--max-queued-jobs", "2")
+    engine = GatedEngine()
+
+    async def scenario():
+        async with serve(config, engine) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            running = await stub.CreateVideo(
+                video_pb2.CreateVideoRequest(prompt="a red circle", num_inference_steps=1)
+            )
+            assert await asyncio.to_thread(engine.started.wait, 30)  # claimed: no longer queued
+            queued = [
+                await stub.CreateVideo(
+                    video_pb2.CreateVideoRequest(
+                        prompt="a red circle", num_inference_steps=1, request_id=f"q{i}"
+                    )
+                )
+                for i in range(2)
+            ]
+            for request_id in ("", "new-one"):
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await stub.CreateVideo(
+                        video_pb2.CreateVideoRequest(
+                            prompt="a red circle", num_inference_steps=1, request_id=request_id
+                        )
+                    )
+                assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                retry = find_detail(status_of(error.value), error_details_pb2.RetryInfo)
+                assert retry is not None and retry.retry_delay.seconds >= 1
+            again = await stub.CreateVideo(
+                video_pb2.CreateVideoRequest(prompt="a red circle", num_inference_steps=1, request_id="q0")
+            )
+            assert again.name == queued[0].name  # the retry of a queued job is not refused
+            engine.gate.release(3)
+            for op in (running, *queued):
+                final = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))][
+                    -1
+                ]
+                assert final.HasField("response")
+            operations = operations_pb2_grpc.OperationsStub(channel)
+            listed = await operations.ListOperations(operations_pb2.ListOperationsRequest(name="operations"))
+            assert len(listed.operations) == 3  # the refused ones left nothing behind
+
+    run_async(scenario(), timeout=SLOW)
+
+
+def test_a_job_past_its_deadline_fails_with_deadline_exceeded(tmp_path):
+    config = make_config(tmp_path, "--job-timeout", "0.3")
+    engine = SlowEngine(delay=0.2)
+
+    async def scenario():
+        async with serve(config, engine) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            op = await stub.CreateVideo(
+                video_pb2.CreateVideoRequest(prompt="a red circle", num_inference_steps=30)
+            )
+            final = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))][-1]
+            assert final.error.code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+            assert (
+                meta(final).state == operation_pb2.OPERATION_STATE_FAILED and meta(final).progress.step < 30
+            )
+
+    run_async(scenario(), timeout=SLOW)
+
+
+# -- crash recovery ----------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_server(tmp_path, port: int, *extra: str) -> subprocess.Popen:
+    log = open(tmp_path / f"server-{port}.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.video", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
+         str(tmp_path), "--tiny-engine", "--torch-threads", "1", *extra],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+def _wait_channel(port: int, process: subprocess.Popen, timeout: float = 90) -> grpc.Channel:
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, "the server exited while starting"
+        try:
+            grpc.channel_ready_future(channel).result(timeout=1)
+            return channel
+        except grpc.FutureTimeoutError:
+            assert time.monotonic() < deadline, "the server did not start"
+
+
+def test_kill_9_mid_job_then_restart_finishes_the_job_exactly_once(tmp_path):
+    port = _free_port()
+    process = _start_server(tmp_path, port, "--step-delay", "0.3")
+    try:
+        channel = _wait_channel(port, process)
+        stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+        request = video_pb2.CreateVideoRequest(
+            prompt="a red circle",
+            mask_sequence=to_proto(ball()),
+            num_inference_steps=12,
+            seed=3,
+            request_id="kill-me",
+        )
+        op = stub.CreateVideo(request, timeout=30)
+        for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name), timeout=60):
+            if meta(o).progress.step >= 2:
+                break
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        channel.close()
+        with OperationStore(tmp_path / "video" / "operations.sqlite") as store:
+            assert store.get(op.name).state is State.RUNNING  # orphaned by the dead process
+
+        process = _start_server(tmp_path, port)
+        channel = _wait_channel(port, process)
+        stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+        assert stub.CreateVideo(request, timeout=30).name == op.name  # the client's retry finds the same job
+        final = list(stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name), timeout=90))[-1]
+        assert final.done and final.HasField("response"), final.error
+        response = video_pb2.CreateVideoResponse()
+        final.response.Unpack(response)
+        assert {a.artifact_id for a in response.artifacts} == {"video", "mask_overlay", "mask_sequence"}
+        for artifact in response.artifacts:
+            chunks = stub.DownloadArtifact(
+                video_pb2.DownloadArtifactRequest(artifact_name=artifact.name), timeout=30
+            )
+            assert hashlib.sha256(b"".join(c.chunk for c in chunks)).hexdigest() == artifact.sha256
+        channel.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with OperationStore(tmp_path / "video" / "operations.sqlite") as store:
+        stored = store.get(op.name)
+        assert stored.state is State.SUCCEEDED and stored.attempts == 2
+        assert len(store.list(KIND)[0]) == 1
+    log = b"".join(p.read_bytes() for p in tmp_path.glob("server-*.log")).decode()
+    assert log.count(f"{op.name}: 9 frames") == 1  # finished once
+
+
+# -- invalid requests --------------------------------------------------------------------------------------------
+
+
+def _reference(data: bytes) -> video_pb2.ReferenceVideo:
+    return video_pb2.ReferenceVideo(video=media_pb2.MediaRef(inline_data=data), text_query="ball.")
+
+
+INVALID = {
+    "empty prompt": (video_pb2.CreateVideoRequest(prompt="  "), "prompt"),
+    "unknown engine": (video_pb2.CreateVideoRequest(prompt="a ball", engine=42), "engine"),
+    "engine not served": (
+        video_pb2.CreateVideoRequest(prompt="a ball", engine=video_pb2.ENGINE_VACE),
+        "engine",
+    ),
+    "width disagrees with masks": (
+        video_pb2.CreateVideoRequest(prompt="a ball", mask_sequence=to_proto(ball()), width=48),
+        "width",
+    ),
+    "frames disagree with masks": (
+        video_pb2.CreateVideoRequest(prompt="a ball", mask_sequence=to_proto(ball()), num_frames=5),
+        "num_frames",
+    ),
+    "masks of a size the engine cannot take": (
+        video_pb2.CreateVideoRequest(prompt="a ball", mask_sequence=to_proto(ball(size=40))),
+        "mask_sequence",
+    ),
+    "too many frames": (video_pb2.CreateVideoRequest(prompt="a ball", num_frames=401), "num_frames"),
+    "too many mask frames": (
+        video_pb2.CreateVideoRequest(prompt="a ball", mask_sequence=to_proto(ball(num_frames=13))),
+        "mask_sequence",
+    ),
+    "too many objects": (
+        video_pb2.CreateVideoRequest(prompt="a ball", mask_sequence=to_proto(ball(objects=3))),
+        "mask_sequence.objects",
+    ),
+    "oversized inline masks": (
+        video_pb2.CreateVideoRequest(prompt="a ball", mask_sequence=to_proto(noise_masks())),
+        "mask_sequence",
+    ),
+    "corrupt inline masks": (
+        video_pb2.CreateVideoRequest(
+            prompt="a ball", mask_sequence=media_pb2.MaskSequence(width=32, height=32)
+        ),
+        "mask_sequence.num_frames",
+    ),
+    "unreadable mask uri": (
+        video_pb2.CreateVideoRequest(prompt="a ball", mask_sequence_uri="file:///nonexistent/masks.json"),
+        "mask_sequence_uri",
+    ),
+    "unknown artifact": (
+        video_pb2.CreateVideoRequest(
+            prompt="a ball", mask_sequence_uri="operations/video-x/artifacts/mask_sequence"
+        ),
+        "mask_sequence_uri",
+    ),
+    "unreadable reference video": (
+        video_pb2.CreateVideoRequest(prompt="a ball", reference_video=_reference(b"not a video at all")),
+        "reference_video.video.inline_data",
+    ),
+    "reference video without a query": (
+        video_pb2.CreateVideoRequest(
+            prompt="a ball",
+            reference_video=video_pb2.ReferenceVideo(
+                video=media_pb2.MediaRef(inline_data=encode_video(np.zeros((2, 16, 16, 3), np.uint8), 8))
+            ),
+        ),
+        "reference_video.text_query",
+    ),
+    "negative steps": (
+        video_pb2.CreateVideoRequest(prompt="a ball", num_inference_steps=-1),
+        "num_inference_steps",
+    ),
+    "nan guidance": (
+        video_pb2.CreateVideoRequest(prompt="a ball", guidance_scale=float("nan")),
+        "guidance_scale",
+    ),
+    "backwards schedule": (
+        video_pb2.CreateVideoRequest(
+            prompt="a ball",
+            mask_strength_schedule=video_pb2.MaskStrengthSchedule(start_fraction=0.8, end_fraction=0.2),
+        ),
+        "mask_strength_schedule.end_fraction",
+    ),
+}
+
+
+def test_invalid_requests_are_invalid_argument_naming_the_field(tmp_path):
+    config = make_config(tmp_path, "--max-inline-mask-bytes", "2000")
+
+    async def scenario():
+        async with serve(config, GatedEngine()) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            for case, (request, field) in INVALID.items():
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await stub.CreateVideo(request)
+                    pytest.fail(f"{case}: accepted")
+                assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, case
+                assert bad_fields(error.value) == [field], (case, error.value.details())
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await download(stub, "not-a-name")
+            assert bad_fields(error.value) == ["artifact_name"]
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await download(stub, "operations/video-missing/artifacts/video")
+            assert error.value.code() == grpc.StatusCode.NOT_FOUND
+            operations = operations_pb2_grpc.OperationsStub(channel)
+            listed = await operations.ListOperations(operations_pb2.ListOperationsRequest(name="operations"))
+            assert list(listed.operations) == []  # nothing was queued
+
+    run_async(scenario(), timeout=SLOW)
+
+
+# -- a shapes-world pipeline folder (the embedded default's format) -----------------------------------------------
+
+
+def test_engine_path_loads_a_shapes_pipeline_folder_and_sizes_come_from_its_config(tmp_path):
+    from generation.mvideo.shapes import build_shapes_pipeline
+    from services.video.engine import spec_from_dir
+
+    folder = tmp_path / "shapes"
+    build_shapes_pipeline().save_pretrained(folder)
+    spec = spec_from_dir(folder)
+    assert (spec.width, spec.height, spec.num_frames, spec.num_mask_slots, spec.frame_step) == (
+        32,
+        32,
+        8,
+        3,
+        1,
+    )
+    config = make_config(tmp_path, "--no-tiny-engine", "--engine-path", str(folder))
+    masks = ball(num_frames=8, objects=3)
+
+    async def scenario():
+        registrations, on_startup, on_shutdown = server.build(config)
+        async with loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown) as (
+            _,
+            channel,
+        ):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            op = await stub.CreateVideo(
+                video_pb2.CreateVideoRequest(
+                    prompt="a red circle, a blue square and a green diamond",
+                    mask_sequence=to_proto(masks),
+                    num_inference_steps=2,
+                )
+            )
+            final = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))][-1]
+            assert final.HasField("response"), final.error
+            response = video_pb2.CreateVideoResponse()
+            final.response.Unpack(response)
+            assert (response.num_frames, response.width) == (8, 32)
+
+    run_async(scenario(), timeout=SLOW)
+
+
+def test_reference_video_masks_are_extracted_then_fitted_to_the_output(tmp_path):
+    config = make_config(tmp_path, "--tiny-masks")
+    frames = np.full((6, 48, 64, 3), 90, np.uint8)
+    for t in range(6):
+        frames[t, 10:30, 5 + 4 * t : 25 + 4 * t] = (200, 60, 40)
+    reference = _reference(encode_video(frames, fps=8, format="mp4"))
+
+    async def scenario():
+        async with serve(config) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            op = await stub.CreateVideo(
+                video_pb2.CreateVideoRequest(
+                    prompt="a red ball", num_inference_steps=1, reference_video=reference
+                )
+            )
+            stream = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))]
+            final = stream[-1]
+            if final.HasField("error"):  # the random tiny detector may find nothing: then the query is blamed
+                assert final.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+                assert "reference_video.text_query" in final.error.message
+                return
+            assert "extracting masks" in [meta(o).progress.stage for o in stream]
+            masks = loads(await download(stub, f"{op.name}/artifacts/mask_sequence"), "pb")
+            assert (masks.num_frames, masks.width, masks.height) == (9, 32, 32)
+            assert 1 <= len(masks.objects) <= TINY_SPEC.num_mask_slots
+
+    run_async(scenario(), timeout=SLOW)
