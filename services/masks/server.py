@@ -7,6 +7,8 @@ a shutdown runs again when the server comes back)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -20,6 +22,8 @@ from services.masks.convert import Limits
 from services.masks.servicer import MaskServicer
 from services.masks.worker import Engine, ExtractionWorker, load_extractor_engine
 from services.skeleton import Built, service_main
+
+logger = logging.getLogger(__name__)
 
 
 def engine_loader(config: MaskServiceConfig) -> Callable[[], Engine]:
@@ -58,7 +62,11 @@ def build(config: MaskServiceConfig, *, load_engine: Callable[[], Engine] | None
     ]
 
     async def close_store() -> None:
-        store.close()
+        # Closing SQLite under a still-running job thread would crash the process (see services/video/server.py).
+        if await asyncio.to_thread(worker.wait_idle, 30.0):
+            store.close()
+        else:
+            logger.warning("a mask extraction thread is still running; leaving the operation store open")
 
     # shutdown hooks run in reverse: the worker stops (its job re-queued) before the store closes
     return registrations, [worker.start], [close_store, worker.stop]

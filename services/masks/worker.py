@@ -267,6 +267,9 @@ class ExtractionWorker:
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
         self._stop = threading.Event()
+        # Set while no job thread runs: a thread can outlive a `stop` cancelled by the shutdown budget.
+        self._idle = threading.Event()
+        self._idle.set()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -312,12 +315,23 @@ class ExtractionWorker:
                         await self._wakeup.wait()
                 continue
             reporter = _Reporter(self.store, op, self._stop, self.progress_interval)
-            job = asyncio.ensure_future(asyncio.to_thread(self._run, op, reporter))
+            self._idle.clear()
+            job = asyncio.ensure_future(asyncio.to_thread(self._run_tracked, op, reporter))
             while not job.done():
                 await asyncio.wait({job}, timeout=self.progress_interval)
                 if not job.done():
                     await asyncio.to_thread(reporter.flush)
             await job
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job thread runs; False if one still runs after `timeout` seconds."""
+        return self._idle.wait(timeout)
+
+    def _run_tracked(self, op: StoredOperation, reporter: _Reporter) -> None:
+        try:
+            self._run(op, reporter)
+        finally:
+            self._idle.set()
 
     def _run(self, op: StoredOperation, reporter: _Reporter) -> None:
         """One claimed operation, start to end (in a worker thread)."""
