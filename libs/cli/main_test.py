@@ -1,4 +1,5 @@
 import argparse
+import sys
 
 import pytest
 
@@ -12,7 +13,7 @@ def _register_echo(subparsers: argparse._SubParsersAction) -> None:
     def run(args: argparse.Namespace) -> int:
         if args.word == "bad":
             raise UsageError("bad is not allowed; pick another word")
-        print(args.word)
+        sys.stdout.write(args.word + "\n")
         return 0
 
     parser.set_defaults(func=run)

@@ -1,0 +1,73 @@
+import json
+
+from generation.mvideo.cli import register
+from generation.mvideo.training.data import ManifestDataset, read_manifest
+from libs.cli.main import main
+from libs.media import load
+
+
+def kmono(*argv: str) -> int:
+    return main(["mvideo", *argv], registrars=[("mvideo", register)])
+
+
+def test_shapes_data_then_annotate_with_the_tiny_extractor(tmp_path, capsys):
+    folder = tmp_path / "clips"
+    assert kmono("shapes-data", str(folder), "--num", "3", "--size", "32", "--frames", "4") == 0
+    assert len(read_manifest(folder / "manifest.jsonl")) == 3
+    (folder / "manifest.jsonl").unlink()
+    # One caption from captions.jsonl instead of its sidecar; one video with no caption at all.
+    (folder / "shapes_00000.txt").unlink()
+    (folder / "captions.jsonl").write_text(
+        json.dumps({"video": "shapes_00000.mp4", "caption": "a red circle"}) + "\n"
+    )
+    (folder / "shapes_00002.txt").unlink()
+
+    assert kmono("annotate", str(folder), "--tiny", "--format", "npz") == 0
+    entries = read_manifest(folder / "manifest.jsonl")
+    assert [e.video.name for e in entries] == ["shapes_00000.mp4", "shapes_00001.mp4"]
+    assert entries[0].caption == "a red circle"
+    for entry in entries:
+        assert entry.masks.suffix == ".npz" and entry.masks.parent == folder / "masks"
+        seq = load(entry.masks)
+        assert (seq.num_frames, seq.width, seq.height) == (4, 32, 32)
+        assert sorted(entry.object_ids) == sorted(seq.object_ids)
+    dataset = ManifestDataset(folder / "manifest.jsonl", num_frames=4, height=32, width=32, num_mask_slots=16)
+    assert dataset[1]["video"].shape == (4, 3, 32, 32)
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_annotate_usage_errors(tmp_path, capsys):
+    assert kmono("annotate", str(tmp_path / "missing"), "--tiny") == 2
+    (tmp_path / "empty").mkdir()
+    assert kmono("annotate", str(tmp_path / "empty"), "--tiny") == 2
+    assert "no captioned videos" in capsys.readouterr().err
+
+
+def test_train_then_eval_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "model"
+    assert (
+        kmono("train", "--recipe", "shapes-tiny", "--out", str(out), "--max-steps", "2", "--no-progress") == 0
+    )
+    assert json.loads((out / "training.json").read_text())["steps"] == 2
+    assert (
+        kmono(
+            "eval",
+            "--model",
+            str(out),
+            "--num-samples",
+            "2",
+            "--steps",
+            "2",
+            "--grid-samples",
+            "2",
+            "--out",
+            str(tmp_path / "eval"),
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert (
+        lines[-1].startswith("miou_masked=") and " miou_unmasked=" in lines[-1] and " color_acc=" in lines[-1]
+    )
+    assert (tmp_path / "eval" / "grid.gif").is_file() and (tmp_path / "eval" / "grid.png").is_file()
+    assert kmono("train", "--recipe", "shapes-tiny", "--out", str(out), "--lr-schedule", "linear") == 2

@@ -1,0 +1,147 @@
+"""The shapes-world MVideo: building it from scratch and loading the committed embedded default.
+
+    pipe = load_shapes_default()                                   # generation/mvideo/shapes/default
+    sample = ShapesWorld().sample(0, split="eval")
+    video = pipe(sample.caption, mask_video=sample.slot_masks(3)[None].astype("float32"),
+                 **SHAPES_SAMPLING).frames                          # see SHAPES_SAMPLING for the settings
+
+The model (our choices, after the measured probe in TOOLCHAIN.md): pixel space (`PixelSpaceAutoencoder`, no
+VAE to train), an `MVideoTransformer3DModel` of 4 layers x 4 heads x 32 with 4 x 4 x 2 patches and rotary
+embeddings (32 x 32 x 8 frames = 256 video tokens), a `MaskEncoder` with no compression over 3 object slots
+(a per-pixel MLP: the 4 x 4 x 2 patch projection of the mask already sees every pixel; a 3 x 3 convolution at
+full resolution cost a quarter of the training step), a one-layer word-level text encoder with phrase-index
+embeddings, v-prediction with the cosine ("squaredcos_cap_v2") schedule and DDIM with trailing timesteps at
+sampling time. Trained from scratch, the transformer's mask projection starts random (not zero).
+
+How it is trained is the `shapes-default` recipe (generation/mvideo/training/config.py); what it reaches is
+default/eval.json (`kmono mvideo eval`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler
+from torch import nn
+
+from generation.mvideo.models import MaskEncoder, MVideoTransformer3DModel
+from generation.mvideo.pipelines import MVideoPipeline
+from generation.mvideo.shapes.components import PixelSpaceAutoencoder, build_text_encoder, build_tokenizer
+
+DEFAULT_DIR = Path(__file__).resolve().parent / "default"
+"""Where the committed embedded default lives."""
+
+
+@dataclass(frozen=True)
+class ShapesModelSpec:
+    """Sizes of a shapes-world MVideo built from scratch (see `build_shapes_pipeline`)."""
+
+    height: int = 32
+    width: int = 32
+    num_frames: int = 8
+    num_mask_slots: int = 3
+    min_objects: int = 1
+    max_objects: int = 3
+    train_object_count_weights: tuple[float, ...] | None = None
+    """Frequencies of 1..max_objects objects in the training data (None: uniform, as in evaluation)."""
+    num_layers: int = 4
+    num_attention_heads: int = 4
+    attention_head_dim: int = 32
+    patch_size: int = 4
+    patch_size_t: int | None = 2
+    time_embed_dim: int = 128
+    text_hidden_size: int = 64
+    text_layers: int = 1
+    max_text_length: int = 16
+    mask_in_channels: int = 8
+    mask_hidden_channels: int = 32
+    mask_layers: int = 0
+    spatial_compression_ratio: int = 1
+    """Space-to-depth factor of the pixel-space autoencoder (1 = the transformer patches the pixels)."""
+
+
+SHAPES_SAMPLING: dict = {
+    "num_inference_steps": 25,
+    "guidance_scale": 1.0,
+    "mask_guidance_scale": 1.0,
+    "max_sequence_length": 16,
+}
+"""Sampling settings of the embedded default (text CFG off: the model follows colours without it)."""
+
+
+def build_shapes_scheduler() -> DDIMScheduler:
+    """v-prediction, cosine betas, DDIM with trailing timesteps (the first sampling step is at t = 999)."""
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="v_prediction",
+        timestep_spacing="trailing",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        steps_offset=0,
+    )
+
+
+def build_shapes_pipeline(spec: ShapesModelSpec | None = None, seed: int = 0) -> MVideoPipeline:
+    """A randomly initialised shapes-world MVideoPipeline of sizes `spec` (deterministic in `seed`)."""
+    spec = spec or ShapesModelSpec()
+    s = spec.spatial_compression_ratio
+    vae = PixelSpaceAutoencoder(in_channels=3, spatial_compression_ratio=s)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        text_encoder = build_text_encoder(spec.text_hidden_size, spec.text_layers, 2, spec.max_text_length)
+        transformer = MVideoTransformer3DModel(
+            num_attention_heads=spec.num_attention_heads,
+            attention_head_dim=spec.attention_head_dim,
+            in_channels=vae.latent_channels,
+            out_channels=vae.latent_channels,
+            time_embed_dim=spec.time_embed_dim,
+            text_embed_dim=spec.text_hidden_size,
+            num_layers=spec.num_layers,
+            sample_width=spec.width // s,
+            sample_height=spec.height // s,
+            sample_frames=spec.num_frames,
+            patch_size=spec.patch_size,
+            patch_size_t=spec.patch_size_t,
+            temporal_compression_ratio=1,
+            max_text_seq_length=spec.max_text_length,
+            use_rotary_positional_embeddings=True,
+            mask_in_channels=spec.mask_in_channels,
+        )
+        mask_encoder = MaskEncoder(
+            num_mask_slots=spec.num_mask_slots,
+            mask_in_channels=spec.mask_in_channels,
+            spatial_compression_ratio=s,
+            temporal_compression_ratio=1,
+            hidden_channels=spec.mask_hidden_channels,
+            num_layers=spec.mask_layers,
+        )
+        # From scratch there is no base model to preserve, so the mask projection starts random like any input
+        # projection (the zero start is for fine-tuning a pretrained base; measured: the mask path learns faster).
+        nn.init.kaiming_uniform_(transformer.mask_embed.weight, a=5**0.5)
+    return MVideoPipeline(
+        tokenizer=build_tokenizer(spec.max_text_length),
+        text_encoder=text_encoder,
+        vae=vae,
+        transformer=transformer,
+        mask_encoder=mask_encoder,
+        scheduler=build_shapes_scheduler(),
+    )
+
+
+def load_shapes_default(
+    path: str | os.PathLike[str] | None = None, device: str | torch.device = "cpu"
+) -> MVideoPipeline:
+    """The committed embedded default (or another shapes-world pipeline folder), in float32 on `device`."""
+    path = Path(path) if path is not None else DEFAULT_DIR
+    if not (path / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"no shapes-world pipeline at {path}; reproduce it with "
+            "`kmono mvideo train --recipe shapes-default --out generation/mvideo/shapes/default`"
+        )
+    pipe = MVideoPipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
