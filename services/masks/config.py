@@ -7,28 +7,12 @@ import os
 from dataclasses import dataclass
 
 from libs.serving import ServerConfig
+from services.flags import env_bool, positive_int
 from services.skeleton import StatefulServiceConfig
 
 DEFAULT_GROUNDING_MODEL = "IDEA-Research/grounding-dino-tiny"
 DEFAULT_SAM2_MODEL = "facebook/sam2.1-hiera-tiny"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def _env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -70,7 +54,7 @@ class MaskServiceConfig(StatefulServiceConfig):
         group.add_argument(
             "--tiny-models",
             action=argparse.BooleanOptionalAction,
-            default=_env_bool("KMONO_MASKS_TINY_MODELS"),
+            default=env_bool("KMONO_MASKS_TINY_MODELS"),
             help="use tiny random extractor models, for tests and the demo (env KMONO_MASKS_TINY_MODELS)",
         )
         group.add_argument(
@@ -108,7 +92,7 @@ class MaskServiceConfig(StatefulServiceConfig):
         )
         group.add_argument(
             "--max-mask-pixels",
-            type=_positive_int,
+            type=positive_int,
             default=int(env("KMONO_MASKS_MAX_MASK_PIXELS", str(1 << 28))),
             help="largest request, in frames x width x height (env KMONO_MASKS_MAX_MASK_PIXELS; default: %(default)s)",
         )

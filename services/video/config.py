@@ -10,27 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from libs.serving import ServerConfig
+from services.flags import env_bool, positive_int
 from services.skeleton import StatefulServiceConfig
 
 DEFAULT_ENGINE_PATH = "generation/mvideo/shapes/default"
 """The shapes-world embedded default (a diffusers pipeline folder), relative to the repository root."""
-
-
-def _env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _non_negative_float(text: str) -> float:
@@ -84,7 +68,7 @@ class VideoServiceConfig(StatefulServiceConfig):
         group.add_argument(
             "--tiny-engine",
             action=argparse.BooleanOptionalAction,
-            default=_env_bool("KMONO_VIDEO_TINY_ENGINE"),
+            default=env_bool("KMONO_VIDEO_TINY_ENGINE"),
             help="use a tiny random MVideo instead of --engine-path, for tests (env KMONO_VIDEO_TINY_ENGINE)",
         )
         group.add_argument(
@@ -95,7 +79,7 @@ class VideoServiceConfig(StatefulServiceConfig):
         group.add_argument(
             "--tiny-masks",
             action=argparse.BooleanOptionalAction,
-            default=_env_bool("KMONO_VIDEO_TINY_MASKS"),
+            default=env_bool("KMONO_VIDEO_TINY_MASKS"),
             help="tiny random mask extractor for reference-video requests (env KMONO_VIDEO_TINY_MASKS)",
         )
         group.add_argument(
@@ -111,7 +95,7 @@ class VideoServiceConfig(StatefulServiceConfig):
         )
         group.add_argument(
             "--max-queued-jobs",
-            type=_positive_int,
+            type=positive_int,
             default=int(env("KMONO_VIDEO_MAX_QUEUED_JOBS", "16")),
             help="queued jobs before CreateVideo answers RESOURCE_EXHAUSTED (default: %(default)s)",
         )
@@ -123,13 +107,13 @@ class VideoServiceConfig(StatefulServiceConfig):
         )
         group.add_argument(
             "--max-frames",
-            type=_positive_int,
+            type=positive_int,
             default=int(env("KMONO_VIDEO_MAX_FRAMES", "256")),
             help="most frames a request may ask for (default: %(default)s)",
         )
         group.add_argument(
             "--max-inline-mask-bytes",
-            type=_positive_int,
+            type=positive_int,
             default=int(env("KMONO_VIDEO_MAX_INLINE_MASK_BYTES", str(8 << 20))),
             help="largest inline mask_sequence in bytes (default: %(default)s)",
         )
