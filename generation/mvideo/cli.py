@@ -46,6 +46,10 @@ _TRAIN_FIELDS: dict[str, tuple[type, str]] = {
     "consistency_teacher": (str, "auto | base | ema | none (see generation/mvideo/training/losses.py)"),
     "object_loss_weight": (float, "extra loss weight inside the condition masks (0: plain MSE)"),
     "object_loss_dilation": (int, "cells the object loss weight extends past the masks"),
+    "binding_loss_weight": (
+        float,
+        "weight of the attention binding loss (mask slot k -> k-th phrase); 0: off",
+    ),
     "timestep_bias": (float, "1: uniform timesteps; > 1 favours high noise"),
     "lora_rank": (int, "LoRA rank on the transformer attention projections (0: full fine-tuning)"),
     "lora_alpha": (float, "LoRA alpha (default: the rank)"),

@@ -71,3 +71,15 @@ def test_train_then_eval_from_the_command_line(tmp_path, capsys):
     )
     assert (tmp_path / "eval" / "grid.gif").is_file() and (tmp_path / "eval" / "grid.png").is_file()
     assert kmono("train", "--recipe", "shapes-tiny", "--out", str(out), "--lr-schedule", "linear") == 2
+
+
+def test_train_on_a_manifest_and_resume(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert kmono("shapes-data", str(data), "--num", "3", "--size", "16", "--frames", "4") == 0
+    out = tmp_path / "model"
+    common = ["--recipe", "shapes-tiny", "--out", str(out), "--manifest", str(data / "manifest.jsonl")]
+    assert kmono("train", *common, "--max-steps", "3", "--stop-after", "2", "--no-progress") == 0
+    assert "stopped at step 2" in capsys.readouterr().out
+    assert kmono("train", *common, "--max-steps", "3", "--resume", "latest", "--no-progress") == 0
+    assert "after 3 steps" in capsys.readouterr().out
+    assert kmono("train", *common, "--resume", str(tmp_path / "nope")) == 2

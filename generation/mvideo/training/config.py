@@ -76,6 +76,10 @@ class TrainConfig:
     """Extra loss weight inside the condition masks (see `losses.object_weights`); 0 = plain MSE."""
     object_loss_dilation: int = 0
     """Latent cells the weighted region extends past the masks (see `losses.object_weights`)."""
+    binding_loss_weight: float = 0.0
+    """Weight of the attention binding loss (mask slot k -> k-th caption phrase; see `binding`); 0 = off."""
+    binding_heads: int = 1
+    """Heads per layer the binding loss supervises (the first ones)."""
     timestep_bias: float = 1.0
     """1 = uniform timesteps; > 1 favours high noise (see `losses.sample_timesteps`)."""
     # -- bookkeeping ---------------------------------------------------------------------------------------
@@ -157,7 +161,7 @@ SHAPES_TINY_SPEC = ShapesModelSpec(
 RECIPES: dict[str, Recipe] = {
     "shapes-default": Recipe(
         "shapes-default",
-        "the embedded default: a pixel-space MVideo trained from scratch on the shapes world (CPU, ~25 min)",
+        "the embedded default: a pixel-space MVideo trained from scratch on the shapes world (1 CPU thread, ~25 min)",
         TrainConfig(
             recipe="shapes-default",
             seed=0,
@@ -180,6 +184,7 @@ RECIPES: dict[str, Recipe] = {
             consistency_teacher="auto",
             object_loss_weight=4.0,
             object_loss_dilation=3,
+            binding_loss_weight=0.1,
             timestep_bias=1.5,
             num_threads=1,
             checkpoint_every=250,

@@ -1,6 +1,6 @@
 """MVideo's training objective: the diffusion loss, the consistency loss and condition dropout.
 
-With x_0 the clean latents, eps ~ N(0, I), t ~ U{0, ..., T-1}, x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps and the
+With x_0 the clean latents, eps ~ N(0, I), t ~ U{0, ..., T-1} (or biased, below), x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps and the
 v-prediction target v = sqrt(a_t) eps - sqrt(1 - a_t) x_0 (as CogVideoX):
 
 - **Diffusion loss** L_diff = mean over the batch and all elements of (f_theta(x_t, t, c_text, c_mask) - v)^2, with
@@ -8,6 +8,8 @@ v-prediction target v = sqrt(a_t) eps - sqrt(1 - a_t) x_0 (as CogVideoX):
 - **Object weighting and timestep bias** (options, for small objects): `object_weights` multiplies the loss of
   the elements inside the condition masks (of the samples that keep their mask) by 1 + w; `sample_timesteps`
   with bias b > 1 draws high-noise timesteps more often.
+- **Binding loss** (option, `binding_loss_weight`): an attention-grounding loss that makes mask slot k read
+  the k-th phrase of the caption; defined in `binding`.
 - **Condition dropout** (for the two guidance scales): each sample's text is dropped with probability p_t (its
   caption becomes "", the negative prompt's default) and, independently, its mask with probability p_m (its
   mask latents are zeroed, which is exactly `mask_latents=None`, the pipeline's "no mask" branch). So a fraction
@@ -18,8 +20,8 @@ v-prediction target v = sqrt(a_t) eps - sqrt(1 - a_t) x_0 (as CogVideoX):
 
       L_cons = (1 / |D|) sum_{i in D} mean((f_theta(x_t^i, t^i, c_text^i, no mask) - f_teacher(x_t^i, t^i, c_text^i))^2)
 
-  (0 when D is empty; the teacher gets no gradient). The objective is L = L_diff + lambda L_cons. It is 0 when
-  the model equals the teacher, and it pulls the mask-free behaviour (the text-to-video model) back towards
+  (0 when D is empty; the teacher gets no gradient). The objective is L = L_diff + lambda L_cons
+  (+ lambda_bind L_bind when the binding loss is on). L_cons is 0 when the model equals the teacher, and it pulls the mask-free behaviour (the text-to-video model) back towards
   the teacher while the mask path is trained.
 - **Teachers** (`consistency_teacher`): "base" is the frozen model training started from (for LoRA, the same
   transformer with its adapters disabled: no copy); "ema" is the exponential moving average of the model being

@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.pipelines.pipeline_mvideo import vae_compression
+from generation.mvideo.training import binding
 from generation.mvideo.training.config import TrainConfig
 from generation.mvideo.training.data import (
     ManifestDataset,
@@ -374,6 +375,9 @@ def train(
         )
     if config.lora_rank > 0:
         add_lora(pipe.transformer, config.lora_rank, config.lora_alpha, config.lora_targets)
+    recorder = (
+        binding.install(pipe.transformer, config.binding_heads) if config.binding_loss_weight > 0 else None
+    )
     denoiser = MVideoDenoiser(pipe.transformer, pipe.mask_encoder, pipe.text_encoder).to(device)
     trainable = set_trainable(denoiser, config)
     teacher_kind = resolve_teacher(config.consistency_teacher, config.consistency_weight, pretrained)
@@ -436,6 +440,9 @@ def train(
     scaling = float(getattr(vae.config, "scaling_factor", None) or 1.0)
     max_text = getattr(unwrapped.transformer.config, "max_text_seq_length", 226)
     tokenizer = pipe.tokenizer
+    separator_ids = [i for i in tokenizer.convert_tokens_to_ids([",", "and"]) if i != tokenizer.unk_token_id]
+    special_ids = list(tokenizer.all_special_ids)
+    patch, patch_t = unwrapped.transformer.config.patch_size, unwrapped.transformer.config.patch_size_t or 1
     alphas = scheduler.alphas_cumprod
     num_train_timesteps = scheduler.config.num_train_timesteps
 
@@ -463,7 +470,7 @@ def train(
     denoiser.train()
     micro = 0
     last_loss = float("nan")
-    loss_sum = cons_sum = 0.0
+    loss_sum = cons_sum = bind_sum = 0.0
     window = 0
     checkpoint: Path | None = None
     batches = iter(loader)
@@ -489,8 +496,18 @@ def train(
                 captions, padding="max_length", max_length=max_text, truncation=True, return_tensors="pt"
             ).input_ids.to(device)
             keep = (~drop_mask).to(device)
+            if recorder is not None:
+                recorder.targets = binding.BindingTargets(
+                    binding.token_slots(masks, keep & ~drop_text.to(device), patch, patch_t, spatial),
+                    binding.phrase_masks(ids, separator_ids, special_ids, masks.shape[2]),
+                )
             with accelerator.autocast():
                 pred = denoiser(noisy, timesteps, ids, masks, keep)
+                bind = torch.zeros((), device=device)
+                if recorder is not None:
+                    recorder.targets = None
+                    bind = recorder.take_loss()
+                    bind = bind if bind is not None else torch.zeros((), device=device)
                 weights = object_weights(
                     masks, keep, tuple(latents.shape), config.object_loss_weight, config.object_loss_dilation
                 )
@@ -502,6 +519,7 @@ def train(
                         teacher_pred = teacher_predict(noisy[dropped], timesteps[dropped], ids[dropped])
                     cons = consistency_loss(pred[dropped], teacher_pred)
                     loss = loss + config.consistency_weight * cons
+                loss = loss + config.binding_loss_weight * bind
             accelerator.backward(loss)
             if accelerator.sync_gradients and config.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
@@ -511,6 +529,7 @@ def train(
         micro += 1
         loss_sum += float(loss.detach())
         cons_sum += float(cons.detach())
+        bind_sum += float(bind.detach())
         window += 1
         if not accelerator.sync_gradients:
             continue
@@ -531,10 +550,12 @@ def train(
             postfix = {"loss": f"{last_loss:.4f}", "lr": f"{lr_scheduler.get_last_lr()[0]:.2e}"}
             if teacher_kind != "none":
                 postfix["cons"] = f"{cons_sum / window:.4f}"
+            if recorder is not None:
+                postfix["bind"] = f"{bind_sum / window:.3f}"
             progress.set_postfix(postfix, refresh=False)
             if progress.disable:
                 logger.info("step %d/%d %s", state.step, config.max_steps, postfix)
-        loss_sum = cons_sum = 0.0
+        loss_sum = cons_sum = bind_sum = 0.0
         window = 0
         progress.update(1)
         stopping_early = state.step == stop_at and stop_at < config.max_steps
@@ -602,6 +623,8 @@ def export_pipeline(
     transformer = denoiser.transformer
     if config.lora_rank > 0:
         transformer = merge_lora(transformer)
+    if config.binding_loss_weight > 0:
+        binding.uninstall(transformer)
     exported = MVideoPipeline(
         tokenizer=pipe.tokenizer,
         text_encoder=denoiser.text_encoder,
