@@ -214,6 +214,43 @@ def test_create_watch_download_with_progress_previews_and_artifacts(tmp_path):
     run_async(scenario(), timeout=SLOW)
 
 
+def test_a_video_longer_than_one_clip_is_made_clip_by_clip(tmp_path):
+    from generation.mvideo.longvideo import long_video_steps
+    from services.video.engine import LONG_VIDEO_MOTION_STRENGTH
+
+    config = make_config(tmp_path)
+    masks = ball(num_frames=17)  # two clips of the tiny engine's 9 frames, sharing frame 8
+    total = long_video_steps(17, TINY_SPEC.num_frames, 3, LONG_VIDEO_MOTION_STRENGTH, TINY_SPEC.frame_step)
+    assert total > 3
+
+    async def scenario():
+        async with serve(config) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            request = video_pb2.CreateVideoRequest(
+                prompt="a red circle moves right",
+                mask_sequence=to_proto(masks),
+                num_inference_steps=3,
+                seed=1,
+            )
+            op = await stub.CreateVideo(request)
+            stream = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))]
+            final = stream[-1]
+            assert final.HasField("response"), final.error
+            steps = [meta(o).progress.step for o in stream]
+            assert steps == sorted(steps) and steps[-1] == total == meta(final).progress.total_steps
+            response = video_pb2.CreateVideoResponse()
+            final.response.Unpack(response)
+            assert response.num_frames == 17
+            (tmp_path / "long.mp4").write_bytes(await download(stub, f"{op.name}/artifacts/video"))
+            frames, _ = read_video(tmp_path / "long.mp4")
+            assert frames.shape == (17, 32, 32, 3)
+            overlay = await download(stub, f"{op.name}/artifacts/mask_overlay")
+            (tmp_path / "overlay.mp4").write_bytes(overlay)
+            assert read_video(tmp_path / "overlay.mp4")[0].shape[0] == 17
+
+    run_async(scenario(), timeout=SLOW)
+
+
 def test_identical_request_id_returns_the_same_operation_and_another_request_conflicts(tmp_path):
     config = make_config(tmp_path)
     engine = GatedEngine()
@@ -501,8 +538,12 @@ INVALID = {
         "mask_sequence",
     ),
     "too many frames": (video_pb2.CreateVideoRequest(prompt="a ball", num_frames=401), "num_frames"),
+    "frames the VAE cannot take": (
+        video_pb2.CreateVideoRequest(prompt="a ball", num_frames=12),
+        "num_frames",
+    ),
     "too many mask frames": (
-        video_pb2.CreateVideoRequest(prompt="a ball", mask_sequence=to_proto(ball(num_frames=13))),
+        video_pb2.CreateVideoRequest(prompt="a ball", mask_sequence=to_proto(ball(num_frames=21))),
         "mask_sequence",
     ),
     "too many objects": (
@@ -561,7 +602,7 @@ INVALID = {
 
 
 def test_invalid_requests_are_invalid_argument_naming_the_field(tmp_path):
-    config = make_config(tmp_path, "--max-inline-mask-bytes", "2000")
+    config = make_config(tmp_path, "--max-inline-mask-bytes", "2000", "--max-frames", "17")
 
     async def scenario():
         async with serve(config, GatedEngine()) as (_, channel):
@@ -624,6 +665,50 @@ def test_engine_path_loads_a_shapes_pipeline_folder_and_sizes_come_from_its_conf
             response = video_pb2.CreateVideoResponse()
             final.response.Unpack(response)
             assert (response.num_frames, response.width) == (8, 32)
+
+    run_async(scenario(), timeout=SLOW)
+
+
+def test_vace_engine_from_a_pipeline_folder_takes_the_same_masks(tmp_path):
+    from generation.mvideo.pipelines.testing import tiny_vace_pipeline
+
+    folder = tmp_path / "vace"
+    tiny_vace_pipeline().save_pretrained(folder)
+    config = make_config(tmp_path, "--vace-path", str(folder), "--max-frames", "256")
+    masks = ball(objects=2)
+
+    async def scenario():
+        registrations, on_startup, on_shutdown = server.build(config)
+        async with loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown) as (
+            _,
+            channel,
+        ):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            vace = video_pb2.CreateVideoRequest(
+                prompt="a red ball", engine=video_pb2.ENGINE_VACE, mask_sequence=to_proto(masks),
+                num_inference_steps=2, guidance_scale=1.0, seed=3,
+            )  # fmt: skip
+            op = await stub.CreateVideo(vace)
+            stream = [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))]
+            final = stream[-1]
+            assert final.HasField("response"), final.error
+            assert [meta(o).progress.step for o in stream][-1] == 2
+            response = video_pb2.CreateVideoResponse()
+            final.response.Unpack(response)
+            assert response.engine == video_pb2.ENGINE_VACE and response.model_version == "vace-vace"
+            assert (response.num_frames, response.width, response.height) == (9, 32, 32)
+            (tmp_path / "v.mp4").write_bytes(await download(stub, f"{op.name}/artifacts/video"))
+            assert read_video(tmp_path / "v.mp4")[0].shape == (9, 32, 32, 3)
+            # VACE does not continue clips: longer than its one 81-frame clip is refused, MVideo takes it
+            for engine, accepted in ((video_pb2.ENGINE_VACE, False), (video_pb2.ENGINE_MVIDEO, True)):
+                long = video_pb2.CreateVideoRequest(prompt="a ball", engine=engine, num_frames=85, width=32,
+                                                    height=32, num_inference_steps=1)  # fmt: skip
+                if accepted:
+                    await stub.CreateVideo(long)
+                    continue
+                with pytest.raises(grpc.aio.AioRpcError) as error:
+                    await stub.CreateVideo(long)
+                assert bad_fields(error.value) == ["num_frames"] and "one clip" in error.value.details()
 
     run_async(scenario(), timeout=SLOW)
 

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from generation.mvideo.models.mask_encoder import mask_sequence_to_slots
-from generation.mvideo.pipelines.pipeline_mvideo import MVideoPipeline, _is_mask_sequence
+from generation.mvideo.pipelines.pipeline_mvideo import MVideoPipeline, _is_mask_sequence, denoising_steps
 
 __all__ = [
     "ChunkSpan",
@@ -49,6 +49,7 @@ __all__ = [
     "SeamStats",
     "generate_long_video",
     "iter_long_video",
+    "long_video_steps",
     "plan_chunks",
     "seam_metric",
 ]
@@ -86,6 +87,20 @@ def plan_chunks(num_frames: int, clip_frames: int, temporal_compression: int = 4
         if stop >= num_frames:
             return spans
         start = stop - 1
+
+
+def long_video_steps(
+    num_frames: int,
+    clip_frames: int,
+    num_inference_steps: int,
+    motion_strength: float = 0.9,
+    temporal_compression: int = 4,
+) -> int:
+    """Denoising steps `iter_long_video` runs in all: the first clip runs every step, later clips start from
+    the previous clip's low-res latents and run the last `motion_strength` fraction (progress bars' total)."""
+    spans = plan_chunks(num_frames, clip_frames, temporal_compression)
+    later = denoising_steps(num_inference_steps, motion_strength)
+    return num_inference_steps + (len(spans) - 1) * later
 
 
 @dataclass

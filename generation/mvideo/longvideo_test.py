@@ -7,6 +7,7 @@ from generation.mvideo.longvideo import (
     _low_pass,
     generate_long_video,
     iter_long_video,
+    long_video_steps,
     plan_chunks,
     seam_metric,
 )
@@ -51,6 +52,19 @@ def test_output_length_and_chunk_count(pipe, num_frames, clips):
     )
     assert out.frames.shape == (1, num_frames, 32, 32, 3)
     assert len(out.spans) == clips and len(out.chunk_starts) == clips - 1
+
+
+@pytest.mark.parametrize("motion_strength", [1.0, 0.5])
+def test_long_video_steps_counts_every_step_callback(pipe, motion_strength):
+    seen = []
+
+    def count(pipe, step, timestep, kwargs):
+        seen.append(step)
+        return {}
+
+    _generate(pipe, 23, num_inference_steps=4, motion_strength=motion_strength, callback_on_step_end=count)
+    assert len(seen) == long_video_steps(23, 9, 4, motion_strength, temporal_compression=4)
+    assert long_video_steps(23, 9, 4, 1.0) == 3 * 4 and long_video_steps(23, 9, 4, 0.5) == 4 + 2 * 2
 
 
 def test_next_clip_is_anchored_on_the_previous_clips_last_frame(pipe):

@@ -1,5 +1,8 @@
 import argparse
+import json
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +23,8 @@ def _register_echo(subparsers: argparse._SubParsersAction) -> None:
 
 
 REGISTRARS = [("echo", _register_echo)]
+
+REPO_ROOT = Path(__file__).absolute().parents[2]  # not resolved: under Bazel this is the runfiles tree
 
 
 def test_subcommand_runs_and_returns_exit_code(capsys):
@@ -48,3 +53,33 @@ def test_help_lists_every_installed_subcommand():
     text = build_parser().format_help()
     for name, _ in discover_registrars():
         assert name in text
+
+
+# Builds the whole `kmono` parser from the installed entry points and formats the help of every (sub)command,
+# as `kmono ... --help` does; prints the heavy modules that got imported.
+_HELP_IMPORTS = """
+import argparse, json, sys
+from libs.cli.main import build_parser, discover_registrars
+
+def walk(parser):
+    parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                walk(sub)
+
+walk(build_parser())
+heavy = [m for m in ("torch", "diffusers", "transformers") if m in sys.modules]
+print(json.dumps({"plugins": [name for name, _ in discover_registrars()], "heavy": heavy}))
+"""
+
+
+def test_help_of_every_plugin_imports_no_torch():
+    """Plug-ins build parsers only; torch, diffusers and transformers load inside the command handlers."""
+    result = subprocess.run(
+        [sys.executable, "-c", _HELP_IMPORTS], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "serve" in report["plugins"]
+    assert report["heavy"] == [], f"`kmono --help` imported {report['heavy']} (plug-ins: {report['plugins']})"

@@ -6,7 +6,8 @@
    its tiny extractor. Each must answer grpc.health.v1 SERVING and list itself through reflection; the other
    services answer one probe call (OK, or UNIMPLEMENTED naming the engine they wait for).
 2. Draw a motion (a procedural mask sequence, sized to what the video engine generates), edit it (move one
-   object and speed it up, there and back) and compose it with a second object; generate a video for each over
+   object and speed it up, there and back), compose it with a second object, and loop it over three clips (a
+   long video, made clip by clip); generate a video for each over
    gRPC (CreateVideo -> WatchOperation -> DownloadArtifact), write the videos, mask overlays and side-by-side
    GIFs into --out, and print the mask IoU of each: the generated objects segmented colour-agnostically
    (pixels far from a fitted background, the shapes evaluator's `foreground`) against the condition masks.
@@ -188,7 +189,8 @@ def video_engine_args(tiny: bool, engine_path: str) -> tuple[list[str], str]:
 
 
 def draw_motions(spec) -> list[tuple[str, str, object]]:
-    """(name, prompt, MaskSequence): a drawn motion, its edit (moved, sped up there and back) and a composition."""
+    """(name, prompt, MaskSequence): a drawn motion, its edit (moved, sped up there and back), a composition,
+    and the drawn motion there and back over three clips (a long video)."""
     from generation.masks import edit
     from generation.masks.compose import compose
     from generation.masks.synth import SyntheticObject, synthesize
@@ -212,32 +214,26 @@ def draw_motions(spec) -> list[tuple[str, str, object]]:
     )  # fmt: skip
     second = synthesize([box], width=w, height=h, num_frames=n, fps=spec.fps)
     composed = compose([moved, second]).sequence
+    # three clips long, there and back: the service makes it clip by clip, each clip continuing the last
+    long = edit.loop(drawn, target_num_frames=1 + 3 * (n - 1), ping_pong=True)
     return [
         ("drawn", "a red circle", drawn),
         ("edited", "a red circle", moved),
         ("composed", "a red circle and a blue square", composed),
+        ("long", "a red circle", long),
     ]
 
 
 def mask_iou(video_path: Path, masks) -> float:
-    """IoU of the colour-agnostic foreground of a generated video with the union of its condition masks."""
+    """IoU of the colour-agnostic foreground of a generated video with the union of its condition masks (the
+    shapes-world evaluation's `miou_masked` for one video; numpy only)."""
     import numpy as np
 
+    from generation.mvideo.shapes.segment import video_mask_iou
     from libs.media import read_video
 
-    try:
-        from generation.mvideo.shapes.evaluate import foreground, iou
-    except ImportError:  # the shapes evaluator is not there: same definition, plain median background
-        foreground = None
     frames, _ = read_video(video_path)
-    video = frames.astype(np.float32) / 255.0
-    condition = np.stack([id_map > 0 for id_map in masks.iter_id_maps()])
-    if foreground is not None:
-        return iou(foreground(video), condition)
-    background = np.median(video.reshape(len(video), -1, 3), axis=1)[:, None, None, :]
-    fg = np.linalg.norm(video - background, axis=-1) > 0.2
-    union = np.logical_or(fg, condition).sum()
-    return float(np.logical_and(fg, condition).sum() / union) if union else 1.0
+    return video_mask_iou(frames, np.stack(list(masks.iter_id_maps())))
 
 
 def run_video_jobs(port: int, spec, out_dir: Path) -> bool:

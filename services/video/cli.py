@@ -51,17 +51,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where = gen.add_mutually_exclusive_group()
     server_flag(where)
     where.add_argument("--local", action="store_true", help="run the service in this process")
-    gen.add_argument("--engine", choices=ENGINES, default="mvideo")
+    gen.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="mvideo",
+        help="mvideo (default; the shapes-world model unless the server loads another) or vace (Wan2.1-VACE, "
+        "when the server was started with --vace-path)",
+    )
     gen.add_argument("--width", type=int, default=0, help="0: the masks' or the engine's")
-    gen.add_argument("--height", type=int, default=0)
-    gen.add_argument("--frames", type=int, default=0)
-    gen.add_argument("--fps", type=float, default=0.0)
+    gen.add_argument("--height", type=int, default=0, help="0: the masks' or the engine's")
+    gen.add_argument(
+        "--frames",
+        type=int,
+        default=0,
+        help="0: the masks' or one clip of the engine; longer videos are made clip by clip (mvideo)",
+    )
+    gen.add_argument("--fps", type=float, default=0.0, help="0: the masks' or the engine's")
     gen.add_argument("--steps", type=int, default=0, help="denoising steps; 0: the engine's default")
     gen.add_argument("--guidance", type=float, default=None, help="text guidance scale")
     gen.add_argument(
         "--mask-guidance", type=float, default=None, help="mask guidance scale (0 drops the masks)"
     )
-    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--seed", type=int, default=None, help="default: fixed per operation")
     gen.add_argument("--request-id", default=None, help="idempotency key (default: a fresh UUID4)")
     gen.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: ./out)")
     gen.add_argument("--name", default="video", help="stem of the output files (default: video)")

@@ -8,7 +8,8 @@ extracted then). Resolution rules (our choices, following the proto's comments):
 - fps: the request's, else the mask sequence's, else the engine's; masks are resampled to it.
 - width/height/num_frames: the request's, else the mask sequence's, else the engine's. A request value that
   disagrees with the mask sequence (after resampling) is INVALID_ARGUMENT naming the request field; sizes must
-  be multiples the engine needs, frames at most one clip of the engine and at most `max_frames`.
+  be multiples the engine needs, frames 1 + k * the engine's temporal step and at most `max_frames`: longer
+  than one clip only for engines that continue clip by clip (MVideo), one clip at most for the others (VACE).
 - A mask sequence with more objects than the engine's mask slots is INVALID_ARGUMENT `<mask field>.objects`.
 - A reference video's masks are resized (nearest) and resampled in time (evenly) to the output size, keeping the
   best-scored objects when there are more than slots.
@@ -244,11 +245,14 @@ def resolve(
                 where, f"{field} must be a multiple of {spec.size_multiple} for {name}, got {value}"
             )
     where = "num_frames" if request.num_frames or masks is None else mask_field
-    max_frames = min(limits.max_frames, spec.num_frames)
+    max_frames = limits.max_frames if spec.long_video else min(limits.max_frames, spec.num_frames)
     if num_frames > max_frames:
+        why = (
+            "this server's limit" if spec.long_video else f"one clip of {name}, which does not continue clips"
+        )
         raise invalid(
             where,
-            f"{num_frames} frames is more than this server generates ({max_frames}: one clip of {name})",
+            f"{num_frames} frames is more than this server generates ({max_frames}: {why})",
             reason=TOO_LARGE,
         )
     if (num_frames - 1) % spec.frame_step:

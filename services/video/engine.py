@@ -5,6 +5,11 @@ folder's JSON configs without torch (`spec_from_dir`), so clients such as the de
 `PipelineEngine.generate` runs one job, calling `on_step(step, total, preview)` after every denoising step;
 an exception raised there (cancellation, shutdown, deadline) stops the pipeline within that step.
 
+A job longer than one clip runs through MVideo's clip-by-clip continuation (`generation.mvideo.longvideo`):
+`step` counts across the clips (`total` = `long_video_steps`), previews show the clip being made, and one
+clip's tensors live at a time. Engines without continuation (`EngineSpec.long_video=False`, VACE) take one
+clip at most.
+
 torch and diffusers are imported inside functions only: `kmono --help` imports this package's config.
 """
 
@@ -25,6 +30,10 @@ from libs.media import MaskSequence
 
 logger = logging.getLogger(__name__)
 
+LONG_VIDEO_MOTION_STRENGTH = 0.9
+"""Later clips of a long video start from the previous clip's low-res latents and run the last 90% of the steps
+(`iter_long_video`'s default)."""
+
 StepCallback = Callable[[int, int, np.ndarray | None], None]
 """on_step(steps_done, total_steps, preview (T, H, W, 3) uint8 or None); may raise to stop the job."""
 
@@ -38,7 +47,7 @@ class EngineSpec:
     height: int
     width: int
     num_frames: int
-    """Frames of one clip: the default and (no clip-by-clip continuation served yet) the maximum."""
+    """Frames of one clip: the default; longer videos are made clip by clip when `long_video`."""
     fps: float
     size_multiple: int
     frame_step: int
@@ -47,6 +56,8 @@ class EngineSpec:
     num_inference_steps: int
     guidance_scale: float
     max_text_length: int | None = None
+    long_video: bool = False
+    """Videos longer than one clip are made clip by clip; False: one clip at most."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,7 @@ TINY_SPEC = EngineSpec(
     num_inference_steps=2,
     guidance_scale=1.0,
     max_text_length=16,
+    long_video=True,
 )
 
 
@@ -119,6 +131,7 @@ def spec_from_dir(path: str | os.PathLike[str]) -> EngineSpec:
         num_inference_steps=25 if shapes else 50,
         guidance_scale=1.0 if shapes else 6.0,
         max_text_length=transformer.get("max_text_seq_length"),
+        long_video=True,
     )
 
 
@@ -155,39 +168,59 @@ class PipelineEngine:
         import torch
 
         generator = torch.Generator("cpu").manual_seed(job.seed)
+        long = job.num_frames > self.spec.num_frames and self.spec.long_video
         total = job.num_inference_steps
+        if long:
+            from generation.mvideo.longvideo import long_video_steps
+
+            total = long_video_steps(
+                job.num_frames, self.spec.num_frames, total, LONG_VIDEO_MOTION_STRENGTH, self.spec.frame_step
+            )
+        done = 0
 
         def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
+            nonlocal done
             if self.step_delay:
                 time.sleep(self.step_delay)
             preview = kwargs.get("preview")
             frames = None
             if preview is not None:
                 frames = _to_uint8(preview[0].permute(0, 2, 3, 1).float().cpu().numpy())  # (T, H', W', 3)
-            on_step(step + 1, total, frames)
+            done += 1
+            on_step(done, total, frames)
             return {}
 
-        extra = {}
-        if self.spec.max_text_length:
-            extra["max_sequence_length"] = self.spec.max_text_length
-        out = self.pipe(
-            job.prompt,
+        options: dict[str, Any] = dict(
             negative_prompt=job.negative_prompt or None,
-            mask_video=job.masks,
             height=job.height,
             width=job.width,
-            num_frames=job.num_frames,
             num_inference_steps=job.num_inference_steps,
             guidance_scale=job.guidance_scale,
             mask_guidance_scale=job.mask_guidance_scale,
             mask_guidance_start=job.mask_guidance_start,
             mask_guidance_end=job.mask_guidance_end,
             generator=generator,
-            output_type="np",
             callback_on_step_end=callback,
             callback_on_step_end_tensor_inputs=[],
             preview_every=job.preview_every or None,
-            **extra,
+        )
+        if self.spec.max_text_length:
+            options["max_sequence_length"] = self.spec.max_text_length
+        if long:
+            from generation.mvideo.longvideo import iter_long_video
+
+            chunks = iter_long_video(
+                self.pipe,
+                job.prompt,
+                job.masks,
+                self.spec.num_frames,
+                num_frames=job.num_frames,
+                motion_strength=LONG_VIDEO_MOTION_STRENGTH,
+                **options,
+            )
+            return np.concatenate([_to_uint8(chunk.frames[0]) for chunk in chunks])
+        out = self.pipe(
+            job.prompt, mask_video=job.masks, num_frames=job.num_frames, output_type="np", **options
         )
         return _to_uint8(out.frames[0])
 
@@ -239,15 +272,16 @@ def load_vace_engine(path: str, *, device: str | None = None, step_delay: float 
     dtype = torch.bfloat16 if device.startswith("cuda") else None
     pipe = MaskGuidedVACEPipeline.from_pretrained(path, torch_dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
+    wan = pipe.pipe  # the diffusers WanVACEPipeline: its VAE and patch size fix the sizes it takes
     spec = EngineSpec(
         name="vace",
         model_version=f"vace-{Path(path).name}",
-        height=480,
+        height=480,  # Wan2.1's defaults: 81 frames of 832x480 at 16 fps
         width=832,
         num_frames=81,
         fps=16.0,
-        size_multiple=16,
-        frame_step=4,
+        size_multiple=wan.vae_scale_factor_spatial * wan.transformer.config.patch_size[1],
+        frame_step=wan.vae_scale_factor_temporal,
         num_mask_slots=pipe.num_mask_slots,
         num_inference_steps=30,
         guidance_scale=5.0,

@@ -105,6 +105,13 @@ def mask_window_steps(num_steps: int, start: float, end: float) -> list[bool]:
     return [start * num_steps <= i < end * num_steps for i in range(num_steps)]
 
 
+def denoising_steps(num_inference_steps: int, strength: float = 1.0) -> int:
+    """Steps a call runs: all of them, or the last `strength` fraction when starting from `init_latents`."""
+    if strength >= 1.0:
+        return num_inference_steps
+    return max(1, min(round(num_inference_steps * strength), num_inference_steps))
+
+
 def _is_mask_sequence(value: Any) -> bool:
     return hasattr(value, "id_map") and hasattr(value, "object_ids") and hasattr(value, "num_frames")
 
@@ -670,7 +677,7 @@ class MVideoPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         if strength < 1.0:
-            run_steps = max(1, min(round(num_inference_steps * strength), num_inference_steps))
+            run_steps = denoising_steps(num_inference_steps, strength)
             timesteps = timesteps[(num_inference_steps - run_steps) * self.scheduler.order :]
             if hasattr(self.scheduler, "set_begin_index"):
                 self.scheduler.set_begin_index((num_inference_steps - run_steps) * self.scheduler.order)
@@ -872,6 +879,7 @@ def frames_to_numpy(frames: Any) -> np.ndarray:
 __all__ = [
     "MVideoPipeline",
     "MVideoPipelineOutput",
+    "denoising_steps",
     "frames_to_numpy",
     "guidance_weights",
     "mask_window_steps",

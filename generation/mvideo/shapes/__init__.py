@@ -20,7 +20,7 @@ _LAZY = {
     "save_grid": "generation.mvideo.shapes.evaluation",
     "DEFAULT_DIR": "generation.mvideo.shapes.model",
     "SHAPES_SAMPLING": "generation.mvideo.shapes.model",
-    "ShapesModelSpec": "generation.mvideo.shapes.model",
+    "ShapesModelSpec": "generation.mvideo.shapes.spec",
     "build_shapes_pipeline": "generation.mvideo.shapes.model",
     "load_shapes_default": "generation.mvideo.shapes.model",
     "COLORS": "generation.mvideo.shapes.world",

@@ -37,13 +37,11 @@ from PIL import Image
 
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.pipelines.pipeline_mvideo import vae_compression
-from generation.mvideo.shapes.world import COLORS, ShapesSample, ShapesWorld
+from generation.mvideo.shapes.segment import COLOR_NAMES, foreground, iou, nearest_color
+from generation.mvideo.shapes.world import ShapesSample, ShapesWorld
 from libs.media import write_video
 
 logger = logging.getLogger(__name__)
-
-_PALETTE = np.array(list(COLORS.values()), dtype=np.float32) / 255.0  # (C, 3)
-_COLOR_NAMES = list(COLORS)
 
 
 @dataclass(frozen=True)
@@ -107,44 +105,6 @@ class EvalReport:
         return f"miou_masked={self.miou_masked:.4f} miou_unmasked={self.miou_unmasked:.4f} color_acc={self.color_acc:.4f}"
 
 
-# ----------------------------------------------------------------------------------------------- segmentation
-
-
-def foreground(video: np.ndarray, fg_threshold: float = 0.2, inlier_threshold: float = 0.12) -> np.ndarray:
-    """(T, H, W) bool: pixels far from a per-frame plane fit of the background (module docstring).
-
-    video: (T, H, W, 3) float in [0, 1].
-    """
-    t, h, w, _ = video.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    design = np.stack(
-        [np.ones(h * w, np.float32), xx.ravel() / w - 0.5, yy.ravel() / h - 0.5], axis=1
-    )  # (HW, 3)
-    out = np.zeros((t, h, w), dtype=bool)
-    for i in range(t):
-        pixels = video[i].reshape(-1, 3).astype(np.float32)
-        fit = np.broadcast_to(np.median(pixels, axis=0), pixels.shape)
-        for _ in range(3):
-            inliers = np.linalg.norm(pixels - fit, axis=1) < inlier_threshold
-            if inliers.sum() < 8:
-                break
-            coef, *_ = np.linalg.lstsq(design[inliers], pixels[inliers], rcond=None)  # (3, 3)
-            fit = design @ coef
-        out[i] = (np.linalg.norm(pixels - fit, axis=1) > fg_threshold).reshape(h, w)
-    return out
-
-
-def nearest_color(pixels: np.ndarray) -> np.ndarray:
-    """Index (into COLORS) of the nearest object colour of each (..., 3) pixel in [0, 1]."""
-    d = np.linalg.norm(pixels[..., None, :] - _PALETTE, axis=-1)
-    return d.argmin(axis=-1)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
 def score_video(video: np.ndarray, sample: ShapesSample, config: EvalConfig) -> dict[str, float]:
     """Per-video metrics of one generated video (T, H, W, 3) in [0, 1] against its condition."""
     fg = foreground(video, config.fg_threshold, config.inlier_threshold)
@@ -152,7 +112,7 @@ def score_video(video: np.ndarray, sample: ShapesSample, config: EvalConfig) -> 
     colors = nearest_color(video)  # (T, H, W)
     color_ious, right_in_mask, right_anywhere = [], [], []
     for k, obj in enumerate(sample.objects, start=1):
-        target = _COLOR_NAMES.index(obj.color)
+        target = COLOR_NAMES.index(obj.color)
         obj_mask = sample.id_maps == k
         by_color = fg & (colors == target)
         color_ious.append(iou(by_color, obj_mask))

@@ -3,7 +3,6 @@ import numpy as np
 from generation.mvideo.shapes.evaluation import (
     EvalConfig,
     EvalReport,
-    foreground,
     grid_frames,
     score_video,
 )
@@ -19,14 +18,6 @@ def test_ground_truth_videos_score_perfectly_and_other_videos_do_not():
         assert scores["color_in_mask"] == 1.0 and scores["color_anywhere"] == 1.0
         other = world.sample(i + 100, "eval")
         assert score_video(other.video.astype(np.float32) / 255, sample, config)["iou"] < 0.5
-
-
-def test_foreground_ignores_gradient_backgrounds_and_finds_objects():
-    world = ShapesWorld(gradient_probability=1.0, gradient_amplitude=24.0)
-    sample = world.sample(3)
-    background = (sample.background / 255).astype(np.float32)
-    assert not foreground(background).any()
-    np.testing.assert_array_equal(foreground(sample.video.astype(np.float32) / 255), sample.id_maps > 0)
 
 
 def test_wrong_colours_fail_colour_accuracy():

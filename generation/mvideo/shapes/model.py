@@ -20,7 +20,6 @@ default/eval.json (`kmono mvideo eval`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,37 +29,10 @@ from torch import nn
 from generation.mvideo.models import MaskEncoder, MVideoTransformer3DModel
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.shapes.components import PixelSpaceAutoencoder, build_text_encoder, build_tokenizer
+from generation.mvideo.shapes.spec import ShapesModelSpec  # also importable from here, as before
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 """Where the committed embedded default lives."""
-
-
-@dataclass(frozen=True)
-class ShapesModelSpec:
-    """Sizes of a shapes-world MVideo built from scratch (see `build_shapes_pipeline`)."""
-
-    height: int = 32
-    width: int = 32
-    num_frames: int = 8
-    num_mask_slots: int = 3
-    min_objects: int = 1
-    max_objects: int = 3
-    train_object_count_weights: tuple[float, ...] | None = None
-    """Frequencies of 1..max_objects objects in the training data (None: uniform, as in evaluation)."""
-    num_layers: int = 4
-    num_attention_heads: int = 4
-    attention_head_dim: int = 32
-    patch_size: int = 4
-    patch_size_t: int | None = 2
-    time_embed_dim: int = 128
-    text_hidden_size: int = 64
-    text_layers: int = 1
-    max_text_length: int = 16
-    mask_in_channels: int = 8
-    mask_hidden_channels: int = 32
-    mask_layers: int = 0
-    spatial_compression_ratio: int = 1
-    """Space-to-depth factor of the pixel-space autoencoder (1 = the transformer patches the pixels)."""
 
 
 SHAPES_SAMPLING: dict = {

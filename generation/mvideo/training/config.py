@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from generation.mvideo.shapes.model import ShapesModelSpec
+from generation.mvideo.shapes.spec import ShapesModelSpec
 
 
 @dataclass
