@@ -242,15 +242,16 @@ def iter_long_video(
     spans = plan_chunks(num_frames, clip_frames, pipe.vae_scale_factor_temporal)
 
     device = pipe._execution_device
-    prompt_embeds, negative_prompt_embeds = pipe.encode_prompt(
-        prompt,
-        negative_prompt,
-        do_classifier_free_guidance=guidance_scale > 1.0,
-        num_videos_per_prompt=pipe_kwargs.pop("num_videos_per_prompt", 1),
-        max_sequence_length=pipe_kwargs.pop("max_sequence_length", None)
-        or pipe.transformer.config.max_text_seq_length,
-        device=device,
-    )
+    with torch.no_grad():  # inference: no autograd graph of the text encoder kept for the whole video
+        prompt_embeds, negative_prompt_embeds = pipe.encode_prompt(
+            prompt,
+            negative_prompt,
+            do_classifier_free_guidance=guidance_scale > 1.0,
+            num_videos_per_prompt=pipe_kwargs.pop("num_videos_per_prompt", 1),
+            max_sequence_length=pipe_kwargs.pop("max_sequence_length", None)
+            or pipe.transformer.config.max_text_seq_length,
+            device=device,
+        )
     previous_latents: torch.Tensor | None = None
     last_frame: torch.Tensor | None = None
     for span in spans:
@@ -258,7 +259,8 @@ def iter_long_video(
         strength = 1.0
         if previous_latents is not None:
             if anchor_first_frame:
-                anchor = pipe.encode_video(last_frame[:, None])  # (B, 1, C, h, w)
+                with torch.no_grad():
+                    anchor = pipe.encode_video(last_frame[:, None])  # (B, 1, C, h, w)
             if motion_strength < 1.0:
                 frames = (span.clip_frames - 1) // pipe.vae_scale_factor_temporal + 1
                 init = _low_pass(previous_latents[:, -frames:], motion_downsample)

@@ -74,6 +74,7 @@ def test_next_clip_is_anchored_on_the_previous_clips_last_frame(pipe):
     torch.testing.assert_close(second.anchor_latents, expected_anchor, rtol=1e-4, atol=1e-5)
     assert torch.equal(second.latents[:, :1], second.anchor_latents.to(second.latents.dtype))
     assert first.anchor_latents is None and second.init_latents is None
+    assert not second.anchor_latents.requires_grad  # inference keeps no autograd graph across clips
     unanchored = _generate(pipe, 17, motion_strength=1.0, anchor_first_frame=False)[1]
     assert unanchored.anchor_latents is None
     assert not torch.allclose(unanchored.latents[:, :1], second.latents[:, :1])
