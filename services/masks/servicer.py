@@ -31,7 +31,7 @@ from generation.masks.compose import compose
 from generation.masks.synth import synthesize
 from generation.masks.trajectory import FieldError
 from libs.media import VideoDecodeError, probe_video, to_proto
-from libs.serving.operations import OperationStore, pack_any, to_operation_proto
+from libs.serving.operations import OperationStore, pack_any, to_operation_proto, watch_operation
 from services.masks import convert
 from services.masks.convert import Limits, invalid
 from services.masks.worker import KIND, ExtractionWorker, file_uri_path
@@ -124,21 +124,11 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
     async def WatchOperation(
         self, request: masks_pb2.WatchOperationRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[operations_pb2.Operation]:
-        if not request.name:
-            raise invalid("name", "required: the operation name, operations/{operation_id}")
-        last = None
-        interval = self.watch_interval
-        while True:
-            op = await asyncio.to_thread(self.store.get, request.name)
-            key = (op.state, op.metadata, op.result, op.error)
-            if key != last:
-                last = key
-                interval = self.watch_interval
-                yield to_operation_proto(op)
-            if op.done:
-                return
-            await asyncio.sleep(interval)
-            interval = min(interval * 2, self.max_watch_interval)
+        interval, max_interval = self.watch_interval, self.max_watch_interval
+        async for op in watch_operation(
+            self.store, request.name, interval=interval, max_interval=max_interval
+        ):
+            yield op
 
     # -- unary edits ---------------------------------------------------------------------------------------
 

@@ -1,12 +1,11 @@
 """The ExtractMasks job runner: claims queued operations from the store and runs the extractor on them.
 
-One asyncio task (started by the server's startup hook, after the engine has loaded) loops: claim the oldest
-QUEUED `masks.extract` operation, run it in a worker thread so the event loop keeps serving RPCs, report
-progress, finish. One job at a time: one warm extractor per process (per device).
-
-Per frame the thread reports monotonic progress (frames done / frames in the video) and the number of
-objects seen so far in `ExtractMasksMetadata` (store writes at most every `progress_interval` seconds, and
-at the last frame), and checks the operation's cancellation flag. Endings:
+The loop, the throttled progress writes and the endings are `libs.serving.operations.OperationWorker`'s (one
+job at a time: one warm extractor per process, per device); this module loads the extractor once, runs one
+`masks.extract` operation and says what its metadata holds. Per frame the thread reports monotonic progress
+(frames done / frames in the video) and the number of objects seen so far in `ExtractMasksMetadata` (store
+writes at most every `progress_interval` seconds, and at the last frame), and checks the server's stop flag
+and the operation's cancellation flag. Endings:
 
 - success: metadata SUCCEEDED, then `finish` with `ExtractMasksResponse`;
 - cancellation requested (CancelOperation on a RUNNING job): the thread stops between frames, metadata
@@ -26,29 +25,20 @@ import contextlib
 import logging
 import os
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from google.protobuf import duration_pb2, timestamp_pb2
-from kmono.common.v1 import media_pb2, operation_pb2
+from kmono.common.v1 import media_pb2
 from kmono.masks.v1 import masks_pb2
 
 from generation.masks import edit
 from libs.media import MaskSequence, MaskSequenceBuilder, to_proto
-from libs.serving import InvalidArgumentError, status_from_exception
+from libs.serving import InvalidArgumentError
 from libs.serving.operations import Operation as StoredOperation
-from libs.serving.operations import (
-    OperationError,
-    OperationNotFoundError,
-    OperationStore,
-    StaleAttemptError,
-    pack_any,
-)
+from libs.serving.operations import OperationError, OperationStore, OperationWorker, ProgressReporter
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +46,6 @@ KIND = "masks.extract"
 DEFAULT_BOX_THRESHOLD = 0.35
 DEFAULT_TEXT_THRESHOLD = 0.25
 DEFAULT_MERGE_IOU = 0.5
-
-
-class _Cancelled(Exception):
-    """The client cancelled the operation."""
-
-
-class _Interrupted(Exception):
-    """The server is shutting down; the operation goes back to the queue."""
 
 
 FrameCallback = Callable[[int, int | None, int], None]
@@ -171,86 +153,24 @@ def video_file(video: media_pb2.MediaRef) -> Iterator[str]:
         yield os.fspath(path)
 
 
-def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
+class _Reporter(ProgressReporter):
+    """ExtractMasksMetadata of one claimed operation: frames done of the video, objects seen so far."""
 
+    objects = 0
 
-class _Reporter:
-    """Writes ExtractMasksMetadata for one claimed operation (throttled), and checks cancel/stop flags."""
-
-    def __init__(self, store: OperationStore, op: StoredOperation, stop: threading.Event, interval: float):
-        self.store, self.op, self.stop, self.interval = store, op, stop, interval
-        self.started = time.monotonic()
-        self.last_write = 0.0
-        self.step, self.total, self.objects = 0, 0, 0
-        self.pending = False  # progress newer than what the store has
-        self.closed = False  # the final metadata is written: no more writes
-        self._lock = threading.Lock()
-
-    def metadata(self, state: int, *, stage: str, end: bool = False) -> bytes:
-        fraction = self.step / self.total if self.total else 0.0
-        if state == operation_pb2.OPERATION_STATE_SUCCEEDED:
-            fraction = 1.0
-        progress = operation_pb2.Progress(
-            step=self.step, total_steps=self.total, fraction=fraction, stage=stage
+    def metadata(self, state: int, *, end: bool) -> masks_pb2.ExtractMasksMetadata:
+        return masks_pb2.ExtractMasksMetadata(
+            state=state, progress=self.progress(state), num_objects=self.objects, **self.stamps(end)
         )
-        if 0 < fraction < 1:
-            elapsed = time.monotonic() - self.started
-            eta = duration_pb2.Duration()
-            eta.FromNanoseconds(int(elapsed / fraction * (1 - fraction) * 1e9))
-            progress.eta.CopyFrom(eta)
-        now = time.time()
-        meta = masks_pb2.ExtractMasksMetadata(
-            state=state,
-            progress=progress,
-            num_objects=self.objects,
-            create_time=_timestamp(self.op.create_time),
-            update_time=_timestamp(now),
-        )
-        if end:
-            meta.end_time.CopyFrom(_timestamp(now))
-        return pack_any(meta)
-
-    def write(self, state: int, stage: str, *, end: bool = False) -> None:
-        """Store the metadata; `end` writes the final one, after which nothing is written any more."""
-        with self._lock:
-            self._write(state, stage, end)
-
-    def _write(self, state: int, stage: str, end: bool) -> None:
-        if self.closed:
-            return
-        fraction = self.step / self.total if self.total else 0.0
-        if state == operation_pb2.OPERATION_STATE_SUCCEEDED:
-            fraction = 1.0
-        self.closed = end
-        self.store.update_progress(
-            self.op.name, fraction, self.metadata(state, stage=stage, end=end), attempt=self.op.attempts
-        )
-        self.last_write = time.monotonic()
-        self.pending = False
 
     def frame(self, done: int, total: int | None, objects: int) -> None:
         """The engine's per-frame callback (job thread): record, check stop and cancel, write if due."""
-        with self._lock:
-            self.step, self.total, self.objects = done, total or 0, objects
-            self.pending = True
-        if self.stop.is_set():
-            raise _Interrupted
-        if self.store.is_cancel_requested(self.op.name):
-            raise _Cancelled
-        if done == self.total or time.monotonic() - self.last_write >= self.interval:
-            self.write(operation_pb2.OPERATION_STATE_RUNNING, "extracting masks")
-
-    def flush(self) -> None:
-        """Store progress the throttle held back (called every `interval` while the job runs)."""
-        with self._lock, contextlib.suppress(OperationError):  # OperationError: the job ended meanwhile
-            if self.pending:
-                self._write(operation_pb2.OPERATION_STATE_RUNNING, "extracting masks", False)
+        with self.lock:
+            self.objects, self.stage = objects, "extracting masks"
+        self.advance(done, total or 0)
 
 
-class ExtractionWorker:
+class ExtractionWorker(OperationWorker[_Reporter]):
     """Runs queued ExtractMasks operations one at a time; `start`/`stop` are the server's hooks."""
 
     def __init__(
@@ -261,125 +181,31 @@ class ExtractionWorker:
         poll_interval: float = 1.0,
         progress_interval: float = 0.2,
     ) -> None:
-        self.store = store
+        super().__init__(store, KIND, poll_interval, progress_interval, task_name="masks-extraction-worker")
         self._load_engine = load_engine
         self.engine: Engine | None = None
-        self.poll_interval = poll_interval
-        self.progress_interval = progress_interval
-        self._stop = threading.Event()
-        # Set while no job thread runs: a thread can outlive a `stop` cancelled by the shutdown budget.
-        self._idle = threading.Event()
-        self._idle.set()
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Load the engine (once), re-queue jobs a dead process left RUNNING, start the loop."""
-        if self.engine is None:
-            logger.info("loading the mask extractor")
-            self.engine = await asyncio.to_thread(self._load_engine)
-        requeued = await asyncio.to_thread(self.store.recover)
-        if requeued:
-            logger.info("re-queued %d interrupted extractions", len(requeued))
-        self._stop.clear()
-        self._wakeup = asyncio.Event()
-        self._task = asyncio.create_task(self._loop(), name="masks-extraction-worker")
+    async def load(self) -> None:
+        logger.info("loading the mask extractor")
+        self.engine = await asyncio.to_thread(self._load_engine)
 
-    async def stop(self) -> None:
-        """Stop claiming; a running job stops at its next frame and goes back to the queue."""
-        self._stop.set()
-        if self._wakeup is not None:
-            self._wakeup.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    def reporter_for(self, op: StoredOperation) -> _Reporter:
+        return _Reporter(self.store, op, self.stopping, self.progress_interval)
 
-    def wake(self) -> None:
-        """A job was queued: claim it now rather than at the next poll."""
-        if self._wakeup is not None:
-            self._wakeup.set()
+    def run(self, op: StoredOperation, reporter: _Reporter) -> masks_pb2.ExtractMasksResponse:
+        request = masks_pb2.ExtractMasksRequest.FromString(op.request)
+        assert self.engine is not None
+        with video_file(request.video) as path:
+            seq = self.engine.extract(path, request, reporter.frame)
+        if request.max_objects and len(seq.objects) > request.max_objects:
+            best = sorted(seq.objects, key=lambda o: (-o.score, o.id))[: request.max_objects]
+            seq = edit.select_objects(seq, object_ids=[o.id for o in best])
+        reporter.objects = len(seq.objects)
+        logger.info("%s: %d frames, %d objects", op.name, seq.num_frames, len(seq.objects))
+        return masks_pb2.ExtractMasksResponse(mask_sequence=to_proto(seq))
 
-    async def _loop(self) -> None:
-        assert self._wakeup is not None
-        while not self._stop.is_set():
-            try:
-                op = await asyncio.to_thread(self.store.claim_next, KIND)
-            except Exception:
-                logger.exception("claiming an extraction failed; retrying")
-                op = None
-            if op is None:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_interval):
-                        await self._wakeup.wait()
-                continue
-            reporter = _Reporter(self.store, op, self._stop, self.progress_interval)
-            self._idle.clear()
-            job = asyncio.ensure_future(asyncio.to_thread(self._run_tracked, op, reporter))
-            while not job.done():
-                await asyncio.wait({job}, timeout=self.progress_interval)
-                if not job.done():
-                    await asyncio.to_thread(reporter.flush)
-            await job
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until no job thread runs; False if one still runs after `timeout` seconds."""
-        return self._idle.wait(timeout)
-
-    def _run_tracked(self, op: StoredOperation, reporter: _Reporter) -> None:
-        try:
-            self._run(op, reporter)
-        finally:
-            self._idle.set()
-
-    def _run(self, op: StoredOperation, reporter: _Reporter) -> None:
-        """One claimed operation, start to end (in a worker thread)."""
-        try:
-            reporter.write(operation_pb2.OPERATION_STATE_RUNNING, "starting")
-            request = masks_pb2.ExtractMasksRequest.FromString(op.request)
-            assert self.engine is not None
-            with video_file(request.video) as path:
-                seq = self.engine.extract(path, request, reporter.frame)
-            if request.max_objects and len(seq.objects) > request.max_objects:
-                best = sorted(seq.objects, key=lambda o: (-o.score, o.id))[: request.max_objects]
-                seq = edit.select_objects(seq, object_ids=[o.id for o in best])
-            reporter.objects = len(seq.objects)
-            response = masks_pb2.ExtractMasksResponse(mask_sequence=to_proto(seq))
-            reporter.write(operation_pb2.OPERATION_STATE_SUCCEEDED, "done", end=True)
-            self.store.finish(op.name, pack_any(response), attempt=op.attempts)
-            logger.info("%s: %d frames, %d objects", op.name, seq.num_frames, len(seq.objects))
-        except _Interrupted:
-            self._give_back(op)
-        except _Cancelled:
-            self._ending(op, reporter, operation_pb2.OPERATION_STATE_CANCELLED, "cancelled")
-            self._quietly(self.store.mark_cancelled, op.name, attempt=op.attempts)
-        except (StaleAttemptError, OperationNotFoundError) as exc:
-            logger.warning("%s: dropping the result of a stale attempt: %s", op.name, exc)
-        except Exception as exc:
-            if isinstance(exc, InvalidArgumentError):
-                error = exc
-            elif isinstance(exc, ValueError) and not isinstance(exc, OperationError):
-                error = InvalidArgumentError.single("video", str(exc))
-            else:
-                error = exc
-            status = status_from_exception(error)
-            self._ending(op, reporter, operation_pb2.OPERATION_STATE_FAILED, "failed")
-            details = [detail.SerializeToString() for detail in status.details]
-            self._quietly(
-                self.store.fail, op.name, status.code, status.message, details=details, attempt=op.attempts
-            )
-
-    def _ending(self, op: StoredOperation, reporter: _Reporter, state: int, stage: str) -> None:
-        self._quietly(reporter.write, state, stage, end=True)
-
-    def _give_back(self, op: StoredOperation) -> None:
-        logger.info("%s: server stopping, back to the queue", op.name)
-        self._quietly(self.store.requeue, op.name, attempt=op.attempts)
-
-    @staticmethod
-    def _quietly(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        try:
-            call(*args, **kwargs)
-        except OperationError as exc:  # the operation was deleted or re-queued underneath us
-            logger.warning("%s: %s", getattr(call, "__name__", call), exc)
+    def error_for(self, exc: Exception, reporter: _Reporter) -> Exception:
+        """A ValueError found only while decoding (a corrupt video) is the client's: INVALID_ARGUMENT `video`."""
+        if isinstance(exc, ValueError) and not isinstance(exc, InvalidArgumentError | OperationError):
+            return InvalidArgumentError.single("video", str(exc))
+        return exc

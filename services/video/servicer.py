@@ -21,7 +21,14 @@ from kmono.common.v1 import operation_pb2
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
 from libs.serving import NotFoundError, ResourceExhaustedError
-from libs.serving.operations import OperationStore, State, pack_any, to_operation_proto, unpack_any
+from libs.serving.operations import (
+    OperationStore,
+    State,
+    pack_any,
+    to_operation_proto,
+    unpack_any,
+    watch_operation,
+)
 from services.masks.convert import invalid
 from services.video import convert
 from services.video.artifacts import OPERATION_NAME, ArtifactStore, parse_artifact_name
@@ -103,21 +110,11 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
     async def WatchOperation(
         self, request: video_pb2.WatchOperationRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[operations_pb2.Operation]:
-        if not request.name:
-            raise invalid("name", "required: the operation name, operations/{operation_id}")
-        last = None
-        interval = self.watch_interval
-        while True:
-            op = await asyncio.to_thread(self.store.get, request.name)
-            key = (op.state, op.metadata, op.result, op.error)
-            if key != last:
-                last = key
-                interval = self.watch_interval
-                yield to_operation_proto(op)
-            if op.done:
-                return
-            await asyncio.sleep(interval)
-            interval = min(interval * 2, self.max_watch_interval)
+        interval, max_interval = self.watch_interval, self.max_watch_interval
+        async for op in watch_operation(
+            self.store, request.name, interval=interval, max_interval=max_interval
+        ):
+            yield op
 
     # -- DownloadArtifact ----------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Long-running operations: a durable SQLite job store and `google.longrunning.Operations` over it."""
+"""Long-running operations: a durable SQLite job store, `google.longrunning.Operations` over it, and the worker
+base that runs a service's queued operations."""
 
 from libs.serving.operations.convert import error_to_status_proto, pack_any, to_operation_proto, unpack_any
 from libs.serving.operations.errors import (
@@ -9,7 +10,12 @@ from libs.serving.operations.errors import (
     RequestIdConflictError,
     StaleAttemptError,
 )
-from libs.serving.operations.servicer import OperationFilter, OperationsServicer, parse_filter
+from libs.serving.operations.servicer import (
+    OperationFilter,
+    OperationsServicer,
+    parse_filter,
+    watch_operation,
+)
 from libs.serving.operations.store import (
     DONE_STATES,
     ErrorStatus,
@@ -18,6 +24,7 @@ from libs.serving.operations.store import (
     State,
     is_legal_transition,
 )
+from libs.serving.operations.worker import OperationWorker, ProgressReporter
 
 __all__ = [
     "DONE_STATES",
@@ -29,7 +36,9 @@ __all__ = [
     "OperationFilter",
     "OperationNotFoundError",
     "OperationStore",
+    "OperationWorker",
     "OperationsServicer",
+    "ProgressReporter",
     "RequestIdConflictError",
     "StaleAttemptError",
     "State",
@@ -39,4 +48,5 @@ __all__ = [
     "parse_filter",
     "to_operation_proto",
     "unpack_any",
+    "watch_operation",
 ]

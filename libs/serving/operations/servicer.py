@@ -13,6 +13,9 @@ Our choices:
   1000; page tokens are opaque and tied to the filter (AIP-158).
 - `CancelOperation` is best effort: a queued operation is cancelled at once, a running one is flagged for its
   worker, a done one is left as it is (OK). `DeleteOperation` only removes done operations.
+- `watch_operation` is the services' server-streaming `WatchOperation` (beside polling, AIP-151): it polls the
+  store like `WaitOperation` and yields the operation at once and on every change, ending with `done`; an
+  empty name is INVALID_ARGUMENT naming `name`.
 - `WaitOperation` polls the store (the worker may live in another process), starting at `poll_interval` and
   doubling up to `max_poll_interval`. It waits at most `timeout`, or `default_wait_timeout` when the request
   has none, and always returns `deadline_margin` seconds before the RPC deadline; it returns the latest
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,12 +35,12 @@ import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 
-from libs.serving.errors import abort_with_exception
+from libs.serving.errors import InvalidArgumentError, abort_with_exception
 from libs.serving.operations.convert import to_operation_proto
 from libs.serving.operations.errors import InvalidOperationArgumentError, OperationError
 from libs.serving.operations.store import DONE_STATES, OperationStore, State
 
-__all__ = ["OperationFilter", "OperationsServicer", "parse_filter"]
+__all__ = ["OperationFilter", "OperationsServicer", "parse_filter", "watch_operation"]
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
@@ -93,6 +96,29 @@ def parse_filter(text: str) -> OperationFilter:
     if nothing:
         states = frozenset()
     return OperationFilter(kind=kind, states=states)
+
+
+async def watch_operation(
+    store: OperationStore, name: str, *, interval: float = 0.05, max_interval: float = 0.5
+) -> AsyncIterator[operations_pb2.Operation]:
+    """`name` now, then again whenever its state, metadata, result or error changes, until it is done.
+
+    Polls every `interval` seconds after a change, doubling up to `max_interval` while nothing changes."""
+    if not name:
+        raise InvalidArgumentError.single("name", "required: the operation name, operations/{operation_id}")
+    last = None
+    wait = interval
+    while True:
+        op = await asyncio.to_thread(store.get, name)
+        key = (op.state, op.metadata, op.result, op.error)
+        if key != last:
+            last = key
+            wait = interval
+            yield to_operation_proto(op)
+        if op.done:
+            return
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, max_interval)
 
 
 def _maps_operation_errors(handler: Handler) -> Handler:

@@ -1,0 +1,283 @@
+"""The job runner every long-running-operation service shares, and the progress reporter its jobs write through.
+
+Why one module: services/masks (ExtractMasks) and services/video (CreateVideo) run their operations the same
+way, and the subtle parts (attempt-guarded writes, the throttle, stop and cancel between steps) must not drift.
+
+`OperationWorker` is one asyncio task per process: `start` (the server's start-up hook) calls `load()` once
+(engines), re-queues what a dead process left RUNNING (`store.recover()`), then loops: claim the oldest QUEUED
+operation of its kind, run it in a thread so the event loop keeps serving RPCs, flush throttled progress every
+`progress_interval` while it runs, and, with nothing queued, sleep until `wake()` or `poll_interval`. One job at
+a time: one warm engine per process (per device), jobs in creation order. The job's endings are decided here:
+
+- `run` returns the response: metadata SUCCEEDED, then `finish`;
+- a cancel request (`reporter.check()` raises): metadata CANCELLED, then `mark_cancelled`;
+- `stop()` (`reporter.check()` raises): the operation goes back to QUEUED (`requeue`), for the next process;
+- a stale attempt (the job was re-queued or deleted underneath it): its result is dropped;
+- any other exception, mapped by `error_for`: metadata FAILED, then `fail` with its rich status (INTERNAL
+  under an error id, traceback in the log, for one that is no `KmonoError`).
+
+`ProgressReporter` writes one claimed operation's metadata: under a lock (the job thread reports, the loop
+flushes), at most every `interval` seconds (and at the last step), each write carrying the claim's attempt
+number, nothing after the final write. Its `Progress` has step, total, fraction, stage and an ETA from the
+elapsed time since `eta_origin`.
+
+Subclasses provide: the worker, `reporter_for(op)` and `run(op, reporter)` (and `load`, `error_for` where they
+need them); the reporter, `metadata(state, end)`, the service's own metadata message, and their extras.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import Message
+from kmono.common.v1 import operation_pb2
+
+from libs.serving.errors import status_from_exception
+from libs.serving.operations.convert import pack_any
+from libs.serving.operations.errors import OperationError, OperationNotFoundError, StaleAttemptError
+from libs.serving.operations.store import Operation, OperationStore
+
+__all__ = ["OperationWorker", "ProgressReporter", "timestamp"]
+
+logger = logging.getLogger(__name__)
+
+RUNNING = operation_pb2.OPERATION_STATE_RUNNING
+
+
+class _Cancelled(Exception):
+    """The client cancelled the operation."""
+
+
+class _Interrupted(Exception):
+    """The server is shutting down; the operation goes back to the queue."""
+
+
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    """A protobuf Timestamp of a `time.time()` value."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+class ProgressReporter(abc.ABC):
+    """Writes one claimed operation's metadata (throttled) and tells its job when to stop."""
+
+    def __init__(self, store: OperationStore, op: Operation, stop: threading.Event, interval: float) -> None:
+        self.store, self.op, self.stop, self.interval = store, op, stop, interval
+        self.step, self.total = 0, 0
+        self.stage = "starting"
+        self.eta_origin: float | None = time.monotonic()  # when the measured work began; None: no ETA
+        self.last_write = 0.0
+        self.pending = False  # progress newer than what the store has
+        self.closed = False  # the final metadata is written: no more writes
+        self.lock = threading.Lock()  # guards the fields above and the subclasses' between the two threads
+
+    @abc.abstractmethod
+    def metadata(self, state: int, *, end: bool) -> Message:
+        """The service's metadata message now (use `progress(state)` and `stamps(end)`)."""
+
+    def fraction(self, state: int) -> float:
+        if state == operation_pb2.OPERATION_STATE_SUCCEEDED:
+            return 1.0
+        return self.step / self.total if self.total else 0.0
+
+    def progress(self, state: int) -> operation_pb2.Progress:
+        fraction = self.fraction(state)
+        progress = operation_pb2.Progress(
+            step=self.step, total_steps=self.total, fraction=fraction, stage=self.stage
+        )
+        if 0 < fraction < 1 and self.eta_origin is not None:
+            elapsed = time.monotonic() - self.eta_origin
+            eta = duration_pb2.Duration()
+            eta.FromNanoseconds(int(elapsed / fraction * (1 - fraction) * 1e9))
+            progress.eta.CopyFrom(eta)
+        return progress
+
+    def stamps(self, end: bool) -> dict[str, timestamp_pb2.Timestamp]:
+        """create_time, update_time (now) and, on the final write, end_time: fields every metadata has."""
+        now = timestamp(time.time())
+        stamps = {"create_time": timestamp(self.op.create_time), "update_time": now}
+        if end:
+            stamps["end_time"] = now
+        return stamps
+
+    def write(self, state: int, stage: str | None = None, *, end: bool = False) -> None:
+        """Store the metadata now (with a new stage, if given); `end` writes the last one."""
+        with self.lock:
+            if stage is not None:
+                self.stage = stage
+            self._write(state, end)
+
+    def _write(self, state: int, end: bool) -> None:
+        if self.closed:
+            return
+        self.closed = end
+        metadata = pack_any(self.metadata(state, end=end))
+        self.store.update_progress(self.op.name, self.fraction(state), metadata, attempt=self.op.attempts)
+        self.last_write = time.monotonic()
+        self.pending = False
+
+    def check(self) -> None:
+        """Raise out of the job (thread) if it must stop now: the server is stopping, or a cancel was asked."""
+        if self.stop.is_set():
+            raise _Interrupted
+        if self.store.is_cancel_requested(self.op.name):
+            raise _Cancelled
+
+    def advance(self, step: int, total: int, *, force: bool = False) -> None:
+        """A job's per-step report (thread): record, `check`, write if due (the last step always is)."""
+        with self.lock:
+            self.step, self.total = max(self.step, step), total
+            self.pending = True
+        self.check()
+        if force or step == total or time.monotonic() - self.last_write >= self.interval:
+            self.write(RUNNING)
+
+    def flush(self) -> None:
+        """Store progress the throttle held back (the worker calls it every `interval` while the job runs)."""
+        with self.lock, contextlib.suppress(OperationError):  # OperationError: the job ended meanwhile
+            if self.pending:
+                self._write(RUNNING, False)
+
+
+Reporter = TypeVar("Reporter", bound=ProgressReporter)
+
+
+class OperationWorker(abc.ABC, Generic[Reporter]):
+    """Runs the queued operations of one `kind`, one at a time; `start`/`stop` are the server's hooks."""
+
+    def __init__(
+        self,
+        store: OperationStore,
+        kind: str,
+        poll_interval: float = 1.0,
+        progress_interval: float = 0.2,
+        *,
+        task_name: str = "operation-worker",
+    ) -> None:
+        self.store, self.kind, self.task_name = store, kind, task_name
+        self.poll_interval = poll_interval
+        self.progress_interval = progress_interval
+        self.stopping = threading.Event()  # set by `stop`: the running job's `check` raises
+        # Set while no job thread runs: a thread can outlive a `stop` cancelled by the shutdown budget.
+        self._idle = threading.Event()
+        self._idle.set()
+        self._loaded = False
+        self._wakeup: asyncio.Event | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        """Load what the jobs need (engines): called once, by the first `start` (again if it raised)."""
+
+    @abc.abstractmethod
+    def reporter_for(self, op: Operation) -> Reporter:
+        """The reporter of a just-claimed operation (on the event loop; pass `self.stopping`)."""
+
+    @abc.abstractmethod
+    def run(self, op: Operation, reporter: Reporter) -> Message:
+        """Run one claimed operation (in a thread, calling `reporter.advance`/`check` often); its response."""
+
+    def error_for(self, exc: Exception, reporter: Reporter) -> Exception:
+        """The error a failed job reports for `exc` (e.g. a `KmonoError` naming the bad field); default `exc`."""
+        return exc
+
+    async def start(self) -> None:
+        """Load (once), re-queue operations a dead process left RUNNING, start the loop."""
+        if not self._loaded:
+            await self.load()
+            self._loaded = True
+        requeued = await asyncio.to_thread(self.store.recover)
+        if requeued:
+            logger.info("re-queued %d interrupted %s operations", len(requeued), self.kind)
+        self.stopping.clear()
+        self._event_loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name=self.task_name)
+
+    async def stop(self) -> None:
+        """Stop claiming; a running job stops at its next check and goes back to the queue."""
+        self.stopping.set()
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def wake(self) -> None:
+        """An operation was queued: claim it now rather than at the next poll (safe from any thread)."""
+        if self._wakeup is not None and self._event_loop is not None:
+            self._event_loop.call_soon_threadsafe(self._wakeup.set)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job thread runs; False if one still runs after `timeout` seconds."""
+        return self._idle.wait(timeout)
+
+    async def _loop(self) -> None:
+        assert self._wakeup is not None
+        while not self.stopping.is_set():
+            try:
+                op = await asyncio.to_thread(self.store.claim_next, self.kind)
+            except Exception:
+                logger.exception("claiming a %s operation failed; retrying", self.kind)
+                op = None
+            if op is None:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._wakeup.wait()
+                continue
+            reporter = self.reporter_for(op)
+            self._idle.clear()
+            job = asyncio.ensure_future(asyncio.to_thread(self._run_tracked, op, reporter))
+            while not job.done():
+                await asyncio.wait({job}, timeout=self.progress_interval)
+                if not job.done():
+                    await asyncio.to_thread(reporter.flush)
+            await job
+
+    def _run_tracked(self, op: Operation, reporter: Reporter) -> None:
+        try:
+            self._run_to_end(op, reporter)
+        finally:
+            self._idle.set()
+
+    def _run_to_end(self, op: Operation, reporter: Reporter) -> None:
+        """One claimed operation, start to end (in the job thread)."""
+        try:
+            reporter.write(RUNNING, "starting")
+            response = self.run(op, reporter)
+            reporter.write(operation_pb2.OPERATION_STATE_SUCCEEDED, "done", end=True)
+            self.store.finish(op.name, pack_any(response), attempt=op.attempts)
+        except _Interrupted:
+            logger.info("%s: server stopping, back to the queue", op.name)
+            _quietly(self.store.requeue, op.name, attempt=op.attempts)
+        except _Cancelled:
+            _quietly(reporter.write, operation_pb2.OPERATION_STATE_CANCELLED, "cancelled", end=True)
+            _quietly(self.store.mark_cancelled, op.name, attempt=op.attempts)
+            logger.info("%s: cancelled at step %d", op.name, reporter.step)
+        except (StaleAttemptError, OperationNotFoundError) as exc:
+            logger.warning("%s: dropping the result of a stale attempt: %s", op.name, exc)
+        except Exception as exc:
+            status = status_from_exception(self.error_for(exc, reporter))
+            _quietly(reporter.write, operation_pb2.OPERATION_STATE_FAILED, "failed", end=True)
+            details = [detail.SerializeToString() for detail in status.details]
+            _quietly(
+                self.store.fail, op.name, status.code, status.message, details=details, attempt=op.attempts
+            )
+
+
+def _quietly(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    try:
+        call(*args, **kwargs)
+    except OperationError as exc:  # the operation was deleted or re-queued underneath us
+        logger.warning("%s: %s", getattr(call, "__name__", call), exc)

@@ -1,0 +1,238 @@
+"""OperationWorker and ProgressReporter with a fake job over a real OperationStore: order, one job at a time,
+cancel within a step, stop re-queues for the next worker, throttled progress flushed, failures mapped."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import grpc
+from google.protobuf import wrappers_pb2
+from kmono.common.v1 import operation_pb2
+
+from libs.serving import InvalidArgumentError
+from libs.serving.operations import (
+    Operation,
+    OperationStore,
+    OperationWorker,
+    ProgressReporter,
+    State,
+    unpack_any,
+)
+
+KIND = "test.job"
+Job = Callable[[Operation, "FakeReporter"], None]
+
+
+class FakeReporter(ProgressReporter):
+    def metadata(self, state: int, *, end: bool) -> operation_pb2.Progress:
+        return self.progress(state)  # a service packs its own metadata message; Progress is enough here
+
+
+class FakeWorker(OperationWorker[FakeReporter]):
+    """Runs `job` on each operation and answers its request echoed; ValueError is the client's fault."""
+
+    def __init__(self, store: OperationStore, job: Job, *, throttle: float = 60.0, **kwargs: float) -> None:
+        super().__init__(store, KIND, task_name="fake-worker", **kwargs)
+        self.job, self.throttle = job, throttle
+        self.loads = 0
+
+    async def load(self) -> None:
+        self.loads += 1
+
+    def reporter_for(self, op: Operation) -> FakeReporter:
+        return FakeReporter(self.store, op, self.stopping, self.throttle)
+
+    def run(self, op: Operation, reporter: FakeReporter) -> wrappers_pb2.StringValue:
+        self.job(op, reporter)
+        return wrappers_pb2.StringValue(value=op.request.decode())
+
+    def error_for(self, exc: Exception, reporter: FakeReporter) -> Exception:
+        if isinstance(exc, ValueError):
+            return InvalidArgumentError.single("request", str(exc))
+        return exc
+
+
+def progress_of(op: Operation) -> operation_pb2.Progress:
+    assert op.metadata is not None
+    return unpack_any(op.metadata, operation_pb2.Progress)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+async def settle(store: OperationStore, names: list[str], timeout: float = 10.0) -> list[Operation]:
+    await asyncio.to_thread(wait_until, lambda: all(store.get(name).done for name in names), timeout)
+    return [store.get(name) for name in names]
+
+
+def test_jobs_run_one_at_a_time_in_creation_order_and_load_once(tmp_path):
+    store = OperationStore(tmp_path / "ops.db")
+    names = [store.create(KIND, f"job {i}".encode())[0].name for i in range(3)]
+    started, running, most = [], [0], [0]
+    lock = threading.Lock()
+
+    def job(op: Operation, reporter: FakeReporter) -> None:
+        with lock:
+            started.append(op.name)
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        for step in range(1, 4):
+            time.sleep(0.01)
+            reporter.advance(step, 3)
+        with lock:
+            running[0] -= 1
+
+    async def main() -> None:
+        worker = FakeWorker(store, job, poll_interval=0.05, progress_interval=0.01)
+        await worker.start()
+        ops = await settle(store, names)
+        await worker.stop()
+        await worker.start()  # a restart loads nothing again
+        await worker.stop()
+        assert worker.loads == 1 and worker.wait_idle(0)
+        assert started == names and most[0] == 1
+        for i, op in enumerate(ops):
+            assert op.state is State.SUCCEEDED and op.attempts == 1
+            assert unpack_any(op.result, wrappers_pb2.StringValue).value == f"job {i}"
+            progress = progress_of(op)
+            assert (progress.step, progress.total_steps, progress.fraction, progress.stage) == (
+                3,
+                3,
+                1.0,
+                "done",
+            )
+
+    asyncio.run(main())
+
+
+def test_wake_from_another_thread_claims_before_the_poll(tmp_path):
+    store = OperationStore(tmp_path / "ops.db")
+
+    async def main() -> None:
+        worker = FakeWorker(store, lambda op, reporter: None, poll_interval=60.0)
+        await worker.start()
+        await asyncio.sleep(0.05)  # the loop found nothing and sleeps until woken
+        name = store.create(KIND, b"late")[0].name
+        threading.Thread(target=worker.wake).start()
+        [op] = await settle(store, [name], timeout=5.0)
+        await worker.stop()
+        assert op.state is State.SUCCEEDED
+
+    asyncio.run(main())
+
+
+def test_cancel_request_stops_the_job_at_its_next_step(tmp_path):
+    store = OperationStore(tmp_path / "ops.db")
+    name = store.create(KIND, b"long")[0].name
+    at_step_2, cancelled, steps = threading.Event(), threading.Event(), []
+
+    def job(op: Operation, reporter: FakeReporter) -> None:
+        for step in range(1, 11):
+            reporter.advance(step, 10)
+            steps.append(step)
+            if step == 2:
+                at_step_2.set()
+                cancelled.wait(10)
+
+    async def main() -> None:
+        worker = FakeWorker(store, job, progress_interval=0.01)
+        await worker.start()
+        await asyncio.to_thread(at_step_2.wait, 10)
+        assert store.cancel(name).state is State.RUNNING  # flagged for the worker
+        cancelled.set()
+        [op] = await settle(store, [name])
+        await worker.stop()
+        assert op.state is State.CANCELLED and steps == [1, 2]
+        progress = progress_of(op)
+        assert (progress.step, progress.stage) == (3, "cancelled")
+
+    asyncio.run(main())
+
+
+def test_stop_mid_job_requeues_and_the_next_worker_finishes_it_once(tmp_path):
+    path = tmp_path / "ops.db"
+    first_store = OperationStore(path)
+    name = first_store.create(KIND, b"survivor")[0].name
+    at_step_1, release, finished = threading.Event(), threading.Event(), []
+
+    def job(op: Operation, reporter: FakeReporter) -> None:
+        reporter.advance(1, 2)
+        if op.attempts == 1:
+            at_step_1.set()
+            release.wait(10)
+        reporter.advance(2, 2)
+        finished.append(op.attempts)
+
+    async def main() -> None:
+        first = FakeWorker(first_store, job)
+        await first.start()
+        await asyncio.to_thread(at_step_1.wait, 10)
+        stopping = asyncio.create_task(first.stop())
+        await asyncio.to_thread(wait_until, first.stopping.is_set)
+        release.set()
+        await stopping
+        op = first_store.get(name)
+        assert (op.state, op.attempts, finished) == (State.QUEUED, 1, [])
+
+        second = FakeWorker(OperationStore(path), job)  # the next process, on the same file
+        await second.start()
+        [op] = await settle(second.store, [name])
+        await second.stop()
+        assert (op.state, op.attempts, finished) == (State.SUCCEEDED, 2, [2])
+
+    asyncio.run(main())
+
+
+def test_throttled_progress_is_flushed_while_the_job_waits(tmp_path):
+    store = OperationStore(tmp_path / "ops.db")
+    name = store.create(KIND, b"slow")[0].name
+    seen = {}
+
+    def job(op: Operation, reporter: FakeReporter) -> None:
+        reporter.advance(1, 4)  # within the 60 s throttle of the "starting" write: held back
+        seen["at_once"] = progress_of(store.get(name))
+        wait_until(lambda: progress_of(store.get(name)).step == 1)  # the worker's flush stores it
+        seen["flushed"] = progress_of(store.get(name))
+        reporter.advance(4, 4)  # the last step is always written
+        seen["last"] = progress_of(store.get(name))
+
+    async def main() -> None:
+        worker = FakeWorker(store, job, progress_interval=0.02, throttle=60.0)
+        await worker.start()
+        [op] = await settle(store, [name])
+        await worker.stop()
+        assert op.state is State.SUCCEEDED
+
+    asyncio.run(main())
+    assert (seen["at_once"].step, seen["at_once"].stage) == (0, "starting")
+    assert (seen["flushed"].step, seen["flushed"].fraction) == (1, 0.25) and seen["flushed"].HasField("eta")
+    assert (seen["last"].step, seen["last"].fraction) == (4, 1.0)
+
+
+def test_failures_end_failed_with_the_mapped_status(tmp_path):
+    store = OperationStore(tmp_path / "ops.db")
+    bad, broken = (store.create(KIND, text)[0].name for text in (b"bad", b"broken"))
+
+    def job(op: Operation, reporter: FakeReporter) -> None:
+        reporter.advance(1, 2)
+        raise ValueError("no good") if op.request == b"bad" else RuntimeError("bug")
+
+    async def main() -> list[Operation]:
+        worker = FakeWorker(store, job)
+        await worker.start()
+        ops = await settle(store, [bad, broken])
+        await worker.stop()
+        return ops
+
+    for op in asyncio.run(main()):
+        assert op.state is State.FAILED and progress_of(op).stage == "failed"
+    assert store.get(bad).error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert store.get(broken).error.code == grpc.StatusCode.INTERNAL.value[0]
+    assert "error id" in store.get(broken).error.message
