@@ -141,6 +141,7 @@ def run_eval(args: argparse.Namespace) -> int:
     config = EvalConfig(
         num_samples=args.num_samples,
         seed=args.seed,
+        first_sample=args.first_sample,
         num_inference_steps=args.steps,
         batch_size=args.batch_size,
         guidance_scale=args.guidance_scale,
@@ -245,7 +246,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--num-samples", type=int, default=64)
     evaluate.add_argument("--steps", type=int, default=25, help="DDIM steps")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=int, default=0, help="noise seed of the first sample")
+    evaluate.add_argument(
+        "--first-sample",
+        type=int,
+        default=0,
+        help="first held-out sample (default 0: samples 0..N-1; e.g. 1000 for a validation range)",
+    )
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.add_argument("--guidance-scale", type=float, default=1.0, help="text guidance (off at <= 1)")
     evaluate.add_argument("--mask-guidance-scale", type=float, default=1.0)

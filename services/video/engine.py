@@ -135,22 +135,6 @@ def spec_from_dir(path: str | os.PathLike[str]) -> EngineSpec:
     )
 
 
-def _import_own_components(root: Path) -> None:
-    """Import this repository's modules a pipeline folder names (e.g. the shapes world's pixel-space autoencoder):
-    diffusers loads classes only from modules already imported. Only `generation.` modules, never others."""
-    import importlib
-
-    index = json.loads((root / "model_index.json").read_text())
-    for value in index.values():
-        if (
-            isinstance(value, list)
-            and value
-            and isinstance(value[0], str)
-            and value[0].startswith("generation.")
-        ):
-            importlib.import_module(value[0])
-
-
 def _to_uint8(video: Any) -> np.ndarray:
     return np.clip(np.rint(np.asarray(video, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
@@ -253,7 +237,6 @@ def load_mvideo_engine(
                 "`kmono mvideo train --recipe shapes-default --out generation/mvideo/shapes/default`) "
                 "or --tiny-engine"
             )
-        _import_own_components(Path(path))
         pipe = MVideoPipeline.from_pretrained(path)
         spec = spec_from_dir(path)
     pipe.set_progress_bar_config(disable=True)

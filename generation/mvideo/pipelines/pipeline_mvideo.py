@@ -105,6 +105,25 @@ def mask_window_steps(num_steps: int, start: float, end: float) -> list[bool]:
     return [start * num_steps <= i < end * num_steps for i in range(num_steps)]
 
 
+def import_own_components(path: Any) -> None:
+    """Import the `generation.` modules a local pipeline folder's model_index.json names (see `from_pretrained`)."""
+    import importlib
+    import json
+    from pathlib import Path
+
+    index = Path(str(path)) / "model_index.json"
+    if not index.is_file():
+        return  # a hub id: its components are diffusers/transformers classes
+    for value in json.loads(index.read_text()).values():
+        if (
+            isinstance(value, list)
+            and value
+            and isinstance(value[0], str)
+            and value[0].startswith("generation.")
+        ):
+            importlib.import_module(value[0])
+
+
 def denoising_steps(num_inference_steps: int, strength: float = 1.0) -> int:
     """Steps a call runs: all of them, or the last `strength` fraction when starting from `init_latents`."""
     if strength >= 1.0:
@@ -167,6 +186,14 @@ class MVideoPipeline(DiffusionPipeline):
             self.vae_scale_factor_spatial, self.vae_scale_factor_temporal = 8, 4
             self.vae_scaling_factor_image, self.vae_shift_factor = 1.0, 0.0
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> MVideoPipeline:
+        """diffusers' loading, after importing the modules of this repository that a local folder's
+        model_index.json names (e.g. the shapes world's pixel-space autoencoder): diffusers loads classes only
+        from modules already imported. Only `generation.` modules are imported, never others."""
+        import_own_components(pretrained_model_name_or_path)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     # ------------------------------------------------------------------ memory and attention options
 

@@ -54,3 +54,18 @@ def test_shapes_pipeline_generates_and_round_trips(tmp_path):
         sample.caption, mask_video=masks, generator=torch.Generator().manual_seed(0), **kwargs
     ).frames
     np.testing.assert_allclose(again, out, atol=1e-5)
+
+
+def test_a_saved_shapes_pipeline_loads_in_a_fresh_process_with_from_pretrained(tmp_path):
+    # diffusers loads only classes from imported modules: MVideoPipeline.from_pretrained imports ours first
+    import subprocess
+    import sys
+
+    build_shapes_pipeline().save_pretrained(tmp_path)
+    probe = (
+        "import sys; from generation.mvideo.pipelines import MVideoPipeline; "
+        f"pipe = MVideoPipeline.from_pretrained({str(tmp_path)!r}); print(type(pipe.vae).__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "PixelSpaceAutoencoder"

@@ -7,7 +7,7 @@
 Protocol (our choices):
 
 - **Samples.** `num_samples` held-out shapes-world samples (`split="eval"`, seeds 0..N-1: never seen in
-  training); each caption and mask sequence is generated twice with the same initial noise (generator seeded
+  training; `first_sample` shifts the range, e.g. to choose sampling settings on samples the report never uses); each caption and mask sequence is generated twice with the same initial noise (generator seeded
   `seed + i`): with the mask condition, and with it dropped (`mask_video=None`, same model, same settings).
 - **Colour-agnostic segmentation.** Per frame, the background is fitted as a plane per RGB channel (a + b x +
   c y, which covers solid and gradient backgrounds) by least squares, refitted twice on the pixels within
@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 class EvalConfig:
     num_samples: int = 64
     seed: int = 0
+    first_sample: int = 0
+    """Index of the first held-out sample; the default set is 0..N-1 (choose settings on another range)."""
     num_inference_steps: int = 25
     batch_size: int = 16
     guidance_scale: float = 1.0
@@ -193,7 +195,8 @@ def evaluate(
     config = config or EvalConfig()
     world = world or world_for(pipe)
     pipe.set_progress_bar_config(disable=True)
-    samples = [world.sample(i, config.split) for i in range(config.num_samples)]
+    first = config.first_sample
+    samples = [world.sample(i, config.split) for i in range(first, first + config.num_samples)]
     masked = generate(pipe, samples, config, with_masks=True, first_seed=config.seed)
     unmasked = generate(pipe, samples, config, with_masks=False, first_seed=config.seed)
     scores_m = [score_video(v, s, config) for v, s in zip(masked, samples, strict=True)]

@@ -37,3 +37,20 @@ def test_grid_layout():
     frames = grid_frames(report, num=2, scale=2)
     assert frames.shape == (8, (2 * 32 + 2) * 2, (3 * 32 + 4) * 2, 3) and frames.dtype == np.uint8
     assert report.summary_line() == "miou_masked=1.0000 miou_unmasked=0.0000 color_acc=1.0000"
+
+
+def test_evaluate_scores_the_chosen_sample_range(monkeypatch):
+    import generation.mvideo.shapes.evaluation as evaluation
+
+    def perfect_when_masked(pipe, samples, config, with_masks, first_seed):
+        videos = np.stack([s.video if with_masks else s.background for s in samples])
+        return videos.astype(np.float32) / 255
+
+    monkeypatch.setattr(evaluation, "generate", perfect_when_masked)
+    world = ShapesWorld()
+    pipe = type("Pipe", (), {"set_progress_bar_config": lambda self, **kw: None})()
+    report = evaluation.evaluate(pipe, EvalConfig(num_samples=3, first_sample=1000), world=world)
+    assert [s.caption for s in report.samples] == [
+        world.sample(i, "eval").caption for i in (1000, 1001, 1002)
+    ]
+    assert report.miou_masked == 1.0 and report.miou_unmasked == 0.0 and report.color_acc == 1.0
