@@ -18,6 +18,7 @@ _LAZY = {
     "MaskGuidedVACEPipeline": "generation.mvideo.pipelines",
     "MVideoPipeline": "generation.mvideo.pipelines",
     "MVideoPipelineOutput": "generation.mvideo.pipelines",
+    "load_pipeline": "generation.mvideo.pipelines",
 }
 
 __all__ = sorted(_LAZY)

@@ -40,6 +40,8 @@ class VideoServiceConfig(StatefulServiceConfig):
     tiny_masks: bool = False
     """Random tiny GroundingDINO + SAM2 for reference-video requests (tests)."""
     device: str | None = None
+    dtype: str = "auto"
+    """Weights' dtype: auto (bfloat16 on CUDA, float32 elsewhere), bfloat16, float16 or float32."""
     torch_threads: int = 0
     max_queued_jobs: int = 16
     """QUEUED jobs beyond which CreateVideo answers RESOURCE_EXHAUSTED (with RetryInfo)."""
@@ -88,6 +90,12 @@ class VideoServiceConfig(StatefulServiceConfig):
             help="torch device (default: cuda if available)",
         )
         group.add_argument(
+            "--dtype",
+            choices=("auto", "bfloat16", "float16", "float32"),
+            default=env("KMONO_VIDEO_DTYPE", "auto"),
+            help="weights' dtype; auto: bfloat16 on CUDA, float32 on CPU (env KMONO_VIDEO_DTYPE)",
+        )
+        group.add_argument(
             "--torch-threads",
             type=int,
             default=int(env("KMONO_VIDEO_TORCH_THREADS", "0")),
@@ -134,6 +142,7 @@ class VideoServiceConfig(StatefulServiceConfig):
             vace_path=args.vace_path,
             tiny_masks=args.tiny_masks,
             device=args.device,
+            dtype=args.dtype,
             torch_threads=args.torch_threads,
             max_queued_jobs=args.max_queued_jobs,
             job_timeout_seconds=args.job_timeout,

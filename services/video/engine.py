@@ -209,22 +209,35 @@ class PipelineEngine:
         return _to_uint8(out.frames[0])
 
 
+def torch_dtype(name: str, device: str) -> Any:
+    """The torch dtype of a `--dtype` name; auto: bfloat16 on CUDA (the published models' dtype), else float32."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if name not in ("bfloat16", "float16", "float32"):
+        raise ValueError(f"unknown dtype {name!r}; choose auto, bfloat16, float16 or float32")
+    return getattr(torch, name)
+
+
 def load_mvideo_engine(
     *,
     path: str | None,
     tiny: bool,
     device: str | None = None,
+    dtype: str = "auto",
     torch_threads: int = 0,
     step_delay: float = 0.0,
 ) -> PipelineEngine:
     """Load the MVideo engine once: tiny random components, or a pipeline folder (the shapes default)."""
     import torch
 
-    from generation.mvideo.pipelines import MVideoPipeline
+    from generation.mvideo.pipelines import MVideoPipeline, load_pipeline
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    weights = torch_dtype(dtype, device)
     if tiny:
         from generation.mvideo.pipelines.testing import tiny_mvideo_components
 
@@ -237,23 +250,24 @@ def load_mvideo_engine(
                 "`kmono mvideo train --recipe shapes-default --out generation/mvideo/shapes/default`) "
                 "or --tiny-engine"
             )
-        pipe = MVideoPipeline.from_pretrained(path)
+        pipe = load_pipeline("mvideo", path)
         spec = spec_from_dir(path)
     pipe.set_progress_bar_config(disable=True)
-    pipe = pipe.to(device)
-    logger.info("loaded %s (%s) on %s", spec.model_version, spec.name, device)
+    pipe = pipe.to(device, weights)
+    logger.info("loaded %s (%s) on %s in %s", spec.model_version, spec.name, device, weights)
     return PipelineEngine(pipe, spec, step_delay=step_delay, device=device)
 
 
-def load_vace_engine(path: str, *, device: str | None = None, step_delay: float = 0.0) -> PipelineEngine:
-    """Load Wan2.1-VACE behind MVideo's surface (bfloat16 on CUDA)."""
+def load_vace_engine(
+    path: str, *, device: str | None = None, dtype: str = "auto", step_delay: float = 0.0
+) -> PipelineEngine:
+    """Load Wan2.1-VACE behind MVideo's surface (bfloat16 on CUDA by default; its VAE stays float32)."""
     import torch
 
-    from generation.mvideo.pipelines import MaskGuidedVACEPipeline
+    from generation.mvideo.pipelines import load_pipeline
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") else None
-    pipe = MaskGuidedVACEPipeline.from_pretrained(path, torch_dtype=dtype).to(device)
+    pipe = load_pipeline("vace", path, torch_dtype=torch_dtype(dtype, device)).to(device)
     pipe.set_progress_bar_config(disable=True)
     wan = pipe.pipe  # the diffusers WanVACEPipeline: its VAE and patch size fix the sizes it takes
     spec = EngineSpec(

@@ -39,13 +39,14 @@ def engines_loader(config: VideoServiceConfig) -> Callable[[], dict[str, Engine]
                 path=config.engine_path,
                 tiny=config.tiny_engine,
                 device=config.device,
+                dtype=config.dtype,
                 torch_threads=config.torch_threads,
                 step_delay=config.step_delay,
             )
         }
         if config.vace_path:
             engines["vace"] = load_vace_engine(
-                config.vace_path, device=config.device, step_delay=config.step_delay
+                config.vace_path, device=config.device, dtype=config.dtype, step_delay=config.step_delay
             )
         return engines
 

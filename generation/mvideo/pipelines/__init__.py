@@ -1,5 +1,6 @@
 """MVideo pipelines: the mask-conditioned CogVideoX pipeline and the Wan2.1-VACE engine with the same surface."""
 
+from generation.mvideo.pipelines.loading import ENGINES, load_pipeline
 from generation.mvideo.pipelines.pipeline_mvideo import (
     MVideoPipeline,
     MVideoPipelineOutput,
@@ -9,9 +10,11 @@ from generation.mvideo.pipelines.pipeline_mvideo import (
 from generation.mvideo.pipelines.pipeline_vace import MaskGuidedVACEPipeline
 
 __all__ = [
+    "ENGINES",
     "MVideoPipeline",
     "MVideoPipelineOutput",
     "MaskGuidedVACEPipeline",
     "guidance_weights",
+    "load_pipeline",
     "mask_window_steps",
 ]
