@@ -16,6 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
+from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from libs.cli.main import UsageError
 
 logger = logging.getLogger(__name__)
@@ -245,7 +246,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", help="shapes-world MVideoPipeline folder (default: the committed default)"
     )
     evaluate.add_argument("--num-samples", type=int, default=64)
-    evaluate.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    evaluate.add_argument(
+        "--steps",
+        type=int,
+        default=SHAPES_SAMPLING["num_inference_steps"],
+        help="DDIM steps (default: %(default)s)",
+    )
     evaluate.add_argument("--seed", type=int, default=0, help="noise seed of the first sample")
     evaluate.add_argument(
         "--first-sample",

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from libs.media import MaskSequence
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def spec_from_dir(path: str | os.PathLike[str]) -> EngineSpec:
         size_multiple=spatial * int(transformer.get("patch_size", 1)),
         frame_step=temporal,
         num_mask_slots=int(mask_encoder["num_mask_slots"]),
-        num_inference_steps=25 if shapes else 50,
+        num_inference_steps=SHAPES_SAMPLING["num_inference_steps"] if shapes else 50,
         guidance_scale=1.0 if shapes else 6.0,
         max_text_length=transformer.get("max_text_seq_length"),
         long_video=True,

@@ -19,7 +19,7 @@ _LAZY = {
     "evaluate": "generation.mvideo.shapes.evaluation",
     "save_grid": "generation.mvideo.shapes.evaluation",
     "DEFAULT_DIR": "generation.mvideo.shapes.model",
-    "SHAPES_SAMPLING": "generation.mvideo.shapes.model",
+    "SHAPES_SAMPLING": "generation.mvideo.shapes.spec",
     "ShapesModelSpec": "generation.mvideo.shapes.spec",
     "build_shapes_pipeline": "generation.mvideo.shapes.model",
     "load_shapes_default": "generation.mvideo.shapes.model",

@@ -1,8 +1,8 @@
 """Quality test of the committed embedded default: a reduced `kmono mvideo eval` (8 samples, 10 DDIM steps).
 
-The full evaluation (64 samples, 25 steps) is `kmono mvideo eval`; its figures are in default/eval.json. The
-reduced run measured miou_masked 0.70, miou_unmasked 0.006, color_acc 1.0; the thresholds keep a margin below
-that and at least the issue's bar (IoU with masks 5x the IoU without, colour accuracy 0.9 - here 0.85 for
+The full evaluation (64 samples, 10 steps, the default's sampling) is `kmono mvideo eval`; its figures are in
+default/eval.json. The reduced run measured miou_masked 0.70, miou_unmasked 0.006, color_acc 1.0; the
+thresholds keep a margin below that and at least the issue's bar (IoU with masks 5x the IoU without, colour accuracy 0.9 - here 0.85 for
 8 samples' 16 objects, where one miss is 0.94).
 """
 

@@ -38,6 +38,7 @@ from PIL import Image
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.pipelines.pipeline_mvideo import vae_compression
 from generation.mvideo.shapes.segment import COLOR_NAMES, foreground, iou, nearest_color
+from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from generation.mvideo.shapes.world import ShapesSample, ShapesWorld
 from libs.media import write_video
 
@@ -50,7 +51,7 @@ class EvalConfig:
     seed: int = 0
     first_sample: int = 0
     """Index of the first held-out sample; the default set is 0..N-1 (choose settings on another range)."""
-    num_inference_steps: int = 25
+    num_inference_steps: int = SHAPES_SAMPLING["num_inference_steps"]
     batch_size: int = 16
     guidance_scale: float = 1.0
     mask_guidance_scale: float = 1.0

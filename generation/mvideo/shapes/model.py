@@ -29,19 +29,12 @@ from torch import nn
 from generation.mvideo.models import MaskEncoder, MVideoTransformer3DModel
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.shapes.components import PixelSpaceAutoencoder, build_text_encoder, build_tokenizer
-from generation.mvideo.shapes.spec import ShapesModelSpec  # also importable from here, as before
+from generation.mvideo.shapes.spec import (  # also importable from here, as before
+    ShapesModelSpec,
+)
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 """Where the committed embedded default lives."""
-
-
-SHAPES_SAMPLING: dict = {
-    "num_inference_steps": 25,
-    "guidance_scale": 1.0,
-    "mask_guidance_scale": 1.0,
-    "max_sequence_length": 16,
-}
-"""Sampling settings of the embedded default (text CFG off: the model follows colours without it)."""
 
 
 def build_shapes_scheduler() -> DDIMScheduler:
