@@ -243,6 +243,8 @@ def load_mvideo_engine(
         from generation.mvideo.pipelines.testing import tiny_mvideo_components
 
         pipe = MVideoPipeline(**tiny_mvideo_components(seed=0))
+        if weights != torch.float32:
+            pipe = pipe.to(dtype=weights)
         spec = TINY_SPEC
     else:
         if path is None or not (Path(path) / "model_index.json").is_file():
@@ -251,10 +253,10 @@ def load_mvideo_engine(
                 "`kmono mvideo train --recipe shapes-default --out generation/mvideo/shapes/default`) "
                 "or --tiny-engine"
             )
-        pipe = load_pipeline("mvideo", path)
+        pipe = load_pipeline("mvideo", path, torch_dtype=weights)
         spec = spec_from_dir(path)
     pipe.set_progress_bar_config(disable=True)
-    pipe = pipe.to(device, weights)
+    pipe = pipe.to(device)
     logger.info("loaded %s (%s) on %s in %s", spec.model_version, spec.name, device, weights)
     return PipelineEngine(pipe, spec, step_delay=step_delay, device=device)
 

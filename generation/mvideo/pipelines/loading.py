@@ -29,7 +29,7 @@ def load_pipeline(
         from generation.mvideo.pipelines.pipeline_mvideo import MVideoPipeline
 
         if torch_dtype is not None:
-            kwargs["torch_dtype"] = torch_dtype
+            kwargs["dtype"] = torch_dtype  # diffusers 0.42 renamed torch_dtype to dtype
         return MVideoPipeline.from_pretrained(path_or_id, **kwargs)
     from generation.mvideo.pipelines.pipeline_vace import MaskGuidedVACEPipeline
 

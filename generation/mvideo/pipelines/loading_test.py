@@ -13,8 +13,8 @@ def test_unknown_engine_is_a_value_error_naming_the_choices():
 
 def test_each_engine_loads_its_pipeline_from_a_folder(tmp_path):
     MVideoPipeline(**tiny_mvideo_components(seed=0)).save_pretrained(tmp_path / "mvideo")
-    mvideo = load_pipeline("mvideo", str(tmp_path / "mvideo"))
-    assert isinstance(mvideo, MVideoPipeline) and mvideo.transformer.dtype == torch.float32
+    mvideo = load_pipeline("mvideo", str(tmp_path / "mvideo"), torch_dtype=torch.bfloat16)
+    assert isinstance(mvideo, MVideoPipeline) and mvideo.transformer.dtype == torch.bfloat16
     tiny_vace_pipeline().save_pretrained(tmp_path / "vace")
     vace = load_pipeline("vace", str(tmp_path / "vace"), num_mask_slots=2)
     assert isinstance(vace, MaskGuidedVACEPipeline) and vace.num_mask_slots == 2
