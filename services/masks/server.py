@@ -7,12 +7,9 @@ a shutdown runs again when the server comes back)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from google.longrunning import operations_pb2
 from kmono.masks.v1 import masks_pb2, masks_pb2_grpc
 
 from libs.serving import ServiceRegistration
@@ -22,8 +19,6 @@ from services.masks.convert import Limits
 from services.masks.servicer import MaskServicer
 from services.masks.worker import Engine, ExtractionWorker, load_extractor_engine
 from services.skeleton import Built, service_main
-
-logger = logging.getLogger(__name__)
 
 
 def engine_loader(config: MaskServiceConfig) -> Callable[[], Engine]:
@@ -50,26 +45,15 @@ def build(config: MaskServiceConfig, *, load_engine: Callable[[], Engine] | None
     worker = ExtractionWorker(store, load_engine or engine_loader(config))
     limits = Limits(config.max_mask_pixels, max_layers=config.max_layers, max_objects=config.max_objects)
     servicer = MaskServicer(store, worker, limits)
-    operations = OperationsServicer(store)
     registrations = [
         ServiceRegistration.from_descriptor(
             masks_pb2.DESCRIPTOR.services_by_name["MaskService"],
             lambda server: masks_pb2_grpc.add_MaskServiceServicer_to_server(servicer, server),
         ),
-        ServiceRegistration.from_descriptor(
-            operations_pb2.DESCRIPTOR.services_by_name["Operations"], operations.add_to_server
-        ),
+        OperationsServicer(store).registration(),
     ]
-
-    async def close_store() -> None:
-        # Closing SQLite under a still-running job thread would crash the process (see services/video/server.py).
-        if await asyncio.to_thread(worker.wait_idle, 30.0):
-            store.close()
-        else:
-            logger.warning("a mask extraction thread is still running; leaving the operation store open")
-
-    # shutdown hooks run in reverse: the worker stops (its job re-queued) before the store closes
-    return registrations, [worker.start], [close_store, worker.stop]
+    on_startup, on_shutdown = worker.server_hooks()
+    return registrations, on_startup, on_shutdown
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,13 +8,10 @@ go to `--artifact-url` (a directory, or any fsspec URL)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-from google.longrunning import operations_pb2
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
 from libs.serving import ServiceRegistration
@@ -26,8 +23,6 @@ from services.video.convert import RequestLimits
 from services.video.engine import Engine, load_mvideo_engine, load_vace_engine
 from services.video.servicer import VideoGenerationServicer
 from services.video.worker import VideoWorker
-
-logger = logging.getLogger(__name__)
 
 
 def engines_loader(config: VideoServiceConfig) -> Callable[[], dict[str, Engine]]:
@@ -97,27 +92,15 @@ def build(
     servicer = VideoGenerationServicer(
         store, worker, artifacts, limits, max_queued_jobs=config.max_queued_jobs
     )
-    operations = OperationsServicer(store)
     registrations = [
         ServiceRegistration.from_descriptor(
             video_pb2.DESCRIPTOR.services_by_name["VideoGenerationService"],
             lambda server: video_pb2_grpc.add_VideoGenerationServiceServicer_to_server(servicer, server),
         ),
-        ServiceRegistration.from_descriptor(
-            operations_pb2.DESCRIPTOR.services_by_name["Operations"], operations.add_to_server
-        ),
+        OperationsServicer(store).registration(),
     ]
-
-    async def close_store() -> None:
-        # A job thread can outlive a `worker.stop` cancelled by the shutdown budget; closing SQLite under it
-        # would crash the process, so the store closes only once no job thread runs (else the OS reclaims it).
-        if await asyncio.to_thread(worker.wait_idle, 30.0):
-            store.close()
-        else:
-            logger.warning("a video job thread is still running; leaving the operation store open")
-
-    # shutdown hooks run in reverse: the worker stops (its job re-queued) before the store closes
-    return registrations, [worker.start], [close_store, worker.stop]
+    on_startup, on_shutdown = worker.server_hooks()
+    return registrations, on_startup, on_shutdown
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from libs.serving.errors import InvalidArgumentError, abort_with_exception
 from libs.serving.operations.convert import to_operation_proto
 from libs.serving.operations.errors import InvalidOperationArgumentError, OperationError
 from libs.serving.operations.store import DONE_STATES, OperationStore, State
+from libs.serving.server import ServiceRegistration
 
 __all__ = ["OperationFilter", "OperationsServicer", "parse_filter", "watch_operation"]
 
@@ -162,6 +163,12 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         operations_pb2_grpc.add_OperationsServicer_to_server(self, server)
+
+    def registration(self) -> ServiceRegistration:
+        """This servicer as a `ServiceRegistration` (health, reflection and the concurrency cap know it)."""
+        return ServiceRegistration.from_descriptor(
+            operations_pb2.DESCRIPTOR.services_by_name["Operations"], self.add_to_server
+        )
 
     async def _get_proto(self, name: str) -> operations_pb2.Operation:
         return to_operation_proto(await asyncio.to_thread(self.store.get, name))

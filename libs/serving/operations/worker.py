@@ -44,6 +44,7 @@ from libs.serving.errors import status_from_exception
 from libs.serving.operations.convert import pack_any
 from libs.serving.operations.errors import OperationError, OperationNotFoundError, StaleAttemptError
 from libs.serving.operations.store import Operation, OperationStore
+from libs.serving.server import Hook
 
 __all__ = ["OperationWorker", "ProgressReporter", "timestamp"]
 
@@ -221,6 +222,23 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no job thread runs; False if one still runs after `timeout` seconds."""
         return self._idle.wait(timeout)
+
+    def server_hooks(self, close_timeout: float = 30.0) -> tuple[list[Hook], list[Hook]]:
+        """(on_startup, on_shutdown) for the server: start this worker; at shutdown stop it (its job goes back to
+        the queue), then close the store. A job thread can outlive a `stop` cancelled by the shutdown budget, and
+        closing SQLite under it would crash the process, so the store closes only once no job thread runs
+        (else it stays open and the OS reclaims it at exit)."""
+
+        async def close_store() -> None:
+            if await asyncio.to_thread(self.wait_idle, close_timeout):
+                self.store.close()
+            else:
+                logger.warning(
+                    "a %s job thread is still running; leaving the operation store open", self.kind
+                )
+
+        # shutdown hooks run in reverse order: the worker stops before the store closes
+        return [self.start], [close_store, self.stop]
 
     async def _loop(self) -> None:
         assert self._wakeup is not None

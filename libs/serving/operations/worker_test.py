@@ -4,6 +4,7 @@ cancel within a step, stop re-queues for the next worker, throttled progress flu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -236,3 +237,46 @@ def test_failures_end_failed_with_the_mapped_status(tmp_path):
     assert store.get(bad).error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert store.get(broken).error.code == grpc.StatusCode.INTERNAL.value[0]
     assert "error id" in store.get(broken).error.message
+
+
+def test_server_hooks_close_the_store_only_once_no_job_thread_runs(tmp_path):
+    release = threading.Event()
+
+    def stubborn(op: Operation, reporter: FakeReporter) -> None:
+        release.wait(10)  # never checks for stop: the thread outlives `stop`
+
+    async def shutdown(worker: FakeWorker, on_shutdown) -> None:
+        for hook in reversed(on_shutdown):  # the server runs shutdown hooks in reverse order
+            await hook()
+
+    async def main() -> None:
+        idle_store = OperationStore(tmp_path / "idle.db")
+        idle = FakeWorker(idle_store, lambda op, reporter: None, poll_interval=0.05)
+        on_startup, on_shutdown = idle.server_hooks(close_timeout=5)
+        for hook in on_startup:
+            await hook()
+        name = idle_store.create(KIND, b"x")[0].name
+        await settle(idle_store, [name])
+        await shutdown(idle, on_shutdown)
+        try:
+            idle_store.get(name)
+            raise AssertionError("the store of an idle worker stays open")
+        except Exception as exc:  # closed: any use fails
+            assert not isinstance(exc, AssertionError)
+
+        busy_store = OperationStore(tmp_path / "busy.db")
+        busy = FakeWorker(busy_store, stubborn, poll_interval=0.05)
+        on_startup, on_shutdown = busy.server_hooks(close_timeout=0.05)
+        for hook in on_startup:
+            await hook()
+        name = busy_store.create(KIND, b"y")[0].name
+        await asyncio.to_thread(wait_until, lambda: busy_store.get(name).state is State.RUNNING)
+        close_store, stop = on_shutdown
+        with contextlib.suppress(TimeoutError):  # the server's shutdown budget cancels a `stop` that hangs
+            await asyncio.wait_for(stop(), timeout=0.2)
+        await close_store()
+        assert busy_store.get(name).state is State.RUNNING  # left open under the running thread
+        release.set()
+        await asyncio.to_thread(busy.wait_idle, 10)
+
+    asyncio.run(main())
