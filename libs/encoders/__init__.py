@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         InputTooLongError,
         InputTypeError,
         ManifestError,
+        OutputLockedError,
         StaleOutputError,
         UnsupportedModelError,
     )
@@ -115,6 +116,7 @@ _EXPORTS = {
     "InputTooLongError": "errors",
     "InputTypeError": "errors",
     "ManifestError": "errors",
+    "OutputLockedError": "errors",
     "StaleOutputError": "errors",
     "UnsupportedModelError": "errors",
     "FrameEncoder": "frames",
@@ -157,6 +159,7 @@ __all__ = [
     "InputTooLongError",
     "InputTypeError",
     "ManifestError",
+    "OutputLockedError",
     "Segment",
     "SegmentDims",
     "SegmentEncoder",

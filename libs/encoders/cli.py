@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from libs.encoders.cache import default_cache_dir
-from libs.encoders.errors import EncoderInputError, StaleOutputError
+from libs.encoders.errors import EncoderInputError, OutputLockedError, StaleOutputError
 
 if TYPE_CHECKING:
     from libs.encoders.spec import EncoderSpec
@@ -162,10 +162,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError(str(exc).replace("overwrite", "--overwrite")) from None
     except EncoderInputError as exc:
         raise UsageError(f"{exc} (--on-error skip to leave such segments out)") from None
-    except RuntimeError as exc:
-        if "another encode job" in str(exc):
-            raise UsageError(str(exc)) from None
-        raise
+    except OutputLockedError as exc:
+        raise UsageError(str(exc)) from None
     print(
         f"{result.out}: {result.written} encoded, {result.skipped} already there, "
         f"{len(result.failures)} failed, {result.total} in the manifest",

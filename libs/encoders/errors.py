@@ -50,3 +50,7 @@ class UnsupportedModelError(ValueError):
 
 class StaleOutputError(ValueError):
     """An output written by a different encoder (fingerprint mismatch): resuming would mix vectors."""
+
+
+class OutputLockedError(RuntimeError):
+    """Another encode job holds the output's lock file (one runner per output at a time)."""

@@ -109,17 +109,13 @@ class FramePreprocessor:
             crop = {"height": crop, "width": crop}
         do_crop = config.get("do_center_crop", not siglip)
         crop_size = (int(crop["height"]), int(crop["width"])) if crop else (image_size, image_size)
-        if "shortest_edge" in size:
-            return cls(
-                shortest_edge=int(size["shortest_edge"]),
-                crop_size=crop_size if do_crop else None,
-                mean=mean,
-                std=std,
-                rescale_factor=rescale,
-                resample=resample,
-            )
+        resize = (
+            {"shortest_edge": int(size["shortest_edge"])}
+            if "shortest_edge" in size
+            else {"size": (int(size["height"]), int(size["width"]))}
+        )
         return cls(
-            size=(int(size["height"]), int(size["width"])),
+            **resize,
             crop_size=crop_size if do_crop else None,
             mean=mean,
             std=std,

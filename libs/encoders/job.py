@@ -48,7 +48,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from libs.encoders.errors import EncoderInputError, ManifestError, StaleOutputError
+from libs.encoders.errors import EncoderInputError, ManifestError, OutputLockedError, StaleOutputError
 from libs.encoders.segment import ARRAY_FIELDS, Segment, SegmentDims, SegmentEncoder, SegmentEncoding
 
 logger = logging.getLogger(__name__)
@@ -62,21 +62,27 @@ META_DIMS = b"kmono.encoder.dims"
 # manifest
 
 
+def parse_manifest_line(line: str, where: str) -> dict[str, Any] | None:
+    """The record of one manifest line, None for a blank one; `ManifestError` naming `where` for a line that
+    is not a JSON object."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(where, f"not valid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise ManifestError(where, f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
 def iter_manifest(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) of each non-blank line; `ManifestError` for a line that is not a JSON object."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"manifest line {number}", f"not valid JSON: {exc}") from None
-            if not isinstance(record, dict):
-                raise ManifestError(
-                    f"manifest line {number}", f"expected a JSON object, got {type(record).__name__}"
-                )
-            yield number, record
+            record = parse_manifest_line(line, f"manifest line {number}")
+            if record is not None:
+                yield number, record
 
 
 def count_manifest(path: str | os.PathLike[str]) -> int:
@@ -360,8 +366,13 @@ def _atomic_write_table(table: pa.Table, path: Path) -> None:
         raise
 
 
-def _check_fingerprint(schema: pa.Schema, fingerprint: str, path: Path) -> None:
-    found = (schema.metadata or {}).get(META_FINGERPRINT, b"").decode()
+def schema_fingerprint(schema: pa.Schema) -> str:
+    """The fingerprint of the encoder that wrote an output with this schema ("" when it records none)."""
+    return (schema.metadata or {}).get(META_FINGERPRINT, b"").decode()
+
+
+def check_fingerprint(found: str, fingerprint: str, path: str | os.PathLike[str]) -> None:
+    """`StaleOutputError` unless the output at `path`, written by encoder `found`, is this encoder's."""
     if found != fingerprint:
         raise StaleOutputError(
             f"{path} was written by another encoder (fingerprint {found[:12] or 'none'}, "
@@ -380,7 +391,7 @@ def _existing_ids(out: Path, parts: Path, fingerprint: str) -> set[str]:
             stale.unlink(missing_ok=True)
     for path in ([out] if out.exists() else []) + _part_files(parts):
         pf = pq.ParquetFile(path)
-        _check_fingerprint(pf.schema_arrow, fingerprint, path)
+        check_fingerprint(schema_fingerprint(pf.schema_arrow), fingerprint, path)
         done.update(pf.read(columns=["id"]).column("id").to_pylist())
     return done
 
@@ -431,7 +442,7 @@ class _RunLock:
         except BlockingIOError:
             os.close(self._fd)
             self._fd = None
-            raise RuntimeError(f"another encode job is writing {self.path.with_suffix('')}") from None
+            raise OutputLockedError(f"another encode job is writing {self.path.with_suffix('')}") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

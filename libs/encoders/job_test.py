@@ -5,8 +5,15 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from libs.encoders.errors import DecodeError, ManifestError, StaleOutputError
-from libs.encoders.job import encode_records, parts_dir_of, read_embeddings, record_to_segment, run_encode_job
+from libs.encoders.errors import DecodeError, ManifestError, OutputLockedError, StaleOutputError
+from libs.encoders.job import (
+    _RunLock,
+    encode_records,
+    parts_dir_of,
+    read_embeddings,
+    record_to_segment,
+    run_encode_job,
+)
 from libs.encoders.segment import SegmentEncoder, SegmentEncoderConfig
 from libs.encoders.testing import random_frames, tiny_text_encoder
 
@@ -112,6 +119,15 @@ def test_a_changed_encoder_does_not_append_to_old_output(tmp_path, video_path, e
     with pytest.raises(FileExistsError):
         run_encode_job(manifest, out, encoder, resume=False, progress=False)
     assert run_encode_job(manifest, out, other, overwrite=True, progress=False).written == 3
+
+
+def test_a_second_runner_on_the_same_output_fails_fast(tmp_path, video_path, encoder):
+    manifest, _ = write_manifest(tmp_path, video_path, n=2)
+    out = tmp_path / "emb.parquet"
+    with _RunLock(out), pytest.raises(OutputLockedError, match="another encode job is writing"):
+        run_encode_job(manifest, out, encoder, progress=False)
+    assert not out.exists()
+    assert run_encode_job(manifest, out, encoder, progress=False).written == 2  # the lock was released
 
 
 def test_bad_records(tmp_path, video_path, encoder):

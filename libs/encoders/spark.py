@@ -37,7 +37,6 @@ From a client machine, `kmono encode MANIFEST --out DIR --engine spark --spark-m
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import sys
@@ -49,8 +48,15 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from libs.encoders.errors import ManifestError, StaleOutputError
-from libs.encoders.job import META_FINGERPRINT, RecordFailure, encode_records, output_schema
+from libs.encoders.errors import StaleOutputError
+from libs.encoders.job import (
+    RecordFailure,
+    check_fingerprint,
+    encode_records,
+    output_schema,
+    parse_manifest_line,
+    schema_fingerprint,
+)
 from libs.encoders.spec import EncoderSpec, build_encoder
 
 logger = logging.getLogger(__name__)
@@ -113,11 +119,8 @@ def encode_partition(
 ) -> Iterator[dict[str, Any]]:
     """Spark partition function: manifest lines -> one Parquet part file; yields one stats dict."""
     encoder = build_encoder(spec)
-    if expected_fingerprint and encoder.fingerprint != expected_fingerprint:
-        raise StaleOutputError(
-            f"{out} was written by another encoder (fingerprint {expected_fingerprint[:12]}, this one is "
-            f"{encoder.fingerprint[:12]}); write to a new output or overwrite it"
-        )
+    if expected_fingerprint:
+        check_fingerprint(expected_fingerprint, encoder.fingerprint, out)
     done = done_ids.value if done_ids is not None else frozenset()
     schema = output_schema(encoder.dims, name=encoder.name, fingerprint=encoder.fingerprint)
     fs, root = _filesystem(out)
@@ -146,18 +149,9 @@ def encode_partition(
 
     try:
         for line in lines:
-            if not line.strip():
+            record = parse_manifest_line(line, f"partition {index}: a manifest line")
+            if record is None:
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(
-                    f"partition {index}", f"a manifest line is not valid JSON: {exc}"
-                ) from None
-            if not isinstance(record, dict):
-                raise ManifestError(
-                    f"partition {index}", f"expected JSON objects, got {type(record).__name__}"
-                )
             if record.get("id") in done:
                 stats["skipped"] += 1
                 continue
@@ -212,7 +206,7 @@ def run_encode_job_spark(
     for path in existing:
         with fs.open_input_file(path) as f:
             pf = pq.ParquetFile(f)
-            found = (pf.schema_arrow.metadata or {}).get(META_FINGERPRINT, b"").decode()
+            found = schema_fingerprint(pf.schema_arrow)
             if fingerprint is not None and found != fingerprint:
                 raise StaleOutputError(
                     f"{out} mixes parts of two encoders ({fingerprint[:12]}, {found[:12]})"

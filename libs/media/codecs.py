@@ -585,9 +585,7 @@ def _read_png_id_map(data: bytes, where: str) -> np.ndarray:
         image.load()
     except Exception as e:  # PIL raises many types for broken files
         raise ValueError(f"{where}: not a readable PNG: {e}") from None
-    if image.mode in ("P", "L", "1"):
-        return np.asarray(image).astype(np.int32)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if image.mode in ("P", "L", "1", "I;16", "I;16B", "I;16L", "I"):
         return np.asarray(image).astype(np.int32)
     raise ValueError(
         f"{where}: PNG mode {image.mode} is not an id map; use palette (P), 8-bit or 16-bit greyscale"

@@ -31,7 +31,7 @@ import enum
 import math
 import operator
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -61,14 +61,19 @@ def to_float32(value: Any, what: str) -> float:
     return float(str(np.float32(number)))
 
 
+def _as_int(value: Any, what: str, expected: str = "an integer") -> int:
+    """`value` as an int (Python or numpy integers, not bools), else ValueError "{what} must be {expected}"."""
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"{what} must be {expected}, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{what} must be {expected}, got {value!r}") from None
+
+
 def check_object_id(value: Any, what: str = "object id") -> int:
     """`value` as a valid object id (an int in [1, 2**31 - 1]), else ValueError naming `what`."""
-    if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    try:
-        oid = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{what} must be an integer, got {value!r}") from None
+    oid = _as_int(value, what)
     if oid == 0:
         raise ValueError(f"{what} 0 is reserved for the background; object ids start at 1")
     if not 0 < oid <= MAX_OBJECT_ID:
@@ -77,12 +82,7 @@ def check_object_id(value: Any, what: str = "object id") -> int:
 
 
 def _check_size(value: Any, what: str) -> int:
-    if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    try:
-        size = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}") from None
+    size = _as_int(value, what, "a positive integer")
     if size <= 0:
         raise ValueError(f"{what} must be a positive integer, got {size}")
     return size
@@ -297,12 +297,7 @@ class MaskSequence:
     # -- per-frame access -------------------------------------------------------------------------------
 
     def _frame(self, t: int) -> dict[int, _Entry]:
-        if isinstance(t, bool | np.bool_):
-            raise ValueError(f"frame index must be an integer, got {t!r}")
-        try:
-            index = operator.index(t)
-        except TypeError:
-            raise ValueError(f"frame index must be an integer, got {t!r}") from None
+        index = _as_int(t, "frame index")
         if not 0 <= index < len(self._frames):
             raise ValueError(f"frame index {index} out of range [0, {len(self._frames)})")
         return self._frames[index]
@@ -472,13 +467,11 @@ class MaskSequenceBuilder:
             oid = check_object_id(oid, f"frame {t}: score object id")
             value = _check_score(score, f"frame {t}: score of object {oid}")
             if oid in entries:
-                e = entries[oid]
-                entries[oid] = _Entry(e.counts, e.area, e.box, e.occluded, value)
+                entries[oid] = replace(entries[oid], score=value)
         for oid in occluded:
             oid = check_object_id(oid, f"frame {t}: occluded object id")
             if oid in entries:
-                e = entries[oid]
-                entries[oid] = _Entry(e.counts, e.area, e.box, True, e.score)
+                entries[oid] = replace(entries[oid], occluded=True)
         self._frames.append(entries)
 
     def build(self, objects: Iterable[MaskObject] | None = None) -> MaskSequence:

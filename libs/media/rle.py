@@ -39,11 +39,6 @@ def decode_mask(counts: bytes, height: int, width: int) -> np.ndarray:
     return mask_utils.decode({"size": [height, width], "counts": counts}).astype(bool)
 
 
-def area(counts: bytes, height: int, width: int) -> int:
-    """Number of foreground pixels of compressed counts, without decoding the mask."""
-    return int(mask_utils.area({"size": [height, width], "counts": counts}))
-
-
 def bbox_xywh(counts: bytes, height: int, width: int) -> tuple[int, int, int, int]:
     """Tight COCO box (x, y, w, h) of compressed counts, without decoding; (0, 0, 0, 0) when empty."""
     x, y, w, h = mask_utils.toBbox({"size": [height, width], "counts": counts})

@@ -29,11 +29,10 @@ def test_column_major_runs():
     assert rle.counts_from_string(rle.encode_mask(mask)) == [0, 1, 1, 1, 3]
 
 
-def test_area_and_box_without_decoding():
+def test_box_without_decoding():
     mask = np.zeros((5, 6), dtype=bool)
     mask[1:3, 2:5] = True
     counts = rle.encode_mask(mask)
-    assert rle.area(counts, 5, 6) == 6
     assert rle.bbox_xywh(counts, 5, 6) == (2, 1, 3, 2)
 
 
