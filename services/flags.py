@@ -1,4 +1,9 @@
-"""Flag parsers shared by the service configs (defaults come from KMONO_* environment variables)."""
+"""Flag parsers shared by the service configs (defaults come from KMONO_* environment variables).
+
+Give a typed flag the variable's raw string as its default (`default=os.environ.get(NAME, "100")`): argparse
+parses a string default with the flag's `type`, so a bad KMONO_* value is a one-line usage error that the
+same check as the flag's rejects, not a traceback while the parser is built.
+"""
 
 import argparse
 import os
@@ -12,10 +17,18 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, minimum: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value

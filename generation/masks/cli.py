@@ -199,35 +199,6 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run_extract)
 
 
-def _torch_dtype(name: str) -> Any:
-    if name == "auto":
-        return None
-    import torch
-
-    return getattr(torch, name)
-
-
-def load_extractor(
-    *,
-    tiny: bool,
-    grounding: str,
-    sam2: str,
-    device: str | None,
-    dtype: str = "auto",
-    threads: int | None = None,
-) -> Any:
-    """The MaskExtractor the flags ask for (tiny random models, or from_pretrained)."""
-    import torch
-
-    from generation.masks.extractor import MaskExtractor
-
-    if threads:
-        torch.set_num_threads(threads)
-    if tiny:
-        return MaskExtractor.tiny(device=device or "cpu", dtype=_torch_dtype(dtype))
-    return MaskExtractor.from_pretrained(grounding, sam2, device=device, dtype=_torch_dtype(dtype))
-
-
 def _run_extract(args: argparse.Namespace) -> int:
     if not Path(args.video).is_file():
         raise UsageError(f"no such video file: {args.video}")
@@ -237,6 +208,8 @@ def _run_extract(args: argparse.Namespace) -> int:
         info = probe_video(args.video)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    from generation.masks import load_extractor  # loads torch and transformers: seconds
+
     try:
         extractor = load_extractor(
             tiny=args.tiny,

@@ -24,11 +24,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
-from generation.masks.edit import Frame, add_frame, read_frame, resample_num_frames
+from generation.masks.edit import Frame, add_frame, fps_ratio, read_frame, resample_num_frames
 from generation.masks.trajectory import FieldError, check_int, check_number
 from libs.media import BoundingBox, MaskObject, MaskSequence, MaskSequenceBuilder
 
@@ -81,9 +80,7 @@ class _Placed:
         self.index, self.layer, self.seq, self.ids = index, layer, seq, ids
         self.start = layer.start_frame
         self.length = resample_num_frames(seq.num_frames, seq.fps, fps)
-        self.ratio = Fraction(seq.fps).limit_denominator(1_000_000) / Fraction(fps).limit_denominator(
-            1_000_000
-        )
+        self.ratio = fps_ratio(seq.fps, fps)
         self.rows = _pixel_lookup(seq.height, height)
         self.cols = _pixel_lookup(seq.width, width)
         self.sx, self.sy = width / seq.width, height / seq.height

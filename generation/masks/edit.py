@@ -58,6 +58,7 @@ __all__ = [
     "dilate",
     "drop_objects",
     "erode",
+    "fps_ratio",
     "loop",
     "loop_num_frames",
     "read_frame",
@@ -516,10 +517,16 @@ def retime(seq: MaskSequence, speed: float) -> MaskSequence:
     return _reindexed(seq, (min(math.floor(i * ratio), seq.num_frames - 1) for i in range(count)))
 
 
+def fps_ratio(fps: float, new_fps: float) -> Fraction:
+    """Source frames per output frame when `fps` is resampled to `new_fps`, as an exact fraction: output
+    frame i shows source frame floor(i * ratio)."""
+    return Fraction(fps).limit_denominator(1_000_000) / Fraction(new_fps).limit_denominator(1_000_000)
+
+
 def resample_num_frames(num_frames: int, fps: float, new_fps: float) -> int:
     """Frames `resample_fps` gives: the same duration at `new_fps`, ceil(num_frames * new_fps / fps)."""
     new_fps = check_number(new_fps, "fps", positive=True)
-    ratio = Fraction(fps).limit_denominator(1_000_000) / Fraction(new_fps).limit_denominator(1_000_000)
+    ratio = fps_ratio(fps, new_fps)
     if ratio == 0:
         raise FieldError("fps", f"must be > 0, got {new_fps:g}")
     return max(1, math.ceil(num_frames / ratio))
@@ -529,7 +536,7 @@ def resample_fps(seq: MaskSequence, fps: float) -> MaskSequence:
     """The same motion at `fps` frames per second (> 0), keeping the duration: frame i shows the source frame
     shown at time i / fps (nearest earlier frame)."""
     count = resample_num_frames(seq.num_frames, seq.fps, fps)
-    ratio = Fraction(seq.fps).limit_denominator(1_000_000) / Fraction(float(fps)).limit_denominator(1_000_000)
+    ratio = fps_ratio(seq.fps, fps)
     indices = (min(math.floor(i * ratio), seq.num_frames - 1) for i in range(count))
     return _reindexed(seq, indices, fps=float(fps))
 

@@ -76,7 +76,7 @@ from libs.media import MaskObject, MaskSequence, MaskSequenceBuilder, iter_video
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_FPS", "ExtractionSession", "FrameResult", "MaskExtractor", "VideoInput"]
+__all__ = ["DEFAULT_FPS", "ExtractionSession", "FrameResult", "MaskExtractor", "VideoInput", "load_extractor"]
 
 DEFAULT_FPS = 30.0
 DEFAULT_REVERSE_FRAMES = 100
@@ -550,6 +550,26 @@ class MaskExtractor:
         finally:
             close()
         return builder.build(session.objects())
+
+
+def load_extractor(
+    *,
+    tiny: bool = False,
+    grounding: str | os.PathLike[str] = DEFAULT_GROUNDING_DINO,
+    sam2: str | os.PathLike[str] = DEFAULT_SAM2,
+    device: str | None = None,
+    dtype: str = "auto",
+    threads: int | None = None,
+) -> MaskExtractor:
+    """The extractor that command-line flags and service settings name: tiny random models (on `device` or
+    the CPU), or `from_pretrained` hub ids / local directories. `dtype` by name ("auto": bfloat16 on CUDA,
+    float32 on CPU); `threads`: torch's CPU threads for the whole process (None or 0: torch's default)."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch_dtype = None if dtype == "auto" else getattr(torch, dtype)
+    if tiny:
+        return MaskExtractor.tiny(device=device or "cpu", dtype=torch_dtype)
+    return MaskExtractor.from_pretrained(grounding, sam2, device=device, dtype=torch_dtype)
 
 
 def _check_threshold(value: float, name: str) -> None:

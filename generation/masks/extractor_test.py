@@ -32,15 +32,6 @@ FAR = (20, 12, 30, 22)
 BIG = (0, 0, 32, 24)  # the whole frame
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, and much faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def frames(n: int) -> np.ndarray:
     """n frames whose pixel (0, 0, 0) holds the frame index, so fakes know which frame they see."""
     video = np.zeros((n, H, W, 3), dtype=np.uint8)

@@ -7,22 +7,12 @@ import os
 from dataclasses import dataclass
 
 from libs.serving import ServerConfig
-from services.flags import env_bool, positive_int
+from services.flags import env_bool, non_negative_int, positive_int
 from services.skeleton import StatefulServiceConfig
 
 DEFAULT_GROUNDING_MODEL = "IDEA-Research/grounding-dino-tiny"
 DEFAULT_SAM2_MODEL = "facebook/sam2.1-hiera-tiny"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -80,20 +70,20 @@ class MaskServiceConfig(StatefulServiceConfig):
         )
         group.add_argument(
             "--torch-threads",
-            type=_non_negative_int,
-            default=int(env("KMONO_MASKS_TORCH_THREADS", "0")),
+            type=non_negative_int,
+            default=env("KMONO_MASKS_TORCH_THREADS", "0"),
             help="CPU threads for torch; 0: torch's default (env KMONO_MASKS_TORCH_THREADS)",
         )
         group.add_argument(
             "--extract-window",
-            type=_non_negative_int,
-            default=int(env("KMONO_MASKS_EXTRACT_WINDOW", "100")),
+            type=non_negative_int,
+            default=env("KMONO_MASKS_EXTRACT_WINDOW", "100"),
             help="frames per SAM2 session; 0: one session per video (env KMONO_MASKS_EXTRACT_WINDOW; default: 100)",
         )
         group.add_argument(
             "--max-mask-pixels",
             type=positive_int,
-            default=int(env("KMONO_MASKS_MAX_MASK_PIXELS", str(1 << 28))),
+            default=env("KMONO_MASKS_MAX_MASK_PIXELS", str(1 << 28)),
             help="largest request, in frames x width x height (env KMONO_MASKS_MAX_MASK_PIXELS; default: %(default)s)",
         )
 

@@ -21,8 +21,9 @@ from generation.masks import edit
 from generation.masks.compose import Layer
 from generation.masks.synth import MaskTemplate, SyntheticObject
 from generation.masks.trajectory import FieldError, Trajectory
-from libs.media import MaskSequence, from_proto
+from libs.media import MaskSequence, VideoInfo, from_proto, probe_video
 from libs.serving import InvalidArgumentError
+from services.masks.worker import file_uri_path
 
 TOO_LARGE = "MASK_SEQUENCE_TOO_LARGE"
 
@@ -71,6 +72,31 @@ class Limits:
                 f"limit of {self.max_pixels} (frames x width x height)",
                 reason=TOO_LARGE,
             )
+
+
+def probe_media(video: media_pb2.MediaRef, field: str) -> tuple[str, VideoInfo]:
+    """Check that the MediaRef at request field `field` holds a readable video (inline bytes or a file:// URI);
+    returns the field of its source (`<field>.inline_data` or `<field>.uri`) and the video's facts. Anything
+    else is INVALID_ARGUMENT naming the field at fault."""
+    source = video.WhichOneof("source")
+    if source is None:
+        raise invalid(field, "required: inline_data (MP4 bytes) or a file:// uri")
+    if source == "inline_data":
+        field, target = f"{field}.inline_data", video.inline_data
+        if not target:
+            raise invalid(field, "is empty")
+    else:
+        field = f"{field}.uri"
+        path = file_uri_path(video.uri)
+        if path is None:
+            raise invalid(field, f"unsupported URI {video.uri!r}; send inline_data or a file:// URI")
+        if not path.is_file():
+            raise invalid(field, f"no such file {path}")
+        target = path  # type: ignore[assignment]
+    try:
+        return field, probe_video(target)
+    except (ValueError, OSError) as exc:  # VideoDecodeError is a ValueError
+        raise invalid(field, str(exc)) from None
 
 
 def mask_sequence(msg: media_pb2.MaskSequence, field: str, limits: Limits) -> MaskSequence:

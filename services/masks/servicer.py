@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
 from google.longrunning import operations_pb2
@@ -30,11 +29,11 @@ from generation.masks import normalize_query
 from generation.masks.compose import compose
 from generation.masks.synth import synthesize
 from generation.masks.trajectory import FieldError
-from libs.media import VideoDecodeError, probe_video, to_proto
+from libs.media import to_proto
 from libs.serving.operations import OperationStore, pack_any, to_operation_proto, watch_operation
 from services.masks import convert
 from services.masks.convert import Limits, invalid
-from services.masks.worker import KIND, ExtractionWorker, file_uri_path
+from services.masks.worker import KIND, ExtractionWorker
 
 MAX_REQUEST_ID_LENGTH = 128
 
@@ -96,27 +95,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
                 raise invalid(name, f"must be >= 0, got {getattr(request, name)}")
         if len(request.request_id) > MAX_REQUEST_ID_LENGTH:
             raise invalid("request_id", f"at most {MAX_REQUEST_ID_LENGTH} characters (a UUID4 is 36)")
-        source = request.video.WhichOneof("source")
-        if source is None:
-            raise invalid("video", "required: inline_data (MP4 bytes) or a file:// uri")
-        if source == "inline_data":
-            field, target = "video.inline_data", request.video.inline_data
-            if not target:
-                raise invalid(field, "is empty")
-        else:
-            field = "video.uri"
-            path = file_uri_path(request.video.uri)
-            if path is None:
-                raise invalid(
-                    field, f"unsupported URI {request.video.uri!r}; send inline_data or a file:// URI"
-                )
-            if not Path(path).is_file():
-                raise invalid(field, f"no such file {path}")
-            target = path  # type: ignore[assignment]
-        try:
-            info = probe_video(target)
-        except (VideoDecodeError, FileNotFoundError, OSError) as exc:
-            raise invalid(field, str(exc)) from None
+        field, info = convert.probe_media(request.video, "video")
         self.limits.check(field, info.num_frames, info.width, info.height, "the video")
 
     # -- WatchOperation ------------------------------------------------------------------------------------

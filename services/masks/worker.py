@@ -112,19 +112,16 @@ def load_extractor_engine(
     window: int | None = 100,
 ) -> ExtractorEngine:
     """Load the extractor's models once (tiny random ones, or `from_pretrained` ids/directories)."""
-    import torch
+    from generation.masks import load_extractor
 
-    from generation.masks import MaskExtractor
-
-    if torch_threads:
-        torch.set_num_threads(torch_threads)
-    torch_dtype = None if dtype == "auto" else getattr(torch, dtype)
-    if tiny:
-        extractor = MaskExtractor.tiny(device=device or "cpu", dtype=torch_dtype)
-    else:
-        extractor = MaskExtractor.from_pretrained(
-            grounding_model, sam2_model, device=device, dtype=torch_dtype
-        )
+    extractor = load_extractor(
+        tiny=tiny,
+        grounding=grounding_model,
+        sam2=sam2_model,
+        device=device,
+        dtype=dtype,
+        threads=torch_threads,
+    )
     return ExtractorEngine(extractor, window=window or None)
 
 
