@@ -147,7 +147,6 @@ def run_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         guidance_scale=args.guidance_scale,
         mask_guidance_scale=args.mask_guidance_scale,
-        grid_samples=args.grid_samples,
     )
     report = evaluate(pipe, config)
     if args.out:

@@ -40,7 +40,12 @@ import torch
 import torch.nn.functional as F
 
 from generation.mvideo.models.mask_encoder import mask_sequence_to_slots
-from generation.mvideo.pipelines.pipeline_mvideo import MVideoPipeline, _is_mask_sequence, denoising_steps
+from generation.mvideo.pipelines.pipeline_mvideo import (
+    MVideoPipeline,
+    _is_mask_sequence,
+    denoising_steps,
+    to_unit_frames,
+)
 
 __all__ = [
     "ChunkSpan",
@@ -175,11 +180,6 @@ def _low_pass(latents: torch.Tensor, factor: int) -> torch.Tensor:
     return x.reshape(b, f, c, h, w).to(latents.dtype)
 
 
-def _to_frames(video: torch.Tensor) -> torch.Tensor:
-    """VAE output (B, C, T, H, W) in [-1, 1] -> (B, T, C, H, W) float32 in [0, 1]."""
-    return ((video.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 1, 3, 4)
-
-
 def iter_long_video(
     pipe: MVideoPipeline,
     prompt: str,
@@ -283,7 +283,7 @@ def iter_long_video(
             **pipe_kwargs,
         ).frames  # (B, F, C, h, w)
         with torch.no_grad():
-            clip = _to_frames(pipe.decode_latents(latents))  # (B, clip_frames, C, H, W)
+            clip = to_unit_frames(pipe.decode_latents(latents))  # (B, clip_frames, C, H, W)
         last_frame = clip[:, -1]  # (B, C, H, W); every clip but the last is full length
         new = clip[:, span.keep_from - span.start : span.stop - span.start]
         yield LongVideoChunk(

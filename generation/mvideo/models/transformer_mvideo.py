@@ -20,7 +20,9 @@ The extra parameters cost `mask_in_channels x patch_size^2 (x patch_size_t) x in
 channels on CogVideoX-2b (inner dim 1920, patch 2) are 123k parameters beside 1.69B.
 
 `MVideoXFormersAttnProcessor` is CogVideoX's attention (QK norm, rotary embeddings on the video tokens only)
-with xFormers' memory-efficient kernel; diffusers' generic `XFormersAttnProcessor` would drop both.
+with xFormers' memory-efficient kernel; diffusers' generic `XFormersAttnProcessor` would drop both. Its steps
+before and after the kernel are `cogvideox_attention_inputs` / `_outputs`, shared with the training-only
+binding-loss processor (generation/mvideo/training/binding.py).
 """
 
 from __future__ import annotations
@@ -39,7 +41,13 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import apply_lora_scale
 from torch import nn
 
-__all__ = ["ModelMixin", "MVideoTransformer3DModel", "MVideoXFormersAttnProcessor"]
+__all__ = [
+    "ModelMixin",
+    "MVideoTransformer3DModel",
+    "MVideoXFormersAttnProcessor",
+    "cogvideox_attention_inputs",
+    "cogvideox_attention_outputs",
+]
 # `ModelMixin` is re-exported on purpose: diffusers' pipeline loader looks up the loading base class by name in
 # the module that defines a custom component.
 
@@ -286,6 +294,45 @@ class MVideoTransformer3DModel(CogVideoXTransformer3DModel):
         self.set_attn_processor(processor)
 
 
+def cogvideox_attention_inputs(
+    attn: Attention,
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """CogVideoX attention up to the kernel: text + video tokens as (B, heads, S, d) query, key and value, QK norm
+    applied and rotary embeddings on the video tokens (as `CogVideoXAttnProcessor2_0`). Returns (query, key,
+    value, text_seq_length)."""
+    text_seq_length = encoder_hidden_states.size(1)
+    hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)  # (B, S, D)
+    batch_size = hidden_states.shape[0]
+    query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+    head_dim = key.shape[-1] // attn.heads
+    query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, S, d)
+    key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+    value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    if image_rotary_emb is not None:
+        query[:, :, text_seq_length:] = apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
+        if not attn.is_cross_attention:
+            key[:, :, text_seq_length:] = apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
+    return query, key, value, text_seq_length
+
+
+def cogvideox_attention_outputs(
+    attn: Attention, hidden_states: torch.Tensor, text_seq_length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention output (B, S, heads x d) -> output projection, split into (video tokens, text tokens)."""
+    hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+    encoder_hidden_states, hidden_states = hidden_states.split(
+        [text_seq_length, hidden_states.size(1) - text_seq_length], dim=1
+    )
+    return hidden_states, encoder_hidden_states
+
+
 class MVideoXFormersAttnProcessor:
     """`CogVideoXAttnProcessor2_0` with `xformers.ops.memory_efficient_attention` instead of SDPA."""
 
@@ -302,26 +349,11 @@ class MVideoXFormersAttnProcessor:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         import xformers.ops
 
-        text_seq_length = encoder_hidden_states.size(1)
-        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
-        batch_size, sequence_length, _ = hidden_states.shape
         if attention_mask is not None:
             raise ValueError("MVideoXFormersAttnProcessor does not take an attention_mask")
-
-        query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        head_dim = key.shape[-1] // attn.heads
-        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, S, d)
-        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-        if image_rotary_emb is not None:
-            query[:, :, text_seq_length:] = apply_rotary_emb(query[:, :, text_seq_length:], image_rotary_emb)
-            if not attn.is_cross_attention:
-                key[:, :, text_seq_length:] = apply_rotary_emb(key[:, :, text_seq_length:], image_rotary_emb)
-
+        query, key, value, text_seq_length = cogvideox_attention_inputs(
+            attn, hidden_states, encoder_hidden_states, image_rotary_emb
+        )
         # xFormers takes (B, S, heads, d)
         hidden_states = xformers.ops.memory_efficient_attention(
             query.transpose(1, 2).contiguous(),
@@ -329,9 +361,5 @@ class MVideoXFormersAttnProcessor:
             value.transpose(1, 2).contiguous(),
             op=self.attention_op,
         )
-        hidden_states = hidden_states.reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        encoder_hidden_states, hidden_states = hidden_states.split(
-            [text_seq_length, hidden_states.size(1) - text_seq_length], dim=1
-        )
-        return hidden_states, encoder_hidden_states
+        hidden_states = hidden_states.flatten(2).to(query.dtype)  # (B, S, heads * d)
+        return cogvideox_attention_outputs(attn, hidden_states, text_seq_length)

@@ -35,14 +35,16 @@ Our choices (the paper leaves them open):
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL.Image
 import torch
 import torch.nn.functional as F
 from diffusers import CogVideoXDPMScheduler, DiffusionPipeline
@@ -107,10 +109,6 @@ def mask_window_steps(num_steps: int, start: float, end: float) -> list[bool]:
 
 def import_own_components(path: Any) -> None:
     """Import the `generation.` modules a local pipeline folder's model_index.json names (see `from_pretrained`)."""
-    import importlib
-    import json
-    from pathlib import Path
-
     index = Path(str(path)) / "model_index.json"
     if not index.is_file():
         return  # a hub id: its components are diffusers/transformers classes
@@ -131,8 +129,99 @@ def denoising_steps(num_inference_steps: int, strength: float = 1.0) -> int:
     return max(1, min(round(num_inference_steps * strength), num_inference_steps))
 
 
+def rotary_embeddings(
+    transformer_config: Any, latent_frames: int, latent_height: int, latent_width: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """CogVideoX's 3D rotary embeddings for latents (F, h, w) of a transformer with this config, as diffusers'
+    `CogVideoXPipeline` makes them (None when the model uses none). Shared by the pipeline and the trainer."""
+    config = transformer_config
+    if not config.use_rotary_positional_embeddings:
+        return None
+    p, p_t = config.patch_size, config.patch_size_t
+    grid_h, grid_w = latent_height // p, latent_width // p
+    base_w, base_h = config.sample_width // p, config.sample_height // p
+    if p_t is None:  # CogVideoX 1.0
+        crops = get_resize_crop_region_for_grid((grid_h, grid_w), base_w, base_h)
+        return get_3d_rotary_pos_embed(
+            embed_dim=config.attention_head_dim,
+            crops_coords=crops,
+            grid_size=(grid_h, grid_w),
+            temporal_size=latent_frames,
+            device=device,
+        )
+    return get_3d_rotary_pos_embed(  # CogVideoX 1.5
+        embed_dim=config.attention_head_dim,
+        crops_coords=None,
+        grid_size=(grid_h, grid_w),
+        temporal_size=(latent_frames + p_t - 1) // p_t,
+        grid_type="slice",
+        max_size=(base_h, base_w),
+        device=device,
+    )
+
+
+def check_guidance_inputs(
+    guidance_scale: float,
+    mask_guidance_scale: float,
+    mask_guidance_start: float,
+    mask_guidance_end: float,
+    output_type: str,
+) -> None:
+    """The checks both engines (MVideo, VACE) make on the guidance scales, mask window and output type."""
+    if guidance_scale < 0:
+        raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale}")
+    if mask_guidance_scale < 0:
+        raise ValueError(f"`mask_guidance_scale` must be >= 0, got {mask_guidance_scale}")
+    if not 0.0 <= mask_guidance_start <= mask_guidance_end <= 1.0:
+        raise ValueError(
+            "`mask_guidance_start` and `mask_guidance_end` must satisfy 0 <= start <= end <= 1, "
+            f"got start={mask_guidance_start}, end={mask_guidance_end}"
+        )
+    if output_type not in OUTPUT_TYPES:
+        raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
+
+
+def to_unit_frames(video: torch.Tensor) -> torch.Tensor:
+    """VAE output (B, C, T, H, W) in [-1, 1] -> frames (B, T, C, H, W) float32 in [0, 1]."""
+    return ((video.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 1, 3, 4)
+
+
 def _is_mask_sequence(value: Any) -> bool:
     return hasattr(value, "id_map") and hasattr(value, "object_ids") and hasattr(value, "num_frames")
+
+
+def mask_video_batch(mask_video: Any, num_slots: int) -> torch.Tensor:
+    """`mask_video` (MaskSequence, list of them, tensor/array (B,T,K,H,W) or (T,K,H,W), list of tensors/arrays)
+    as a float tensor (B, T, K, H, W); a MaskSequence becomes `num_slots` slots (`mask_sequence_to_slots`)."""
+    if _is_mask_sequence(mask_video):
+        return mask_sequence_to_slots(mask_video, num_slots)[None]
+    if isinstance(mask_video, list | tuple):
+        if not mask_video:
+            raise ValueError("mask_video is an empty list")
+        items = [
+            mask_sequence_to_slots(m, num_slots) if _is_mask_sequence(m) else torch.as_tensor(np.asarray(m))
+            for m in mask_video
+        ]
+        shapes = {tuple(item.shape) for item in items}
+        if len(shapes) != 1 or items[0].ndim != 4:
+            raise ValueError(
+                f"mask_video list items must all be (T, K, H, W) of one shape, got {sorted(shapes)}"
+            )
+        return torch.stack(items).float()
+    if isinstance(mask_video, np.ndarray):
+        mask_video = torch.from_numpy(mask_video)
+    if not isinstance(mask_video, torch.Tensor):
+        raise ValueError(
+            "mask_video must be a MaskSequence, a tensor/array (B, T, K, H, W) or (T, K, H, W), or a list, "
+            f"got {type(mask_video).__name__}"
+        )
+    if mask_video.ndim == 4:
+        mask_video = mask_video[None]
+    if mask_video.ndim != 5:
+        raise ValueError(
+            f"mask_video must be (B, T, K, H, W) or (T, K, H, W), got shape {tuple(mask_video.shape)}"
+        )
+    return mask_video.float()
 
 
 def _retrieve_latents(encoder_output: Any) -> torch.Tensor:
@@ -302,47 +391,12 @@ class MVideoPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ masks
 
-    def prepare_mask_video(
-        self,
-        mask_video: Any,
-        num_frames: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-    ) -> torch.Tensor | None:
-        """`mask_video` (MaskSequence, list of them, tensor/array (B,T,K,H,W) or (T,K,H,W), list of tensors)
-        as a float tensor (B, T, K, H, W); None stays None. Shapes are checked by `check_inputs`."""
+    def prepare_mask_video(self, mask_video: Any) -> torch.Tensor | None:
+        """`mask_video` as a float tensor (B, T, K, H, W) (`mask_video_batch`); None stays None. Shapes are
+        checked by `check_inputs`."""
         if mask_video is None:
             return None
-        slots = self.mask_encoder.config.num_mask_slots
-        if _is_mask_sequence(mask_video):
-            return mask_sequence_to_slots(mask_video, slots)[None]
-        if isinstance(mask_video, list | tuple):
-            if not mask_video:
-                raise ValueError("mask_video is an empty list")
-            items = [
-                mask_sequence_to_slots(m, slots) if _is_mask_sequence(m) else torch.as_tensor(np.asarray(m))
-                for m in mask_video
-            ]
-            shapes = {tuple(item.shape) for item in items}
-            if len(shapes) != 1 or items[0].ndim != 4:
-                raise ValueError(
-                    f"mask_video list items must all be (T, K, H, W) of one shape, got {sorted(shapes)}"
-                )
-            return torch.stack(items).float()
-        if isinstance(mask_video, np.ndarray):
-            mask_video = torch.from_numpy(mask_video)
-        if not isinstance(mask_video, torch.Tensor):
-            raise ValueError(
-                "mask_video must be a MaskSequence, a tensor/array (B, T, K, H, W) or (T, K, H, W), or a list, "
-                f"got {type(mask_video).__name__}"
-            )
-        if mask_video.ndim == 4:
-            mask_video = mask_video[None]
-        if mask_video.ndim != 5:
-            raise ValueError(
-                f"mask_video must be (B, T, K, H, W) or (T, K, H, W), got shape {tuple(mask_video.shape)}"
-            )
-        return mask_video.float()
+        return mask_video_batch(mask_video, self.mask_encoder.config.num_mask_slots)
 
     def encode_mask_video(self, mask_video: torch.Tensor, device, dtype) -> torch.Tensor:
         """(B, T, K, H, W) -> mask latents (B, F, mask_in_channels, h, w)."""
@@ -433,21 +487,13 @@ class MVideoPipeline(DiffusionPipeline):
             if mask_video.numel() and (mask_video.min() < 0 or mask_video.max() > 1):
                 raise ValueError("`mask_video` values must be in [0, 1]")
 
-        if guidance_scale < 0:
-            raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale}")
-        if mask_guidance_scale < 0:
-            raise ValueError(f"`mask_guidance_scale` must be >= 0, got {mask_guidance_scale}")
-        if not 0.0 <= mask_guidance_start <= mask_guidance_end <= 1.0:
-            raise ValueError(
-                "`mask_guidance_start` and `mask_guidance_end` must satisfy 0 <= start <= end <= 1, "
-                f"got start={mask_guidance_start}, end={mask_guidance_end}"
-            )
+        check_guidance_inputs(
+            guidance_scale, mask_guidance_scale, mask_guidance_start, mask_guidance_end, output_type
+        )
         if num_inference_steps < 1:
             raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
         if num_videos_per_prompt < 1:
             raise ValueError(f"`num_videos_per_prompt` must be >= 1, got {num_videos_per_prompt}")
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if callback_on_step_end_tensor_inputs is not None:
             unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
             if unknown:
@@ -502,37 +548,7 @@ class MVideoPipeline(DiffusionPipeline):
             latents = F.avg_pool2d(latents.reshape(b * f, c, h, w), factor).reshape(
                 b, f, c, h // factor, w // factor
             )
-        video = self.decode_latents(latents)  # (B, C, T, H', W')
-        return ((video.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 1, 3, 4).cpu()
-
-    def _prepare_rotary_positional_embeddings(
-        self, height: int, width: int, num_frames: int, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        config = self.transformer.config
-        p, p_t = config.patch_size, config.patch_size_t
-        grid_height = height // (self.vae_scale_factor_spatial * p)
-        grid_width = width // (self.vae_scale_factor_spatial * p)
-        base_size_width, base_size_height = config.sample_width // p, config.sample_height // p
-        if p_t is None:
-            crops = get_resize_crop_region_for_grid(
-                (grid_height, grid_width), base_size_width, base_size_height
-            )
-            return get_3d_rotary_pos_embed(
-                embed_dim=config.attention_head_dim,
-                crops_coords=crops,
-                grid_size=(grid_height, grid_width),
-                temporal_size=num_frames,
-                device=device,
-            )
-        return get_3d_rotary_pos_embed(
-            embed_dim=config.attention_head_dim,
-            crops_coords=None,
-            grid_size=(grid_height, grid_width),
-            temporal_size=(num_frames + p_t - 1) // p_t,
-            grid_type="slice",
-            max_size=(base_size_height, base_size_width),
-            device=device,
-        )
+        return to_unit_frames(self.decode_latents(latents)).cpu()
 
     def _extra_step_kwargs(self, generator, eta: float) -> dict[str, Any]:
         params = set(inspect.signature(self.scheduler.step).parameters)
@@ -742,10 +758,8 @@ class MVideoPipeline(DiffusionPipeline):
         window = mask_window_steps(len(timesteps), mask_guidance_start, mask_guidance_end)
 
         # 7. Rotary embeddings, scheduler kwargs
-        image_rotary_emb = (
-            self._prepare_rotary_positional_embeddings(height, width, latents.size(1), device)
-            if self.transformer.config.use_rotary_positional_embeddings
-            else None
+        image_rotary_emb = rotary_embeddings(
+            self.transformer.config, latents.size(1), latents.size(3), latents.size(4), device
         )
         extra_step_kwargs = self._extra_step_kwargs(generator, eta)
 
@@ -893,22 +907,15 @@ class MVideoPipeline(DiffusionPipeline):
         return torch.cat([target.to(latents.dtype), latents[:, frames:]], dim=1)
 
 
-def frames_to_numpy(frames: Any) -> np.ndarray:
-    """Pipeline frames of one video (list of PIL images, (T, H, W, C) array or (T, C, H, W) tensor) as
-    float32 (T, H, W, C) in [0, 1]."""
-    if isinstance(frames, torch.Tensor):
-        return frames.permute(0, 2, 3, 1).float().cpu().numpy()
-    if isinstance(frames, list) and frames and isinstance(frames[0], PIL.Image.Image):
-        return np.stack([np.asarray(f, dtype=np.float32) / 255.0 for f in frames])
-    return np.asarray(frames, dtype=np.float32)
-
-
 __all__ = [
     "MVideoPipeline",
     "MVideoPipelineOutput",
+    "check_guidance_inputs",
     "denoising_steps",
-    "frames_to_numpy",
     "guidance_weights",
+    "mask_video_batch",
     "mask_window_steps",
+    "rotary_embeddings",
+    "to_unit_frames",
     "vae_compression",
 ]

@@ -1,12 +1,14 @@
+from types import SimpleNamespace
+
 import numpy as np
 import PIL.Image
 import pytest
 import torch
-from diffusers import CogVideoXDPMScheduler
+from diffusers import CogVideoXDPMScheduler, CogVideoXPipeline
 
 from generation.mvideo import MVideoPipeline, MVideoPipelineOutput
-from generation.mvideo.pipelines.pipeline_mvideo import guidance_weights, mask_window_steps
-from generation.mvideo.pipelines.testing import tiny_mask_video, tiny_mvideo_components
+from generation.mvideo.pipelines.pipeline_mvideo import guidance_weights, mask_window_steps, rotary_embeddings
+from generation.mvideo.pipelines.testing import tiny_mask_video, tiny_mvideo_components, tiny_transformer
 from libs.media import MaskObject, MaskSequence
 
 PROMPT = "a red square moves right"
@@ -113,6 +115,24 @@ def test_guidance_weights_formula():
     assert guidance_weights(None, None) == {"text": 1.0}
     assert guidance_weights(None, 1.0) == {"text_mask": 1.0}
     assert set(guidance_weights(3.0, None)) == {"uncond", "text"}
+
+
+@pytest.mark.parametrize("patch_size_t", [None, 2], ids=["cogvideox-1.0", "cogvideox-1.5"])
+def test_rotary_embeddings_match_diffusers_cogvideox(patch_size_t):
+    transformer = tiny_transformer(
+        attention_head_dim=16,
+        patch_size_t=patch_size_t,
+        use_rotary_positional_embeddings=True,
+        sample_width=6,
+    )
+    cpu = torch.device("cpu")
+    ours = rotary_embeddings(transformer.config, 4, 4, 6, cpu)  # latents (F, h, w) = (4, 4, 6)
+    host = SimpleNamespace(
+        vae_scale_factor_spatial=8, transformer=transformer
+    )  # what diffusers' method reads
+    theirs = CogVideoXPipeline._prepare_rotary_positional_embeddings(host, 32, 48, 4, cpu)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
+    assert rotary_embeddings(tiny_transformer().config, 4, 4, 6, cpu) is None
 
 
 def test_callback_gets_step_indices_tensors_and_previews(pipe):

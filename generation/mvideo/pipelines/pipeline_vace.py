@@ -33,12 +33,12 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
-from generation.mvideo.models.mask_encoder import mask_sequence_to_slots
 from generation.mvideo.pipelines.pipeline_mvideo import (
-    OUTPUT_TYPES,
     MVideoPipelineOutput,
-    _is_mask_sequence,
+    check_guidance_inputs,
+    mask_video_batch,
     mask_window_steps,
+    to_unit_frames,
 )
 
 logger = logging.getLogger(__name__)
@@ -118,26 +118,6 @@ class MaskGuidedVACEPipeline:
     def components(self) -> dict[str, Any]:
         return self.pipe.components
 
-    def _slots(self, mask_video: Any) -> list[torch.Tensor]:
-        """mask_video as a list of (T, K, H, W) slot videos, one per batch item."""
-        if _is_mask_sequence(mask_video):
-            return [mask_sequence_to_slots(mask_video, self.num_mask_slots)]
-        if isinstance(mask_video, list | tuple):
-            return [
-                mask_sequence_to_slots(m, self.num_mask_slots)
-                if _is_mask_sequence(m)
-                else torch.as_tensor(m).float()
-                for m in mask_video
-            ]
-        video = torch.as_tensor(mask_video).float()
-        if video.ndim == 4:
-            return [video]
-        if video.ndim != 5:
-            raise ValueError(
-                f"mask_video must be (B, T, K, H, W) or (T, K, H, W), got shape {tuple(video.shape)}"
-            )
-        return list(video)
-
     def check_inputs(
         self,
         prompts: list[str],
@@ -167,25 +147,15 @@ class MaskGuidedVACEPipeline:
                     f"`mask_video` has batch {len(masks)}, expected 1 or {len(prompts)} (prompts)"
                 )
             for mask in masks:
-                if mask.ndim != 4:
-                    raise ValueError(f"`mask_video` items must be (T, K, H, W), got {tuple(mask.shape)}")
                 if mask.shape[0] != num_frames:
                     raise ValueError(f"`mask_video` has {mask.shape[0]} frames but num_frames={num_frames}")
                 if tuple(mask.shape[2:]) != (height, width):
                     raise ValueError(
                         f"`mask_video` is {mask.shape[2]}x{mask.shape[3]} (HxW) but height x width = {height}x{width}"
                     )
-        if guidance_scale < 0:
-            raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale}")
-        if mask_guidance_scale < 0:
-            raise ValueError(f"`mask_guidance_scale` must be >= 0, got {mask_guidance_scale}")
-        if not 0.0 <= mask_guidance_start <= mask_guidance_end <= 1.0:
-            raise ValueError(
-                "`mask_guidance_start` and `mask_guidance_end` must satisfy 0 <= start <= end <= 1, "
-                f"got start={mask_guidance_start}, end={mask_guidance_end}"
-            )
-        if output_type not in OUTPUT_TYPES:
-            raise ValueError(f"`output_type` must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        check_guidance_inputs(
+            guidance_scale, mask_guidance_scale, mask_guidance_start, mask_guidance_end, output_type
+        )
         if preview_every is not None and (preview_every < 1 or callback_on_step_end is None):
             raise ValueError("`preview_every` must be >= 1 and needs a `callback_on_step_end`")
 
@@ -198,7 +168,7 @@ class MaskGuidedVACEPipeline:
         mean = torch.tensor(vae.config.latents_mean).view(1, c, 1, 1, 1).to(latents)
         std = torch.tensor(vae.config.latents_std).view(1, c, 1, 1, 1).to(latents)
         video = vae.decode((latents * std + mean).to(vae.dtype), return_dict=False)[0]
-        return ((video.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 1, 3, 4).cpu()
+        return to_unit_frames(video).cpu()
 
     @torch.no_grad()
     def __call__(
@@ -229,7 +199,8 @@ class MaskGuidedVACEPipeline:
         negatives = (
             [negative_prompt] * len(prompts) if not isinstance(negative_prompt, list) else negative_prompt
         )
-        masks = None if mask_video is None else self._slots(mask_video)
+        # one (T, K, H, W) slot video per batch item
+        masks = None if mask_video is None else list(mask_video_batch(mask_video, self.num_mask_slots))
         if masks:
             num_frames = num_frames or masks[0].shape[0]
             height = height or masks[0].shape[2]

@@ -25,7 +25,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, CogVideoXAttnProcessor2_0
-from diffusers.models.embeddings import apply_rotary_emb
+
+from generation.mvideo.models.transformer_mvideo import (
+    cogvideox_attention_inputs,
+    cogvideox_attention_outputs,
+)
 
 
 @dataclass
@@ -68,37 +72,21 @@ class BindingAttnProcessor(CogVideoXAttnProcessor2_0):
         attention_mask: torch.Tensor | None = None,
         image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        text_len = encoder_hidden_states.size(1)
-        hidden_states = torch.cat([encoder_hidden_states, hidden_states], dim=1)
-        batch_size, sequence_length, _ = hidden_states.shape
+        query, key, value, text_len = cogvideox_attention_inputs(
+            attn, hidden_states, encoder_hidden_states, image_rotary_emb
+        )
+        batch_size = query.shape[0]
         if attention_mask is not None:
-            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attn.prepare_attention_mask(attention_mask, query.shape[2], batch_size)
             attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
-        query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-        head_dim = key.shape[-1] // attn.heads
-        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # (B, heads, S, d)
-        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-        if image_rotary_emb is not None:
-            query[:, :, text_len:] = apply_rotary_emb(query[:, :, text_len:], image_rotary_emb)
-            if not attn.is_cross_attention:
-                key[:, :, text_len:] = apply_rotary_emb(key[:, :, text_len:], image_rotary_emb)
         if self.recorder.targets is not None:
             h = self.recorder.heads
             term = binding_term(query[:, :h, text_len:], key[:, :h, :text_len], self.recorder.targets)
             if term is not None:
                 self.recorder.terms.append(term)
         hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
-        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim)
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        encoder_hidden_states, hidden_states = hidden_states.split(
-            [text_len, hidden_states.size(1) - text_len], dim=1
-        )
-        return hidden_states, encoder_hidden_states
+        hidden_states = hidden_states.transpose(1, 2).flatten(2)  # (B, S, heads * d)
+        return cogvideox_attention_outputs(attn, hidden_states, text_len)
 
 
 def binding_term(query: torch.Tensor, key: torch.Tensor, targets: BindingTargets) -> torch.Tensor | None:

@@ -49,14 +49,12 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from diffusers.models.embeddings import get_3d_rotary_pos_embed
-from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from generation.mvideo.pipelines import MVideoPipeline
-from generation.mvideo.pipelines.pipeline_mvideo import vae_compression
+from generation.mvideo.pipelines.pipeline_mvideo import rotary_embeddings  # also training.rotary_embeddings
 from generation.mvideo.training import binding
 from generation.mvideo.training.config import TrainConfig
 from generation.mvideo.training.data import (
@@ -80,36 +78,6 @@ CHECKPOINT_PREFIX = "step-"
 
 
 # ----------------------------------------------------------------------------------------------- modules
-
-
-def rotary_embeddings(
-    transformer_config: Any, latent_frames: int, latent_height: int, latent_width: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The rotary embeddings `MVideoPipeline` uses for latents of this size (None if the model has none)."""
-    config = transformer_config
-    if not config.use_rotary_positional_embeddings:
-        return None
-    p, p_t = config.patch_size, config.patch_size_t
-    grid_h, grid_w = latent_height // p, latent_width // p
-    base_w, base_h = config.sample_width // p, config.sample_height // p
-    if p_t is None:
-        crops = get_resize_crop_region_for_grid((grid_h, grid_w), base_w, base_h)
-        return get_3d_rotary_pos_embed(
-            embed_dim=config.attention_head_dim,
-            crops_coords=crops,
-            grid_size=(grid_h, grid_w),
-            temporal_size=latent_frames,
-            device=device,
-        )
-    return get_3d_rotary_pos_embed(
-        embed_dim=config.attention_head_dim,
-        crops_coords=None,
-        grid_size=(grid_h, grid_w),
-        temporal_size=(latent_frames + p_t - 1) // p_t,
-        grid_type="slice",
-        max_size=(base_h, base_w),
-        device=device,
-    )
 
 
 class MVideoDenoiser(nn.Module):
@@ -384,9 +352,7 @@ def train(
     base_teacher: MVideoDenoiser | None = None
     if teacher_kind == "base" and config.lora_rank == 0:
         base_teacher = copy.deepcopy(denoiser).eval().requires_grad_(False)
-    ema = ModuleEMA(denoiser, config.ema_decay) if config.ema_decay > 0 else None
-    if teacher_kind == "ema" and ema is None:
-        raise ValueError("consistency teacher 'ema' needs ema_decay > 0")
+    ema = ModuleEMA(denoiser, config.ema_decay) if config.ema_decay > 0 else None  # validate(): "ema" has one
     num_params = sum(p.numel() for p in trainable)
     logger.info(
         "trainable parameters: %.3fM (%s, teacher=%s)",
@@ -435,9 +401,11 @@ def train(
         num_workers=config.num_workers,
         persistent_workers=config.num_workers > 0,
     )
-    spatial, temporal = vae_compression(vae)
-    shift = float(getattr(vae.config, "shift_factor", None) or 0.0)
-    scaling = float(getattr(vae.config, "scaling_factor", None) or 1.0)
+    spatial, shift, scaling = (
+        pipe.vae_scale_factor_spatial,
+        pipe.vae_shift_factor,
+        pipe.vae_scaling_factor_image,
+    )
     max_text = getattr(unwrapped.transformer.config, "max_text_seq_length", 226)
     tokenizer = pipe.tokenizer
     separator_ids = [i for i in tokenizer.convert_tokens_to_ids([",", "and"]) if i != tokenizer.unk_token_id]

@@ -7,7 +7,7 @@ import torch
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.shapes.model import build_shapes_pipeline
 from generation.mvideo.training.config import SHAPES_TINY_SPEC, get_recipe
-from generation.mvideo.training.trainer import MVideoDenoiser, checkpoint_dirs, rotary_embeddings, train
+from generation.mvideo.training.trainer import MVideoDenoiser, checkpoint_dirs, train
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -86,13 +86,6 @@ def test_lora_trains_only_lora_and_mask_layers_with_zero_initial_consistency(tmp
     # The export merges LoRA into plain weights that load into the plain model class.
     exported = MVideoPipeline.from_pretrained(tmp_path / "lora")
     assert not any("lora" in k for k in exported.transformer.state_dict())
-
-
-def test_rotary_embeddings_match_the_pipeline():
-    pipe = build_shapes_pipeline(SHAPES_TINY_SPEC)
-    ours = rotary_embeddings(pipe.transformer.config, 4, 16, 16, torch.device("cpu"))
-    theirs = pipe._prepare_rotary_positional_embeddings(16, 16, 4, torch.device("cpu"))
-    assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True))
 
 
 def test_denoiser_dropped_mask_equals_no_mask():
