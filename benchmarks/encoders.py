@@ -66,6 +66,20 @@ def best_times(
     return best_ours, best_base
 
 
+def bench_cache(
+    encode: Callable[[], object], count: int, unit: str, what: str, t_uncached: float, repeat: int
+) -> None:
+    """Print the throughput of `encode` through its EmbeddingCache cold (computes and writes: its first run) and
+    warm (reads only), and the warm speed-up over the encoder without a cache (`t_uncached`)."""
+    t_cold = best_time(encode, 1)
+    t_warm = best_time(encode, repeat)
+    print(f"  cache cold (compute + write) : {count / t_cold:9.1f} {unit}/s")
+    print(
+        f"  cache warm (repeated {what}) : {count / t_warm:9.1f} {unit}/s   "
+        f"speed-up vs no cache {t_uncached / t_warm:.1f}x"
+    )
+
+
 def bench_text(args: argparse.Namespace, cache_root: str) -> None:
     from sentence_transformers import SentenceTransformer
 
@@ -90,15 +104,7 @@ def bench_text(args: argparse.Namespace, cache_root: str) -> None:
         config=config, cache=EmbeddingCache(os.path.join(cache_root, "text"))
     )
     cached.fingerprint  # noqa: B018  (hash the weights once, outside the timings)
-    start = time.perf_counter()
-    cached.encode(texts)
-    t_cold = time.perf_counter() - start
-    t_warm = best_time(lambda: cached.encode(texts), args.repeat)
-    print(f"  cache cold (compute + write) : {len(texts) / t_cold:9.1f} texts/s")
-    print(
-        f"  cache warm (repeated corpus) : {len(texts) / t_warm:9.1f} texts/s   "
-        f"speed-up vs no cache {t_ours / t_warm:.1f}x"
-    )
+    bench_cache(lambda: cached.encode(texts), len(texts), "texts", "corpus", t_ours, args.repeat)
 
 
 def bench_frames(args: argparse.Namespace, cache_root: str) -> None:
@@ -153,15 +159,7 @@ def bench_frames(args: argparse.Namespace, cache_root: str) -> None:
 
     ours.cache = EmbeddingCache(os.path.join(cache_root, "frames"))
     ours.fingerprint  # noqa: B018
-    start = time.perf_counter()
-    ours.encode(frames)
-    t_cold = time.perf_counter() - start
-    t_warm = best_time(lambda: ours.encode(frames), args.repeat)
-    print(f"  cache cold (compute + write) : {len(frames) / t_cold:9.1f} frames/s")
-    print(
-        f"  cache warm (repeated frames) : {len(frames) / t_warm:9.1f} frames/s   "
-        f"speed-up vs no cache {t_ours / t_warm:.1f}x"
-    )
+    bench_cache(lambda: ours.encode(frames), len(frames), "frames", "frames", t_ours, args.repeat)
 
 
 def main() -> None:

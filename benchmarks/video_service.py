@@ -42,9 +42,11 @@ class BlockedEngine:
     spec = TINY_SPEC
 
     def __init__(self) -> None:
+        self.started = threading.Event()
         self.release = threading.Event()
 
     def generate(self, job, on_step):
+        self.started.set()
         self.release.wait(120)
         return np.zeros((job.num_frames, job.height, job.width, 3), np.uint8)
 
@@ -127,7 +129,7 @@ def main() -> None:
             with grpc.insecure_channel(local.address, options=CHANNEL_OPTIONS) as channel:
                 client = VideoClient(channel)
                 client.create(request)
-                time.sleep(0.5)  # claimed by the worker, blocked
+                blocked.started.wait(30)  # claimed by the worker: no longer queued
                 for _ in range(args.max_queued):
                     client.create(request)
                 for label, request_id in (("no request_id", False), ("with request_id", True)):

@@ -19,53 +19,53 @@ BUILT = ("masks", "video")
 SKELETONS = [name for name in SERVICE_NAMES if name not in BUILT]
 
 
-def _config(name: str, tmp_path):
+def _serve(name: str, tmp_path):
+    """(config, loopback server context) of the service, built exactly as its server builds it."""
     server = importlib.import_module(f"services.{name}.server")
     parser = argparse.ArgumentParser()
     server.CONFIG_TYPE.add_arguments(parser)
     argv = ["--port", "0", "--host", "127.0.0.1"]
     if issubclass(server.CONFIG_TYPE, StatefulServiceConfig):
         argv += ["--data-dir", str(tmp_path)]
-    argv += EXTRA_ARGS.get(name, [])
-    return server, server.CONFIG_TYPE.from_args(parser.parse_args(argv))
+    config = server.CONFIG_TYPE.from_args(parser.parse_args([*argv, *EXTRA_ARGS.get(name, [])]))
+    registrations, on_startup, on_shutdown = server.build(config)
+    return config, loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown)
+
+
+async def _assert_serving(name: str, channel) -> None:
+    health = health_pb2_grpc.HealthStub(channel)
+    reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_FULL_NAMES[name]))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def _probe(name: str, channel):
+    stub_type, method, request = PROBE_CALLS[name]
+    return await getattr(stub_type(channel), method)(request)
 
 
 @pytest.mark.parametrize("name", BUILT)
 def test_built_services_serve_health_and_answer_their_probe(name, tmp_path):
-    server, config = _config(name, tmp_path)
-    registrations, on_startup, on_shutdown = server.build(config)
+    _, serving = _serve(name, tmp_path)
 
     async def scenario():
-        async with loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown) as (
-            _,
-            channel,
-        ):
-            health = health_pb2_grpc.HealthStub(channel)
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_FULL_NAMES[name]))
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
-            stub_type, method, request = PROBE_CALLS[name]
-            await getattr(stub_type(channel), method)(request)
+        async with serving as (_, channel):
+            await _assert_serving(name, channel)
+            await _probe(name, channel)
 
     run_async(scenario(), timeout=60)
 
 
 @pytest.mark.parametrize("name", SKELETONS)
 def test_skeleton_serves_health_and_answers_unimplemented_naming_the_engine(name, tmp_path):
-    server, config = _config(name, tmp_path)
-    registrations, on_startup, on_shutdown = server.build(config)
+    _, serving = _serve(name, tmp_path)
 
     async def scenario():
-        async with loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown) as (
-            _,
-            channel,
-        ):
-            health = health_pb2_grpc.HealthStub(channel)
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_FULL_NAMES[name]))
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
-            stub_type, method, request = PROBE_CALLS[name]
+        async with serving as (_, channel):
+            await _assert_serving(name, channel)
             with pytest.raises(grpc.aio.AioRpcError) as error:
-                await getattr(stub_type(channel), method)(request)
+                await _probe(name, channel)
             assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            method = PROBE_CALLS[name][1]
             assert method in error.value.details() and "engine" in error.value.details()
             assert status_of(error.value) is not None  # rich status with ErrorInfo
 
@@ -74,14 +74,10 @@ def test_skeleton_serves_health_and_answers_unimplemented_naming_the_engine(name
 
 @pytest.mark.parametrize("name", ["video", "masks"])
 def test_long_running_services_serve_operations_from_their_store(name, tmp_path):
-    server, config = _config(name, tmp_path)
-    registrations, on_startup, on_shutdown = server.build(config)
+    config, serving = _serve(name, tmp_path)
 
     async def scenario():
-        async with loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown) as (
-            _,
-            channel,
-        ):
+        async with serving as (_, channel):
             operations = operations_pb2_grpc.OperationsStub(channel)
             listed = await operations.ListOperations(operations_pb2.ListOperationsRequest(name="operations"))
             assert list(listed.operations) == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -60,7 +59,7 @@ def test_user_mistakes_are_one_line_usage_errors(argv, message, capsys):
     assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_invalid_request_names_the_field(tmp_path, capsys):
+def test_against_a_server_invalid_requests_name_the_field_and_status_list_cancel_work(tmp_path, capsys):
     with LocalServer(VideoServiceConfig(data_dir=tmp_path, tiny_engine=True)) as local:
         code = main(
             ["video", "generate", "--prompt", "a ball", "--frames", "5000", "--server", local.address],
@@ -93,6 +92,4 @@ def test_kmono_help_does_not_import_torch():
         "register(p.add_subparsers()); p.parse_args(['video', 'list']); "
         "assert 'torch' not in sys.modules and 'grpc' not in sys.modules, sorted(sys.modules)"
     )
-    started = time.monotonic()
     subprocess.run([sys.executable, "-c", code], check=True)
-    assert time.monotonic() - started < 10

@@ -239,7 +239,7 @@ def mask_iou(video_path: Path, masks) -> float:
 def run_video_jobs(port: int, spec, out_dir: Path) -> bool:
     """Generate one video per motion over gRPC; write outputs into `out_dir`; print paths and mask IoU."""
     from libs.media import to_proto
-    from services.video.client import CHANNEL_OPTIONS, VideoClient, response_of
+    from services.video.client import CHANNEL_OPTIONS, VideoClient, metadata_of, response_of
 
     ok = True
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as channel:
@@ -252,7 +252,7 @@ def run_video_jobs(port: int, spec, out_dir: Path) -> bool:
                 client.video.WatchOperation(video_pb2.WatchOperationRequest(name=op.name), timeout=300)
             )
             op = updates[-1]
-            steps = [_progress_step(o) for o in updates]
+            steps = [metadata_of(o).progress.step for o in updates]
             if op.HasField("error"):
                 print(f"video     {name:9s} FAILED: {op.error.message}")
                 ok = False
@@ -260,26 +260,15 @@ def run_video_jobs(port: int, spec, out_dir: Path) -> bool:
             paths = client.save_outputs(op, out_dir, name)
             response = response_of(op)
             score = mask_iou(paths["video"], masks)
+            progress = metadata_of(op).progress
             print(
                 f"video     {name:9s} {response.num_frames} frames {response.width}x{response.height} "
-                f"'{prompt}' in {time.monotonic() - started:.1f}s (progress {steps[-1]}/{_total(op)} "
+                f"'{prompt}' in {time.monotonic() - started:.1f}s (progress {progress.step}/{progress.total_steps} "
                 f"steps, monotonic={steps == sorted(steps)})  mask IoU {score:.2f}"
             )
             for kind in ("video", "mask_overlay", "side_by_side"):
                 print(f"{'':10s}{kind:13s} {paths[kind]}")
     return ok
-
-
-def _progress_step(op) -> int:
-    from services.video.client import metadata_of
-
-    return metadata_of(op).progress.step
-
-
-def _total(op) -> int:
-    from services.video.client import metadata_of
-
-    return metadata_of(op).progress.total_steps
 
 
 def run_demo(

@@ -187,26 +187,24 @@ def _follow(client: Any, name: str) -> Any:
 def _generate(args: argparse.Namespace) -> int:
     request = _build_request(args)
     if args.local:
+        import contextlib
         import tempfile
 
         from services.video.client import LocalServer
         from services.video.config import DEFAULT_ENGINE_PATH, VideoServiceConfig
 
-        with tempfile.TemporaryDirectory(prefix="kmono-video-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="kmono-video-") as tmp, contextlib.ExitStack() as stack:
             config = VideoServiceConfig(
                 data_dir=args.data_dir or Path(tmp),
                 engine_path=args.engine_path or DEFAULT_ENGINE_PATH,
                 tiny_engine=args.tiny_engine,
                 tiny_masks=args.tiny_engine,
             )
-            try:
-                local = LocalServer(config).__enter__()
+            try:  # a missing engine folder is the user's to fix; errors of the job itself are not
+                local = stack.enter_context(LocalServer(config))
             except FileNotFoundError as exc:
                 raise UsageError(str(exc)) from None
-            try:
-                return _run_generate(args, request, local.address)
-            finally:
-                local.__exit__(None, None, None)
+            return _run_generate(args, request, local.address)
     return _run_generate(args, request, args.server)
 
 

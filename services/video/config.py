@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from libs.serving import ServerConfig
-from services.flags import env_bool, positive_int
+from services.flags import env_bool, non_negative_int, positive_int
 from services.skeleton import StatefulServiceConfig
 
 DEFAULT_ENGINE_PATH = "generation/mvideo/shapes/default"
@@ -97,32 +97,32 @@ class VideoServiceConfig(StatefulServiceConfig):
         )
         group.add_argument(
             "--torch-threads",
-            type=int,
-            default=int(env("KMONO_VIDEO_TORCH_THREADS", "0")),
+            type=non_negative_int,
+            default=env("KMONO_VIDEO_TORCH_THREADS", "0"),
             help="CPU threads for torch; 0: torch's default (env KMONO_VIDEO_TORCH_THREADS)",
         )
         group.add_argument(
             "--max-queued-jobs",
             type=positive_int,
-            default=int(env("KMONO_VIDEO_MAX_QUEUED_JOBS", "16")),
+            default=env("KMONO_VIDEO_MAX_QUEUED_JOBS", "16"),
             help="queued jobs before CreateVideo answers RESOURCE_EXHAUSTED (default: %(default)s)",
         )
         group.add_argument(
             "--job-timeout",
             type=_non_negative_float,
-            default=float(env("KMONO_VIDEO_JOB_TIMEOUT", "1800")),
+            default=env("KMONO_VIDEO_JOB_TIMEOUT", "1800"),
             help="seconds a job may run before it fails with DEADLINE_EXCEEDED (default: %(default)s)",
         )
         group.add_argument(
             "--max-frames",
             type=positive_int,
-            default=int(env("KMONO_VIDEO_MAX_FRAMES", "256")),
+            default=env("KMONO_VIDEO_MAX_FRAMES", "256"),
             help="most frames a request may ask for (default: %(default)s)",
         )
         group.add_argument(
             "--max-inline-mask-bytes",
             type=positive_int,
-            default=int(env("KMONO_VIDEO_MAX_INLINE_MASK_BYTES", str(8 << 20))),
+            default=env("KMONO_VIDEO_MAX_INLINE_MASK_BYTES", str(8 << 20)),
             help="largest inline mask_sequence in bytes (default: %(default)s)",
         )
         group.add_argument(

@@ -28,8 +28,9 @@ from kmono.common.v1 import media_pb2
 from kmono.video.v1 import video_pb2
 
 from generation.masks import edit
-from libs.media import MaskSequence, VideoDecodeError, load, loads, probe_video
-from services.masks.convert import Limits, invalid, mask_sequence
+from libs.media import MaskSequence, load, loads
+from libs.serving import InvalidArgumentError
+from services.masks.convert import Limits, invalid, mask_sequence, probe_media
 from services.masks.worker import file_uri_path
 from services.video.artifacts import ArtifactStore, parse_artifact_name
 from services.video.engine import EngineSpec, GenerationJob
@@ -100,8 +101,6 @@ class Plan:
             mask_guidance_end=self.mask_guidance_end,
             seed=seed,
             preview_every=self.preview_every,
-            preview_frames=self.preview_frames,
-            preview_max_edge=self.preview_max_edge,
         )
 
 
@@ -140,9 +139,9 @@ def read_mask_uri(uri: str, artifacts: ArtifactStore | None, limits: RequestLimi
             ext = os.path.splitext(uri)[1].lower().lstrip(".")
             fmt = ext if ext in ("json", "npz", "pb", "zip") else None
         return loads(data, fmt)  # type: ignore[arg-type]
+    except InvalidArgumentError:
+        raise
     except (ValueError, OSError, KeyError) as exc:
-        if isinstance(exc, ValueError) and hasattr(exc, "field_violations"):
-            raise
         raise invalid(field, f"cannot read a mask sequence from {uri!r}: {exc}") from None
 
 
@@ -151,25 +150,7 @@ def check_reference(ref: video_pb2.ReferenceVideo) -> Reference:
         raise invalid("reference_video.text_query", "required: the objects to track, e.g. `ball.`")
     for name in ("box_threshold", "text_threshold"):
         _finite(getattr(ref, name), f"reference_video.{name}", high=1.0)
-    source = ref.video.WhichOneof("source")
-    if source is None:
-        raise invalid("reference_video.video", "required: inline_data (MP4 bytes) or a file:// uri")
-    if source == "inline_data":
-        field, target = "reference_video.video.inline_data", ref.video.inline_data
-        if not target:
-            raise invalid(field, "is empty")
-    else:
-        field = "reference_video.video.uri"
-        path = file_uri_path(ref.video.uri)
-        if path is None:
-            raise invalid(field, f"unsupported URI {ref.video.uri!r}; send inline_data or a file:// URI")
-        if not path.is_file():
-            raise invalid(field, f"no such file {path}")
-        target = path  # type: ignore[assignment]
-    try:
-        probe_video(target)
-    except (VideoDecodeError, OSError, ValueError) as exc:
-        raise invalid(field, f"unreadable video: {exc}") from None
+    probe_media(ref.video, "reference_video.video")
     return Reference(ref.video, ref.text_query, ref.box_threshold, ref.text_threshold)
 
 

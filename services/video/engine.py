@@ -15,6 +15,7 @@ torch and diffusers are imported inside functions only: `kmono --help` imports t
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -79,8 +80,7 @@ class GenerationJob:
     mask_guidance_end: float
     seed: int
     preview_every: int
-    preview_frames: int
-    preview_max_edge: int
+    """A low-res preview every this many steps (0: none), passed to `on_step`."""
 
 
 class Engine(Protocol):
@@ -147,32 +147,28 @@ class PipelineEngine:
     pipe: Any
     spec: EngineSpec
     step_delay: float = 0.0
-    device: str = "cpu"
 
     def generate(self, job: GenerationJob, on_step: StepCallback) -> np.ndarray:
         import torch
 
-        generator = torch.Generator("cpu").manual_seed(job.seed)
-        long = job.num_frames > self.spec.num_frames and self.spec.long_video
+        long = self.spec.long_video and job.num_frames > self.spec.num_frames
         total = job.num_inference_steps
         if long:
-            from generation.mvideo.longvideo import long_video_steps
+            from generation.mvideo.longvideo import iter_long_video, long_video_steps
 
             total = long_video_steps(
                 job.num_frames, self.spec.num_frames, total, LONG_VIDEO_MOTION_STRENGTH, self.spec.frame_step
             )
-        done = 0
+        steps_done = itertools.count(1)  # across clips: the pipeline's own step index restarts in each
 
         def callback(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
-            nonlocal done
             if self.step_delay:
                 time.sleep(self.step_delay)
-            preview = kwargs.get("preview")
+            preview = kwargs.get("preview")  # (B, T, 3, H', W') in [0, 1], on preview steps only
             frames = None
             if preview is not None:
                 frames = _to_uint8(preview[0].permute(0, 2, 3, 1).float().cpu().numpy())  # (T, H', W', 3)
-            done += 1
-            on_step(done, total, frames)
+            on_step(next(steps_done), total, frames)
             return {}
 
         options: dict[str, Any] = dict(
@@ -184,7 +180,7 @@ class PipelineEngine:
             mask_guidance_scale=job.mask_guidance_scale,
             mask_guidance_start=job.mask_guidance_start,
             mask_guidance_end=job.mask_guidance_end,
-            generator=generator,
+            generator=torch.Generator("cpu").manual_seed(job.seed),
             callback_on_step_end=callback,
             callback_on_step_end_tensor_inputs=[],
             preview_every=job.preview_every or None,
@@ -192,8 +188,6 @@ class PipelineEngine:
         if self.spec.max_text_length:
             options["max_sequence_length"] = self.spec.max_text_length
         if long:
-            from generation.mvideo.longvideo import iter_long_video
-
             chunks = iter_long_video(
                 self.pipe,
                 job.prompt,
@@ -258,7 +252,7 @@ def load_mvideo_engine(
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     logger.info("loaded %s (%s) on %s in %s", spec.model_version, spec.name, device, weights)
-    return PipelineEngine(pipe, spec, step_delay=step_delay, device=device)
+    return PipelineEngine(pipe, spec, step_delay=step_delay)
 
 
 def load_vace_engine(
@@ -286,4 +280,4 @@ def load_vace_engine(
         num_inference_steps=30,
         guidance_scale=5.0,
     )
-    return PipelineEngine(pipe, spec, step_delay=step_delay, device=device)
+    return PipelineEngine(pipe, spec, step_delay=step_delay)

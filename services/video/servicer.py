@@ -36,6 +36,8 @@ from services.video.worker import KIND, VideoWorker
 
 DEFAULT_CHUNK = 1 << 20
 MAX_CHUNK = 3 << 20
+QUEUE_FULL_RETRY_SECONDS = 10.0
+"""RetryInfo's delay when the queue is full: a fixed hint (jobs are not timed)."""
 
 
 class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
@@ -57,16 +59,15 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
         self.max_queued_jobs = max_queued_jobs
         self.watch_interval = watch_interval
         self.max_watch_interval = max_watch_interval
-        self.seconds_per_job = 10.0  # RetryInfo estimate until jobs have been timed
 
     # -- CreateVideo ---------------------------------------------------------------------------------------
 
     def _queue_full(self) -> ResourceExhaustedError:
-        retry = max(1.0, self.seconds_per_job)
         return ResourceExhaustedError(
-            retry,
+            QUEUE_FULL_RETRY_SECONDS,
             reason="VIDEO_QUEUE_FULL",
-            message=f"{self.max_queued_jobs} video jobs are already queued; retry after {retry:g} s",
+            message=f"{self.max_queued_jobs} video jobs are already queued; "
+            f"retry after {QUEUE_FULL_RETRY_SECONDS:g} s",
         )
 
     async def CreateVideo(

@@ -24,6 +24,7 @@ can never finish the operation twice; artifacts are overwritten by name, so a re
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 import threading
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from kmono.common.v1 import operation_pb2
+from kmono.masks.v1 import masks_pb2
 from kmono.video.v1 import video_pb2
 
 from libs.media import MaskSequence, dumps, encode_video, render_overlay
@@ -40,9 +42,10 @@ from libs.serving import DeadlineExceededError, InvalidArgumentError
 from libs.serving.operations import Operation as StoredOperation
 from libs.serving.operations import OperationStore, OperationWorker, ProgressReporter
 from libs.serving.operations.worker import timestamp
+from services.masks.worker import video_file
 from services.video import convert
 from services.video.artifacts import ArtifactStore
-from services.video.engine import Engine
+from services.video.engine import Engine, EngineSpec
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +151,7 @@ class VideoWorker(OperationWorker[_Reporter]):
         self.job_timeout = job_timeout or None
 
     @property
-    def specs(self) -> dict[str, Any]:
+    def specs(self) -> dict[str, EngineSpec]:
         return {name: engine.spec for name, engine in self.engines.items()}
 
     async def load(self) -> None:
@@ -163,16 +166,12 @@ class VideoWorker(OperationWorker[_Reporter]):
 
     def _extract(self, plan: convert.Plan, reporter: _Reporter) -> MaskSequence:
         """Masks of the plan's reference video (the extractor loads on first use)."""
-        from services.masks.worker import video_file
-
         if self._extractor is None:
             if self._load_extractor is None:
                 raise InvalidArgumentError.single("reference_video", "this server does not extract masks")
             self._extractor = self._load_extractor()
         ref = plan.reference
         assert ref is not None
-        from kmono.masks.v1 import masks_pb2
-
         request = masks_pb2.ExtractMasksRequest(
             text_query=ref.text_query, box_threshold=ref.box_threshold, text_threshold=ref.text_threshold
         )
@@ -198,7 +197,7 @@ class VideoWorker(OperationWorker[_Reporter]):
         seed = plan.seed if plan.seed is not None else _seed_of(op.name)
         job = plan.job(request.prompt, request.negative_prompt, seed, masks)
         reporter.total = job.num_inference_steps
-        reporter.preview_count, reporter.preview_edge = job.preview_frames, job.preview_max_edge
+        reporter.preview_count, reporter.preview_edge = plan.preview_frames, plan.preview_max_edge
         reporter.eta_origin = time.monotonic()
         reporter.write(operation_pb2.OPERATION_STATE_RUNNING, "denoising")
         reporter.check()
@@ -256,8 +255,6 @@ class VideoWorker(OperationWorker[_Reporter]):
 
 def _seed_of(name: str) -> int:
     """A seed for a request that gave none: fixed per operation, so a re-run after a crash renders the same video."""
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
 
 
