@@ -9,6 +9,8 @@ from generation.masks.compose import compose
 seq = edit.retime(edit.translate(seq, (10, 0), object_ids=[1]), speed=2)
 """
 
+import lazy_loader
+
 from generation.masks import edit
 from generation.masks.compose import Composition, IdMapping, Layer
 from generation.masks.synth import MaskTemplate, SyntheticObject, synthesize
@@ -49,28 +51,22 @@ __all__ = [
 
 # The extractor pulls in torch and transformers (seconds to import): load it on first use, so light users
 # (editing, the `kmono` command's start-up) don't pay for it.
-_LAZY = {
-    "ExtractionSession": "generation.masks.extractor",
-    "FrameResult": "generation.masks.extractor",
-    "MaskExtractor": "generation.masks.extractor",
-    "load_extractor": "generation.masks.extractor",
-    "Detections": "generation.masks.models",
-    "Detector": "generation.masks.models",
-    "EncodedFrame": "generation.masks.models",
-    "GroundingDinoDetector": "generation.masks.models",
-    "MaskModels": "generation.masks.models",
-    "PropagatedMasks": "generation.masks.models",
-    "Propagator": "generation.masks.models",
-    "Sam2VideoPropagator": "generation.masks.models",
-    "load_models": "generation.masks.models",
-    "normalize_query": "generation.masks.models",
-    "tiny_models": "generation.masks.models",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, _, _ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "extractor": ["ExtractionSession", "FrameResult", "MaskExtractor", "load_extractor"],
+        "models": [
+            "Detections",
+            "Detector",
+            "EncodedFrame",
+            "GroundingDinoDetector",
+            "MaskModels",
+            "PropagatedMasks",
+            "Propagator",
+            "Sam2VideoPropagator",
+            "load_models",
+            "normalize_query",
+            "tiny_models",
+        ],
+    },
+)

@@ -6,25 +6,13 @@
 Names load on first use (torch and diffusers take seconds to import), so `kmono --help` stays fast.
 """
 
-import importlib
+import lazy_loader
 
-_LAZY = {
-    "generate_long_video": "generation.mvideo.longvideo",
-    "iter_long_video": "generation.mvideo.longvideo",
-    "seam_metric": "generation.mvideo.longvideo",
-    "MaskEncoder": "generation.mvideo.models",
-    "MVideoTransformer3DModel": "generation.mvideo.models",
-    "mask_sequence_to_slots": "generation.mvideo.models",
-    "MaskGuidedVACEPipeline": "generation.mvideo.pipelines",
-    "MVideoPipeline": "generation.mvideo.pipelines",
-    "MVideoPipelineOutput": "generation.mvideo.pipelines",
-    "load_pipeline": "generation.mvideo.pipelines",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "longvideo": ["generate_long_video", "iter_long_video", "seam_metric"],
+        "models": ["MVideoTransformer3DModel", "MaskEncoder", "mask_sequence_to_slots"],
+        "pipelines": ["MVideoPipeline", "MVideoPipelineOutput", "MaskGuidedVACEPipeline", "load_pipeline"],
+    },
+)
