@@ -10,10 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from google.longrunning import operations_pb2
-
 from libs.serving import ServerConfig, ServiceRegistration, UnimplementedError, run
-from libs.serving.operations import OperationsServicer, OperationStore
 from libs.serving.server import Hook
 
 
@@ -104,20 +101,3 @@ class StatefulServiceConfig(BasicServiceConfig):
 
     def operations_db(self, service: str) -> Path:
         return self.data_dir / service / "operations.sqlite"
-
-
-def with_operations(
-    config: StatefulServiceConfig, service_key: str, registration: ServiceRegistration
-) -> Built:
-    """`registration` plus google.longrunning.Operations over the service's durable operation store."""
-    config.operations_db(service_key).parent.mkdir(parents=True, exist_ok=True)
-    store = OperationStore(config.operations_db(service_key))
-    operations = OperationsServicer(store)
-    operations_registration = ServiceRegistration.from_descriptor(
-        operations_pb2.DESCRIPTOR.services_by_name["Operations"], operations.add_to_server
-    )
-
-    async def close_store() -> None:
-        store.close()
-
-    return [registration, operations_registration], [], [close_store]

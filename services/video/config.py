@@ -10,21 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from libs.serving import ServerConfig
-from services.flags import env_bool, non_negative_int, positive_int
+from services.flags import env_bool, non_negative_float, non_negative_int, positive_int
 from services.skeleton import StatefulServiceConfig
 
 DEFAULT_ENGINE_PATH = "generation/mvideo/shapes/default"
 """The shapes-world embedded default (a diffusers pipeline folder), relative to the repository root."""
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -109,7 +99,7 @@ class VideoServiceConfig(StatefulServiceConfig):
         )
         group.add_argument(
             "--job-timeout",
-            type=_non_negative_float,
+            type=non_negative_float,
             default=env("KMONO_VIDEO_JOB_TIMEOUT", "1800"),
             help="seconds a job may run before it fails with DEADLINE_EXCEEDED (default: %(default)s)",
         )
@@ -130,7 +120,7 @@ class VideoServiceConfig(StatefulServiceConfig):
             default=env("KMONO_VIDEO_ARTIFACT_URL", ""),
             help="fsspec URL of the artifact store, e.g. s3://bucket/videos (default: <data-dir>/video/artifacts)",
         )
-        group.add_argument("--step-delay", type=_non_negative_float, default=0.0, help=argparse.SUPPRESS)
+        group.add_argument("--step-delay", type=non_negative_float, default=0.0, help=argparse.SUPPRESS)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> VideoServiceConfig:
