@@ -210,6 +210,14 @@ def test_create_watch_download_with_progress_previews_and_artifacts(tmp_path):
             assert got.done and got.response == final.response
             listed = await operations.ListOperations(operations_pb2.ListOperationsRequest(name="operations"))
             assert [o.name for o in listed.operations] == [op.name]
+            # deleting the operation deletes its artifacts too
+            stored = [p for p in (tmp_path / "video" / "artifacts").rglob("*") if p.is_file()]
+            assert len(stored) == 3
+            await operations.DeleteOperation(operations_pb2.DeleteOperationRequest(name=op.name))
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await download(stub, kinds["video"].name)
+            assert error.value.code() == grpc.StatusCode.NOT_FOUND
+            assert not any(p.exists() for p in stored)
 
     run_async(scenario(), timeout=SLOW)
 
@@ -730,3 +738,15 @@ def test_reference_video_masks_are_extracted_then_fitted_to_the_output(tmp_path)
             assert 1 <= len(masks.objects) <= TINY_SPEC.num_mask_slots
 
     run_async(scenario(), timeout=SLOW)
+
+
+def test_bad_environment_defaults_are_usage_errors_naming_the_flag(monkeypatch, capsys):
+    monkeypatch.setenv("KMONO_VIDEO_JOB_TIMEOUT", "nan")
+    monkeypatch.setenv("KMONO_VIDEO_MAX_FRAMES", "0")
+    parser = argparse.ArgumentParser()
+    server.CONFIG_TYPE.add_arguments(parser)  # building the parser does not fail on a bad value
+    assert parser.parse_args(["--job-timeout", "5", "--max-frames", "9"]).max_frames == 9
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["--max-frames", "9"])
+    assert exit_.value.code == 2
+    assert "--job-timeout: expected a number >= 0, got nan" in capsys.readouterr().err

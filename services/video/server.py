@@ -73,8 +73,8 @@ def build(
     `load_engines` replaces the pipelines (tests pass scripted engines)."""
     db = config.operations_db("video")
     db.parent.mkdir(parents=True, exist_ok=True)
-    store = OperationStore(db)
     artifacts = artifacts or ArtifactStore(config.resolved_artifact_url())
+    store = OperationStore(db, on_delete=artifacts.delete_operation)  # artifacts go with their operation
     limits = RequestLimits(
         max_frames=config.max_frames,
         max_pixels=config.max_pixels,

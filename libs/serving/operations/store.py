@@ -228,6 +228,8 @@ class OperationStore:
         synchronous: SQLite `synchronous` pragma; FULL survives power loss, NORMAL survives process crashes.
         clock: returns the current time in seconds since the epoch.
         worker_id: recorded on each claim; defaults to `<hostname>:<pid>`.
+        on_delete: called with the name of each operation whose record `delete` or `expire` removed (e.g. to
+            remove its artifacts).
     """
 
     def __init__(
@@ -241,6 +243,7 @@ class OperationStore:
         synchronous: str = "FULL",
         clock: Callable[[], float] = time.time,
         worker_id: str | None = None,
+        on_delete: Callable[[str], None] | None = None,
     ) -> None:
         if str(path) in ("", ":memory:") or str(path).startswith("file:"):
             raise ValueError("OperationStore needs a file path (each thread opens its own connection)")
@@ -259,6 +262,7 @@ class OperationStore:
         self._busy_timeout = float(busy_timeout_seconds)
         self._synchronous = synchronous.upper()
         self._clock = clock
+        self._on_delete = on_delete
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -695,6 +699,7 @@ class OperationStore:
             if not force and not State(row["state"]).done:
                 raise InvalidTransitionError(f"operation {name} is {row['state']}; cancel it before deleting")
             conn.execute("DELETE FROM operations WHERE name = ?", (name,))
+        self._deleted([name])
 
     # ---- maintenance --------------------------------------------------------------------------------------
 
@@ -702,14 +707,30 @@ class OperationStore:
         """Delete done operations whose expire_time has passed; returns how many were deleted."""
         done = [state.value for state in DONE_STATES]
         with self._tx() as conn:
-            cursor = conn.execute(
-                "DELETE FROM operations WHERE expire_ns IS NOT NULL AND expire_ns <= ? AND state IN (?, ?, ?)",
-                (self._now_ns(now), *done),
-            )
-            deleted = cursor.rowcount
-        if deleted:
-            logger.info("expired %d operations", deleted)
-        return deleted
+            names = [
+                row["name"]
+                for row in conn.execute(
+                    "SELECT name FROM operations"
+                    " WHERE expire_ns IS NOT NULL AND expire_ns <= ? AND state IN (?, ?, ?)",
+                    (self._now_ns(now), *done),
+                )
+            ]
+            conn.executemany("DELETE FROM operations WHERE name = ?", [(name,) for name in names])
+        if names:
+            logger.info("expired %d operations", len(names))
+        self._deleted(names)
+        return len(names)
+
+    def _deleted(self, names: list[str]) -> None:
+        """Tell `on_delete` (e.g. the artifact store) about deleted records; its failure is logged, not raised:
+        the record is gone either way."""
+        if self._on_delete is None:
+            return
+        for name in names:
+            try:
+                self._on_delete(name)
+            except Exception:
+                logger.exception("on_delete(%s) failed; the operation's record is deleted", name)
 
     def recover(self, *, expired_only: bool = False, now: float | None = None) -> list[str]:
         """Return orphaned RUNNING operations to the queue; returns the names re-queued.

@@ -373,6 +373,29 @@ def test_expire_deletes_only_done_operations_past_retention(tmp_path):
         assert {op.name for op in store.list()[0]} == {queued.name, run.name}
 
 
+def test_on_delete_hears_of_every_deleted_record_and_its_failure_is_not_raised(tmp_path, caplog):
+    clock, heard = FakeClock(), []
+
+    def on_delete(name: str) -> None:
+        heard.append(name)
+        if name.endswith("boom") or len(heard) == 2:
+            raise OSError("artifact store down")
+
+    with OperationStore(tmp_path / "ops.db", retention_seconds=60, clock=clock, on_delete=on_delete) as store:
+        deleted = store.create(KIND, b"d")[0]
+        store.cancel(deleted.name)
+        store.delete(deleted.name)
+        old = store.create(KIND, b"o")[0]
+        store.cancel(old.name)
+        live = store.create(KIND, b"l")[0]
+        clock.now += 61
+        assert store.expire() == 1  # the failing callback does not stop the expiry
+        assert heard == [deleted.name, old.name] and live.name not in heard
+        assert "artifact store down" in caplog.text
+        with pytest.raises(OperationNotFoundError):
+            store.get(old.name)
+
+
 # ---- listing -------------------------------------------------------------------------------------------------
 
 

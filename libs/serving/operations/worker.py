@@ -6,7 +6,8 @@ way, and the subtle parts (attempt-guarded writes, the throttle, stop and cancel
 `OperationWorker` is one asyncio task per process: `start` (the server's start-up hook) calls `load()` once
 (engines), re-queues what a dead process left RUNNING (`store.recover()`), then loops: claim the oldest QUEUED
 operation of its kind, run it in a thread so the event loop keeps serving RPCs, flush throttled progress every
-`progress_interval` while it runs, and, with nothing queued, sleep until `wake()` or `poll_interval`. One job at
+`progress_interval` while it runs, and, with nothing queued, delete expired done operations (every
+`expire_interval`) and sleep until `wake()` or `poll_interval`. One job at
 a time: one warm engine per process (per device), jobs in creation order. The job's endings are decided here:
 
 - `run` returns the response: metadata SUCCEEDED, then `finish`;
@@ -163,10 +164,13 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
         progress_interval: float = 0.2,
         *,
         task_name: str = "operation-worker",
+        expire_interval: float = 600.0,
     ) -> None:
         self.store, self.kind, self.task_name = store, kind, task_name
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
+        self.expire_interval = expire_interval  # idle workers delete expired done operations this often
+        self._next_expiry = 0.0
         self.stopping = threading.Event()  # set by `stop`: the running job's `check` raises
         # Set while no job thread runs: a thread can outlive a `stop` cancelled by the shutdown budget.
         self._idle = threading.Event()
@@ -249,6 +253,7 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
                 logger.exception("claiming a %s operation failed; retrying", self.kind)
                 op = None
             if op is None:
+                await self._expire_when_due()
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.poll_interval):
@@ -262,6 +267,18 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
                 if not job.done():
                     await asyncio.to_thread(reporter.flush)
             await job
+
+    async def _expire_when_due(self) -> None:
+        """Delete done operations past their retention (and, through the store's `on_delete`, their artifacts)."""
+        if time.monotonic() < self._next_expiry:
+            return
+        self._next_expiry = time.monotonic() + self.expire_interval
+        try:
+            await asyncio.to_thread(self.store.expire)
+        except Exception:
+            logger.exception(
+                "expiring %s operations failed; retrying in %g s", self.kind, self.expire_interval
+            )
 
     def _run_tracked(self, op: Operation, reporter: Reporter) -> None:
         try:

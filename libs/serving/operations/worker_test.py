@@ -280,3 +280,18 @@ def test_server_hooks_close_the_store_only_once_no_job_thread_runs(tmp_path):
         await asyncio.to_thread(busy.wait_idle, 10)
 
     asyncio.run(main())
+
+
+def test_an_idle_worker_expires_done_operations_past_their_retention(tmp_path):
+    deleted: list[str] = []
+    store = OperationStore(tmp_path / "ops.db", retention_seconds=0, on_delete=deleted.append)
+    name = store.create(KIND, b"x")[0].name
+
+    async def main() -> None:
+        worker = FakeWorker(store, lambda op, reporter: None, poll_interval=0.05, expire_interval=0.0)
+        await worker.start()
+        await asyncio.to_thread(wait_until, lambda: deleted == [name])
+        await worker.stop()
+
+    asyncio.run(main())
+    assert store.list()[0] == []
