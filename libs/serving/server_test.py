@@ -41,16 +41,13 @@ def test_health_turns_not_serving_when_stop_begins():
                 health_pb2.HealthCheckRequest(service=ECHO_SERVICE)
             )
             before = (await watch.read()).status
-            stopping = asyncio.ensure_future(server.stop(grace=5))
+            stopping = asyncio.ensure_future(server.stop(grace=60))
             during = (await watch.read()).status  # pushed before the server stops taking RPCs
             watch.cancel()
-            started = time.monotonic()
-            await stopping
-            return before, during, time.monotonic() - started
+            await asyncio.wait_for(stopping, 20)  # the cancelled watch does not hold the server for the grace
+            return before, during
 
-    before, during, stop_seconds = run_async(scenario())
-    assert (before, during) == (SERVING, NOT_SERVING)
-    assert stop_seconds < 2  # the cancelled watch does not hold the server for the whole grace
+    assert run_async(scenario()) == (SERVING, NOT_SERVING)
 
 
 def test_stop_lets_in_flight_rpcs_finish_within_grace():
@@ -77,14 +74,14 @@ def test_stop_cancels_rpcs_still_running_after_grace():
             slow = asyncio.ensure_future(channel.unary_unary(f"/{ECHO_SERVICE}/Block")(b""))
             await asyncio.wait_for(service.entered.wait(), 5)
             started = time.monotonic()
-            await server.stop(grace=0.2)
+            await asyncio.wait_for(server.stop(grace=0.2), 20)  # not held by the RPC that never returns
             stop_seconds = time.monotonic() - started
             with pytest.raises(grpc.aio.AioRpcError) as caught:
                 await slow
             return stop_seconds, caught.value.code()
 
     stop_seconds, code = run_async(scenario())
-    assert 0.15 < stop_seconds < 2
+    assert stop_seconds > 0.15  # the RPC had its grace
     assert code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
 
 
@@ -190,11 +187,9 @@ def test_slow_shutdown_hook_is_cut_at_the_grace_deadline():
         config = ServerConfig(host="127.0.0.1", port=0, grace_seconds=0.2)
         server = build_server(config, [echo_registration()], on_shutdown=[never_finishes])
         await server.start()
-        started = time.monotonic()
-        await server.stop()
-        return time.monotonic() - started
+        await asyncio.wait_for(server.stop(), 20)  # the hook sleeps 60 s: it must be cut at the grace
 
-    assert run_async(scenario()) < 2
+    run_async(scenario())
 
 
 def test_failed_startup_hook_fails_start_cleans_up_and_binds_nothing():
