@@ -21,6 +21,7 @@ from generation.masks import edit as ops
 from generation.masks.compose import Layer, compose
 from generation.masks.synth import SHAPES, MaskTemplate, SyntheticObject, synthesize
 from generation.masks.trajectory import INTERPOLATIONS, FieldError, Trajectory
+from libs.cli.flags import non_negative_int, positive_float, positive_int
 from libs.cli.main import UsageError
 from libs.media import (
     MaskSequence,
@@ -99,36 +100,6 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
 def _int_list(text: str, what: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -179,12 +150,12 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
     models.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                         help="weights dtype (auto: bfloat16 on CUDA, float32 on CPU)")  # fmt: skip
     models.add_argument(
-        "--threads", type=_positive_int, default=None, help="CPU threads for torch (default: torch's)"
+        "--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's)"
     )
     tracking = parser.add_argument_group("tracking")
-    tracking.add_argument("--redetect-every", type=_non_negative_int, default=20,
+    tracking.add_argument("--redetect-every", type=non_negative_int, default=20,
                           help="detect again every N frames to pick up new objects; 0: first frame only (default: 20)")  # fmt: skip
-    tracking.add_argument("--window", type=_non_negative_int, default=100,
+    tracking.add_argument("--window", type=non_negative_int, default=100,
                           help="frames per SAM2 session (bounded memory on long videos); 0: one session (default: 100)")  # fmt: skip
     tracking.add_argument(
         "--reverse", action="store_true", help="also track backwards from each object's first detection"
@@ -290,8 +261,8 @@ def _add_synth(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--size", type=_size, default=(256, 256), metavar="WxH", help="frame size (default: 256x256)"
     )
-    parser.add_argument("--frames", type=_positive_int, default=16, help="number of frames (default: 16)")
-    parser.add_argument("--fps", type=_positive_float, default=8.0, help="frames per second (default: 8)")
+    parser.add_argument("--frames", type=positive_int, default=16, help="number of frames (default: 16)")
+    parser.add_argument("--fps", type=positive_float, default=8.0, help="frames per second (default: 8)")
     parser.add_argument("-o", "--output", required=True, help="where to write the masks")
     parser.set_defaults(func=_run_synth)
 
@@ -568,9 +539,9 @@ def _add_compose(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--size", type=_size, metavar="WxH", help="output frame size (default: the first input's)"
     )
-    parser.add_argument("--fps", type=_positive_float, help="output fps (default: the first input's)")
+    parser.add_argument("--fps", type=positive_float, help="output fps (default: the first input's)")
     parser.add_argument(
-        "--frames", type=_positive_int, help="output length (default: up to the last input's end)"
+        "--frames", type=positive_int, help="output length (default: up to the last input's end)"
     )
     parser.add_argument(
         "--start", metavar="F1,F2,...", help="output frame at which each input starts (default: 0)"

@@ -6,8 +6,8 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from libs.cli.flags import env_bool, non_negative_int, positive_int
 from libs.serving import ServerConfig
-from services.flags import env_bool, non_negative_int, positive_int
 from services.skeleton import StatefulServiceConfig
 
 DEFAULT_GROUNDING_MODEL = "IDEA-Research/grounding-dino-tiny"

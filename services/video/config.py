@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from libs.cli.flags import env_bool, non_negative_float, non_negative_int, positive_int
 from libs.serving import ServerConfig
-from services.flags import env_bool, non_negative_float, non_negative_int, positive_int
 from services.skeleton import StatefulServiceConfig
 
 DEFAULT_ENGINE_PATH = "generation/mvideo/shapes/default"

@@ -1,4 +1,6 @@
-"""Flag parsers shared by the service configs (defaults come from KMONO_* environment variables).
+"""argparse flag types shared by every `kmono` command and service config (bad values are one-line usage errors).
+
+Service flags take their defaults from KMONO_* environment variables.
 
 Give a typed flag the variable's raw string as its default (`default=os.environ.get(NAME, "100")`): argparse
 parses a string default with the flag's `type`, so a bad KMONO_* value is a one-line usage error that the
@@ -41,4 +43,14 @@ def non_negative_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
     if not value >= 0:  # also rejects nan
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):  # also rejects nan
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
