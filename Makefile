@@ -33,7 +33,7 @@ setup: $(VENV)/.installed build/.protos  ## create .venv from the lock and gener
 protos: build/.protos  ## regenerate protobuf code after editing proto/
 
 demo: setup  ## the main job: start the services, check them, shut them down
-	$(PY) -m services.demo
+	$(PY) -m demo
 
 lint: setup  ## ruff lint + format check
 	$(VENV)/bin/ruff check .

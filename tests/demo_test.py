@@ -9,7 +9,7 @@ import sys
 
 def test_demo_generates_videos_and_stops_every_service(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "services.demo", "--work-dir", str(tmp_path), "--out", str(tmp_path / "out"),
+        [sys.executable, "-m", "demo", "--work-dir", str(tmp_path), "--out", str(tmp_path / "out"),
          "--tiny-engine"],
         capture_output=True,
         text=True,

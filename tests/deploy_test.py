@@ -26,7 +26,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from libs.serving import ServerConfig
 from libs.serving.config import env_name
 from services import SERVICE_NAMES
-from services.demo import SERVICE_FULL_NAMES
+from demo import SERVICE_FULL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

@@ -11,7 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from libs.serving.testing.loopback import loopback_server, run_async, status_of
 from services import SERVICE_NAMES
 from services.cli import register
-from services.demo import EXTRA_ARGS, PROBE_CALLS, SERVICE_FULL_NAMES
+from demo import EXTRA_ARGS, PROBE_CALLS, SERVICE_FULL_NAMES
 from services.skeleton import StatefulServiceConfig
 
 # Services whose engine is built answer their probe call; the others are still skeletons.

@@ -1,0 +1,16 @@
+"""MVideo's model ids and folders, in one place and without torch.
+
+The video service's flags, `kmono video generate --local`, the demo and `kmono models` read them from here.
+Sampling defaults (fps, steps, guidance) are not here: they are saved with each model folder (`engine.json`,
+see `generation.mvideo.engine`).
+"""
+
+from pathlib import Path
+
+SHAPES_DEFAULT_PATH = Path(__file__).resolve().parent / "shapes" / "default"
+"""The shapes-world embedded default (a diffusers pipeline folder trained by this project); an absolute path,
+so it loads from any working directory."""
+COGVIDEOX_MODEL = "THUDM/CogVideoX-2b"
+"""The published CogVideoX base an MVideo is fine-tuned from (`kmono mvideo train --init-from`)."""
+VACE_MODEL = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
+"""Wan2.1-VACE for ENGINE_VACE (`--vace-path`)."""
