@@ -1,13 +1,14 @@
 # Two commands on a fresh machine: `make demo` (the main job) and `make test` (everything CI checks).
-# Both build the project venv (.venv) from the CPU lock first; nothing else needs installing by hand
-# except Debian's bazel-bootstrap for `make bazel-test` (.ci/run installs it).
+# Both build the project venv (.venv) from the CPU lock first; `make test` also installs Debian's bazel-bootstrap
+# when bazel is missing (tools/bazel/ensure_bazel.sh: as root or with passwordless sudo, else it says what to run).
+# Nothing needs installing by hand.
 
 PYTHON_BOOT ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find proto -name '*.proto' 2>/dev/null)
 
-.PHONY: setup protos demo test lint proto-lint pytest bazel-test lock clean help
+.PHONY: setup protos demo test lint proto-lint pytest ensure-bazel bazel-test lock clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -46,10 +47,14 @@ proto-lint: setup  ## buf lint of the contracts (buf style, offline)
 pytest: setup  ## unit and integration tests
 	$(PY) -m pytest
 
-bazel-test: setup  ## the same tests through Bazel (offline, bazel-bootstrap 4.2.3)
+ensure-bazel:  ## install Debian's bazel-bootstrap 4.2.3 if bazel is missing
+	@tools/bazel/ensure_bazel.sh
+
+bazel-test: setup ensure-bazel  ## the same tests through Bazel (offline, bazel-bootstrap 4.2.3)
 	bazel test //... --test_output=errors
 
-test: lint proto-lint pytest bazel-test  ## everything CI runs
+# ensure-bazel first: a machine that cannot get Bazel says so before the long lint and pytest steps.
+test: ensure-bazel lint proto-lint pytest bazel-test  ## everything CI runs
 
 lock:  ## re-pin requirements/cpu.lock from the current .venv
 	{ head -2 requirements/cpu.lock; $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/cpu.lock.new
