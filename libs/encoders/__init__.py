@@ -32,7 +32,7 @@ For corpora beyond one machine the same per-batch function (`encode_records`) ru
 
 or with spark-submit on a cluster (YARN / Kubernetes / standalone):
 
-    zip -qr /tmp/kmono.zip libs
+    zip -qr /tmp/kmono.zip libs && (cd proto && zip -qr /tmp/kmono.zip kmono)   # + the protos libs.media imports
     spark-submit --master yarn --deploy-mode cluster --py-files /tmp/kmono.zip \\
         --conf spark.executorEnv.HF_HUB_OFFLINE=1 \\
         libs/encoders/spark.py hdfs:///corpus/segments.jsonl --out hdfs:///corpus/embeddings \\

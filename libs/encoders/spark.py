@@ -20,7 +20,7 @@ Cluster invocation (code shipped as a zip; the manifest and OUT may be on HDFS/S
 opened by PyAV/PIL/transformers, so they must be on a file system every executor mounts at the same path,
 e.g. NFS or a FUSE mount of the object store):
 
-    cd /path/to/repo && zip -qr /tmp/kmono.zip libs
+    cd /path/to/repo && zip -qr /tmp/kmono.zip libs && (cd proto && zip -qr /tmp/kmono.zip kmono)  # protos: make setup
     spark-submit --master yarn --deploy-mode cluster --py-files /tmp/kmono.zip \\
         --conf spark.executor.cores=4 --conf spark.task.cpus=4 \\
         --conf spark.executorEnv.HF_HUB_OFFLINE=1 \\

@@ -49,5 +49,8 @@ def test_read_audio_range_and_silent_video(video_path, silent_video_path):
     assert abs(audio.size - AUDIO_RATE) <= 1024
     assert 0.15 < float(np.sqrt(np.mean(audio**2))) < 0.3  # the 0.3-amplitude sine
     assert read_audio(silent_video_path, missing_ok=True) is None
-    with pytest.raises(DecodeError, match="no audio stream"):
-        read_audio(silent_video_path)
+    with pytest.raises(DecodeError, match="no audio stream") as info:
+        read_audio(silent_video_path, field="segments[1].video")
+    assert info.value.field == "segments[1].video"
+    with pytest.raises(EmptyInputError, match="no audio"):
+        read_audio(video_path, 5.0, 6.0)

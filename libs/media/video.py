@@ -3,6 +3,8 @@
     frames, fps = read_video("clip.mp4", max_frames=49)       # uint8 (T, H, W, 3) RGB
     for frame in iter_video_frames("long.mp4"): ...           # streaming, one (H, W, 3) frame at a time
     probe_video("clip.mp4")                                    # VideoInfo(num_frames, fps, width, height, ...)
+    sample_frames("live.mp4", 3, start_time=30, end_time=60)   # (3, H, W, 3): centres of 3 equal parts, seconds
+    read_audio("live.mp4", start_time=30, end_time=60)         # (n,) float32 mono at 16 kHz (sampling_rate=)
     write_video("out.mp4", frames, fps=8)                      # H.264 yuv420p; .gif by extension
     data = encode_video(frames, fps=8, format="mp4")           # bytes, for artifact stores / MediaRef
 
@@ -12,6 +14,11 @@ Our choices:
   or no decodable frame raises `VideoDecodeError` (a ValueError) naming the source and the reason; a missing
   path raises FileNotFoundError.
 - `start` skips that many decoded frames (frame-exact; no keyframe seeking, which is approximate).
+- Time ranges (`start_time`/`end_time`, seconds from the container's start time, for segments of long
+  recordings) seek to the keyframe before `start_time`, then decode forward. `sample_frames` takes the first
+  frame at or after each of k centres, keeping only k frames in memory; a range past the last frame repeats the
+  last frame of the range. A range with no frame (or audio sample) at all is an `EmptyRangeError` (a ValueError).
+  This is the one time-based decoder: the encoder library's segment sampling (`libs.encoders.video`) uses it.
 - MP4/MOV/MKV are encoded with libx264 (yuv420p, CRF 18, `+faststart` for MP4), which the PyAV wheels bundle;
   if an FFmpeg build lacks it, MPEG-4 part 2 at a high bitrate is used instead (logged once). yuv420p needs
   even sizes: odd widths/heights are padded by repeating the last column/row, so an odd-sized video reads
@@ -50,10 +57,15 @@ _CONTAINERS: dict[str, VideoFormat] = {
     ".gif": "gif",
 }
 _FFMPEG_FORMAT = {"mp4": "mp4", "mov": "mov", "mkv": "matroska", "gif": "gif"}
+DEFAULT_SAMPLING_RATE = 16_000
 
 
 class VideoDecodeError(ValueError):
-    """A video could not be read: unreadable or empty file, no video stream, or no decodable frame."""
+    """A video could not be read: unreadable or empty file, no video (or audio) stream, or no decodable frame."""
+
+
+class EmptyRangeError(ValueError):
+    """A time range with nothing in it: empty, or past the last frame (or audio sample) of the video."""
 
 
 class Video(NamedTuple):
@@ -79,17 +91,17 @@ class VideoInfo:
 # -- decoding ----------------------------------------------------------------------------------------------
 
 
-def _describe(source: Any) -> str:
+def _describe(source: Any, kind: str = "video") -> str:
     if isinstance(source, str | os.PathLike):
-        return f"video file {os.fspath(source)!r}"
+        return f"{kind} file {os.fspath(source)!r}"
     if isinstance(source, bytes | bytearray | memoryview):
-        return f"video bytes ({len(source)} bytes)"
-    return f"video stream {getattr(source, 'name', type(source).__name__)!r}"
+        return f"{kind} bytes ({len(source)} bytes)"
+    return f"{kind} stream {getattr(source, 'name', type(source).__name__)!r}"
 
 
-def _open(source: VideoSource) -> tuple[Any, Any, str]:
-    """(container, video stream, description) of `source`; the caller closes the container."""
-    name = _describe(source)
+def _open_container(source: VideoSource, kind: str = "video") -> tuple[Any, str]:
+    """(container, description) of `source`, any streams; the caller closes the container."""
+    name = _describe(source, kind)
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         if not path.exists():
@@ -106,9 +118,14 @@ def _open(source: VideoSource) -> tuple[Any, Any, str]:
     else:
         target = source
     try:
-        container = av.open(target, mode="r")
+        return av.open(target, mode="r"), name
     except (av.FFmpegError, OSError, ValueError) as e:
         raise VideoDecodeError(f"cannot read {name}: FFmpeg could not open it ({_reason(e)})") from None
+
+
+def _open(source: VideoSource) -> tuple[Any, Any, str]:
+    """(container, video stream, description) of `source`; the caller closes the container."""
+    container, name = _open_container(source)
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         container.close()
@@ -205,11 +222,7 @@ def probe_video(source: VideoSource) -> VideoInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         if not width or not height:
             raise VideoDecodeError(f"cannot read {name}: its video stream has no frame size")
-        duration = None
-        if stream.duration is not None and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
+        duration = _duration(container, stream)
         num_frames = stream.frames
         if not num_frames:
             try:
@@ -221,6 +234,179 @@ def probe_video(source: VideoSource) -> VideoInfo:
         return VideoInfo(num_frames, fps, width, height, duration, stream.codec_context.name)
     finally:
         container.close()
+
+
+def _duration(container: Any, stream: Any) -> float | None:
+    """Seconds of `stream` (the container's duration when the stream states none); None when neither does."""
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+# -- decoding by time (seconds) ----------------------------------------------------------------------------
+
+
+def _zero(container: Any) -> float:
+    """The container's start time in seconds: times count from it (MPEG-TS recordings rarely start at 0)."""
+    return container.start_time / av.time_base if container.start_time is not None else 0.0
+
+
+def _check_times(start_time: float | None, end_time: float | None) -> tuple[float, float | None]:
+    start = 0.0 if start_time is None else float(start_time)
+    if not start >= 0:
+        raise ValueError(f"start_time must be >= 0 seconds, got {start_time!r}")
+    if end_time is not None and float(end_time) <= start:
+        raise EmptyRangeError(f"empty time range [{start}, {end_time})")
+    return start, None if end_time is None else float(end_time)
+
+
+def video_duration(source: VideoSource) -> float:
+    """Seconds of the first video stream (the container's duration when the stream states none)."""
+    container, stream, name = _open(source)
+    try:
+        duration = _duration(container, stream)
+    finally:
+        container.close()
+    if duration is None:
+        raise VideoDecodeError(f"cannot read {name}: it states no duration")
+    return duration
+
+
+def sample_frames(
+    source: VideoSource, k: int, *, start_time: float | None = None, end_time: float | None = None
+) -> np.ndarray:
+    """k uint8 RGB frames (k, H, W, 3) at the centres of k equal parts of [start_time, end_time) seconds.
+
+    Frame i is the first frame shown at or after the centre of part i (the last frame of the range when the
+    range runs past the video's last frame), so one frame may repeat. One forward pass from the keyframe before
+    `start_time`, keeping only k frames in memory. `end_time` None means the end of the video. An empty range,
+    or one past the end of the video, is an `EmptyRangeError`; unreadable sources raise `VideoDecodeError`.
+    """
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    start, end = _check_times(start_time, end_time)
+    container, stream, name = _open(source)
+    try:
+        if end is None:
+            end = _duration(container, stream)
+            if end is None:
+                raise VideoDecodeError(f"cannot read {name}: it states no duration")
+            if end <= start:
+                raise EmptyRangeError(f"start {start} s is past the end of {name} ({end:.3f} s)")
+        targets = [start + (i + 0.5) * (end - start) / k for i in range(k)]
+        picked = _pick_frames(container, stream, name, start, end, targets)
+    finally:
+        container.close()
+    if not picked:
+        raise EmptyRangeError(f"no frame of {name} in [{start}, {end}) s")
+    return np.stack(picked)  # (k, H, W, 3)
+
+
+def _pick_frames(
+    container: Any, stream: Any, name: str, start: float, end: float, targets: list[float]
+) -> list[np.ndarray]:
+    k = len(targets)
+    picked: list[np.ndarray] = []
+    zero = _zero(container)
+    last_frame = None
+    try:
+        if start > 0 and stream.time_base is not None:
+            container.seek(
+                int((start + zero) / stream.time_base), stream=stream, backward=True, any_frame=False
+            )
+        for frame in container.decode(stream):
+            if frame.time is None:
+                continue
+            t = float(frame.time) - zero
+            if t < start:
+                continue
+            if t >= end:
+                break
+            last_frame = frame
+            if t >= targets[len(picked)]:
+                rgb = frame.to_ndarray(format="rgb24")
+                while len(picked) < k and t >= targets[len(picked)]:
+                    picked.append(rgb)
+            if len(picked) == k:
+                break
+        if len(picked) < k and last_frame is not None:  # the range runs past the last frame
+            picked.extend([last_frame.to_ndarray(format="rgb24")] * (k - len(picked)))
+    except av.FFmpegError as e:
+        raise VideoDecodeError(f"cannot read {name}: decoding failed ({_reason(e)})") from None
+    return picked
+
+
+def read_audio(
+    source: VideoSource,
+    *,
+    start_time: float | None = None,
+    end_time: float | None = None,
+    sampling_rate: int = DEFAULT_SAMPLING_RATE,
+    missing_ok: bool = False,
+) -> np.ndarray | None:
+    """Mono float32 samples at `sampling_rate` of the first audio stream in [start_time, end_time) seconds.
+
+    Any container with an audio stream works (a video, or an audio file). Resampled and downmixed by FFmpeg.
+    A source without an audio stream raises `VideoDecodeError`, or returns None with `missing_ok=True` (a silent
+    video); a range with no sample is an `EmptyRangeError`.
+    """
+    start, end = _check_times(start_time, end_time)
+    if (
+        isinstance(sampling_rate, bool)
+        or not isinstance(sampling_rate, int | np.integer)
+        or sampling_rate < 1
+    ):
+        raise ValueError(f"sampling_rate must be a positive integer, got {sampling_rate!r}")
+    container, name = _open_container(source, "media")
+    try:
+        if not container.streams.audio:
+            if missing_ok:
+                return None
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise VideoDecodeError(
+                f"cannot read {name}: it has no audio stream (streams: {', '.join(kinds)})"
+            )
+        samples, offset = _decode_audio(
+            container, container.streams.audio[0], name, start, end, sampling_rate
+        )
+    finally:
+        container.close()
+    lo = max(0, round((start - offset) * sampling_rate))
+    hi = len(samples) if end is None else max(lo, round((end - offset) * sampling_rate))
+    segment = samples[lo:hi]
+    if segment.size == 0:
+        raise EmptyRangeError(f"no audio of {name} in [{start}, {end}) s")
+    return segment
+
+
+def _decode_audio(
+    container: Any, stream: Any, name: str, start: float, end: float | None, sampling_rate: int
+) -> tuple[np.ndarray, float]:
+    """(samples, time in seconds of samples[0]) from the packet before `start` to the first past `end`."""
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
+    zero = _zero(container)
+    chunks: list[np.ndarray] = []
+    first_time: float | None = None
+    try:
+        if start > 0 and stream.time_base is not None:
+            container.seek(int((start + zero) / stream.time_base), stream=stream, backward=True)
+        for frame in container.decode(stream):
+            t = None if frame.time is None else float(frame.time) - zero
+            if t is not None and first_time is None:
+                first_time = t
+            for out in resampler.resample(frame):
+                chunks.append(out.to_ndarray().reshape(-1))
+            if end is not None and t is not None and t > end:
+                break
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as e:
+        raise VideoDecodeError(f"cannot read {name}: decoding its audio failed ({_reason(e)})") from None
+    if not chunks:
+        return np.zeros(0, np.float32), 0.0
+    return np.concatenate(chunks).astype(np.float32), first_time or 0.0
 
 
 def _reason(error: Exception) -> str:

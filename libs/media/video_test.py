@@ -1,3 +1,4 @@
+import av
 import numpy as np
 import pytest
 
@@ -9,7 +10,9 @@ from libs.media import (
     read_video,
     write_video,
 )
-from libs.media.video import h264_encoder
+from libs.media.video import EmptyRangeError, h264_encoder, read_audio, sample_frames, video_duration
+
+AUDIO_RATE = 16_000
 
 
 def smooth_video(t=12, h=48, w=64):
@@ -103,3 +106,102 @@ def test_write_errors(tmp_path):
     with pytest.raises(ValueError, match="no frames to write"):
         write_video(tmp_path / "x.mp4", [], fps=8)
     assert not (tmp_path / "x.mp4").exists()  # no half-written files
+
+
+def grey_video(path, *, frames=30, fps=10, audio=True, video=True, first_pts=0, container_format=None):
+    """Frame i is a flat grey of level 8*i (64x48), shown at (first_pts + i) / fps seconds; a 0.3-amplitude 440 Hz
+    mono track lasts as long."""
+    with av.open(str(path), "w", format=container_format) as container:
+        if video:
+            stream = container.add_stream("mpeg4", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        if audio:
+            audio_stream = container.add_stream("aac" if video else "pcm_f32le", rate=AUDIO_RATE)
+        for i in range(frames if video else 0):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 8 * i, np.uint8), format="rgb24")
+            frame.pts = first_pts + i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        if video:
+            for packet in stream.encode():
+                container.mux(packet)
+        if audio:
+            n = frames * AUDIO_RATE // fps
+            samples = (0.3 * np.sin(np.arange(n) / AUDIO_RATE * 2 * np.pi * 440)).astype(np.float32)
+            for start in range(0, n, 1024):
+                chunk = av.AudioFrame.from_ndarray(
+                    samples[None, start : start + 1024], format="flt", layout="mono"
+                )
+                chunk.sample_rate = AUDIO_RATE
+                for packet in audio_stream.encode(chunk):
+                    container.mux(packet)
+            for packet in audio_stream.encode():
+                container.mux(packet)
+    return path
+
+
+def levels(frames):
+    return [round(float(f.mean()) / 8) for f in frames]
+
+
+@pytest.fixture(scope="module")
+def grey_mp4(tmp_path_factory):
+    return grey_video(tmp_path_factory.mktemp("media") / "grey.mp4")
+
+
+def test_sample_frames_by_time(grey_mp4):
+    assert video_duration(grey_mp4) == pytest.approx(3.0)
+    frames = sample_frames(grey_mp4, 3)
+    assert frames.shape == (3, 48, 64, 3) and frames.dtype == np.uint8
+    assert levels(frames) == [5, 15, 25]  # centres 0.5, 1.5, 2.5 s at 10 fps
+    assert levels(sample_frames(grey_mp4, 2, start_time=1.0, end_time=2.0)) == [
+        13,
+        18,
+    ]  # at/after 1.25, 1.75 s
+    assert levels(sample_frames(grey_mp4.read_bytes(), 1, start_time=2.0)) == [25]  # bytes sources too
+    assert levels(sample_frames(grey_mp4, 3, start_time=2.5, end_time=10.0)) == [
+        29,
+        29,
+        29,
+    ]  # last frame repeats
+
+
+def test_time_ranges_count_from_the_container_start(tmp_path):
+    ts = grey_video(tmp_path / "rec.ts", audio=False, first_pts=50, container_format="mpegts")
+    with av.open(str(ts)) as container:
+        assert container.start_time > 0  # a recording cut from a live stream: its first frame is at 5 s
+    assert levels(sample_frames(ts, 3)) == [5, 15, 25]
+
+
+def test_sample_frames_errors(grey_mp4, tmp_path):
+    with pytest.raises(EmptyRangeError, match=r"empty time range \[2.0, 2.0\)"):
+        sample_frames(grey_mp4, 3, start_time=2.0, end_time=2.0)
+    with pytest.raises(EmptyRangeError, match="past the end"):
+        sample_frames(grey_mp4, 3, start_time=5.0)
+    with pytest.raises(EmptyRangeError, match="no frame of video file"):
+        sample_frames(grey_mp4, 3, start_time=5.0, end_time=6.0)
+    assert issubclass(EmptyRangeError, ValueError)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        sample_frames(grey_mp4, 0)
+    with pytest.raises(ValueError, match="start_time must be >= 0"):
+        sample_frames(grey_mp4, 1, start_time=-1)
+    with pytest.raises(FileNotFoundError):
+        sample_frames(tmp_path / "missing.mp4", 1)
+    with pytest.raises(VideoDecodeError, match="cannot read video bytes"):
+        sample_frames(bytes(range(256)) * 8, 1)
+
+
+def test_read_audio_by_time(grey_mp4, tmp_path):
+    audio = read_audio(grey_mp4, start_time=1.0, end_time=2.0)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(audio.size - AUDIO_RATE) <= 1024
+    assert 0.15 < float(np.sqrt(np.mean(audio**2))) < 0.3  # the 0.3-amplitude sine
+    assert abs(read_audio(grey_mp4, sampling_rate=8000).size - 3 * 8000) <= 1024
+    wav = grey_video(tmp_path / "speech.wav", video=False)  # an audio file, no video stream
+    assert abs(read_audio(wav, start_time=0.5).size - 2.5 * AUDIO_RATE) <= 1024
+    silent = grey_video(tmp_path / "silent.mp4", frames=12, audio=False)
+    assert read_audio(silent, missing_ok=True) is None
+    with pytest.raises(VideoDecodeError, match=r"media file .* has no audio stream \(streams: video\)"):
+        read_audio(silent)
+    with pytest.raises(EmptyRangeError, match="no audio of"):
+        read_audio(grey_mp4, start_time=5.0, end_time=6.0)
