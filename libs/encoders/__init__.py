@@ -45,154 +45,35 @@ Errors about inputs are `EncoderInputError` (a `ValueError`) subclasses with the
 The names below load on first use, so `import libs.encoders` (and the `kmono` CLI) does not import torch.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from libs.encoders.cache import (
-        EmbeddingCache,
-        cache_key,
-        content_digest,
-    )
-    from libs.encoders.errors import (
-        DecodeError,
-        EmptyInputError,
-        EncoderInputError,
-        InputTooLongError,
-        InputTypeError,
-        ManifestError,
-        OutputLockedError,
-        StaleOutputError,
-        UnsupportedModelError,
-    )
-    from libs.encoders.frames import (
-        FrameEncoder,
-        FrameEncoderConfig,
-        FrameEncoding,
-        FramePreprocessor,
-        uniform_frame_indices,
-    )
-    from libs.encoders.job import (
-        EncodeJobResult,
-        encode_records,
-        read_embeddings,
-        run_encode_job,
-    )
-    from libs.encoders.segment import (
-        Segment,
-        SegmentDims,
-        SegmentEncoder,
-        SegmentEncoderConfig,
-        SegmentEncoding,
-    )
-    from libs.encoders.spec import (
-        EncoderSpec,
-        build_encoder,
-    )
-    from libs.encoders.speech import (
-        SpeechConfig,
-        SpeechRecognizer,
-    )
-    from libs.encoders.text import (
-        TextEncoder,
-        TextEncoderConfig,
-        TokenSequences,
-        default_text_model_dir,
-    )
-    from libs.encoders.video import (
-        read_audio,
-        sample_segment_frames,
-    )
-
-_EXPORTS = {
-    "EmbeddingCache": "cache",
-    "cache_key": "cache",
-    "content_digest": "cache",
-    "DecodeError": "errors",
-    "EmptyInputError": "errors",
-    "EncoderInputError": "errors",
-    "InputTooLongError": "errors",
-    "InputTypeError": "errors",
-    "ManifestError": "errors",
-    "OutputLockedError": "errors",
-    "StaleOutputError": "errors",
-    "UnsupportedModelError": "errors",
-    "FrameEncoder": "frames",
-    "FrameEncoderConfig": "frames",
-    "FrameEncoding": "frames",
-    "FramePreprocessor": "frames",
-    "uniform_frame_indices": "frames",
-    "EncodeJobResult": "job",
-    "encode_records": "job",
-    "read_embeddings": "job",
-    "run_encode_job": "job",
-    "Segment": "segment",
-    "SegmentDims": "segment",
-    "SegmentEncoder": "segment",
-    "SegmentEncoderConfig": "segment",
-    "SegmentEncoding": "segment",
-    "EncoderSpec": "spec",
-    "build_encoder": "spec",
-    "SpeechConfig": "speech",
-    "SpeechRecognizer": "speech",
-    "TextEncoder": "text",
-    "TextEncoderConfig": "text",
-    "TokenSequences": "text",
-    "default_text_model_dir": "text",
-    "read_audio": "video",
-    "sample_segment_frames": "video",
-}
-
-__all__ = [
-    "DecodeError",
-    "EmbeddingCache",
-    "EmptyInputError",
-    "EncodeJobResult",
-    "EncoderInputError",
-    "EncoderSpec",
-    "FrameEncoder",
-    "FrameEncoderConfig",
-    "FrameEncoding",
-    "FramePreprocessor",
-    "InputTooLongError",
-    "InputTypeError",
-    "ManifestError",
-    "OutputLockedError",
-    "Segment",
-    "SegmentDims",
-    "SegmentEncoder",
-    "SegmentEncoderConfig",
-    "SegmentEncoding",
-    "SpeechConfig",
-    "SpeechRecognizer",
-    "StaleOutputError",
-    "TextEncoder",
-    "TextEncoderConfig",
-    "TokenSequences",
-    "UnsupportedModelError",
-    "build_encoder",
-    "cache_key",
-    "content_digest",
-    "default_text_model_dir",
-    "encode_records",
-    "read_audio",
-    "read_embeddings",
-    "run_encode_job",
-    "sample_segment_frames",
-    "uniform_frame_indices",
-]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'libs.encoders' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"libs.encoders.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "cache": ["EmbeddingCache", "cache_key", "content_digest"],
+        "errors": [
+            "DecodeError",
+            "EmptyInputError",
+            "EncoderInputError",
+            "InputTooLongError",
+            "InputTypeError",
+            "ManifestError",
+            "OutputLockedError",
+            "StaleOutputError",
+            "UnsupportedModelError",
+        ],
+        "frames": [
+            "FrameEncoder",
+            "FrameEncoderConfig",
+            "FrameEncoding",
+            "FramePreprocessor",
+            "uniform_frame_indices",
+        ],
+        "job": ["EncodeJobResult", "encode_records", "read_embeddings", "run_encode_job"],
+        "segment": ["Segment", "SegmentDims", "SegmentEncoder", "SegmentEncoderConfig", "SegmentEncoding"],
+        "spec": ["EncoderSpec", "build_encoder"],
+        "speech": ["SpeechConfig", "SpeechRecognizer"],
+        "text": ["TextEncoder", "TextEncoderConfig", "TokenSequences", "default_text_model_dir"],
+        "video": ["read_audio", "sample_segment_frames"],
+    },
+)
