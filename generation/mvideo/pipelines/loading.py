@@ -25,12 +25,12 @@ def load_pipeline(
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype  # diffusers 0.42 renamed torch_dtype to dtype
     if engine == "mvideo":
         from generation.mvideo.pipelines.pipeline_mvideo import MVideoPipeline
 
-        if torch_dtype is not None:
-            kwargs["dtype"] = torch_dtype  # diffusers 0.42 renamed torch_dtype to dtype
         return MVideoPipeline.from_pretrained(path_or_id, **kwargs)
     from generation.mvideo.pipelines.pipeline_vace import MaskGuidedVACEPipeline
 
-    return MaskGuidedVACEPipeline.from_pretrained(path_or_id, torch_dtype=torch_dtype, **kwargs)
+    return MaskGuidedVACEPipeline.from_pretrained(path_or_id, **kwargs)

@@ -16,5 +16,6 @@ def test_each_engine_loads_its_pipeline_from_a_folder(tmp_path):
     mvideo = load_pipeline("mvideo", str(tmp_path / "mvideo"), torch_dtype=torch.bfloat16)
     assert isinstance(mvideo, MVideoPipeline) and mvideo.transformer.dtype == torch.bfloat16
     tiny_vace_pipeline().save_pretrained(tmp_path / "vace")
-    vace = load_pipeline("vace", str(tmp_path / "vace"), num_mask_slots=2)
+    vace = load_pipeline("vace", str(tmp_path / "vace"), torch_dtype=torch.bfloat16, num_mask_slots=2)
     assert isinstance(vace, MaskGuidedVACEPipeline) and vace.num_mask_slots == 2
+    assert vace.transformer.dtype == torch.bfloat16 and vace.vae.dtype == torch.float32

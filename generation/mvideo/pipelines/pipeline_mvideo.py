@@ -242,6 +242,13 @@ class MVideoPipeline(DiffusionPipeline):
         transformer: `MVideoTransformer3DModel`.
         mask_encoder: `MaskEncoder` whose compression factors match the VAE's.
         scheduler: `CogVideoXDDIMScheduler` / `CogVideoXDPMScheduler` or another diffusers scheduler.
+
+    Sizes the pipeline takes (also on `MaskGuidedVACEPipeline`, under the same names):
+        vae_scale_factor_spatial: pixels per latent cell along height and width (`vae_compression`).
+        vae_scale_factor_temporal: frames per latent frame after the first; `num_frames` must be 1 + k * this.
+        patch_size_spatial: latent cells per transformer patch along height and width; `height` and `width` must
+            be multiples of `vae_scale_factor_spatial * patch_size_spatial`.
+        num_mask_slots: object slots of the mask encoder (K of a mask video (B, T, K, H, W)).
     """
 
     model_cpu_offload_seq = "text_encoder->mask_encoder->transformer->vae"
@@ -396,7 +403,7 @@ class MVideoPipeline(DiffusionPipeline):
         checked by `check_inputs`."""
         if mask_video is None:
             return None
-        return mask_video_batch(mask_video, self.mask_encoder.config.num_mask_slots)
+        return mask_video_batch(mask_video, self.num_mask_slots)
 
     def encode_mask_video(self, mask_video: torch.Tensor, device, dtype) -> torch.Tensor:
         """(B, T, K, H, W) -> mask latents (B, F, mask_in_channels, h, w)."""
@@ -448,7 +455,7 @@ class MVideoPipeline(DiffusionPipeline):
                 f"`negative_prompt` must be a str or list of str, got {type(negative_prompt).__name__}"
             )
 
-        multiple = self.vae_scale_factor_spatial * self.transformer.config.patch_size
+        multiple = self.vae_scale_factor_spatial * self.patch_size_spatial
         if height <= 0 or width <= 0 or height % multiple or width % multiple:
             raise ValueError(
                 f"`height` and `width` must be positive multiples of {multiple} (VAE x patch size), "
@@ -560,6 +567,16 @@ class MVideoPipeline(DiffusionPipeline):
         return kwargs
 
     # ------------------------------------------------------------------ properties
+
+    @property
+    def patch_size_spatial(self) -> int:
+        """Latent cells per transformer patch along height and width (`transformer.config.patch_size`)."""
+        return int(self.transformer.config.patch_size)
+
+    @property
+    def num_mask_slots(self) -> int:
+        """Object slots of the mask encoder (`mask_encoder.config.num_mask_slots`)."""
+        return int(self.mask_encoder.config.num_mask_slots)
 
     @property
     def guidance_scale(self) -> float:
@@ -880,13 +897,15 @@ class MVideoPipeline(DiffusionPipeline):
         return value
 
     def _fit_anchor(self, anchor, shape, additional_frames, device, dtype) -> torch.Tensor:
+        """The anchor (B or 1, Fa, C, h, w) on the padded latent grid `shape`: Fa counts the video's latent frames,
+        not the `additional_frames` of CogVideoX 1.5's front padding, which repeat the anchor's first frame."""
         anchor = anchor.to(device=device, dtype=dtype)
         if anchor.shape[0] == 1 and shape[0] > 1:
             anchor = anchor.expand(shape[0], *anchor.shape[1:])
         if (
             anchor.shape[0] != shape[0]
             or tuple(anchor.shape[2:]) != tuple(shape[2:])
-            or anchor.shape[1] > shape[1]
+            or anchor.shape[1] > shape[1] - additional_frames
         ):
             raise ValueError(
                 f"`anchor_latents` must be (B, Fa <= {shape[1] - additional_frames}, {shape[2]}, {shape[3]}, "

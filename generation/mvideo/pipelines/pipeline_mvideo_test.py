@@ -8,7 +8,12 @@ from diffusers import CogVideoXDPMScheduler, CogVideoXPipeline
 
 from generation.mvideo import MVideoPipeline, MVideoPipelineOutput
 from generation.mvideo.pipelines.pipeline_mvideo import guidance_weights, mask_window_steps, rotary_embeddings
-from generation.mvideo.pipelines.testing import tiny_mask_video, tiny_mvideo_components, tiny_transformer
+from generation.mvideo.pipelines.testing import (
+    randomize_mask_path,
+    tiny_mask_video,
+    tiny_mvideo_components,
+    tiny_transformer,
+)
 from libs.media import MaskObject, MaskSequence
 
 PROMPT = "a red square moves right"
@@ -191,6 +196,42 @@ def test_anchor_pins_first_latent_frame_and_strength_runs_fewer_steps(pipe):
     assert torch.equal(out[:, :1], anchor)
     calls = _record(pipe, num_inference_steps=4, init_latents=torch.zeros(1, 3, 4, 4, 4), strength=0.5)
     assert len(calls) == 2
+
+
+@pytest.fixture(scope="module")
+def pipe_15():
+    """CogVideoX 1.5-style: the transformer patches 2 latent frames at a time (patch_size_t=2, rotary)."""
+    components = tiny_mvideo_components(seed=0)
+    transformer = tiny_transformer(
+        seed=0, patch_size_t=2, use_rotary_positional_embeddings=True, attention_head_dim=16
+    )
+    randomize_mask_path(transformer)
+    components["transformer"] = transformer
+    pipe = MVideoPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_sizes_callers_read_match_the_components(pipe, pipe_15):
+    # the same names as on MaskGuidedVACEPipeline: what the video engine reads to size its requests
+    assert (pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal) == (8, 4)
+    assert pipe.patch_size_spatial == pipe.transformer.config.patch_size == 2
+    assert pipe.num_mask_slots == pipe.mask_encoder.config.num_mask_slots == 2
+    assert pipe_15.patch_size_spatial == 2
+
+
+def test_cogvideox_15_anchor_counts_latent_frames_without_the_temporal_padding(pipe_15):
+    # 9 frames -> 3 latent frames (odd), padded at the front to 4 = a multiple of patch_size_t
+    anchor = torch.randn(1, 3, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+    pinned = _run(pipe_15, anchor_latents=anchor)
+    assert pinned.shape == (1, 3, 4, 4, 4) and torch.equal(pinned, anchor)
+    first = _run(pipe_15, anchor_latents=anchor[:, :1])
+    assert first.shape == (1, 3, 4, 4, 4) and torch.equal(first[:, :1], anchor[:, :1])
+    assert not torch.equal(first[:, 1:], anchor[:, 1:])
+    with pytest.raises(
+        ValueError, match=r"`anchor_latents` must be \(B, Fa <= 3, 4, 4, 4\), got \(1, 4, 4, 4, 4\)"
+    ):
+        _run(pipe_15, anchor_latents=torch.zeros(1, 4, 4, 4, 4))
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,10 @@
 """Second engine: Wan2.1-VACE (diffusers' `WanVACEPipeline`) fed MVideo's mask sequences, with MVideo's call surface.
 
-    pipe = MaskGuidedVACEPipeline.from_pretrained("Wan-AI/Wan2.1-VACE-1.3B-diffusers", torch_dtype=torch.bfloat16)
+    pipe = MaskGuidedVACEPipeline.from_pretrained("Wan-AI/Wan2.1-VACE-1.3B-diffusers", dtype=torch.bfloat16)
     pipe(prompt="a dog runs", mask_video=mask_sequence, num_frames=81, mask_guidance_scale=1.0).frames
+
+`MaskGuidedVACEPipeline` is a `WanVACEPipeline` (a diffusers `DiffusionPipeline` with the same modules) whose
+`__call__` takes MVideo's arguments; it loads the published Wan VACE folders and saves as diffusers does.
 
 VACE takes a control `video` and a per-frame `mask` (white = generate, black = keep the `video` pixels). How
 mask sequences become those (our choices):
@@ -25,6 +28,7 @@ mask sequences become those (our choices):
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +36,13 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
+from diffusers import (
+    AutoencoderKLWan,
+    FlowMatchEulerDiscreteScheduler,
+    WanVACEPipeline,
+    WanVACETransformer3DModel,
+)
+from transformers import AutoTokenizer, UMT5EncoderModel
 
 from generation.mvideo.pipelines.pipeline_mvideo import (
     MVideoPipelineOutput,
@@ -71,54 +82,99 @@ def render_layout_video(slots: torch.Tensor) -> list[PIL.Image.Image]:
     return [PIL.Image.fromarray(frame) for frame in frames]
 
 
-class MaskGuidedVACEPipeline:
+class MaskGuidedVACEPipeline(WanVACEPipeline):
     """Wan2.1-VACE behind `MVideoPipeline`'s call surface (see the module docstring).
 
+    A diffusers `WanVACEPipeline` (same registered modules, so `to`, `enable_model_cpu_offload`,
+    `save_pretrained` / `from_pretrained`, `from_pipe` and `set_progress_bar_config` are diffusers' own) whose
+    `__call__` takes MVideo's arguments and runs Wan's denoising once per video. The saved `model_index.json`
+    records `num_mask_slots`.
+
     Args:
-        pipe: a `diffusers.WanVACEPipeline`.
+        tokenizer, text_encoder, vae, scheduler, transformer, transformer_2, boundary_ratio: as `WanVACEPipeline`.
         num_mask_slots: object slots a `MaskSequence` is split into (slot k = k-th object by ascending id).
+
+    Sizes the pipeline takes (also on `MVideoPipeline`, under the same names):
+        vae_scale_factor_spatial: pixels per latent cell along height and width (8 for Wan's VAE).
+        vae_scale_factor_temporal: frames per latent frame after the first (4 for Wan's VAE); `num_frames` must
+            be 1 + k * this.
+        patch_size_spatial: latent cells per transformer patch along height and width; `height` and `width` must
+            be multiples of `vae_scale_factor_spatial * patch_size_spatial`.
+        num_mask_slots: see Args.
     """
 
-    def __init__(self, pipe: Any, num_mask_slots: int = 4):
-        self.pipe = pipe
-        self.num_mask_slots = num_mask_slots
+    def __init__(
+        self,
+        tokenizer: AutoTokenizer,
+        text_encoder: UMT5EncoderModel,
+        vae: AutoencoderKLWan,
+        scheduler: FlowMatchEulerDiscreteScheduler,
+        transformer: WanVACETransformer3DModel = None,
+        transformer_2: WanVACETransformer3DModel = None,
+        boundary_ratio: float | None = None,
+        num_mask_slots: int = 4,
+    ):
+        super().__init__(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder,
+            vae=vae,
+            scheduler=scheduler,
+            transformer=transformer,
+            transformer_2=transformer_2,
+            boundary_ratio=boundary_ratio,
+        )
+        if num_mask_slots < 1 or num_mask_slots > len(SLOT_COLORS):
+            raise ValueError(f"num_mask_slots must be in [1, {len(SLOT_COLORS)}], got {num_mask_slots}")
+        self.register_to_config(num_mask_slots=num_mask_slots)
 
     @classmethod
-    def from_pretrained(
-        cls, path_or_id: str, torch_dtype: torch.dtype | None = None, num_mask_slots: int = 4, **kwargs: Any
-    ) -> MaskGuidedVACEPipeline:
-        """Load a diffusers-format Wan VACE checkpoint; the VAE stays float32 (Wan's recommendation)."""
-        from diffusers import AutoencoderKLWan, WanVACEPipeline
-
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> MaskGuidedVACEPipeline:
+        """diffusers' loading of a Wan VACE folder or hub id (ours or a plain `WanVACEPipeline`'s); the VAE is
+        loaded in float32 unless one is given (Wan's recommendation), whatever `dtype` the rest takes.
+        `num_mask_slots=` overrides the saved value (default 4 for a plain Wan folder)."""
         if "vae" not in kwargs:
-            kwargs["vae"] = AutoencoderKLWan.from_pretrained(path_or_id, subfolder="vae", dtype=torch.float32)
-        if torch_dtype is not None:
-            kwargs["dtype"] = torch_dtype  # diffusers 0.42 renamed torch_dtype to dtype
-        pipe = WanVACEPipeline.from_pretrained(path_or_id, **kwargs)
-        return cls(pipe, num_mask_slots=num_mask_slots)
-
-    # pass-throughs users expect from a pipeline
-    def to(self, *args: Any, **kwargs: Any) -> MaskGuidedVACEPipeline:
-        self.pipe.to(*args, **kwargs)
-        return self
-
-    def enable_model_cpu_offload(self, *args: Any, **kwargs: Any) -> None:
-        self.pipe.enable_model_cpu_offload(*args, **kwargs)
-
-    def enable_vae_tiling(self) -> None:
-        self.pipe.vae.enable_tiling()
-
-    def enable_vae_slicing(self) -> None:
-        self.pipe.vae.enable_slicing()
-
-    def set_progress_bar_config(self, **kwargs: Any) -> None:
-        self.pipe.set_progress_bar_config(**kwargs)
+            kwargs["vae"] = AutoencoderKLWan.from_pretrained(
+                pretrained_model_name_or_path, subfolder="vae", dtype=torch.float32
+            )
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @property
-    def components(self) -> dict[str, Any]:
-        return self.pipe.components
+    def num_mask_slots(self) -> int:
+        """Object slots a `MaskSequence` is split into (from the config)."""
+        return self.config.num_mask_slots
 
-    def check_inputs(
+    @property
+    def patch_size_spatial(self) -> int:
+        """Latent cells per transformer patch along height and width (`transformer.config.patch_size[1]`)."""
+        transformer = self.transformer if self.transformer is not None else self.transformer_2
+        return int(transformer.config.patch_size[1])
+
+    @property
+    def pipe(self) -> MaskGuidedVACEPipeline:
+        """Deprecated: this pipeline itself (it used to wrap a `WanVACEPipeline` under `.pipe`)."""
+        warnings.warn(
+            "MaskGuidedVACEPipeline.pipe is deprecated: the pipeline is a WanVACEPipeline itself; use "
+            "pipe.vae_scale_factor_spatial, .vae_scale_factor_temporal, .patch_size_spatial, .transformer",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self
+
+    def enable_vae_tiling(self) -> None:
+        """Decode in overlapping spatial tiles (Wan's VAE)."""
+        self.vae.enable_tiling()
+
+    def disable_vae_tiling(self) -> None:
+        self.vae.disable_tiling()
+
+    def enable_vae_slicing(self) -> None:
+        """Decode the batch one video at a time (Wan's VAE)."""
+        self.vae.enable_slicing()
+
+    def disable_vae_slicing(self) -> None:
+        self.vae.disable_slicing()
+
+    def check_mvideo_inputs(
         self,
         prompts: list[str],
         masks: list[torch.Tensor] | None,
@@ -133,12 +189,14 @@ class MaskGuidedVACEPipeline:
         preview_every: int | None,
         callback_on_step_end: Callable | None,
     ) -> None:
+        """ValueError naming the first bad argument of `__call__` (WanVACEPipeline's own `check_inputs` checks
+        what is passed on to it)."""
         if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
             raise ValueError("`prompt` must be a non-empty string or list of non-empty strings")
-        temporal = self.pipe.vae_scale_factor_temporal
+        temporal = self.vae_scale_factor_temporal
         if num_frames < 1 or (num_frames - 1) % temporal:
             raise ValueError(f"`num_frames` must be 1 + k * {temporal}, got {num_frames}")
-        multiple = self.pipe.vae_scale_factor_spatial * self.pipe.transformer.config.patch_size[1]
+        multiple = self.vae_scale_factor_spatial * self.patch_size_spatial
         if height % multiple or width % multiple:
             raise ValueError(f"`height` and `width` must be multiples of {multiple}, got {height}x{width}")
         if masks is not None:
@@ -161,7 +219,7 @@ class MaskGuidedVACEPipeline:
 
     def decode_preview(self, latents: torch.Tensor) -> torch.Tensor:
         """Wan latents (B, C, F, h, w) -> half-resolution frames (B, T, C, H', W') in [0, 1]."""
-        vae = self.pipe.vae
+        vae = self.vae
         b, c, f, h, w = latents.shape
         if h % 2 == 0 and w % 2 == 0 and h > 2 and w > 2:
             latents = F.avg_pool3d(latents.float(), kernel_size=(1, 2, 2))
@@ -206,7 +264,7 @@ class MaskGuidedVACEPipeline:
             height = height or masks[0].shape[2]
             width = width or masks[0].shape[3]
         height, width, num_frames = height or 480, width or 832, num_frames or 81
-        self.check_inputs(
+        self.check_mvideo_inputs(
             prompts,
             masks,
             height,
@@ -280,7 +338,6 @@ class MaskGuidedVACEPipeline:
         preview_every,
         max_sequence_length,
     ) -> Any:
-        pipe = self.pipe
         if slots is None:
             # no mask: a grey control video and conditioning 0, i.e. plain Wan text-to-video
             video = [PIL.Image.new("RGB", (width, height), BACKGROUND)] * num_frames
@@ -291,10 +348,10 @@ class MaskGuidedVACEPipeline:
         window = mask_window_steps(num_inference_steps, mask_guidance_start, mask_guidance_end)
 
         def schedule_hook(module, args, kwargs):
-            timesteps = pipe.scheduler.timesteps
+            timesteps = self.scheduler.timesteps
             step = (
-                int((timesteps == pipe.current_timestep).nonzero()[0, 0])
-                if pipe.current_timestep is not None
+                int((timesteps == self.current_timestep).nonzero()[0, 0])
+                if self.current_timestep is not None
                 else 0
             )
             if not window[min(step, len(window) - 1)]:
@@ -310,25 +367,34 @@ class MaskGuidedVACEPipeline:
                 callback_kwargs.pop("latents", None)
             return callback_on_step_end(p, step, timestep, callback_kwargs) or {}
 
-        handle = pipe.transformer.register_forward_pre_hook(schedule_hook, with_kwargs=True, prepend=True)
+        handles = [
+            transformer.register_forward_pre_hook(schedule_hook, with_kwargs=True, prepend=True)
+            for transformer in (self.transformer, self.transformer_2)
+            if transformer is not None
+        ]
         try:
-            return pipe(
-                prompt=prompt,
-                negative_prompt=negative_prompt,
-                video=video,
-                mask=mask,
-                conditioning_scale=float(mask_guidance_scale),
-                height=height,
-                width=width,
-                num_frames=num_frames,
-                num_inference_steps=num_inference_steps,
-                guidance_scale=guidance_scale,
-                generator=generator,
-                latents=latents,
-                output_type=output_type,
-                callback_on_step_end=None if callback_on_step_end is None else callback,
-                callback_on_step_end_tensor_inputs=sorted(set(tensor_inputs) | {"latents"}),
-                max_sequence_length=max_sequence_length,
-            ).frames
+            return (
+                super()
+                .__call__(
+                    prompt=prompt,
+                    negative_prompt=negative_prompt,
+                    video=video,
+                    mask=mask,
+                    conditioning_scale=float(mask_guidance_scale),
+                    height=height,
+                    width=width,
+                    num_frames=num_frames,
+                    num_inference_steps=num_inference_steps,
+                    guidance_scale=guidance_scale,
+                    generator=generator,
+                    latents=latents,
+                    output_type=output_type,
+                    callback_on_step_end=None if callback_on_step_end is None else callback,
+                    callback_on_step_end_tensor_inputs=sorted(set(tensor_inputs) | {"latents"}),
+                    max_sequence_length=max_sequence_length,
+                )
+                .frames
+            )
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()

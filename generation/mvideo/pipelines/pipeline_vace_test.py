@@ -1,7 +1,10 @@
+import json
+
 import numpy as np
 import PIL.Image
 import pytest
 import torch
+from diffusers import DiffusionPipeline, WanVACEPipeline
 
 from generation.mvideo.pipelines.pipeline_vace import (
     BACKGROUND,
@@ -9,14 +12,14 @@ from generation.mvideo.pipelines.pipeline_vace import (
     MaskGuidedVACEPipeline,
     render_layout_video,
 )
-from generation.mvideo.pipelines.testing import tiny_mask_video, tiny_vace_pipeline
+from generation.mvideo.pipelines.testing import tiny_mask_video, tiny_vace_components, tiny_vace_pipeline
 
 PROMPT = "a red square moves right"
 
 
 @pytest.fixture(scope="module")
 def vace():
-    pipe = MaskGuidedVACEPipeline(tiny_vace_pipeline(seed=0), num_mask_slots=2)
+    pipe = MaskGuidedVACEPipeline(**tiny_vace_components(seed=0), num_mask_slots=2)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -52,13 +55,13 @@ def test_layout_rendering_is_slot_colours_on_grey():
 
 def test_feeds_layout_video_and_all_white_mask_with_scale_as_conditioning(vace, monkeypatch):
     seen = {}
-    original = type(vace.pipe).__call__
+    original = WanVACEPipeline.__call__
 
     def spy(self, **kwargs):
         seen.update(kwargs)
         return original(self, **kwargs)
 
-    monkeypatch.setattr(type(vace.pipe), "__call__", spy)
+    monkeypatch.setattr(WanVACEPipeline, "__call__", spy)
     _run(vace, mask_guidance_scale=0.7)
     assert seen["conditioning_scale"] == 0.7
     assert all(np.asarray(m).min() == 255 for m in seen["mask"])
@@ -84,7 +87,7 @@ def test_scales_change_output_and_zero_mask_scale_equals_no_mask(vace):
 
 def test_mask_schedule_zeroes_conditioning_outside_the_window(vace):
     scales = []
-    handle = vace.pipe.transformer.register_forward_pre_hook(
+    handle = vace.transformer.register_forward_pre_hook(
         lambda m, a, kw: scales.append(float(kw["control_hidden_states_scale"].abs().sum())), with_kwargs=True
     )
     try:
@@ -130,11 +133,70 @@ def test_bad_inputs_raise(vace, kwargs, name):
         _run(vace, **kwargs)
 
 
-def test_from_pretrained_directory(vace, tmp_path):
-    vace.pipe.save_pretrained(tmp_path)
-    loaded = MaskGuidedVACEPipeline.from_pretrained(
-        str(tmp_path), torch_dtype=torch.float32, num_mask_slots=2
-    )
+def test_is_a_diffusion_pipeline_with_the_wan_modules_and_mvideo_sizes(vace):
+    assert isinstance(vace, DiffusionPipeline) and isinstance(vace, WanVACEPipeline)
+    assert set(vace.components) == {
+        "tokenizer",
+        "text_encoder",
+        "vae",
+        "scheduler",
+        "transformer",
+        "transformer_2",
+    }
+    assert vace.to("cpu") is vace and vace.device.type == "cpu"
+    # what the video engine reads to size its requests: 8x spatial / 4x temporal VAE, 1 x 2 x 2 patches
+    assert (vace.vae_scale_factor_spatial, vace.vae_scale_factor_temporal) == (8, 4)
+    assert vace.patch_size_spatial == 2 and vace.num_mask_slots == 2
+    with pytest.raises(ValueError, match="num_frames"):
+        _run(vace, num_frames=10, mask_video=None)
+    with pytest.raises(ValueError, match="multiples of 16"):
+        _run(vace, height=40, width=40, mask_video=None)
+    with pytest.warns(FutureWarning, match="deprecated"):
+        assert vace.pipe is vace
+
+
+def test_from_pipe_shares_the_modules_of_a_plain_wan_pipeline(vace):
+    wan = tiny_vace_pipeline(seed=0)
+    ours = MaskGuidedVACEPipeline.from_pipe(wan, num_mask_slots=2)
+    ours.set_progress_bar_config(disable=True)
+    assert ours.transformer is wan.transformer and ours.num_mask_slots == 2
+    assert torch.equal(_run(ours), _run(vace))
+
+
+def test_save_pretrained_from_pretrained_round_trip(vace, tmp_path):
+    vace.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == "MaskGuidedVACEPipeline" and index["num_mask_slots"] == 2
+    loaded = MaskGuidedVACEPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
-    assert loaded.pipe.vae.dtype == torch.float32
+    assert loaded.num_mask_slots == 2
     assert torch.equal(_run(loaded), _run(vace))
+    assert MaskGuidedVACEPipeline.from_pretrained(tmp_path, num_mask_slots=3).num_mask_slots == 3
+
+
+def test_loads_a_plain_wan_folder_with_the_vae_in_float32(tmp_path):
+    tiny_vace_pipeline(seed=0).save_pretrained(tmp_path)  # what a published Wan VACE folder holds
+    loaded = MaskGuidedVACEPipeline.from_pretrained(tmp_path, dtype=torch.bfloat16, num_mask_slots=2)
+    assert isinstance(loaded, MaskGuidedVACEPipeline) and loaded.num_mask_slots == 2
+    assert loaded.transformer.dtype == torch.bfloat16 and loaded.vae.dtype == torch.float32
+    assert MaskGuidedVACEPipeline.from_pretrained(tmp_path).num_mask_slots == 4  # the default
+
+
+def test_model_cpu_offload_gives_the_same_output(vace):
+    offloaded = MaskGuidedVACEPipeline(**tiny_vace_components(seed=0), num_mask_slots=2)
+    offloaded.set_progress_bar_config(disable=True)
+    offloaded.enable_model_cpu_offload(device="cpu")
+    assert offloaded._offload_device is not None
+    assert all(
+        hasattr(offloaded.components[name], "_hf_hook") for name in ("text_encoder", "transformer", "vae")
+    )
+    assert torch.equal(_run(offloaded), _run(vace))
+
+
+def test_set_progress_bar_config(capsys):
+    pipe = MaskGuidedVACEPipeline(**tiny_vace_components(seed=0), num_mask_slots=2)
+    _run(pipe, num_inference_steps=1)
+    assert "1/1" in capsys.readouterr().err
+    pipe.set_progress_bar_config(disable=True)
+    _run(pipe, num_inference_steps=1)
+    assert capsys.readouterr().err == ""

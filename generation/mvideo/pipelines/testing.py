@@ -155,14 +155,10 @@ def tiny_mask_video(
     return video
 
 
-def tiny_vace_pipeline(seed: int = 0) -> Any:
-    """A tiny random `WanVACEPipeline` (Wan VAE 8x/4x, 16 latent channels; 3-layer VACE transformer) for CPU tests."""
-    from diffusers import (
-        AutoencoderKLWan,
-        FlowMatchEulerDiscreteScheduler,
-        WanVACEPipeline,
-        WanVACETransformer3DModel,
-    )
+def tiny_vace_components(seed: int = 0) -> dict[str, Any]:
+    """Keyword arguments of a tiny random `WanVACEPipeline` / `MaskGuidedVACEPipeline` (Wan VAE 8x/4x, 16 latent
+    channels; 3-layer VACE transformer with patch 1 x 2 x 2) for CPU tests."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanVACETransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
     tokenizer = tiny_tokenizer()
@@ -191,13 +187,20 @@ def tiny_vace_pipeline(seed: int = 0) -> Any:
         vace_layers=[0, 2],
         vace_in_channels=96,
     ).eval()
-    return WanVACEPipeline(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        vae=vae,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-        transformer=transformer,
-    )
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": text_encoder,
+        "vae": vae,
+        "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0),
+        "transformer": transformer,
+    }
+
+
+def tiny_vace_pipeline(seed: int = 0) -> Any:
+    """A tiny random plain `WanVACEPipeline` (what a published Wan VACE folder holds; `tiny_vace_components`)."""
+    from diffusers import WanVACEPipeline
+
+    return WanVACEPipeline(**tiny_vace_components(seed))
 
 
 class PeakTensorMemory:
