@@ -1,6 +1,11 @@
 """MVideo pipelines: the mask-conditioned CogVideoX pipeline and the Wan2.1-VACE engine with the same surface."""
 
-from generation.mvideo.pipelines.loading import ENGINES, load_pipeline
+from generation.mvideo.pipelines.loading import (
+    ATTENTION_BACKENDS,
+    ENGINES,
+    load_pipeline,
+    set_attention_backend,
+)
 from generation.mvideo.pipelines.pipeline_mvideo import (
     MVideoPipeline,
     MVideoPipelineOutput,
@@ -10,6 +15,7 @@ from generation.mvideo.pipelines.pipeline_mvideo import (
 from generation.mvideo.pipelines.pipeline_vace import MaskGuidedVACEPipeline
 
 __all__ = [
+    "ATTENTION_BACKENDS",
     "ENGINES",
     "MVideoPipeline",
     "MVideoPipelineOutput",
@@ -17,4 +23,5 @@ __all__ = [
     "guidance_weights",
     "load_pipeline",
     "mask_window_steps",
+    "set_attention_backend",
 ]

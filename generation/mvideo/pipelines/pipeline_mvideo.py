@@ -314,28 +314,19 @@ class MVideoPipeline(DiffusionPipeline):
             logger.warning("%s does not support %s; ignored", type(self.vae).__name__, method)
 
     def enable_xformers_memory_efficient_attention(self, attention_op: Callable | None = None) -> None:
-        """Use xFormers in the transformer's attention (CogVideoX maths kept); needs xformers and a CUDA device."""
-        from diffusers.utils import is_xformers_available
+        """Use xFormers in the transformer's attention (CogVideoX maths kept); needs xformers and CUDA. Without
+        `attention_op` this is `set_attention_backend(pipe, "xformers")` (generation/mvideo/pipelines/loading.py)."""
+        from generation.mvideo.pipelines.loading import xformers_unavailable_reason
 
-        if not is_xformers_available():
-            raise ValueError("xformers is not installed (pip install 'kmono[gpu]')")
-        if self.transformer.device.type != "cuda":
+        reason = xformers_unavailable_reason(self)
+        if reason:
             raise ValueError(
-                f"xformers attention needs the transformer on CUDA, it is on {self.transformer.device}"
+                f"xformers attention is unavailable: {reason} (pip install 'kmono[gpu]'; pipe.to('cuda'))"
             )
         self.transformer.set_use_memory_efficient_attention_xformers(True, attention_op)
 
     def disable_xformers_memory_efficient_attention(self) -> None:
         self.transformer.set_use_memory_efficient_attention_xformers(False)
-
-    def enable_best_attention(self) -> str:
-        """xFormers when installed and on CUDA, else PyTorch SDPA (the default); returns the backend's name."""
-        try:
-            self.enable_xformers_memory_efficient_attention()
-        except ValueError as error:
-            logger.info("attention: SDPA (%s)", error)
-            return "sdpa"
-        return "xformers"
 
     # ------------------------------------------------------------------ text
 

@@ -273,7 +273,6 @@ def test_memory_and_attention_options(pipe):
     assert not pipe.vae.use_tiling and not pipe.vae.use_slicing
     with pytest.raises(ValueError, match="xformers"):
         pipe.enable_xformers_memory_efficient_attention()
-    assert pipe.enable_best_attention() == "sdpa"
 
 
 def test_save_load_round_trip(pipe, tmp_path):
