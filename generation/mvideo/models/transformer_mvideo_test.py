@@ -1,11 +1,19 @@
+import ast
+import hashlib
+import importlib
+import inspect
+import re
 import sys
+import textwrap
 import types
 
+import diffusers
 import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import CogVideoXTransformer3DModel
 
+from generation.mvideo.models import transformer_mvideo
 from generation.mvideo.models.transformer_mvideo import MVideoTransformer3DModel, MVideoXFormersAttnProcessor
 from generation.mvideo.pipelines.testing import randomize_mask_path, tiny_transformer
 
@@ -147,3 +155,37 @@ def test_xformers_processor_matches_sdpa(monkeypatch):
         actual = model(**inputs, mask_latents=mask).sample
         model.set_use_memory_efficient_attention_xformers(False)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def forward_fingerprint(function) -> str:
+    """sha256 of a function's code: its source parsed and unparsed without the docstring (formatting, comments and
+    docstring changes do not count)."""
+    node = ast.parse(textwrap.dedent(inspect.getsource(function))).body[0]
+    if ast.get_docstring(node) is not None:
+        node.body = node.body[1:]
+    return hashlib.sha256(ast.unparse(node).encode()).hexdigest()
+
+
+def test_copied_forward_matches_the_installed_diffusers():
+    """The '# Copied from' marker above MVideoTransformer3DModel.forward names diffusers' forward and version; its
+    fingerprint must still be the one recorded, else our copy may have drifted from diffusers."""
+    source = inspect.getsource(transformer_mvideo)
+    marker = re.search(r"# Copied from (diffusers\.\S+)\.(\w+)\.(\w+) \(diffusers==([\w.]+)\)", source)
+    assert marker, "the '# Copied from diffusers... (diffusers==X)' marker above forward is missing"
+    module, cls, method, pinned = marker.groups()
+    assert (cls, method) == ("CogVideoXTransformer3DModel", "forward")
+    copied_from = getattr(getattr(importlib.import_module(module), cls), method)
+    actual = forward_fingerprint(copied_from)
+    recorded = MVideoTransformer3DModel._copied_forward_sha256
+    assert actual == recorded, (
+        f"diffusers {diffusers.__version__} changed {cls}.{method} since diffusers=={pinned}, which "
+        "MVideoTransformer3DModel.forward (generation/mvideo/models/transformer_mvideo.py) copies. Diff the two "
+        "versions of diffusers' forward (time/ofs embedding, patch embedding and text/video token split, the block "
+        "loop with gradient checkpointing, norm_final/norm_out/proj_out, unpatchify), port what changed into our "
+        "forward and rerun the bit-exactness tests here; then set the marker's version to "
+        f"diffusers=={diffusers.__version__} and _copied_forward_sha256 to {actual!r}."
+    )
+    # the copy still takes everything the original takes, plus mask_latents
+    ours = inspect.signature(MVideoTransformer3DModel.forward).parameters
+    theirs = inspect.signature(copied_from).parameters
+    assert list(ours) == [*list(theirs)[:4], "mask_latents", *list(theirs)[4:]]
