@@ -34,4 +34,4 @@ if ! $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >"$log" 2>&1 \
   fail "installing bazel-bootstrap with apt-get failed (output above); $RUN"
 fi
 command -v bazel >/dev/null 2>&1 || fail "apt-get installed bazel-bootstrap but no bazel is on PATH"
-echo "--- installed $(bazel --version 2>/dev/null || echo bazel)" >&2
+echo "--- installed bazel-bootstrap $(dpkg-query -W -f='${Version}' bazel-bootstrap 2>/dev/null)" >&2
