@@ -39,11 +39,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from generation.mvideo.models.mask_encoder import mask_sequence_to_slots
 from generation.mvideo.pipelines.pipeline_mvideo import (
     MVideoPipeline,
     _is_mask_sequence,
     denoising_steps,
+    mask_video_batch,
     to_unit_frames,
 )
 
@@ -161,10 +161,7 @@ def _mask_frames(mask_video: Any, span: ChunkSpan, num_slots: int, total: int) -
     if mask_video is None:
         return None
     stop = min(span.start + span.clip_frames, total)
-    if _is_mask_sequence(mask_video):
-        clip = mask_sequence_to_slots(mask_video, num_slots, start=span.start, stop=stop)[None]
-    else:
-        clip = mask_video[:, span.start : stop].float()
+    clip = mask_video_batch(mask_video, num_slots, start=span.start, stop=stop)
     if clip.shape[1] < span.clip_frames:
         clip = torch.cat([clip, clip[:, -1:].expand(-1, span.clip_frames - clip.shape[1], -1, -1, -1)], dim=1)
     return clip
@@ -204,8 +201,9 @@ def iter_long_video(
     Args:
         pipe: an `MVideoPipeline`.
         prompt: one prompt for the whole video.
-        mask_video: `MaskSequence` (read clip by clip) or tensor (T, K, H, W) / (B, T, K, H, W) of any length;
-            None makes a mask-free long video (then `num_frames` is required).
+        mask_video: `MaskSequence` (read clip by clip), or anything else `MVideoPipeline` takes (tensor/array
+            (T, K, H, W) / (B, T, K, H, W), list of them or of MaskSequences) of any length; None makes a
+            mask-free long video (then `num_frames` is required).
         clip_frames: frames per clip, 1 + k * temporal ratio (default: the transformer's `sample_frames`).
         num_frames: total frames (default: the mask's length).
         anchor_first_frame: pin each later clip's first latent frame to the previous clip's last frame.
@@ -219,23 +217,21 @@ def iter_long_video(
         raise ValueError(f"motion_strength must be in (0, 1], got {motion_strength}")
     if motion_downsample < 1:
         raise ValueError(f"motion_downsample must be >= 1, got {motion_downsample}")
-    slots = pipe.mask_encoder.config.num_mask_slots
-    if mask_video is not None and not _is_mask_sequence(mask_video):
-        mask_video = torch.as_tensor(
-            np.asarray(mask_video) if not torch.is_tensor(mask_video) else mask_video
-        )
-        mask_video = mask_video[None] if mask_video.ndim == 4 else mask_video
-        if mask_video.ndim != 5:
-            raise ValueError(
-                f"mask_video must be (T, K, H, W) or (B, T, K, H, W), got {tuple(mask_video.shape)}"
-            )
+    slots = pipe.num_mask_slots
     if mask_video is not None:
-        mask_frames = mask_video.num_frames if _is_mask_sequence(mask_video) else mask_video.shape[1]
+        if _is_mask_sequence(mask_video):  # stays lazy: read clip by clip
+            mask_frames, mask_height, mask_width = mask_video.num_frames, mask_video.height, mask_video.width
+        else:  # in memory already: (B, T, K, H, W)
+            mask_video = mask_video_batch(mask_video, slots)
+            mask_frames, mask_height, mask_width = (
+                mask_video.shape[1],
+                mask_video.shape[3],
+                mask_video.shape[4],
+            )
         if num_frames is not None and num_frames != mask_frames:
             raise ValueError(f"num_frames={num_frames} but mask_video has {mask_frames} frames")
         num_frames = mask_frames
-        height = height or (mask_video.height if _is_mask_sequence(mask_video) else mask_video.shape[3])
-        width = width or (mask_video.width if _is_mask_sequence(mask_video) else mask_video.shape[4])
+        height, width = height or mask_height, width or mask_width
     if num_frames is None:
         raise ValueError("num_frames is required when mask_video is None")
     clip_frames = clip_frames or pipe.transformer.config.sample_frames

@@ -136,6 +136,33 @@ def test_memory_per_chunk_is_independent_of_total_length(pipe):
     assert set(short) == set(long) == {short[0]}
 
 
+def test_every_mask_input_the_pipeline_takes_makes_the_same_long_video(pipe):
+    masks = tiny_mask_video(num_frames=14)[0]
+    ids = (masks[:, 0] * 1 + masks[:, 1] * 2 * (masks[:, 0] == 0)).numpy().astype(np.int32)
+    sequence = MaskSequence.from_id_maps(ids, [MaskObject(1), MaskObject(2)], fps=8)
+    slots = (torch.from_numpy(ids)[:, None] == torch.tensor([1, 2])[:, None, None]).float()  # (T, K, H, W)
+
+    def latents(mask_video):
+        chunks = iter_long_video(
+            pipe,
+            "a red square",
+            mask_video,
+            clip_frames=9,
+            num_inference_steps=1,
+            generator=torch.Generator().manual_seed(0),
+        )
+        return [chunk.latents for chunk in chunks]
+
+    expected = latents(sequence)
+    for mask_video in (slots, slots.numpy(), slots[None], [slots], [sequence]):
+        assert all(torch.equal(a, b) for a, b in zip(latents(mask_video), expected, strict=True))
+    # the pipeline's own check and message
+    with pytest.raises(
+        ValueError, match=r"mask_video must be \(B, T, K, H, W\) or \(T, K, H, W\), got shape"
+    ):
+        next(iter_long_video(pipe, "a red square", slots[:, 0], clip_frames=9))
+
+
 def test_seam_metric():
     frames = np.zeros((9, 2, 2, 3), dtype=np.float32)
     frames[:, :, :, 0] = np.arange(9)[:, None, None] * 0.1  # constant motion: no seam

@@ -190,16 +190,24 @@ def _is_mask_sequence(value: Any) -> bool:
     return hasattr(value, "id_map") and hasattr(value, "object_ids") and hasattr(value, "num_frames")
 
 
-def mask_video_batch(mask_video: Any, num_slots: int) -> torch.Tensor:
-    """`mask_video` (MaskSequence, list of them, tensor/array (B,T,K,H,W) or (T,K,H,W), list of tensors/arrays)
-    as a float tensor (B, T, K, H, W); a MaskSequence becomes `num_slots` slots (`mask_sequence_to_slots`)."""
+def _as_tensor(value: Any) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
+
+
+def mask_video_batch(
+    mask_video: Any, num_slots: int, start: int = 0, stop: int | None = None
+) -> torch.Tensor:
+    """The one normalisation of a mask input (MVideo, VACE and long videos): `mask_video` (MaskSequence, list of
+    them, tensor/array (B, T, K, H, W) or (T, K, H, W), list of tensors/arrays (T, K, H, W)) as a float tensor
+    (B, T', K, H, W) of its frames [start, stop) (default: all). A MaskSequence becomes `num_slots` slots
+    (`mask_sequence_to_slots`) and only the asked frames are decoded, so a long one can be read clip by clip."""
     if _is_mask_sequence(mask_video):
-        return mask_sequence_to_slots(mask_video, num_slots)[None]
+        return mask_sequence_to_slots(mask_video, num_slots, start=start, stop=stop)[None]
     if isinstance(mask_video, list | tuple):
         if not mask_video:
             raise ValueError("mask_video is an empty list")
         items = [
-            mask_sequence_to_slots(m, num_slots) if _is_mask_sequence(m) else torch.as_tensor(np.asarray(m))
+            mask_sequence_to_slots(m, num_slots) if _is_mask_sequence(m) else _as_tensor(m)
             for m in mask_video
         ]
         shapes = {tuple(item.shape) for item in items}
@@ -207,21 +215,26 @@ def mask_video_batch(mask_video: Any, num_slots: int) -> torch.Tensor:
             raise ValueError(
                 f"mask_video list items must all be (T, K, H, W) of one shape, got {sorted(shapes)}"
             )
-        return torch.stack(items).float()
-    if isinstance(mask_video, np.ndarray):
-        mask_video = torch.from_numpy(mask_video)
-    if not isinstance(mask_video, torch.Tensor):
+        mask_video = torch.stack(items)
+    elif isinstance(mask_video, torch.Tensor | np.ndarray):
+        mask_video = _as_tensor(mask_video)
+        if mask_video.ndim == 4:
+            mask_video = mask_video[None]
+        if mask_video.ndim != 5:
+            raise ValueError(
+                f"mask_video must be (B, T, K, H, W) or (T, K, H, W), got shape {tuple(mask_video.shape)}"
+            )
+    else:
         raise ValueError(
             "mask_video must be a MaskSequence, a tensor/array (B, T, K, H, W) or (T, K, H, W), or a list, "
             f"got {type(mask_video).__name__}"
         )
-    if mask_video.ndim == 4:
-        mask_video = mask_video[None]
-    if mask_video.ndim != 5:
+    stop = mask_video.shape[1] if stop is None else stop
+    if not 0 <= start <= stop <= mask_video.shape[1]:
         raise ValueError(
-            f"mask_video must be (B, T, K, H, W) or (T, K, H, W), got shape {tuple(mask_video.shape)}"
+            f"frame range [{start}, {stop}) is outside the mask video's {mask_video.shape[1]} frames"
         )
-    return mask_video.float()
+    return mask_video[:, start:stop].float()
 
 
 def _retrieve_latents(encoder_output: Any) -> torch.Tensor:

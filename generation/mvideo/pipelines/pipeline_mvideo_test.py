@@ -7,7 +7,12 @@ import torch
 from diffusers import CogVideoXDPMScheduler, CogVideoXPipeline
 
 from generation.mvideo import MVideoPipeline, MVideoPipelineOutput
-from generation.mvideo.pipelines.pipeline_mvideo import guidance_weights, mask_window_steps, rotary_embeddings
+from generation.mvideo.pipelines.pipeline_mvideo import (
+    guidance_weights,
+    mask_video_batch,
+    mask_window_steps,
+    rotary_embeddings,
+)
 from generation.mvideo.pipelines.testing import (
     randomize_mask_path,
     tiny_mask_video,
@@ -180,6 +185,22 @@ def test_mask_sequence_input_and_batches(pipe):
     assert torch.equal(from_sequence, from_tensor)
     batch = _run(pipe, prompt=[PROMPT, "a blue ball"], mask_video=[sequence, mask], num_videos_per_prompt=2)
     assert batch.shape == (4, 3, 4, 4, 4)
+
+
+def test_mask_video_batch_reads_a_frame_window_of_every_input_kind():
+    mask = tiny_mask_video(num_slots=2)[0]
+    id_maps = (mask[:, 0] * 3 + mask[:, 1] * 5 * (mask[:, 0] == 0)).numpy().astype(np.int32)
+    sequence = MaskSequence.from_id_maps(id_maps, [MaskObject(3, "red square"), MaskObject(5, "ball")], fps=8)
+    slots = (
+        torch.from_numpy(id_maps)[:, None] == torch.tensor([3, 5])[:, None, None]
+    ).float()  # (T, K, H, W)
+    for value in (sequence, slots, slots.numpy(), slots[None], [slots], [slots.numpy()], [sequence]):
+        assert torch.equal(mask_video_batch(value, 2), slots[None]), type(value)
+        assert torch.equal(mask_video_batch(value, 2, start=2, stop=5), slots[None, 2:5]), type(value)
+    with pytest.raises(ValueError, match=r"frame range \[5, 12\)"):
+        mask_video_batch(slots, 2, start=5, stop=12)
+    with pytest.raises(ValueError, match=r"must be \(B, T, K, H, W\) or \(T, K, H, W\)"):
+        mask_video_batch(slots[0], 2)
 
 
 def test_dpm_scheduler(pipe):
