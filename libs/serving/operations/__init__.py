@@ -1,12 +1,15 @@
-"""Long-running operations: a durable SQLite job store, `google.longrunning.Operations` over it, and the worker
-base that runs a service's queued operations."""
+"""Long-running operations: a durable SQLite job store, `google.longrunning.Operations` over it, the worker
+base that runs a service's queued operations (with a per-job deadline), and a bounded queue for creating them."""
 
+from libs.serving.operations.admission import check_queue, create_queued
 from libs.serving.operations.convert import error_to_status_proto, pack_any, to_operation_proto, unpack_any
 from libs.serving.operations.errors import (
     InvalidOperationArgumentError,
     InvalidTransitionError,
+    JobDeadlineExceededError,
     OperationError,
     OperationNotFoundError,
+    QueueFullError,
     RequestIdConflictError,
     StaleAttemptError,
 )
@@ -18,6 +21,7 @@ from libs.serving.operations.servicer import (
 )
 from libs.serving.operations.store import (
     DONE_STATES,
+    Change,
     ErrorStatus,
     Operation,
     OperationStore,
@@ -28,9 +32,11 @@ from libs.serving.operations.worker import OperationWorker, ProgressReporter
 
 __all__ = [
     "DONE_STATES",
+    "Change",
     "ErrorStatus",
     "InvalidOperationArgumentError",
     "InvalidTransitionError",
+    "JobDeadlineExceededError",
     "Operation",
     "OperationError",
     "OperationFilter",
@@ -39,9 +45,12 @@ __all__ = [
     "OperationWorker",
     "OperationsServicer",
     "ProgressReporter",
+    "QueueFullError",
     "RequestIdConflictError",
     "StaleAttemptError",
     "State",
+    "check_queue",
+    "create_queued",
     "error_to_status_proto",
     "is_legal_transition",
     "pack_any",

@@ -1,7 +1,7 @@
-"""Errors raised by the operation store: `libs.serving.errors` domain errors with operation-specific reasons.
+"""Errors of the operation store and its worker: `libs.serving.errors` domain errors with operation-specific reasons.
 
 Each one is a `KmonoError`, so the server kit turns it into a rich `google.rpc.Status` (AIP-193: `ErrorInfo`
-with the reason below, plus `ResourceInfo` or `BadRequest`), whether it escapes a servicer or
+with the reason below, plus `ResourceInfo`, `BadRequest` or `RetryInfo`), whether it escapes a servicer or
 `OperationsServicer` aborts with it. Workers catch them by class.
 
 | error | kit class (gRPC code) | reason | when |
@@ -11,6 +11,8 @@ with the reason below, plus `ResourceInfo` or `BadRequest`), whether it escapes 
 | `RequestIdConflictError` | AlreadyExistsError (ALREADY_EXISTS) | REQUEST_ID_REUSED | AIP-155 `request_id` reused with a different request |
 | `InvalidTransitionError` | FailedPreconditionError (FAILED_PRECONDITION) | OPERATION_STATE | a change the state machine forbids, or a change to a done operation |
 | `StaleAttemptError` | FailedPreconditionError (FAILED_PRECONDITION) | STALE_ATTEMPT | a worker acts for an attempt that is no longer the current one |
+| `QueueFullError` | ResourceExhaustedError (RESOURCE_EXHAUSTED, with RetryInfo) | QUEUE_FULL (a service may name its own) | `create(max_queued=...)` / `create_queued` found the queue full |
+| `JobDeadlineExceededError` | DeadlineExceededError (DEADLINE_EXCEEDED) | JOB_DEADLINE_EXCEEDED | a running job passed its worker's `job_timeout` (the operation FAILS with it) |
 | `OperationError` itself | KmonoError (INTERNAL) | OPERATION_STORE | a corrupt stored record |
 
 `request_id` reuse is ALREADY_EXISTS, as the kit's `AlreadyExistsError` documents for the whole project (HTTP
@@ -24,23 +26,30 @@ import grpc
 
 from libs.serving.errors import (
     AlreadyExistsError,
+    DeadlineExceededError,
     FailedPreconditionError,
     InvalidArgumentError,
     KmonoError,
     NotFoundError,
+    ResourceExhaustedError,
 )
 
 __all__ = [
+    "DEFAULT_QUEUE_RETRY_SECONDS",
     "OPERATION_RESOURCE_TYPE",
     "InvalidOperationArgumentError",
     "InvalidTransitionError",
+    "JobDeadlineExceededError",
     "OperationError",
     "OperationNotFoundError",
+    "QueueFullError",
     "RequestIdConflictError",
     "StaleAttemptError",
 ]
 
 OPERATION_RESOURCE_TYPE = "google.longrunning.Operation"
+DEFAULT_QUEUE_RETRY_SECONDS = 10.0
+"""RetryInfo's delay when a queue is full: a fixed hint (jobs are not timed)."""
 
 
 class OperationError(KmonoError):
@@ -104,3 +113,47 @@ class StaleAttemptError(InvalidTransitionError):
     """A worker reported for an attempt that has since been superseded (the operation was re-queued)."""
 
     default_reason = "STALE_ATTEMPT"
+
+
+class QueueFullError(OperationError, ResourceExhaustedError):
+    """`max_queued` operations of `kind` already wait; RESOURCE_EXHAUSTED with RetryInfo (`retry_after_seconds`)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "QUEUE_FULL"
+
+    def __init__(
+        self,
+        kind: str,
+        max_queued: int,
+        *,
+        retry_after_seconds: float = DEFAULT_QUEUE_RETRY_SECONDS,
+        reason: str = "QUEUE_FULL",
+        noun: str | None = None,
+    ) -> None:
+        noun = noun or f"{kind} operations"
+        super().__init__(
+            retry_after_seconds,
+            reason,
+            f"{max_queued} {noun} are already queued; retry after {retry_after_seconds:g} s",
+            metadata={"kind": kind, "maxQueued": str(max_queued)},
+        )
+        self.kind = kind
+        self.max_queued = max_queued
+
+
+class JobDeadlineExceededError(DeadlineExceededError):
+    """A running job passed its deadline (`OperationWorker(job_timeout=...)`); its operation FAILS with this.
+    Not an `OperationError`: the worker raises it out of the job, the store never does."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    default_reason = "JOB_DEADLINE_EXCEEDED"
+
+    def __init__(self, timeout: float, step: int, total: int, stage: str) -> None:
+        at = f"step {step} of {total}" if total else f"step {step}"
+        super().__init__(
+            f"the job ran past its deadline of {timeout:g} s at {at} ({stage})",
+            metadata={"timeoutSeconds": f"{timeout:g}", "step": str(step), "stage": stage},
+        )
+        self.timeout = timeout
+        self.step = step
+        self.stage = stage

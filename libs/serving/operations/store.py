@@ -15,10 +15,18 @@ State machine (anything else raises `InvalidTransitionError`; a done operation n
     RUNNING --requeue/recover--> QUEUED    (the worker gave it back, or died; CANCELLED if cancel was requested)
 
 Our choices, each tested beside this file:
-- **Durability and concurrency.** WAL journal, `synchronous=FULL`, a busy timeout, one connection per thread
-  (and per process: a connection inherited across `fork` is abandoned, never used or closed). Every write is
-  one `BEGIN IMMEDIATE` transaction, so writers from any thread or process are serialized by SQLite itself and
-  `claim_next` hands each job to exactly one worker. The file must be on a local disk (not NFS).
+- **Durability and concurrency.** WAL journal, a busy timeout, one connection per thread (and per process: a
+  connection inherited across `fork` is abandoned, never used or closed). Every write is one `BEGIN IMMEDIATE`
+  transaction, so writers from any thread or process are serialized by SQLite itself and `claim_next` hands
+  each job to exactly one worker. Every committed write survives a kill -9 of the process (WAL); the writes
+  that accept or end work (`create`, `finish`, `fail`, `cancel`, `mark_cancelled`, `requeue`, `recover`,
+  `delete`, `expire`) are also flushed to disk before they return (`synchronous=FULL`: they survive power
+  loss), while `claim_next`, `update_progress` and `heartbeat` are not (`progress_synchronous=NORMAL`: no
+  fsync; after a power loss such a write may be lost, which leaves the operation QUEUED or with older
+  progress, never inconsistent; the next durable write flushes them too). The file must be on a local disk.
+- **Change notification.** `subscribe(callback, name=...)` calls `callback(Change)` on the writing thread after
+  each committed change this store object makes (watchers and idle workers wake at once instead of polling);
+  writes by other processes on the same file are not seen, so a watcher still polls, slowly, for those.
 - **Idempotency (AIP-155).** `(kind, request_id)` is unique. `create` with a known pair returns the existing
   operation (`created=False`) whatever its state, as long as the request fingerprint matches (by default
   SHA-256 of the request bytes; pass `request_fingerprint` when serialization is not canonical, e.g. maps);
@@ -85,12 +93,14 @@ from libs.serving.operations.errors import (
     InvalidOperationArgumentError,
     InvalidTransitionError,
     OperationNotFoundError,
+    QueueFullError,
     RequestIdConflictError,
     StaleAttemptError,
 )
 
 __all__ = [
     "DONE_STATES",
+    "Change",
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
     "ErrorStatus",
@@ -182,6 +192,18 @@ class Operation:
         return self.state in DONE_STATES
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One committed change of an operation, as `subscribe` callbacks receive it."""
+
+    name: str
+    kind: str
+    state: State | None
+    """The state after the change; None: the record was deleted."""
+
+
+_SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS operations (
     name                TEXT PRIMARY KEY,
@@ -225,7 +247,10 @@ class OperationStore:
         lease_seconds: default lease of a claim (see `recover(expired_only=True)`).
         max_attempts: `recover` fails an operation that has been started this many times (None: never).
         busy_timeout_seconds: how long a writer waits for another writer's lock before `sqlite3.OperationalError`.
-        synchronous: SQLite `synchronous` pragma; FULL survives power loss, NORMAL survives process crashes.
+        synchronous: SQLite `synchronous` pragma of the writes that accept or end work; FULL survives power
+            loss, NORMAL survives process crashes (kill -9) only.
+        progress_synchronous: the same for `claim_next`, `update_progress` and `heartbeat` (never stronger
+            than `synchronous`); NORMAL: no fsync.
         clock: returns the current time in seconds since the epoch.
         worker_id: recorded on each claim; defaults to `<hostname>:<pid>`.
         on_delete: called with the name of each operation whose record `delete` or `expire` removed (e.g. to
@@ -241,6 +266,7 @@ class OperationStore:
         max_attempts: int | None = 5,
         busy_timeout_seconds: float = 30.0,
         synchronous: str = "FULL",
+        progress_synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
         worker_id: str | None = None,
         on_delete: Callable[[str], None] | None = None,
@@ -251,8 +277,9 @@ class OperationStore:
             raise ValueError("retention_seconds must be >= 0 and lease_seconds > 0")
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be >= 1 or None")
-        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        for mode in (synchronous, progress_synchronous):
+            if mode.upper() not in _SYNCHRONOUS_LEVELS:
+                raise ValueError(f"unknown synchronous mode {mode!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.retention_seconds = float(retention_seconds)
@@ -261,6 +288,10 @@ class OperationStore:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self._busy_timeout = float(busy_timeout_seconds)
         self._synchronous = synchronous.upper()
+        self._progress_synchronous = min(
+            progress_synchronous.upper(), self._synchronous, key=_SYNCHRONOUS_LEVELS.index
+        )
+        self._subscribers: dict[str | None, list[Callable[[Change], None]]] = {}
         self._clock = clock
         self._on_delete = on_delete
         self._lock = threading.Lock()
@@ -284,6 +315,7 @@ class OperationStore:
             conn.close()
             raise RuntimeError(f"could not switch {self.path} to WAL journal mode (got {mode!r})")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        self._local.synchronous = self._synchronous
         return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -297,6 +329,7 @@ class OperationStore:
                 self._connections = []
                 self._local = threading.local()
                 self._pid = os.getpid()
+                self._subscribers = {}  # the parent's (its threads and event loops do not exist here)
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -306,9 +339,18 @@ class OperationStore:
         return conn
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlocks)."""
+    def _tx(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlocks).
+
+        `durable`: committed with `synchronous` (else `progress_synchronous`). After the commit, subscribers
+        hear of every operation the transaction changed (`_changed`)."""
         conn = self._conn()
+        mode = self._synchronous if durable else self._progress_synchronous
+        if self._local.synchronous != mode:
+            conn.execute(f"PRAGMA synchronous = {mode}")
+            self._local.synchronous = mode
+        changes: list[Change] = []
+        self._local.changes = changes
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -317,6 +359,50 @@ class OperationStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        finally:
+            self._local.changes = None
+        if changes:
+            self._notify(changes)
+
+    def _changed(self, name: str, kind: str, state: State | None) -> None:
+        """Record a change of the current transaction, for subscribers once it commits."""
+        self._local.changes.append(Change(name, kind, state))
+
+    def subscribe(self, callback: Callable[[Change], None], *, name: str | None = None) -> Callable[[], None]:
+        """Call `callback(change)` after each committed change of operation `name` (of every operation when
+        None) that this store object makes, in this process; returns the function that unsubscribes.
+
+        The callback runs on the writing thread right after the commit, so it must be quick and thread-safe
+        (e.g. `loop.call_soon_threadsafe(event.set)`); an exception it raises is logged, not raised. Changes
+        made by other processes on the same file are not reported: poll for those."""
+        with self._lock:
+            self._subscribers.setdefault(name, []).append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                callbacks = self._subscribers.get(name, [])
+                if callback in callbacks:
+                    callbacks.remove(callback)
+                if not callbacks:
+                    self._subscribers.pop(name, None)
+
+        return unsubscribe
+
+    def _notify(self, changes: list[Change]) -> None:
+        with self._lock:
+            if not self._subscribers:
+                return
+            calls = [
+                (callback, change)
+                for change in changes
+                for key in (None, change.name)
+                for callback in self._subscribers.get(key, ())
+            ]
+        for callback, change in calls:
+            try:
+                callback(change)
+            except Exception:
+                logger.exception("a subscriber of %s failed", change.name)
 
     def _init_schema(self) -> None:
         with self._tx() as conn:
@@ -363,7 +449,9 @@ class OperationStore:
         columns["update_ns"] = now_ns
         assignments = ", ".join(f"{column} = ?" for column in columns)
         conn.execute(f"UPDATE operations SET {assignments} WHERE name = ?", (*columns.values(), name))
-        return _to_operation(self._row(conn, name))
+        operation = _to_operation(self._row(conn, name))
+        self._changed(name, operation.kind, operation.state)
+        return operation
 
     @staticmethod
     def _check_transition(row: sqlite3.Row, dst: State) -> None:
@@ -384,7 +472,11 @@ class OperationStore:
                 f"(now {state.value}, attempt {row['attempts']})"
             )
 
-    def _finish_columns(self, state: State, now_ns: int, **columns: Any) -> dict[str, Any]:
+    def _finish_columns(
+        self, state: State, now_ns: int, metadata: bytes | None = None, **columns: Any
+    ) -> dict[str, Any]:
+        if metadata is not None:
+            columns["metadata"] = metadata
         return {
             "state": state.value,
             "finish_ns": now_ns,
@@ -403,11 +495,14 @@ class OperationStore:
         request_fingerprint: str | bytes | None = None,
         *,
         metadata: bytes | None = None,
+        max_queued: int | None = None,
     ) -> tuple[Operation, bool]:
         """Enqueue a new QUEUED operation, or return the one already created for `(kind, request_id)`.
 
         Returns `(operation, created)`. Raises `RequestIdConflictError` when `request_id` was used for a
-        request with a different fingerprint, `InvalidOperationArgumentError` for a malformed kind.
+        request with a different fingerprint, `InvalidOperationArgumentError` for a malformed kind, and, with
+        `max_queued`, `QueueFullError` when that many operations of `kind` are QUEUED already (checked in the
+        same transaction as the insert; a known `request_id` still returns its operation when the queue is full).
         """
         if not isinstance(kind, str) or not _KIND_RE.match(kind):
             raise InvalidOperationArgumentError("kind", f"{kind!r} is not a valid operation kind")
@@ -423,6 +518,12 @@ class OperationStore:
                     if row["request_fingerprint"] != fingerprint:
                         raise RequestIdConflictError(kind, request_id, row["name"])
                     return _to_operation(row), False
+            if max_queued is not None:
+                depth = conn.execute(
+                    "SELECT COUNT(*) FROM operations WHERE state = ? AND kind = ?", (State.QUEUED.value, kind)
+                ).fetchone()[0]
+                if depth >= max_queued:
+                    raise QueueFullError(kind, max_queued)
             now_ns = self._now_ns()
             last_ns = conn.execute("SELECT MAX(create_ns) FROM operations").fetchone()[0]
             create_ns = now_ns if last_ns is None else max(now_ns, last_ns + 1)
@@ -443,6 +544,7 @@ class OperationStore:
                 ),
             )
             operation = _to_operation(self._row(conn, name))
+            self._changed(name, kind, State.QUEUED)
         logger.debug("created %s (%s, request_id=%s)", name, kind, request_id)
         return operation, True
 
@@ -548,7 +650,7 @@ class OperationStore:
             sql += " AND kind = ?"
             params.append(kind)
         sql += " ORDER BY create_ns, name LIMIT 1"
-        with self._tx() as conn:
+        with self._tx(durable=False) as conn:
             row = conn.execute(sql, params).fetchone()
             if row is None:
                 return None
@@ -567,6 +669,7 @@ class OperationStore:
                 ),
             )
             operation = _to_operation(self._row(conn, row["name"]))
+            self._changed(operation.name, operation.kind, State.RUNNING)
         logger.debug("claimed %s (attempt %d)", operation.name, operation.attempts)
         return operation
 
@@ -584,7 +687,7 @@ class OperationStore:
         if math.isnan(progress):
             raise InvalidOperationArgumentError("progress", "must be a number in [0, 1], got NaN")
         progress = min(max(progress, 0.0), 1.0)
-        with self._tx() as conn:
+        with self._tx(durable=False) as conn:
             row = self._row(conn, name)
             self._check_attempt(row, attempt)
             if row["state"] != State.RUNNING.value:
@@ -602,7 +705,7 @@ class OperationStore:
 
     def heartbeat(self, name: str, *, attempt: int | None = None) -> Operation:
         """Renew the lease of a RUNNING operation without reporting progress."""
-        with self._tx() as conn:
+        with self._tx(durable=False) as conn:
             row = self._row(conn, name)
             self._check_attempt(row, attempt)
             if row["state"] != State.RUNNING.value:
@@ -611,16 +714,24 @@ class OperationStore:
             lease_ns = now_ns + (row["lease_duration_ns"] or int(self.lease_seconds * _NS))
             return self._set(conn, name, now_ns, lease_ns=lease_ns)
 
-    def finish(self, name: str, result: bytes | None = None, *, attempt: int | None = None) -> Operation:
-        """RUNNING -> SUCCEEDED with `result` (a serialized Any; None: `google.protobuf.Empty`); progress 1."""
+    def finish(
+        self,
+        name: str,
+        result: bytes | None = None,
+        *,
+        metadata: bytes | None = None,
+        attempt: int | None = None,
+    ) -> Operation:
+        """RUNNING -> SUCCEEDED with `result` (a serialized Any; None: `google.protobuf.Empty`); progress 1.
+        `metadata`, if given, replaces the metadata in the same write (the worker's final metadata)."""
+        result = _any_bytes(result, "result")
+        metadata = _any_bytes(metadata, "metadata")
         with self._tx() as conn:
             row = self._row(conn, name)
             self._check_attempt(row, attempt)
             self._check_transition(row, State.SUCCEEDED)
             now_ns = self._now_ns()
-            columns = self._finish_columns(
-                State.SUCCEEDED, now_ns, result=_any_bytes(result, "result"), progress=1.0
-            )
+            columns = self._finish_columns(State.SUCCEEDED, now_ns, metadata, result=result, progress=1.0)
             operation = self._set(conn, name, now_ns, **columns)
         logger.debug("%s succeeded", name)
         return operation
@@ -632,35 +743,49 @@ class OperationStore:
         message: str,
         *,
         details: Sequence[bytes] = (),
+        metadata: bytes | None = None,
         attempt: int | None = None,
     ) -> Operation:
         """RUNNING (or QUEUED) -> FAILED with a `google.rpc.Code` (not OK), a message and optional details
-        (serialized Any messages)."""
+        (serialized Any messages); `metadata`, if given, replaces the metadata in the same write."""
         code = _status_code(code)
         details_blob = _encode_details(details)
+        metadata = _any_bytes(metadata, "metadata")
         with self._tx() as conn:
             row = self._row(conn, name)
             self._check_attempt(row, attempt)
             self._check_transition(row, State.FAILED)
             now_ns = self._now_ns()
             columns = self._finish_columns(
-                State.FAILED, now_ns, error_code=code, error_message=str(message), error_details=details_blob
+                State.FAILED,
+                now_ns,
+                metadata,
+                error_code=code,
+                error_message=str(message),
+                error_details=details_blob,
             )
             operation = self._set(conn, name, now_ns, **columns)
         logger.info("%s failed: %s %s", name, code, message)
         return operation
 
     def mark_cancelled(
-        self, name: str, *, message: str = "operation cancelled", attempt: int | None = None
+        self,
+        name: str,
+        *,
+        message: str = "operation cancelled",
+        metadata: bytes | None = None,
+        attempt: int | None = None,
     ) -> Operation:
-        """RUNNING -> CANCELLED, by the worker once it has stopped (usually after `is_cancel_requested`)."""
+        """RUNNING -> CANCELLED, by the worker once it has stopped (usually after `is_cancel_requested`);
+        `metadata`, if given, replaces the metadata in the same write."""
+        metadata = _any_bytes(metadata, "metadata")
         with self._tx() as conn:
             row = self._row(conn, name)
             self._check_attempt(row, attempt)
             self._check_transition(row, State.CANCELLED)
             if row["state"] != State.RUNNING.value:
                 raise InvalidTransitionError(f"operation {name} is QUEUED; cancel it with cancel()")
-            return self._cancelled(conn, name, message)
+            return self._cancelled(conn, name, message, metadata=metadata)
 
     def requeue(self, name: str, *, attempt: int | None = None) -> Operation:
         """RUNNING -> QUEUED: a worker gives its job back (e.g. on graceful shutdown). An operation whose
@@ -699,6 +824,7 @@ class OperationStore:
             if not force and not State(row["state"]).done:
                 raise InvalidTransitionError(f"operation {name} is {row['state']}; cancel it before deleting")
             conn.execute("DELETE FROM operations WHERE name = ?", (name,))
+            self._changed(name, row["kind"], None)
         self._deleted([name])
 
     # ---- maintenance --------------------------------------------------------------------------------------
@@ -707,15 +833,15 @@ class OperationStore:
         """Delete done operations whose expire_time has passed; returns how many were deleted."""
         done = [state.value for state in DONE_STATES]
         with self._tx() as conn:
-            names = [
-                row["name"]
-                for row in conn.execute(
-                    "SELECT name FROM operations"
-                    " WHERE expire_ns IS NOT NULL AND expire_ns <= ? AND state IN (?, ?, ?)",
-                    (self._now_ns(now), *done),
-                )
-            ]
+            rows = conn.execute(
+                "SELECT name, kind FROM operations"
+                " WHERE expire_ns IS NOT NULL AND expire_ns <= ? AND state IN (?, ?, ?)",
+                (self._now_ns(now), *done),
+            ).fetchall()
+            names = [row["name"] for row in rows]
             conn.executemany("DELETE FROM operations WHERE name = ?", [(name,) for name in names])
+            for row in rows:
+                self._changed(row["name"], row["kind"], None)
         if names:
             logger.info("expired %d operations", len(names))
         self._deleted(names)
@@ -768,11 +894,22 @@ class OperationStore:
         return requeued
 
     def _cancelled(
-        self, conn: sqlite3.Connection, name: str, message: str, now_ns: int | None = None
+        self,
+        conn: sqlite3.Connection,
+        name: str,
+        message: str,
+        now_ns: int | None = None,
+        *,
+        metadata: bytes | None = None,
     ) -> Operation:
         now_ns = self._now_ns() if now_ns is None else now_ns
         columns = self._finish_columns(
-            State.CANCELLED, now_ns, error_code=_CANCELLED_CODE, error_message=message, error_details=None
+            State.CANCELLED,
+            now_ns,
+            metadata,
+            error_code=_CANCELLED_CODE,
+            error_message=message,
+            error_details=None,
         )
         return self._set(conn, name, now_ns, **columns)
 

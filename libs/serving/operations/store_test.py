@@ -1,5 +1,5 @@
 """Unit tests of OperationStore: idempotency, state machine, progress, cancellation, paging, expiry, leases,
-and exclusive claims across threads and processes."""
+exclusive claims across threads and processes, the queue limit, change notification and which writes fsync."""
 
 from __future__ import annotations
 
@@ -8,15 +8,19 @@ import sys
 import threading
 from pathlib import Path
 
+import grpc
 import pytest
 from google.protobuf import wrappers_pb2
 from google.rpc import error_details_pb2
 
+from libs.serving.errors import find_detail, status_from_exception
 from libs.serving.operations import (
+    Change,
     InvalidOperationArgumentError,
     InvalidTransitionError,
     OperationNotFoundError,
     OperationStore,
+    QueueFullError,
     RequestIdConflictError,
     StaleAttemptError,
     State,
@@ -469,6 +473,46 @@ def test_queue_depth_and_counts(store):
     assert store.counts(KIND)[State.QUEUED] == 3
 
 
+def test_create_with_max_queued_refuses_a_new_operation_when_full(store):
+    kept = [store.create(KIND, str(i).encode(), request_id=f"r{i}", max_queued=2)[0] for i in range(2)]
+    store.create("masks.extract", b"other kind")  # other kinds do not count
+    with pytest.raises(QueueFullError) as error:
+        store.create(KIND, b"new", max_queued=2)
+    with pytest.raises(QueueFullError):
+        store.create(KIND, b"new with an id", request_id="r-new", max_queued=2)
+    status = status_from_exception(error.value)
+    assert status.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert find_detail(status, error_details_pb2.RetryInfo).retry_delay.seconds == 10
+    assert find_detail(status, error_details_pb2.ErrorInfo).reason == "QUEUE_FULL"
+    # A retry of a queued request (AIP-155) is never refused, and a refused request left nothing behind.
+    again, created = store.create(KIND, b"0", request_id="r0", max_queued=2)
+    assert not created and again.name == kept[0].name
+    assert store.queue_depth(KIND) == 2 and len(store.list()[0]) == 3
+    store.claim_next(KIND)  # a RUNNING operation no longer waits: room for one
+    assert store.create(KIND, b"new", max_queued=2)[1]
+
+
+def test_max_queued_holds_under_concurrent_creates(store):
+    created: list[str] = []
+    refused = []
+    start = threading.Barrier(4)
+
+    def client(i: int) -> None:
+        start.wait()
+        for j in range(10):
+            try:
+                created.append(store.create(KIND, f"{i}-{j}".encode(), max_queued=7)[0].name)
+            except QueueFullError:
+                refused.append((i, j))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(created) == 7 and len(refused) == 33 and store.queue_depth(KIND) == 7
+
+
 # ---- claiming ------------------------------------------------------------------------------------------------
 
 
@@ -603,6 +647,91 @@ def test_stale_attempt_is_refused(store):
     assert store.finish(op.name, meta("new"), attempt=2).state is State.SUCCEEDED
     with pytest.raises(InvalidTransitionError):
         store.finish(op.name, meta("twice"), attempt=2)
+
+
+def test_an_ending_may_set_the_final_metadata_in_the_same_write(store):
+    done = store.finish(running(store, b"a").name, meta("result"), metadata=meta("final a"))
+    failed = store.fail(running(store, b"b").name, 13, "boom", metadata=meta("final b"))
+    cancelled = store.mark_cancelled(running(store, b"c").name, metadata=meta("final c"))
+    for op, text in ((done, "final a"), (failed, "final b"), (cancelled, "final c")):
+        assert op.done and unpack_any(op.metadata, wrappers_pb2.StringValue).value == text
+    kept = store.finish(running(store, b"d").name, metadata=None)
+    assert kept.metadata is None  # none given: the metadata is left as it was
+    with pytest.raises(InvalidOperationArgumentError):
+        store.finish(running(store, b"e").name, metadata=b"\xff\xff")
+
+
+# ---- change notification -------------------------------------------------------------------------------------
+
+
+def test_subscribers_hear_each_committed_change_once_it_is_committed(store, caplog):
+    heard: list[Change] = []
+    seen_in_file: list[State | None] = []
+
+    def read_committed(name: str) -> None:
+        try:
+            seen_in_file.append(store.get(name).state)
+        except OperationNotFoundError:
+            seen_in_file.append(None)
+
+    def every(change: Change) -> None:
+        heard.append(change)
+        # Another thread has its own connection, which sees only committed writes: the change is committed.
+        reader = threading.Thread(target=read_committed, args=(change.name,))
+        reader.start()
+        reader.join()
+
+    unsubscribe = store.subscribe(every)
+    op, _ = store.create(KIND, b"x")
+    one: list[Change] = []
+    store.subscribe(one.append, name=op.name)
+    other = store.create("masks.extract", b"y")[0]
+    claimed = store.claim_next(KIND)
+    store.update_progress(op.name, 0.5, attempt=claimed.attempts)
+    with pytest.raises(InvalidTransitionError):
+        store.requeue(other.name)  # refused, rolled back: nothing to hear
+    store.finish(op.name, meta("done"), attempt=claimed.attempts)
+    store.delete(op.name)
+    expected = [
+        Change(op.name, KIND, State.QUEUED),
+        Change(other.name, "masks.extract", State.QUEUED),
+        Change(op.name, KIND, State.RUNNING),
+        Change(op.name, KIND, State.RUNNING),
+        Change(op.name, KIND, State.SUCCEEDED),
+        Change(op.name, KIND, None),
+    ]
+    assert heard == expected and seen_in_file == [change.state for change in expected]
+    assert one == expected[2:3] + expected[3:]  # only its own operation's, from when it subscribed
+
+    unsubscribe()
+    store.subscribe(lambda change: 1 / 0)  # a failing subscriber is logged; the write stands
+    name = store.create(KIND, b"z")[0].name
+    assert store.get(name).state is State.QUEUED and "a subscriber of" in caplog.text
+    assert len(heard) == len(expected)  # unsubscribed
+
+
+def test_progress_writes_skip_the_fsync_but_writes_that_accept_or_end_work_do_not(tmp_path):
+    def synchronous(store: OperationStore) -> int:
+        return store._conn().execute("PRAGMA synchronous").fetchone()[0]
+
+    with OperationStore(tmp_path / "ops.db") as store:
+        op = store.create(KIND, b"x")[0]
+        assert synchronous(store) == 2  # FULL
+        claimed = store.claim_next(KIND)
+        assert synchronous(store) == 1  # NORMAL: survives kill -9 (recovery_test), not power loss
+        store.update_progress(op.name, 0.5, attempt=claimed.attempts)
+        store.heartbeat(op.name, attempt=claimed.attempts)
+        assert synchronous(store) == 1
+        store.finish(op.name, meta("done"), attempt=claimed.attempts)
+        assert synchronous(store) == 2
+    with OperationStore(tmp_path / "a.db", progress_synchronous="FULL") as store:
+        store.update_progress(running(store).name, 0.5)
+        assert synchronous(store) == 2
+    with OperationStore(tmp_path / "b.db", synchronous="NORMAL", progress_synchronous="FULL") as store:
+        store.update_progress(running(store).name, 0.5)  # never stronger than `synchronous`
+        assert synchronous(store) == 1
+    with pytest.raises(ValueError):
+        OperationStore(tmp_path / "c.db", progress_synchronous="SOMETIMES")
 
 
 # ---- files, threads, processes -------------------------------------------------------------------------------
