@@ -7,20 +7,26 @@ way, and the subtle parts (attempt-guarded writes, the throttle, stop and cancel
 (engines), re-queues what a dead process left RUNNING (`store.recover()`), then loops: claim the oldest QUEUED
 operation of its kind, run it in a thread so the event loop keeps serving RPCs, flush throttled progress every
 `progress_interval` while it runs, and, with nothing queued, delete expired done operations (every
-`expire_interval`) and sleep until `wake()` or `poll_interval`. One job at
-a time: one warm engine per process (per device), jobs in creation order. The job's endings are decided here:
+`expire_interval`) and sleep until an operation of its kind becomes QUEUED through the same store object (the
+store's change notification; `wake()` does the same by hand), or `poll_interval` passes (for operations
+created by other processes). One job at a time: one warm engine per process (per device), jobs in creation
+order. The job's endings are decided here, each one store write that sets the final metadata with the state:
 
-- `run` returns the response: metadata SUCCEEDED, then `finish`;
-- a cancel request (`reporter.check()` raises): metadata CANCELLED, then `mark_cancelled`;
+- `run` returns the response: `finish` with metadata SUCCEEDED;
+- a cancel request (`reporter.check()` raises): `mark_cancelled` with metadata CANCELLED;
 - `stop()` (`reporter.check()` raises): the operation goes back to QUEUED (`requeue`), for the next process;
+- `job_timeout` seconds after the claim (`reporter.check()` raises `JobDeadlineExceededError`): `fail` with
+  DEADLINE_EXCEEDED naming the timeout, the step and the stage;
 - a stale attempt (the job was re-queued or deleted underneath it): its result is dropped;
-- any other exception, mapped by `error_for`: metadata FAILED, then `fail` with its rich status (INTERNAL
-  under an error id, traceback in the log, for one that is no `KmonoError`).
+- any other exception, mapped by `error_for`: `fail` with its rich status and metadata FAILED (INTERNAL under
+  an error id, traceback in the log, for one that is no `KmonoError`).
 
 `ProgressReporter` writes one claimed operation's metadata: under a lock (the job thread reports, the loop
 flushes), at most every `interval` seconds (and at the last step), each write carrying the claim's attempt
 number, nothing after the final write. Its `Progress` has step, total, fraction, stage and an ETA from the
-elapsed time since `eta_origin`.
+elapsed time since `eta_origin`. Progress writes are not fsynced (see the store's durability); the final one is.
+`check()` (the job calls it between steps) raises when the server stops, the client cancelled, or the
+deadline passed, so each takes effect within one step.
 
 Subclasses provide: the worker, `reporter_for(op)` and `run(op, reporter)` (and `load`, `error_for` where they
 need them); the reporter, `metadata(state, end)`, the service's own metadata message, and their extras.
@@ -43,8 +49,13 @@ from kmono.common.v1 import operation_pb2
 
 from libs.serving.errors import status_from_exception
 from libs.serving.operations.convert import pack_any
-from libs.serving.operations.errors import OperationError, OperationNotFoundError, StaleAttemptError
-from libs.serving.operations.store import Operation, OperationStore
+from libs.serving.operations.errors import (
+    JobDeadlineExceededError,
+    OperationError,
+    OperationNotFoundError,
+    StaleAttemptError,
+)
+from libs.serving.operations.store import Change, Operation, OperationStore, State
 from libs.serving.server import Hook
 
 __all__ = ["OperationWorker", "ProgressReporter", "timestamp"]
@@ -81,6 +92,8 @@ class ProgressReporter(abc.ABC):
         self.pending = False  # progress newer than what the store has
         self.closed = False  # the final metadata is written: no more writes
         self.lock = threading.Lock()  # guards the fields above and the subclasses' between the two threads
+        self.job_timeout: float | None = None  # set by the worker (`start_deadline`)
+        self.job_deadline: float | None = None  # time.monotonic() past which `check` raises
 
     @abc.abstractmethod
     def metadata(self, state: int, *, end: bool) -> Message:
@@ -127,12 +140,30 @@ class ProgressReporter(abc.ABC):
         self.last_write = time.monotonic()
         self.pending = False
 
+    def final(self, state: int, stage: str) -> bytes | None:
+        """The last metadata (packed), for the store write that ends the operation; None if already closed.
+        Nothing is written after it."""
+        with self.lock:
+            if self.closed:
+                return None
+            self.stage, self.closed, self.pending = stage, True, False
+            return pack_any(self.metadata(state, end=True))
+
+    def start_deadline(self, timeout: float | None) -> None:
+        """From now, `check` raises `JobDeadlineExceededError` once `timeout` seconds have passed (None: never)."""
+        self.job_timeout = timeout or None
+        self.job_deadline = None if self.job_timeout is None else time.monotonic() + self.job_timeout
+
     def check(self) -> None:
-        """Raise out of the job (thread) if it must stop now: the server is stopping, or a cancel was asked."""
+        """Raise out of the job (thread) if it must stop now: the server is stopping, a cancel was asked, or
+        the job's deadline passed."""
         if self.stop.is_set():
             raise _Interrupted
         if self.store.is_cancel_requested(self.op.name):
             raise _Cancelled
+        if self.job_deadline is not None and time.monotonic() > self.job_deadline:
+            assert self.job_timeout is not None
+            raise JobDeadlineExceededError(self.job_timeout, self.step, self.total, self.stage)
 
     def advance(self, step: int, total: int, *, force: bool = False) -> None:
         """A job's per-step report (thread): record, `check`, write if due (the last step always is)."""
@@ -154,7 +185,10 @@ Reporter = TypeVar("Reporter", bound=ProgressReporter)
 
 
 class OperationWorker(abc.ABC, Generic[Reporter]):
-    """Runs the queued operations of one `kind`, one at a time; `start`/`stop` are the server's hooks."""
+    """Runs the queued operations of one `kind`, one at a time; `start`/`stop` are the server's hooks.
+
+    `job_timeout` (seconds from the claim; None or 0: none): past it the job's next `reporter.check()` raises
+    and the operation FAILS with DEADLINE_EXCEEDED (`JobDeadlineExceededError`)."""
 
     def __init__(
         self,
@@ -165,11 +199,16 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
         *,
         task_name: str = "operation-worker",
         expire_interval: float = 600.0,
+        job_timeout: float | None = None,
     ) -> None:
+        if job_timeout is not None and job_timeout < 0:
+            raise ValueError(f"job_timeout must be >= 0 (0: none), got {job_timeout}")
         self.store, self.kind, self.task_name = store, kind, task_name
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
         self.expire_interval = expire_interval  # idle workers delete expired done operations this often
+        self.job_timeout = job_timeout or None
+        self._unsubscribe: Callable[[], None] | None = None
         self._next_expiry = 0.0
         self.stopping = threading.Event()  # set by `stop`: the running job's `check` raises
         # Set while no job thread runs: a thread can outlive a `stop` cancelled by the shutdown budget.
@@ -206,11 +245,15 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
         self.stopping.clear()
         self._event_loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
+        self._unsubscribe = self.store.subscribe(self._on_change)
         self._task = asyncio.create_task(self._loop(), name=self.task_name)
 
     async def stop(self) -> None:
         """Stop claiming; a running job stops at its next check and goes back to the queue."""
         self.stopping.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._wakeup is not None:
             self._wakeup.set()
         if self._task is not None:
@@ -219,9 +262,15 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
             self._task = None
 
     def wake(self) -> None:
-        """An operation was queued: claim it now rather than at the next poll (safe from any thread)."""
+        """An operation was queued: claim it now rather than at the next poll (safe from any thread). The
+        store's change notification calls it for operations queued through the same store object."""
         if self._wakeup is not None and self._event_loop is not None:
-            self._event_loop.call_soon_threadsafe(self._wakeup.set)
+            with contextlib.suppress(RuntimeError):  # the event loop is closed: nothing to wake
+                self._event_loop.call_soon_threadsafe(self._wakeup.set)
+
+    def _on_change(self, change: Change) -> None:
+        if change.state is State.QUEUED and change.kind == self.kind:
+            self.wake()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no job thread runs; False if one still runs after `timeout` seconds."""
@@ -260,6 +309,7 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
                         await self._wakeup.wait()
                 continue
             reporter = self.reporter_for(op)
+            reporter.start_deadline(self.job_timeout)
             self._idle.clear()
             job = asyncio.ensure_future(asyncio.to_thread(self._run_tracked, op, reporter))
             while not job.done():
@@ -290,24 +340,30 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
         """One claimed operation, start to end (in the job thread)."""
         try:
             reporter.write(RUNNING, "starting")
-            response = self.run(op, reporter)
-            reporter.write(operation_pb2.OPERATION_STATE_SUCCEEDED, "done", end=True)
-            self.store.finish(op.name, pack_any(response), attempt=op.attempts)
+            response = pack_any(self.run(op, reporter))
+            metadata = reporter.final(operation_pb2.OPERATION_STATE_SUCCEEDED, "done")
+            self.store.finish(op.name, response, metadata=metadata, attempt=op.attempts)
         except _Interrupted:
             logger.info("%s: server stopping, back to the queue", op.name)
             _quietly(self.store.requeue, op.name, attempt=op.attempts)
         except _Cancelled:
-            _quietly(reporter.write, operation_pb2.OPERATION_STATE_CANCELLED, "cancelled", end=True)
-            _quietly(self.store.mark_cancelled, op.name, attempt=op.attempts)
+            metadata = reporter.final(operation_pb2.OPERATION_STATE_CANCELLED, "cancelled")
+            _quietly(self.store.mark_cancelled, op.name, metadata=metadata, attempt=op.attempts)
             logger.info("%s: cancelled at step %d", op.name, reporter.step)
         except (StaleAttemptError, OperationNotFoundError) as exc:
             logger.warning("%s: dropping the result of a stale attempt: %s", op.name, exc)
         except Exception as exc:
             status = status_from_exception(self.error_for(exc, reporter))
-            _quietly(reporter.write, operation_pb2.OPERATION_STATE_FAILED, "failed", end=True)
             details = [detail.SerializeToString() for detail in status.details]
+            metadata = reporter.final(operation_pb2.OPERATION_STATE_FAILED, "failed")
             _quietly(
-                self.store.fail, op.name, status.code, status.message, details=details, attempt=op.attempts
+                self.store.fail,
+                op.name,
+                status.code,
+                status.message,
+                details=details,
+                metadata=metadata,
+                attempt=op.attempts,
             )
 
 

@@ -1,5 +1,6 @@
 """OperationWorker and ProgressReporter with a fake job over a real OperationStore: order, one job at a time,
-cancel within a step, stop re-queues for the next worker, throttled progress flushed, failures mapped."""
+cancel within a step, stop re-queues for the next worker, throttled progress flushed, failures mapped, the job
+deadline, woken by the store's change notification, one write for the ending."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import time
 from collections.abc import Callable
 
 import grpc
+import pytest
 from google.protobuf import wrappers_pb2
 from kmono.common.v1 import operation_pb2
 
 from libs.serving import InvalidArgumentError
 from libs.serving.operations import (
+    Change,
+    JobDeadlineExceededError,
     Operation,
     OperationStore,
     OperationWorker,
@@ -35,7 +39,9 @@ class FakeReporter(ProgressReporter):
 class FakeWorker(OperationWorker[FakeReporter]):
     """Runs `job` on each operation and answers its request echoed; ValueError is the client's fault."""
 
-    def __init__(self, store: OperationStore, job: Job, *, throttle: float = 60.0, **kwargs: float) -> None:
+    def __init__(
+        self, store: OperationStore, job: Job, *, throttle: float = 60.0, **kwargs: float | None
+    ) -> None:
         super().__init__(store, KIND, task_name="fake-worker", **kwargs)
         self.job, self.throttle = job, throttle
         self.loads = 0
@@ -295,3 +301,99 @@ def test_an_idle_worker_expires_done_operations_past_their_retention(tmp_path):
 
     asyncio.run(main())
     assert store.list()[0] == []
+
+
+def test_a_job_past_its_deadline_fails_with_deadline_exceeded_naming_the_timeout_and_step(tmp_path):
+    store = OperationStore(tmp_path / "ops.db")
+    name = store.create(KIND, b"endless")[0].name
+    steps: list[int] = []
+
+    def endless(op: Operation, reporter: FakeReporter) -> None:
+        for step in range(1, 100_000):  # far more than fit in the deadline: stopped by `check`
+            time.sleep(0.005)
+            reporter.advance(step, 100_000)
+            steps.append(step)
+
+    async def main() -> None:
+        worker = FakeWorker(store, endless, job_timeout=0.1)
+        await worker.start()
+        await settle(store, [name], timeout=60)
+        await worker.stop()
+
+    asyncio.run(main())
+    op = store.get(name)
+    assert op.state is State.FAILED and op.error.code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+    stopped_at = steps[-1] + 1  # the step whose check raised
+    assert (
+        op.error.message
+        == f"the job ran past its deadline of 0.1 s at step {stopped_at} of 100000 (starting)"
+    )
+    assert (progress_of(op).stage, progress_of(op).step) == ("failed", stopped_at)
+
+
+def test_the_deadline_counts_from_start_deadline_and_none_or_zero_means_none(tmp_path):
+    store = OperationStore(tmp_path / "ops.db")
+    store.create(KIND, b"x")
+    reporter = FakeReporter(store, store.claim_next(KIND), threading.Event(), 60.0)
+    for none in (None, 0.0):
+        reporter.start_deadline(none)
+        assert reporter.job_deadline is None
+        reporter.check()  # no deadline: never raises
+    reporter.start_deadline(1e-6)
+    time.sleep(0.01)  # well past it
+    with pytest.raises(JobDeadlineExceededError):
+        reporter.check()
+    assert FakeWorker(store, lambda op, reporter: None, job_timeout=0).job_timeout is None
+    with pytest.raises(ValueError):
+        FakeWorker(store, lambda op, reporter: None, job_timeout=-1)
+
+
+def test_an_operation_queued_through_the_same_store_wakes_the_idle_worker(tmp_path):
+    polls = []
+
+    class CountingStore(OperationStore):
+        def claim_next(self, *args, **kwargs):
+            polls.append(None)
+            return super().claim_next(*args, **kwargs)
+
+    store = CountingStore(tmp_path / "ops.db")
+
+    async def main() -> None:
+        worker = FakeWorker(store, lambda op, reporter: None, poll_interval=3600.0)
+        await worker.start()
+        await asyncio.to_thread(wait_until, lambda: len(polls) == 1)  # found nothing; sleeps for an hour
+        name = store.create(KIND, b"late")[0].name  # no wake(): the store's change notification wakes it
+        [op] = await settle(store, [name], timeout=60)
+        await worker.stop()
+        assert op.state is State.SUCCEEDED
+
+    asyncio.run(main())
+
+
+def test_the_ending_and_its_final_metadata_are_one_store_write(tmp_path):
+    store = OperationStore(tmp_path / "ops.db")
+    names = [store.create(KIND, text)[0].name for text in (b"fine", b"bad")]
+    heard: list[Change] = []
+    store.subscribe(heard.append)
+
+    def job(op: Operation, reporter: FakeReporter) -> None:
+        reporter.advance(1, 1)  # the last step: written at once
+        if op.request == b"bad":
+            raise ValueError("no good")
+
+    async def main() -> None:
+        worker = FakeWorker(store, job)
+        await worker.start()
+        await settle(store, names)
+        await worker.stop()
+
+    asyncio.run(main())
+    for name, end in zip(names, (State.SUCCEEDED, State.FAILED), strict=True):
+        # claim, "starting", step 1, then the ending with its metadata (no separate "done"/"failed" write)
+        assert [c.state for c in heard if c.name == name] == [
+            State.RUNNING,
+            State.RUNNING,
+            State.RUNNING,
+            end,
+        ]
+        assert progress_of(store.get(name)).stage == ("done" if end is State.SUCCEEDED else "failed")
