@@ -13,21 +13,25 @@ Our choices:
   1000; page tokens are opaque and tied to the filter (AIP-158).
 - `CancelOperation` is best effort: a queued operation is cancelled at once, a running one is flagged for its
   worker, a done one is left as it is (OK). `DeleteOperation` only removes done operations.
-- `watch_operation` is the services' server-streaming `WatchOperation` (beside polling, AIP-151): it polls the
-  store like `WaitOperation` and yields the operation at once and on every change, ending with `done`; an
-  empty name is INVALID_ARGUMENT naming `name`.
-- `WaitOperation` polls the store (the worker may live in another process), starting at `poll_interval` and
-  doubling up to `max_poll_interval`. It waits at most `timeout`, or `default_wait_timeout` when the request
-  has none, and always returns `deadline_margin` seconds before the RPC deadline; it returns the latest
-  state, done or not.
+- `watch_operation` is the services' server-streaming `WatchOperation` (beside polling, AIP-151): it yields
+  the operation at once and on every change, ending with `done`; an empty name is INVALID_ARGUMENT naming
+  `name`. It re-reads the operation as soon as the store reports a change to it (`OperationStore.subscribe`:
+  every write made through the same store object, i.e. by this server's own worker), so a client sees the
+  end of a job without waiting for a poll; writes by other processes on the file are found by polling,
+  every `interval` seconds after a change, doubling up to `max_interval` while nothing changes.
+- `WaitOperation` waits the same way (woken by the store's change notification, polling for other
+  processes' writes from `poll_interval` doubling up to `max_poll_interval`). It waits at most `timeout`, or
+  `default_wait_timeout` when the request has none, and always returns `deadline_margin` seconds before the
+  RPC deadline; it returns the latest state, done or not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,7 +42,7 @@ from google.protobuf import empty_pb2
 from libs.serving.errors import InvalidArgumentError, abort_with_exception
 from libs.serving.operations.convert import to_operation_proto
 from libs.serving.operations.errors import InvalidOperationArgumentError, OperationError
-from libs.serving.operations.store import DONE_STATES, OperationStore, State
+from libs.serving.operations.store import DONE_STATES, Change, OperationStore, State
 from libs.serving.server import ServiceRegistration
 
 __all__ = ["OperationFilter", "OperationsServicer", "parse_filter", "watch_operation"]
@@ -99,27 +103,63 @@ def parse_filter(text: str) -> OperationFilter:
     return OperationFilter(kind=kind, states=states)
 
 
+class _Changes:
+    """Wakes one asyncio task when the store commits a change to one operation (see `OperationStore.subscribe`)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def notify(self, change: Change) -> None:
+        """The store's callback (any thread)."""
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(self._event.set)
+
+    def clear(self) -> None:
+        """Forget the changes seen so far: call it before reading the operation."""
+        self._event.clear()
+
+    async def wait(self, timeout: float) -> None:
+        """Until a change is reported (since `clear`) or `timeout` seconds pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+
+
+@contextlib.contextmanager
+def _changes_of(store: OperationStore, name: str) -> Iterator[_Changes]:
+    changes = _Changes()
+    unsubscribe = store.subscribe(changes.notify, name=name)
+    try:
+        yield changes
+    finally:
+        unsubscribe()
+
+
 async def watch_operation(
     store: OperationStore, name: str, *, interval: float = 0.05, max_interval: float = 0.5
 ) -> AsyncIterator[operations_pb2.Operation]:
     """`name` now, then again whenever its state, metadata, result or error changes, until it is done.
 
-    Polls every `interval` seconds after a change, doubling up to `max_interval` while nothing changes."""
+    Re-reads at once when this store object commits a change to it; polls (for other processes' writes)
+    every `interval` seconds after a change, doubling up to `max_interval` while nothing changes."""
     if not name:
         raise InvalidArgumentError.single("name", "required: the operation name, operations/{operation_id}")
     last = None
     wait = interval
-    while True:
-        op = await asyncio.to_thread(store.get, name)
-        key = (op.state, op.metadata, op.result, op.error)
-        if key != last:
-            last = key
-            wait = interval
-            yield to_operation_proto(op)
-        if op.done:
-            return
-        await asyncio.sleep(wait)
-        wait = min(wait * 2, max_interval)
+    with _changes_of(store, name) as changes:
+        while True:
+            changes.clear()  # a change committed from here on wakes the wait below
+            op = await asyncio.to_thread(store.get, name)
+            key = (op.state, op.metadata, op.result, op.error)
+            if key != last:
+                last = key
+                wait = interval
+                yield to_operation_proto(op)
+            if op.done:
+                return
+            await changes.wait(wait)
+            wait = min(wait * 2, max_interval)
 
 
 def _maps_operation_errors(handler: Handler) -> Handler:
@@ -228,10 +268,12 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         interval = self.poll_interval
-        while True:
-            proto = await self._get_proto(name)
-            left = deadline - loop.time()
-            if proto.done or left <= 0:
-                return proto
-            await asyncio.sleep(min(interval, left))
-            interval = min(interval * 2, self.max_poll_interval)
+        with _changes_of(self.store, name) as changes:
+            while True:
+                changes.clear()
+                proto = await self._get_proto(name)
+                left = deadline - loop.time()
+                if proto.done or left <= 0:
+                    return proto
+                await changes.wait(min(interval, left))
+                interval = min(interval * 2, self.max_poll_interval)

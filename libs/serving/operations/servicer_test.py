@@ -1,5 +1,6 @@
-"""OperationsServicer over loopback gRPC (grpc.aio server on 127.0.0.1, OperationsStub client), plus the
-filter parser and the record -> google.longrunning.Operation conversion."""
+"""OperationsServicer over loopback gRPC (grpc.aio server on 127.0.0.1, OperationsStub client), the filter parser,
+the record -> google.longrunning.Operation conversion, and watch_operation (woken by the store, polling for
+other processes)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from google.protobuf import duration_pb2, empty_pb2, wrappers_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from libs.serving.errors import find_detail
+from libs.serving.errors import InvalidArgumentError, find_detail
 from libs.serving.operations import (
     DONE_STATES,
     InvalidOperationArgumentError,
@@ -29,6 +30,7 @@ from libs.serving.operations import (
     parse_filter,
     to_operation_proto,
     unpack_any,
+    watch_operation,
 )
 
 KIND = "video.create"
@@ -372,3 +374,90 @@ def test_inside_the_kit_server(store):
             assert reason == "OPERATION_STATE"
 
     run_async(main())
+
+
+# ---- watching ------------------------------------------------------------------------------------------------
+
+
+async def collect(watch: AsyncIterator[operations_pb2.Operation]) -> list[operations_pb2.Operation]:
+    return [op async for op in watch]
+
+
+def test_watch_sees_each_write_of_this_store_without_waiting_for_a_poll(store):
+    """Poll intervals of an hour: only the store's change notification can end this watch in time."""
+    name = store.create(KIND, b"w")[0].name
+
+    async def main() -> None:
+        watch = watch_operation(store, name, interval=3600.0, max_interval=3600.0)
+        first = await anext(watch)
+        assert first.name == name and not first.done
+        rest = asyncio.create_task(collect(watch))
+        claimed = await asyncio.to_thread(store.claim_next, KIND)
+        await asyncio.to_thread(
+            store.update_progress, name, 0.5, string_any("half"), attempt=claimed.attempts
+        )
+        await asyncio.to_thread(store.finish, name, string_any("done"), attempt=claimed.attempts)
+        seen = await asyncio.wait_for(rest, 60)  # a generous bound, far below the poll interval
+        result = wrappers_pb2.StringValue()
+        assert seen[-1].done and seen[-1].response.Unpack(result) and result.value == "done"
+        assert store._subscribers == {}  # the watch unsubscribed when it ended
+
+    asyncio.run(main())
+
+
+def test_watch_polls_for_writes_from_other_processes(store, tmp_path):
+    name = store.create(KIND, b"w")[0].name
+
+    async def main() -> None:
+        rest = asyncio.create_task(collect(watch_operation(store, name, interval=0.01, max_interval=0.02)))
+        with OperationStore(tmp_path / "ops.db") as elsewhere:  # another store object: no notification
+            claimed = await asyncio.to_thread(elsewhere.claim_next, KIND)
+            await asyncio.to_thread(elsewhere.finish, name, string_any("done"), attempt=claimed.attempts)
+        seen = await asyncio.wait_for(rest, 60)
+        assert seen[0].name == name and seen[-1].done
+
+    asyncio.run(main())
+
+
+def test_watch_of_an_empty_name_is_invalid_argument(store):
+    async def main() -> None:
+        with pytest.raises(InvalidArgumentError) as error:
+            await anext(watch_operation(store, ""))
+        assert error.value.field_violations[0][0] == "name"
+
+    asyncio.run(main())
+
+
+def test_wait_operation_returns_at_the_store_change_not_the_next_poll(store):
+    name = store.create(KIND, b"w")[0].name
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        servicer = OperationsServicer(
+            store, default_wait_timeout=7200, poll_interval=3600, max_poll_interval=3600
+        )
+        servicer.add_to_server(server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = operations_pb2_grpc.OperationsStub(channel)
+                waiting = asyncio.ensure_future(
+                    stub.WaitOperation(operations_pb2.WaitOperationRequest(name=name))
+                )
+                await asyncio.to_thread(wait_until_subscribed, store, name)
+                claimed = await asyncio.to_thread(store.claim_next, KIND)
+                await asyncio.to_thread(store.finish, name, string_any("done"), attempt=claimed.attempts)
+                got = await asyncio.wait_for(waiting, 60)  # a generous bound, far below the poll interval
+                assert got.done and got.response.Is(wrappers_pb2.StringValue.DESCRIPTOR)
+        finally:
+            await server.stop(grace=None)
+
+    asyncio.run(main())
+
+
+def wait_until_subscribed(store: OperationStore, name: str) -> None:
+    deadline = time.monotonic() + 30
+    while name not in store._subscribers:
+        assert time.monotonic() < deadline, "nobody subscribed"
+        time.sleep(0.005)
