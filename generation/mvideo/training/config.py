@@ -59,14 +59,16 @@ class TrainConfig:
     learning_rate: float = 1e-4
     lr_warmup_steps: int = 0
     lr_schedule: str = "constant"
-    """"constant" or "cosine" (to `lr_min_ratio` x the peak at `max_steps`), both after the linear warmup."""
+    """"constant" or "cosine" (to `lr_min_ratio` x the peak at `max_steps`), both after the linear warmup
+    (transformers' schedulers, see `trainer.build_lr_scheduler`)."""
     lr_min_ratio: float = 0.1
     adam_beta1: float = 0.9
     adam_beta2: float = 0.99
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     ema_decay: float = 0.0
-    """0 disables the EMA; else the exported weights are the EMA's (decay warms up as min(d, (1+n)/(10+n)))."""
+    """0 disables the EMA; else the exported weights are the EMA's (diffusers' EMAModel: the average starts at
+    the weights after step 1, then decay min(ema_decay, n / (n + 9)) at step n)."""
     # -- objective ------------------------------------------------------------------------------------------
     p_text_drop: float = 0.1
     p_mask_drop: float = 0.15

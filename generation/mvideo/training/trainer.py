@@ -41,7 +41,6 @@ import math
 import re
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,9 +48,11 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from diffusers.training_utils import EMAModel
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from transformers.optimization import get_scheduler
 
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.pipelines.pipeline_mvideo import rotary_embeddings  # also training.rotary_embeddings
@@ -126,37 +127,49 @@ class MVideoDenoiser(nn.Module):
         )[0]
 
 
-class ModuleEMA:
-    """An exponential moving average of a module's floating-point state, kept as a frozen module copy.
+class DenoiserEMA(EMAModel):
+    """diffusers' `EMAModel` over the denoiser's trainable parameters, whose averages are the parameters of a frozen
+    copy of the denoiser (`module`: the "ema" consistency teacher and the exported weights), not a second copy.
 
-    decay at update n (1-based) is min(decay, (1 + n) / (10 + n)): early updates follow the model closely.
+    Decay at update n is diffusers' default warm-up: 0 at n = 1 (the average starts at the weights after the first
+    step), then min(decay, n / (n + 9)). `update(denoiser)` averages in the denoiser's current weights.
+    `load_state_dict` also reads checkpoints of the hand-written EMA this replaced
+    ({"num_updates", "decay", "module": the averaged state dict}). Do not call `to()`: move the denoiser first.
     """
 
-    def __init__(self, module: nn.Module, decay: float):
+    def __init__(self, denoiser: nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
-        self.decay = decay
-        self.module = copy.deepcopy(module).eval().requires_grad_(False)
-        self.num_updates = 0
+        super().__init__([], decay=decay)
+        self.names = [name for name, param in denoiser.named_parameters() if param.requires_grad]
+        self.module = copy.deepcopy(denoiser).eval().requires_grad_(False)
+        self.shadow_params = self.tracked(self.module)
 
-    @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
-        self.num_updates += 1
-        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
-        source = module.state_dict()
-        for name, value in self.module.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.lerp_(source[name].to(value.dtype), 1.0 - d)
-            else:
-                value.copy_(source[name])
+    def tracked(self, denoiser: nn.Module) -> list[nn.Parameter]:
+        """The parameters this EMA averages, of `denoiser` (the live model or `module`), in a fixed order."""
+        params = dict(denoiser.named_parameters())
+        return [params[name] for name in self.names]
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"num_updates": self.num_updates, "decay": self.decay, "module": self.module.state_dict()}
+    def update(self, denoiser: nn.Module) -> None:
+        self.step(self.tracked(denoiser))
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.num_updates = int(state["num_updates"])
-        self.decay = float(state["decay"])
-        self.module.load_state_dict(state["module"])
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "module" in state_dict:  # a checkpoint of the hand-written EMA
+            module_state = state_dict["module"]
+            state_dict = {
+                "decay": float(state_dict["decay"]),
+                "optimization_step": int(state_dict["num_updates"]),
+                "shadow_params": [module_state[name] for name in self.names],
+            }
+        state_dict = dict(state_dict)
+        loaded = state_dict.pop("shadow_params", None)
+        super().load_state_dict(state_dict)
+        if loaded is not None:  # copied into `module`'s parameters (EMAModel would replace the list)
+            if len(loaded) != len(self.shadow_params):
+                raise ValueError(f"EMA state has {len(loaded)} tensors, this EMA averages {len(self.names)}")
+            with torch.no_grad():
+                for averaged, value in zip(self.shadow_params, loaded, strict=True):
+                    averaged.copy_(value)
 
 
 @dataclass
@@ -235,25 +248,25 @@ def set_trainable(denoiser: MVideoDenoiser, config: TrainConfig) -> list[nn.Para
     return [p for p in denoiser.parameters() if p.requires_grad]
 
 
-def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
-    warmup, total, schedule, floor = (
-        config.lr_warmup_steps,
-        config.max_steps,
-        config.lr_schedule,
-        config.lr_min_ratio,
+LR_SCHEDULES = {"constant": "constant_with_warmup", "cosine": "cosine_with_min_lr"}
+"""`TrainConfig.lr_schedule` -> transformers' scheduler name."""
+
+
+def build_lr_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, num_processes: int = 1) -> Any:
+    """transformers' `get_scheduler`: a linear warmup from 0 over `lr_warmup_steps`, then constant or a half
+    cosine to `lr_min_ratio` x the peak at `max_steps`. Lengths are counted in scheduler steps, `num_processes`
+    per optimizer step: accelerate's prepared scheduler steps once per process (as diffusers' training scripts)."""
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {config.lr_schedule!r}")
+    return get_scheduler(
+        LR_SCHEDULES[config.lr_schedule],
+        optimizer,
+        num_warmup_steps=config.lr_warmup_steps * num_processes,
+        num_training_steps=config.max_steps * num_processes,
+        scheduler_specific_kwargs={"min_lr_rate": config.lr_min_ratio}
+        if config.lr_schedule == "cosine"
+        else None,
     )
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def build_dataset(config: TrainConfig, num_mask_slots: int):
@@ -352,7 +365,9 @@ def train(
     base_teacher: MVideoDenoiser | None = None
     if teacher_kind == "base" and config.lora_rank == 0:
         base_teacher = copy.deepcopy(denoiser).eval().requires_grad_(False)
-    ema = ModuleEMA(denoiser, config.ema_decay) if config.ema_decay > 0 else None  # validate(): "ema" has one
+    ema = (
+        DenoiserEMA(denoiser, config.ema_decay) if config.ema_decay > 0 else None
+    )  # validate(): "ema" has one
     num_params = sum(p.numel() for p in trainable)
     logger.info(
         "trainable parameters: %.3fM (%s, teacher=%s)",
@@ -368,7 +383,7 @@ def train(
         betas=(config.adam_beta1, config.adam_beta2),
         weight_decay=config.weight_decay,
     )
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+    lr_scheduler = build_lr_scheduler(optimizer, config, accelerator.num_processes)
     denoiser, optimizer, lr_scheduler = accelerator.prepare(denoiser, optimizer, lr_scheduler)
     state = TrainState()
     accelerator.register_for_checkpointing(state)

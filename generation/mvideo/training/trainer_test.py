@@ -1,13 +1,21 @@
+import copy
 import math
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.shapes.model import build_shapes_pipeline
 from generation.mvideo.training.config import SHAPES_TINY_SPEC, get_recipe
-from generation.mvideo.training.trainer import MVideoDenoiser, checkpoint_dirs, train
+from generation.mvideo.training.trainer import (
+    DenoiserEMA,
+    MVideoDenoiser,
+    build_lr_scheduler,
+    checkpoint_dirs,
+    train,
+)
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -115,3 +123,69 @@ def test_bad_configs_are_value_errors(tmp_path):
         )
     with pytest.raises(ValueError, match="unknown recipe"):
         get_recipe("nope")
+
+
+def test_exported_ema_weights_follow_the_ema_formula_over_the_live_weights(tmp_path):
+    decay = 0.9
+    config = get_recipe("shapes-tiny").replace(
+        out=str(tmp_path / "out"), max_steps=3, ema_decay=decay, checkpoint_every=1, keep_checkpoints=0
+    )
+    result = train(config)
+    live = [
+        load_file(path / "model.safetensors") for path in checkpoint_dirs(tmp_path / "out" / "checkpoints")
+    ]
+    assert len(live) == 3
+    # diffusers' EMAModel: the average starts at the weights after step 1, then decay min(d, n / (n + 9))
+    expected = dict(live[0])
+    for n, weights in enumerate(live[1:], start=2):
+        d = min(decay, n / (n + 9))
+        expected = {name: d * expected[name] + (1 - d) * value for name, value in weights.items()}
+    exported = MVideoPipeline.from_pretrained(tmp_path / "out")
+    exported_state = {
+        f"{part}.{name}": value
+        for part in ("transformer", "mask_encoder", "text_encoder")
+        for name, value in getattr(exported, part).state_dict().items()
+    }
+    final = result.denoiser.state_dict()
+    assert set(exported_state) <= set(expected)
+    differ = 0
+    for name, value in exported_state.items():
+        torch.testing.assert_close(value, expected[name], rtol=1e-5, atol=1e-6, msg=name)
+        differ += not torch.allclose(value, final[name], rtol=1e-4, atol=1e-6)
+    assert differ > len(exported_state) // 2, "the EMA weights should differ from the live weights"
+
+
+def test_ema_reads_checkpoints_of_the_hand_written_ema_and_its_own():
+    ema = DenoiserEMA(torch.nn.Linear(3, 2), decay=0.9)
+    ema.load_state_dict(
+        {"num_updates": 7, "decay": 0.99, "module": {"weight": torch.ones(2, 3), "bias": torch.zeros(2)}}
+    )
+    assert ema.optimization_step == 7 and ema.decay == 0.99
+    assert torch.equal(ema.module.weight, torch.ones(2, 3))
+    other = DenoiserEMA(torch.nn.Linear(3, 2), decay=0.9)
+    other.load_state_dict(copy.deepcopy(ema.state_dict()))
+    assert other.optimization_step == 7 and torch.equal(other.module.weight, torch.ones(2, 3))
+    assert other.shadow_params[0] is other.module.weight  # the module holds the averages
+
+
+@pytest.mark.parametrize("num_processes", [1, 2])
+def test_lr_schedules_warm_up_then_hold_or_decay_to_the_floor(num_processes):
+    def lrs(schedule):
+        config = get_recipe("shapes-tiny").replace(
+            learning_rate=1.0, lr_warmup_steps=2, max_steps=6, lr_schedule=schedule, lr_min_ratio=0.1
+        )
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.learning_rate)
+        scheduler = build_lr_scheduler(optimizer, config, num_processes)
+        seen = []
+        for _ in range(config.max_steps + 1):
+            seen.append(scheduler.get_last_lr()[0])
+            for _ in range(num_processes):  # accelerate steps a prepared scheduler once per process
+                optimizer.step()
+                scheduler.step()
+        return seen
+
+    assert lrs("constant") == pytest.approx([0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0])
+    cosine = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in range(5)]
+    assert lrs("cosine") == pytest.approx([0.0, 0.5, *cosine])
+    with pytest.raises(ValueError, match="lr_schedule"):
+        lrs("linear")
