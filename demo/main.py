@@ -281,12 +281,13 @@ def run_demo(
     start_timeout: float = 120.0,
 ) -> bool:
     """Start all services, check them, run the video jobs, stop everything; True when all passed."""
-    from services.video.config import DEFAULT_ENGINE_PATH
-    from services.video.engine import TINY_SPEC, spec_from_dir
+    from generation.mvideo.defaults import SHAPES_DEFAULT_PATH
+    from generation.mvideo.engine import TINY_SPEC
+    from generation.mvideo.jobs import spec_from_dir
 
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    engine_path = engine_path or DEFAULT_ENGINE_PATH
+    engine_path = engine_path or str(SHAPES_DEFAULT_PATH)
     video_args, engine_text = video_engine_args(tiny, engine_path)
     spec = TINY_SPEC if "--tiny-engine" in video_args else spec_from_dir(engine_path)
     extra = {**EXTRA_ARGS, "video": video_args}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from libs.serving.service import serve_parsed
 from services import SERVICE_NAMES
-from services.skeleton import serve_parsed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

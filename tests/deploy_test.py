@@ -23,10 +23,10 @@ import pytest
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from demo import SERVICE_FULL_NAMES
 from libs.serving import ServerConfig
 from libs.serving.config import env_name
 from services import SERVICE_NAMES
-from demo import SERVICE_FULL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

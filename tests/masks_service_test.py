@@ -19,12 +19,14 @@ from kmono.masks.v1 import masks_pb2, masks_pb2_grpc
 
 from generation.masks import edit
 from generation.masks.compose import Layer, compose
+from generation.masks.engine import ExtractionJob
 from generation.masks.synth import SyntheticObject, synthesize
 from generation.masks.testing import moving_boxes
 from generation.masks.trajectory import Trajectory
 from libs.media import MaskSequenceBuilder, encode_video, from_proto, to_proto
 from libs.serving import find_detail
 from libs.serving.operations import OperationStore, State, unpack_any
+from libs.serving.operations.payload import dump_job
 from libs.serving.testing.loopback import loopback_server, run_async, status_of
 from services.masks import server
 from services.masks.worker import KIND
@@ -76,7 +78,7 @@ class ScriptedEngine:
         for _ in range(frames):
             self.gate.release()
 
-    def extract(self, video_path, request, on_frame):
+    def extract(self, job, on_frame):
         self.started.set()
         builder = MaskSequenceBuilder(8, 8, 4)
         for t in range(self.num_frames):
@@ -329,7 +331,9 @@ def test_an_operation_interrupted_by_a_crash_is_recovered_at_start_up(tmp_path):
         video=media_pb2.MediaRef(inline_data=tiny_video(2)), text_query="a ball.", request_id="crashed-once"
     )
     with OperationStore(config.operations_db("masks")) as store:
-        op, _ = store.create(KIND, request.SerializeToString(deterministic=True), request.request_id)
+        job = ExtractionJob(video=request.video.inline_data, query=request.text_query)
+        fingerprint = request.SerializeToString(deterministic=True)
+        op, _ = store.create(KIND, dump_job(job), request.request_id, request_fingerprint=fingerprint)
         store.claim_next(KIND)  # the worker that claimed it "died" here
         assert store.get(op.name).state is State.RUNNING
 
@@ -644,7 +648,7 @@ def test_a_video_that_fails_while_decoding_fails_the_operation_with_invalid_argu
     video = tiny_video(3)
 
     class Failing(ScriptedEngine):
-        def extract(self, video_path, request, on_frame):
+        def extract(self, job, on_frame):
             raise ValueError("cannot read video: decoding failed after frame 1")
 
     async def scenario():

@@ -25,8 +25,11 @@ from google.rpc import error_details_pb2
 from kmono.common.v1 import media_pb2, operation_pb2
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
+from generation.masks.engine import load_mask_engine
 from generation.masks.synth import SyntheticObject, synthesize
 from generation.masks.trajectory import Trajectory
+from generation.mvideo.engine import TINY_SPEC, GeneratedVideo, load_mvideo_engine
+from generation.mvideo.jobs import VideoJob
 from libs.media import MaskSequence, dumps, encode_video, loads, read_video, save, to_proto
 from libs.serving import find_detail
 from libs.serving.operations import OperationStore, State
@@ -34,7 +37,6 @@ from libs.serving.testing.loopback import loopback_server, run_async, status_of
 from services.video import server
 from services.video.artifacts import ArtifactStore
 from services.video.client import metadata_of, response_of
-from services.video.engine import TINY_SPEC, GenerationJob, load_mvideo_engine
 from services.video.worker import KIND
 
 torch.set_num_threads(1)
@@ -60,7 +62,8 @@ def make_config(tmp_path, *extra: str):
 
 @functools.cache
 def tiny_engine():
-    return load_mvideo_engine(path=None, tiny=True, torch_threads=1)
+    masks = functools.partial(load_mask_engine, tiny=True, torch_threads=1)
+    return load_mvideo_engine(path=None, tiny=True, torch_threads=1, load_mask_engine=masks)
 
 
 class SlowEngine:
@@ -71,12 +74,12 @@ class SlowEngine:
         self.spec = self.inner.spec
         self.delay = delay
 
-    def generate(self, job, on_step):
+    def generate(self, job, on_step, on_stage=lambda stage: None):
         def slowed(step, total, preview):
             time.sleep(self.delay)
             on_step(step, total, preview)
 
-        return self.inner.generate(job, slowed)
+        return self.inner.generate(job, slowed, on_stage)
 
 
 class GatedEngine:
@@ -89,14 +92,14 @@ class GatedEngine:
         self.started = threading.Event()
         self.calls = 0
 
-    def generate(self, job: GenerationJob, on_step):
+    def generate(self, job: VideoJob, on_step, on_stage=lambda stage: None):
         self.calls += 1
         self.started.set()
         for step in range(job.num_inference_steps):
             if not self.gate.acquire(timeout=30):
                 raise TimeoutError("the test never released the step")
             on_step(step + 1, job.num_inference_steps, None)
-        return np.zeros((job.num_frames, job.height, job.width, 3), np.uint8)
+        return GeneratedVideo(np.zeros((job.num_frames, job.height, job.width, 3), np.uint8), job.masks)
 
 
 def serve(config, engine=None, **kwargs):
@@ -223,8 +226,8 @@ def test_create_watch_download_with_progress_previews_and_artifacts(tmp_path):
 
 
 def test_a_video_longer_than_one_clip_is_made_clip_by_clip(tmp_path):
+    from generation.mvideo.engine import LONG_VIDEO_MOTION_STRENGTH
     from generation.mvideo.longvideo import long_video_steps
-    from services.video.engine import LONG_VIDEO_MOTION_STRENGTH
 
     config = make_config(tmp_path)
     masks = ball(num_frames=17)  # two clips of the tiny engine's 9 frames, sharing frame 8
@@ -440,11 +443,36 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start_server(tmp_path, port: int, *extra: str) -> subprocess.Popen:
+# The video server process with its engine slowed down by `delay` seconds per step (a test engine, never a
+# production flag): long enough for a test to kill it mid-job.
+SLOW_SERVER = """
+import sys, time
+from functools import partial
+from generation.mvideo.engine import load_mvideo_engine
+from libs.serving.service import service_main
+from services.video import server
+
+delay = float(sys.argv[1])
+class Slow:
+    def __init__(self):
+        self.inner = load_mvideo_engine(path=None, tiny=True, torch_threads=1)
+        self.spec = self.inner.spec
+    def generate(self, job, on_step, on_stage=lambda stage: None):
+        def slowed(*args):
+            time.sleep(delay)
+            on_step(*args)
+        return self.inner.generate(job, slowed, on_stage)
+build = partial(server.build, load_engines=lambda: {"mvideo": Slow()})
+sys.exit(service_main(sys.argv[2:], prog="slow", description="", config_type=server.CONFIG_TYPE, build=build))
+"""
+
+
+def _start_server(tmp_path, port: int, *, step_delay: float = 0.0) -> subprocess.Popen:
     log = open(tmp_path / f"server-{port}.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    program = ["-c", SLOW_SERVER, str(step_delay)] if step_delay else ["-m", "services.video"]
     return subprocess.Popen(
-        [sys.executable, "-m", "services.video", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-         str(tmp_path), "--tiny-engine", "--torch-threads", "1", *extra],
+        [sys.executable, *program, "--host", "127.0.0.1", "--port", str(port), "--data-dir",
+         str(tmp_path), "--tiny-engine", "--torch-threads", "1"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
 
@@ -463,7 +491,7 @@ def _wait_channel(port: int, process: subprocess.Popen, timeout: float = 90) -> 
 
 def test_kill_9_mid_job_then_restart_finishes_the_job_exactly_once(tmp_path):
     port = _free_port()
-    process = _start_server(tmp_path, port, "--step-delay", "0.3")
+    process = _start_server(tmp_path, port, step_delay=0.3)
     try:
         channel = _wait_channel(port, process)
         stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
@@ -630,8 +658,8 @@ def test_invalid_requests_are_invalid_argument_naming_the_field(tmp_path):
 
 
 def test_engine_path_loads_a_shapes_pipeline_folder_and_sizes_come_from_its_config(tmp_path):
+    from generation.mvideo.jobs import spec_from_dir
     from generation.mvideo.shapes import build_shapes_pipeline
-    from services.video.engine import spec_from_dir
 
     folder = tmp_path / "shapes"
     build_shapes_pipeline().save_pretrained(folder)

@@ -58,6 +58,7 @@ __all__ = [
     "dilate",
     "drop_objects",
     "erode",
+    "keep_best_objects",
     "fps_ratio",
     "loop",
     "loop_num_frames",
@@ -188,6 +189,14 @@ def _keep_objects(seq: MaskSequence, keep: set[int]) -> MaskSequence:
             yield frame
 
     return _rebuild(seq, frames(), objects=[o for o in seq.objects if o.id in keep])
+
+
+def keep_best_objects(seq: MaskSequence, max_objects: int | None) -> MaskSequence:
+    """At most `max_objects` objects: the highest-scored ones (ties: the lower id); None or 0 keeps all."""
+    if not max_objects or len(seq.objects) <= max_objects:
+        return seq
+    best = sorted(seq.objects, key=lambda o: (-o.score, o.id))[:max_objects]
+    return select_objects(seq, object_ids=[o.id for o in best])
 
 
 def select_objects(

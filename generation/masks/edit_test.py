@@ -317,3 +317,14 @@ def test_ops_keep_per_frame_scores_and_occlusion_flags():
     assert back.visibility(1, 1) is Visibility.OCCLUDED
     moved = edit.translate(seq, (2, 0))
     assert moved.frame_score(2, 1) == 0.75 and moved.visibility(1, 1) is Visibility.OCCLUDED
+
+
+def test_keep_best_objects_keeps_the_highest_scores_and_breaks_ties_by_id():
+    id_map = np.zeros((4, 8), np.int32)
+    for oid in (1, 2, 3):
+        id_map[:, oid] = oid
+    objects = [MaskObject(1, "a", 0.2), MaskObject(2, "b", 0.9), MaskObject(3, "c", 0.2)]
+    seq = MaskSequence.from_id_maps(id_map[None], objects, 8.0)
+    assert [o.id for o in edit.keep_best_objects(seq, 2).objects] == [1, 2]
+    assert edit.keep_best_objects(seq, 0) is seq
+    assert edit.keep_best_objects(seq, 5) is seq

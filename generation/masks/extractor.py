@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from generation.masks.defaults import BOX_THRESHOLD, REDETECT_EVERY, TEXT_THRESHOLD, WINDOW
 from generation.masks.models import (
     DEFAULT_GROUNDING_DINO,
     DEFAULT_SAM2,
@@ -251,8 +252,8 @@ class ExtractionSession:
         query: str | Sequence[str],
         frame_idx: int = 0,
         *,
-        box_threshold: float = 0.35,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
     ) -> Detections:
         """Detect `query` on frame `frame_idx` and register it for the key frames of `propagate`."""
         if self.started:
@@ -506,19 +507,22 @@ class MaskExtractor:
         query: str | Sequence[str],
         *,
         frame_idx: int = 0,
-        box_threshold: float = 0.35,
-        text_threshold: float = 0.25,
-        redetect_every: int | None = 20,
-        window: int | None = 100,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
+        redetect_every: int | None = REDETECT_EVERY,
+        window: int | None = WINDOW,
         reverse: bool = False,
         reverse_frames: int | None = None,
         progress: ProgressCallback | Any | bool | None = None,
         fps: float | None = None,
+        on_frame: Callable[[int, int | None, FrameResult], None] | None = None,
     ) -> MaskSequence:
         """The mask sequence of the objects that `query` names in `video` (see the module docstring).
 
         progress: None; True (a tqdm bar); an object with `update(n)` (e.g. a tqdm bar); or a callable
         `progress(frames_done, total_frames_or_None)`, called after every frame.
+        on_frame: `on_frame(frames_done, total_frames_or_None, result)` after every frame, with the frame's
+        `FrameResult` (a service counts the objects seen); it may raise to stop the extraction.
         """
         query = normalize_query(query)
         _check_threshold(box_threshold, "box_threshold")
@@ -547,6 +551,8 @@ class MaskExtractor:
                     result.id_map, scores=dict(zip(result.object_ids, result.scores, strict=True))
                 )
                 report(done)
+                if on_frame is not None:
+                    on_frame(done, session.num_frames, result)
         finally:
             close()
         return builder.build(session.objects())

@@ -49,6 +49,8 @@ from transformers import (
     SwinConfig,
 )
 
+from generation.masks.defaults import BOX_THRESHOLD, GROUNDING_DINO_MODEL, SAM2_MODEL, TEXT_THRESHOLD
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -72,8 +74,8 @@ __all__ = [
     "tiny_tokenizer",
 ]
 
-DEFAULT_GROUNDING_DINO = "IDEA-Research/grounding-dino-tiny"
-DEFAULT_SAM2 = "facebook/sam2.1-hiera-tiny"
+DEFAULT_GROUNDING_DINO = GROUNDING_DINO_MODEL
+DEFAULT_SAM2 = SAM2_MODEL
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TINY_OBJECT_SCORE_BIAS = 2.0
@@ -286,7 +288,12 @@ class GroundingDinoDetector:
 
     @torch.inference_mode()
     def detect(
-        self, image: np.ndarray, query: str, *, box_threshold: float = 0.35, text_threshold: float = 0.25
+        self,
+        image: np.ndarray,
+        query: str,
+        *,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
     ) -> Detections:
         query = normalize_query(query)
         phrases = query_phrases(query)

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from generation.masks.defaults import MERGE_IOU
+
 __all__ = [
     "MatchResult",
     "Track",
@@ -128,7 +130,7 @@ def fill_background(id_map: np.ndarray, object_ids: Sequence[int], logits: np.nd
 class TrackerConfig:
     """How detections become tracks and when tracks end (see the module docstring)."""
 
-    iou_threshold: float = 0.5
+    iou_threshold: float = MERGE_IOU
     max_missed_detections: int = 2
     max_lost_frames: int = 30
 

@@ -29,31 +29,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from libs.errors import FieldError
+
 __all__ = ["INTERPOLATIONS", "FieldError", "Interpolation", "Trajectory", "parse_keyframe"]
 
 Interpolation = Literal["linear", "step", "smooth"]
 INTERPOLATIONS: tuple[Interpolation, ...] = ("linear", "step", "smooth")
-
-
-class FieldError(ValueError):
-    """A bad argument of a mask-sequence operation. `field` is a dotted path to it, starting with the
-    operation's parameter name (e.g. `offset.keyframes[2].frame_index`), so a caller that took the argument
-    from a request can name the request field; `reason` is the human explanation."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-    def prefixed(self, prefix: str) -> FieldError:
-        """The same error with `prefix.` in front of the field path."""
-        return FieldError(f"{prefix}.{self.field}" if prefix else self.field, self.reason)
-
-    def renamed(self, first: str) -> FieldError:
-        """The same error with the first component of the path replaced by `first`."""
-        head, dot, rest = self.field.partition(".")
-        bracket = head[head.index("[") :] if "[" in head else ""
-        return FieldError(first + bracket + dot + rest, self.reason)
 
 
 def check_int(value: Any, field: str, *, minimum: int | None = None) -> int:

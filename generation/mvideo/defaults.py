@@ -14,3 +14,7 @@ COGVIDEOX_MODEL = "THUDM/CogVideoX-2b"
 """The published CogVideoX base an MVideo is fine-tuned from (`kmono mvideo train --init-from`)."""
 VACE_MODEL = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
 """Wan2.1-VACE for ENGINE_VACE (`--vace-path`)."""
+COGVIDEOX_FPS = 8.0
+"""Frame rate of CogVideoX's videos: the fps of a published folder saved without `engine.json`."""
+ATTENTION_BACKENDS = ("auto", "sdpa", "xformers")
+"""Attention backends a pipeline runs with: auto (xFormers when installed and on CUDA, else PyTorch SDPA)."""

@@ -10,6 +10,10 @@ same check as the flag's rejects, not a traceback while the parser is built.
 import argparse
 import os
 
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+"""`--dtype` choices of every model-loading command; auto: bfloat16 on CUDA (the published models' dtype), else
+float32."""
+
 
 def env_bool(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)

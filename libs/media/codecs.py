@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import zipfile
@@ -58,6 +59,7 @@ from kmono.common.v1 import media_pb2
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from libs.errors import FieldError
 from libs.media import rle as _rle
 from libs.media.masks import (
     BoundingBox,
@@ -295,39 +297,48 @@ def to_proto(seq: MaskSequence, *, compressed: bool = True) -> media_pb2.MaskSeq
 
 
 def from_proto(msg: media_pb2.MaskSequence, *, on_overlap: OverlapPolicy = "error") -> MaskSequence:
-    """The MaskSequence of a `kmono.common.v1.MaskSequence`, validated (ValueError names the bad field).
+    """The MaskSequence of a `kmono.common.v1.MaskSequence`, validated: a `FieldError` (a ValueError) whose
+    `field` is the path inside the message (`width`, `objects`, `frames[3].object_masks[0].rle`, ...).
 
     A mask's `box` is recomputed from its RLE; the proto box is used only when `rle` is unset (or empty).
     VISIBILITY_UNSPECIFIED reads as visible; VISIBILITY_ABSENT entries must be empty and are dropped.
     """
     if not isinstance(msg, media_pb2.MaskSequence):
-        raise ValueError(f"expected a kmono.common.v1.MaskSequence, got {type(msg).__name__}")
+        raise FieldError("", f"expected a kmono.common.v1.MaskSequence, got {type(msg).__name__}")
     width, height, num_frames = msg.width, msg.height, msg.num_frames
     for name, value in (("width", width), ("height", height), ("num_frames", num_frames)):
         if value <= 0:
-            raise ValueError(f"MaskSequence.{name} must be > 0, got {value}")
+            raise FieldError(name, f"must be > 0, got {value}")
     if len(msg.frames) != num_frames:
-        raise ValueError(f"MaskSequence.num_frames is {num_frames} but it has {len(msg.frames)} frames")
-    objects = [MaskObject(o.id, o.label, o.score) for o in msg.objects]
-    builder = MaskSequenceBuilder(width, height, msg.fps, on_overlap=on_overlap)
+        raise FieldError("num_frames", f"is {num_frames} but the sequence has {len(msg.frames)} frames")
+    if not math.isfinite(msg.fps) or msg.fps <= 0:
+        raise FieldError("fps", f"must be > 0, got {msg.fps}")
+    try:
+        objects = [MaskObject(o.id, o.label, o.score) for o in msg.objects]
+        builder = MaskSequenceBuilder(width, height, msg.fps, on_overlap=on_overlap)
+    except ValueError as exc:
+        raise FieldError("objects", str(exc)) from None
     for t, frame in enumerate(msg.frames):
         if frame.frame_index != t:
-            raise ValueError(f"MaskSequence.frames[{t}].frame_index is {frame.frame_index}, expected {t}")
+            raise FieldError(f"frames[{t}].frame_index", f"is {frame.frame_index}, expected {t}")
         masks: dict[int, np.ndarray] = {}
         scores: dict[int, float] = {}
         occluded: list[int] = []
         boxes: dict[int, BoundingBox] = {}
         seen: set[int] = set()
         for i, om in enumerate(frame.object_masks):
-            where = f"MaskSequence.frames[{t}].object_masks[{i}]"
-            oid = check_object_id(om.object_id, f"{where}.object_id")
+            where = f"frames[{t}].object_masks[{i}]"
+            try:
+                oid = check_object_id(om.object_id, "object id")
+            except ValueError as exc:
+                raise FieldError(f"{where}.object_id", str(exc)) from None
             if oid in seen:
-                raise ValueError(f"{where}: object {oid} has two masks in frame {t}")
+                raise FieldError(where, f"object {oid} has two masks in frame {t}")
             seen.add(oid)
             mask = _proto_rle_mask(om.rle, height, width, f"{where}.rle") if om.HasField("rle") else None
             if om.visibility == media_pb2.VISIBILITY_ABSENT:
                 if mask is not None and mask.any():
-                    raise ValueError(f"{where}: visibility is VISIBILITY_ABSENT but the mask is not empty")
+                    raise FieldError(f"{where}.visibility", "is VISIBILITY_ABSENT but the mask is not empty")
                 continue
             if mask is not None and mask.any():
                 masks[oid] = mask
@@ -338,23 +349,29 @@ def from_proto(msg: media_pb2.MaskSequence, *, on_overlap: OverlapPolicy = "erro
             scores[oid] = om.score
             if om.visibility == media_pb2.VISIBILITY_OCCLUDED:
                 occluded.append(oid)
-        builder.add_frame(masks, scores=scores, occluded=occluded, boxes=boxes)
-    return builder.build(objects)
+        try:
+            builder.add_frame(masks, scores=scores, occluded=occluded, boxes=boxes)
+        except ValueError as exc:
+            raise FieldError(f"frames[{t}]", str(exc)) from None
+    try:
+        return builder.build(objects)
+    except ValueError as exc:  # ids in frames but not in objects, duplicate ids
+        raise FieldError("objects", str(exc)) from None
 
 
 def _proto_rle_mask(rle: media_pb2.RleMask, height: int, width: int, where: str) -> np.ndarray:
     if (rle.height, rle.width) != (height, width):
-        raise ValueError(
-            f"{where}: size is {rle.height}x{rle.width} (HxW), expected the sequence's {height}x{width}"
+        raise FieldError(
+            where, f"size is {rle.height}x{rle.width} (HxW), expected the sequence's {height}x{width}"
         )
     if rle.counts and rle.compressed_counts:
-        raise ValueError(f"{where}: set exactly one of counts and compressed_counts, got both")
+        raise FieldError(where, "set exactly one of counts and compressed_counts, got both")
     if not rle.counts and not rle.compressed_counts:
-        raise ValueError(f"{where}: set exactly one of counts and compressed_counts, got neither")
+        raise FieldError(where, "set exactly one of counts and compressed_counts, got neither")
     try:
         return _rle.decode_untrusted(rle.compressed_counts or list(rle.counts), height, width)
     except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
+        raise FieldError(where, str(e)) from None
 
 
 # -- NPZ ---------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from kmono.common.v1 import media_pb2
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from libs.errors import FieldError
 from libs.media import (
     BoundingBox,
     MaskObject,
@@ -176,39 +177,58 @@ def test_proto_visibility_unspecified_and_absent():
     seq = from_proto(msg)
     assert seq.visibility(0, 2) == Visibility.VISIBLE and not seq.visible(2, 2)
     absent.rle.CopyFrom(msg.frames[0].object_masks[1].rle)
-    with pytest.raises(ValueError, match=r"frames\[2\].object_masks\[0\]: visibility is VISIBILITY_ABSENT"):
+    with pytest.raises(ValueError, match=r"frames\[2\].object_masks\[0\].visibility: is VISIBILITY_ABSENT"):
         from_proto(msg)
 
 
 @pytest.mark.parametrize(
-    ("edit", "message"),
+    ("edit", "field", "message"),
     [
-        (lambda m: setattr(m, "width", 0), r"MaskSequence.width must be > 0"),
-        (lambda m: setattr(m, "num_frames", 4), "num_frames is 4 but it has 3 frames"),
-        (lambda m: setattr(m, "fps", -1), "fps must be > 0"),
-        (lambda m: setattr(m.frames[1], "frame_index", 5), r"frames\[1\].frame_index is 5, expected 1"),
-        (lambda m: setattr(m.objects[1], "id", 1), "duplicate object id 1"),
-        (lambda m: setattr(m.objects[0], "id", 0), "reserved for the background"),
-        (lambda m: m.objects.pop(), r"ids \[2\] that are not in objects"),
-        (lambda m: setattr(m.frames[0].object_masks[0].rle, "height", 5), r"rle: size is 5x8 \(HxW\)"),
-        (lambda m: setattr(m.frames[0].object_masks[0].rle, "compressed_counts", b"1"), "sum to 1, expected"),
-        (lambda m: m.frames[0].object_masks[0].rle.counts.append(48), "got both"),
-        (lambda m: m.frames[0].object_masks[0].rle.ClearField("compressed_counts"), "got neither"),
+        (lambda m: setattr(m, "width", 0), "width", r"must be > 0"),
+        (lambda m: setattr(m, "num_frames", 4), "num_frames", "is 4 but the sequence has 3 frames"),
+        (lambda m: setattr(m, "fps", -1), "fps", "must be > 0"),
+        (lambda m: setattr(m.frames[1], "frame_index", 5), "frames[1].frame_index", r"is 5, expected 1"),
+        (lambda m: setattr(m.objects[1], "id", 1), "objects", "duplicate object id 1"),
+        (lambda m: setattr(m.objects[0], "id", 0), "objects", "reserved for the background"),
+        (lambda m: m.objects.pop(), "objects", r"ids \[2\] that are not in objects"),
+        (
+            lambda m: setattr(m.frames[0].object_masks[0].rle, "height", 5),
+            "frames[0].object_masks[0].rle",
+            r"size is 5x8 \(HxW\)",
+        ),
+        (
+            lambda m: setattr(m.frames[0].object_masks[0].rle, "compressed_counts", b"1"),
+            "frames[0].object_masks[0].rle",
+            "sum to 1, expected",
+        ),
+        (
+            lambda m: m.frames[0].object_masks[0].rle.counts.append(48),
+            "frames[0].object_masks[0].rle",
+            "got both",
+        ),
+        (
+            lambda m: m.frames[0].object_masks[0].rle.ClearField("compressed_counts"),
+            "frames[0].object_masks[0].rle",
+            "got neither",
+        ),
         (
             lambda m: m.frames[0].object_masks.add().CopyFrom(m.frames[0].object_masks[0]),
+            "frames[0].object_masks[2]",
             "object 1 has two masks",
         ),
         (
             lambda m: setattr(m.frames[0].object_masks[0], "score", 3),
+            "frames[0]",
             r"score of object 1 must be in \[0, 1\]",
         ),
     ],
 )
-def test_from_proto_rejects_invalid_messages(edit, message):
+def test_from_proto_names_the_field_at_fault(edit, field, message):
     msg = to_proto(example_sequence())
     edit(msg)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(FieldError, match=message) as caught:
         from_proto(msg)
+    assert caught.value.field == field
 
 
 def test_loads_rejects_garbage():

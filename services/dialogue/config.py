@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from services.skeleton import BasicServiceConfig
+from libs.serving.service import BasicServiceConfig
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from kmono.dialogue.v1 import dialogue_pb2, dialogue_pb2_grpc
 
 from libs.serving import ServiceRegistration
+from libs.serving.service import Built, service_main
 from services.dialogue.config import CONFIG_TYPE, DialogueServiceConfig
 from services.dialogue.servicer import DialogueServicer
-from services.skeleton import Built, service_main
 
 
 def build(config: DialogueServiceConfig) -> Built:

@@ -6,13 +6,10 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from libs.cli.flags import env_bool, non_negative_int, positive_int
+from generation.masks.defaults import GROUNDING_DINO_MODEL, SAM2_MODEL, WINDOW
+from libs.cli.flags import DTYPES, env_bool, non_negative_int, positive_int
 from libs.serving import ServerConfig
-from services.skeleton import StatefulServiceConfig
-
-DEFAULT_GROUNDING_MODEL = "IDEA-Research/grounding-dino-tiny"
-DEFAULT_SAM2_MODEL = "facebook/sam2.1-hiera-tiny"
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+from libs.serving.service import StatefulServiceConfig
 
 
 @dataclass(frozen=True)
@@ -21,14 +18,14 @@ class MaskServiceConfig(StatefulServiceConfig):
 
     tiny_models: bool = False
     """Random tiny GroundingDINO + SAM2 (tests, the demo): the masks mean nothing, but every path runs."""
-    grounding_model: str = DEFAULT_GROUNDING_MODEL
-    sam2_model: str = DEFAULT_SAM2_MODEL
+    grounding_model: str = GROUNDING_DINO_MODEL
+    sam2_model: str = SAM2_MODEL
     device: str | None = None
     """torch device of the extractor; None: cuda when available, else cpu."""
     dtype: str = "auto"
     torch_threads: int = 0
     """CPU threads torch may use (0: torch's default). One thread is much faster on a shared 2-core box."""
-    extract_window: int = 100
+    extract_window: int = WINDOW
     """Frames per SAM2 session of an extraction (bounded memory on long videos); 0: one session."""
     max_mask_pixels: int = 1 << 28
     """Largest mask sequence a request may send or ask for, in frames x width x height (268M: about 1,000
@@ -49,12 +46,12 @@ class MaskServiceConfig(StatefulServiceConfig):
         )
         group.add_argument(
             "--model-grounding",
-            default=env("KMONO_MASKS_GROUNDING_MODEL", DEFAULT_GROUNDING_MODEL),
+            default=env("KMONO_MASKS_GROUNDING_MODEL", GROUNDING_DINO_MODEL),
             help="GroundingDINO hub id or local directory (env KMONO_MASKS_GROUNDING_MODEL; default: %(default)s)",
         )
         group.add_argument(
             "--model-sam2",
-            default=env("KMONO_MASKS_SAM2_MODEL", DEFAULT_SAM2_MODEL),
+            default=env("KMONO_MASKS_SAM2_MODEL", SAM2_MODEL),
             help="SAM2 hub id or local directory (env KMONO_MASKS_SAM2_MODEL; default: %(default)s)",
         )
         group.add_argument(
@@ -65,25 +62,25 @@ class MaskServiceConfig(StatefulServiceConfig):
         group.add_argument(
             "--dtype",
             choices=DTYPES,
-            default=env("KMONO_MASKS_DTYPE", "auto"),
+            default=env("KMONO_MASKS_DTYPE", cls.dtype),
             help="weights dtype; auto: bfloat16 on CUDA, float32 on CPU (env KMONO_MASKS_DTYPE)",
         )
         group.add_argument(
             "--torch-threads",
             type=non_negative_int,
-            default=env("KMONO_MASKS_TORCH_THREADS", "0"),
+            default=env("KMONO_MASKS_TORCH_THREADS", str(cls.torch_threads)),
             help="CPU threads for torch; 0: torch's default (env KMONO_MASKS_TORCH_THREADS)",
         )
         group.add_argument(
             "--extract-window",
             type=non_negative_int,
-            default=env("KMONO_MASKS_EXTRACT_WINDOW", "100"),
-            help="frames per SAM2 session; 0: one session per video (env KMONO_MASKS_EXTRACT_WINDOW; default: 100)",
+            default=env("KMONO_MASKS_EXTRACT_WINDOW", str(WINDOW)),
+            help="frames per SAM2 session; 0: one session per video (env KMONO_MASKS_EXTRACT_WINDOW; default: %(default)s)",
         )
         group.add_argument(
             "--max-mask-pixels",
             type=positive_int,
-            default=env("KMONO_MASKS_MAX_MASK_PIXELS", str(1 << 28)),
+            default=env("KMONO_MASKS_MAX_MASK_PIXELS", str(cls.max_mask_pixels)),
             help="largest request, in frames x width x height (env KMONO_MASKS_MAX_MASK_PIXELS; default: %(default)s)",
         )
 

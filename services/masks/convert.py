@@ -1,31 +1,38 @@
 """MaskService requests -> generation/masks calls, with every bad input turned into INVALID_ARGUMENT naming its
 request field (AIP-193 `BadRequest.FieldViolation`), and size limits checked before any work is done.
 
-Domain errors (`generation.masks.trajectory.FieldError`) name the Python parameter; the helpers here put the
-request path in front and rename parameters to their proto fields (`offset` -> `constant_offset` or
-`offset_trajectory`, `center` -> `center_trajectory`, ...).
+Domain errors (`libs.errors.FieldError`) name the Python parameter; `field_violation` puts the request path in
+front and renames parameters to their proto fields (`offset` -> `constant_offset` or `offset_trajectory`,
+`center` -> `center_trajectory`, ...).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from kmono.common.v1 import media_pb2
 from kmono.masks.v1 import masks_pb2
 
-from generation.masks import edit
+from generation.masks import edit, normalize_query
 from generation.masks.compose import Layer
+from generation.masks.defaults import BOX_THRESHOLD, MERGE_IOU, TEXT_THRESHOLD
+from generation.masks.engine import ExtractionJob
 from generation.masks.synth import MaskTemplate, SyntheticObject
-from generation.masks.trajectory import FieldError, Trajectory
-from libs.media import MaskSequence, VideoInfo, from_proto, probe_video
-from libs.serving import InvalidArgumentError
-from services.masks.worker import file_uri_path
-
-TOO_LARGE = "MASK_SEQUENCE_TOO_LARGE"
+from generation.masks.trajectory import Trajectory
+from libs.errors import FieldError
+from libs.media import MaskSequence
+from libs.serving.inputs import (
+    TOO_LARGE,
+    SizeLimits,
+    check_request_id,
+    field_violation,
+    finite,
+    invalid,
+    mask_sequence,
+    probe_media,
+)
 
 _INTERPOLATIONS = {
     masks_pb2.INTERPOLATION_UNSPECIFIED: "linear",
@@ -38,84 +45,37 @@ _SHAPES = {
     masks_pb2.SHAPE_SQUARE: "square",
     masks_pb2.SHAPE_ELLIPSE: "ellipse",
 }
-_PROTO_PATH = re.compile(r"^MaskSequence\.([A-Za-z_][\w\[\].]*)")
 
 
-def invalid(field: str, description: str, *, reason: str | None = None) -> InvalidArgumentError:
-    return InvalidArgumentError.single(field, description, reason=reason)
+# -- ExtractMasks ---------------------------------------------------------------------------------------------
 
 
-def field_error(
-    error: FieldError, prefix: str, renames: dict[str, str] | None = None
-) -> InvalidArgumentError:
-    """A domain FieldError as INVALID_ARGUMENT at `prefix.<field>`, the first part renamed by `renames`."""
-    head = error.field.partition(".")[0].partition("[")[0]
-    if renames and head in renames:
-        error = error.renamed(renames[head])
-    return invalid(f"{prefix}.{error.field}" if prefix else error.field, error.reason)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Largest request a server accepts: `max_pixels` frames x width x height per sequence (in or out)."""
-
-    max_pixels: int
-    max_layers: int = 64
-    max_objects: int = 256
-
-    def check(self, field: str, num_frames: int, width: int, height: int, what: str = "the sequence") -> None:
-        total = num_frames * width * height
-        if total > self.max_pixels:
-            raise invalid(
-                field,
-                f"{what} would be {num_frames} frames of {width}x{height} = {total} pixels, over this server's "
-                f"limit of {self.max_pixels} (frames x width x height)",
-                reason=TOO_LARGE,
-            )
-
-
-def probe_media(video: media_pb2.MediaRef, field: str) -> tuple[str, VideoInfo]:
-    """Check that the MediaRef at request field `field` holds a readable video (inline bytes or a file:// URI);
-    returns the field of its source (`<field>.inline_data` or `<field>.uri`) and the video's facts. Anything
-    else is INVALID_ARGUMENT naming the field at fault."""
-    source = video.WhichOneof("source")
-    if source is None:
-        raise invalid(field, "required: inline_data (MP4 bytes) or a file:// uri")
-    if source == "inline_data":
-        field, target = f"{field}.inline_data", video.inline_data
-        if not target:
-            raise invalid(field, "is empty")
-    else:
-        field = f"{field}.uri"
-        path = file_uri_path(video.uri)
-        if path is None:
-            raise invalid(field, f"unsupported URI {video.uri!r}; send inline_data or a file:// URI")
-        if not path.is_file():
-            raise invalid(field, f"no such file {path}")
-        target = path  # type: ignore[assignment]
+def extraction_job(request: masks_pb2.ExtractMasksRequest, limits: SizeLimits) -> ExtractionJob:
+    """The ExtractionJob of a request: query, thresholds (0: the defaults), the video readable and in limits."""
+    if not request.text_query.strip():
+        raise invalid("text_query", "required: the objects to find, e.g. `a dog.`")
     try:
-        return field, probe_video(target)
-    except (ValueError, OSError) as exc:  # VideoDecodeError is a ValueError
-        raise invalid(field, str(exc)) from None
-
-
-def mask_sequence(msg: media_pb2.MaskSequence, field: str, limits: Limits) -> MaskSequence:
-    """Decode and validate a MaskSequence field; errors name the part of it that is wrong."""
-    if not msg.ByteSize():
-        raise invalid(field, "required: a mask sequence with width, height, num_frames, fps and frames")
-    if msg.width > 0 and msg.height > 0:
-        limits.check(field, max(msg.num_frames, len(msg.frames)), msg.width, msg.height)
-    try:
-        return from_proto(msg)
+        normalize_query(request.text_query)
     except ValueError as exc:
-        text = str(exc)
-        match = _PROTO_PATH.match(text)
-        where = f"{field}.{match.group(1).rstrip('.')}" if match else field
-        if not match and ("object id" in text or "objects" in text):
-            where = f"{field}.objects"
-        elif not match and text.startswith("fps "):
-            where = f"{field}.fps"
-        raise invalid(where, text) from None
+        raise invalid("text_query", str(exc)) from None
+    for name in ("box_threshold", "text_threshold", "merge_iou_threshold"):
+        finite(getattr(request, name), name, high=1.0)
+    for name in ("redetect_every_n_frames", "max_objects"):
+        if getattr(request, name) < 0:
+            raise invalid(name, f"must be >= 0, got {getattr(request, name)}")
+    check_request_id(request.request_id)
+    field, video, info = probe_media(request.video, "video")
+    limits.check(field, info.num_frames, info.width, info.height, "the video")
+    return ExtractionJob(
+        video=video,
+        query=request.text_query,
+        box_threshold=request.box_threshold or BOX_THRESHOLD,
+        text_threshold=request.text_threshold or TEXT_THRESHOLD,
+        merge_iou=request.merge_iou_threshold or MERGE_IOU,
+        redetect_every=request.redetect_every_n_frames or None,
+        reverse=request.reverse_pass,
+        max_objects=request.max_objects or None,
+    )
 
 
 def trajectory(msg: masks_pb2.PointTrajectory | masks_pb2.ScalarTrajectory, field: str) -> Trajectory:
@@ -130,7 +90,7 @@ def trajectory(msg: masks_pb2.PointTrajectory | masks_pb2.ScalarTrajectory, fiel
     try:
         return Trajectory(keyframes, interpolation)  # type: ignore[arg-type]
     except FieldError as exc:
-        raise field_error(exc, field) from None
+        raise field_violation(exc, field) from None
 
 
 # -- EditMasks ----------------------------------------------------------------------------------------------
@@ -146,14 +106,14 @@ class EditStep:
     planned_frames: Callable[[MaskSequence], int] | None = None
     size_field: str = ""
 
-    def run(self, seq: MaskSequence, limits: Limits) -> MaskSequence:
+    def run(self, seq: MaskSequence, limits: SizeLimits) -> MaskSequence:
         try:
             if self.planned_frames is not None:
                 frames = self.planned_frames(seq)
                 limits.check(f"{self.path}.{self.size_field}", frames, seq.width, seq.height, "the result")
             return self.apply(seq)
         except FieldError as exc:
-            raise field_error(exc, self.path, self.renames) from None
+            raise field_violation(exc, self.path, self.renames) from None
 
 
 def _pick(
@@ -256,7 +216,7 @@ def edit_step(msg: masks_pb2.MaskEdit, index: int) -> EditStep:
 # -- ComposeMasks ---------------------------------------------------------------------------------------------
 
 
-def compose_args(request: masks_pb2.ComposeMasksRequest, limits: Limits) -> tuple[list[Layer], dict]:
+def compose_args(request: masks_pb2.ComposeMasksRequest, limits: SizeLimits) -> tuple[list[Layer], dict]:
     """(layers, keyword arguments of `compose`) of a request, validated and size-checked."""
     if not request.layers:
         raise invalid("layers", "give at least one layer")
@@ -304,7 +264,7 @@ SYNTH_RENAMES = {
 }
 
 
-def synth_args(request: masks_pb2.SynthesizeMasksRequest, limits: Limits) -> list[SyntheticObject]:
+def synth_args(request: masks_pb2.SynthesizeMasksRequest, limits: SizeLimits) -> list[SyntheticObject]:
     """The objects of a request, validated (frame size and count are checked by `synthesize`)."""
     if request.width > 0 and request.height > 0 and request.num_frames > 0:
         limits.check("num_frames", request.num_frames, request.width, request.height)
@@ -325,7 +285,7 @@ def synth_args(request: masks_pb2.SynthesizeMasksRequest, limits: Limits) -> lis
                     source, template_msg.object_id, template_msg.frame_index
                 )
             except FieldError as exc:
-                raise field_error(exc, f"{path}.mask_template") from None
+                raise field_violation(exc, f"{path}.mask_template") from None
         elif obj.shape in _SHAPES:
             shape = _SHAPES[obj.shape]
         else:
@@ -359,9 +319,9 @@ def synth_args(request: masks_pb2.SynthesizeMasksRequest, limits: Limits) -> lis
     return objects
 
 
-def synth_error(error: FieldError) -> InvalidArgumentError:
+def synth_error(error: FieldError) -> Exception:
     """A `synthesize` FieldError (`objects[2].center...`) at its request field (`objects[2].center_trajectory...`)."""
     head, dot, rest = error.field.partition(".")
     if head.startswith("objects[") and rest:
-        return field_error(FieldError(rest, error.reason), head, SYNTH_RENAMES)
-    return invalid(error.field, error.reason)
+        return field_violation(FieldError(rest, error.reason), head, SYNTH_RENAMES)
+    return field_violation(error)

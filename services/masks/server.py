@@ -12,19 +12,20 @@ from functools import partial
 
 from kmono.masks.v1 import masks_pb2, masks_pb2_grpc
 
+from generation.masks.engine import load_mask_engine
 from libs.serving import ServiceRegistration
+from libs.serving.inputs import SizeLimits
 from libs.serving.operations import OperationsServicer, OperationStore
+from libs.serving.service import Built, service_main
 from services.masks.config import CONFIG_TYPE, MaskServiceConfig
-from services.masks.convert import Limits
 from services.masks.servicer import MaskServicer
-from services.masks.worker import Engine, ExtractionWorker, load_extractor_engine
-from services.skeleton import Built, service_main
+from services.masks.worker import Engine, ExtractionWorker
 
 
 def engine_loader(config: MaskServiceConfig) -> Callable[[], Engine]:
     """How the worker loads its engine at start-up (in a thread, once)."""
     return partial(
-        load_extractor_engine,
+        load_mask_engine,
         tiny=config.tiny_models,
         grounding_model=config.grounding_model,
         sam2_model=config.sam2_model,
@@ -43,7 +44,7 @@ def build(config: MaskServiceConfig, *, load_engine: Callable[[], Engine] | None
     db.parent.mkdir(parents=True, exist_ok=True)
     store = OperationStore(db)
     worker = ExtractionWorker(store, load_engine or engine_loader(config))
-    limits = Limits(config.max_mask_pixels, max_layers=config.max_layers, max_objects=config.max_objects)
+    limits = SizeLimits(config.max_mask_pixels, max_layers=config.max_layers, max_objects=config.max_objects)
     servicer = MaskServicer(store, worker, limits)
     registrations = [
         ServiceRegistration.from_descriptor(

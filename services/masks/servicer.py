@@ -16,7 +16,6 @@ MASK_SEQUENCE_TOO_LARGE naming the field that makes it so.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator
 
 import grpc
@@ -25,17 +24,15 @@ from google.protobuf import timestamp_pb2
 from kmono.common.v1 import operation_pb2
 from kmono.masks.v1 import masks_pb2, masks_pb2_grpc
 
-from generation.masks import normalize_query
 from generation.masks.compose import compose
 from generation.masks.synth import synthesize
-from generation.masks.trajectory import FieldError
+from libs.errors import FieldError
 from libs.media import to_proto
+from libs.serving.inputs import SizeLimits, field_violation
 from libs.serving.operations import OperationStore, pack_any, to_operation_proto, watch_operation
+from libs.serving.operations.payload import dump_job
 from services.masks import convert
-from services.masks.convert import Limits, invalid
 from services.masks.worker import KIND, ExtractionWorker
-
-MAX_REQUEST_ID_LENGTH = 128
 
 
 class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
@@ -43,7 +40,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
         self,
         store: OperationStore,
         worker: ExtractionWorker,
-        limits: Limits,
+        limits: SizeLimits,
         *,
         watch_interval: float = 0.05,
         max_watch_interval: float = 0.5,
@@ -59,7 +56,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
     async def ExtractMasks(
         self, request: masks_pb2.ExtractMasksRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.Operation:
-        await asyncio.to_thread(self._check_extract, request)
+        job = await asyncio.to_thread(convert.extraction_job, request, self.limits)
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
         metadata = masks_pb2.ExtractMasksMetadata(
@@ -71,32 +68,14 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
         op, created = await asyncio.to_thread(
             self.store.create,
             KIND,
-            request.SerializeToString(deterministic=True),
+            dump_job(job),
             request.request_id or None,
+            request_fingerprint=request.SerializeToString(deterministic=True),
             metadata=pack_any(metadata),
         )
         if created:
             self.worker.wake()
         return to_operation_proto(op)
-
-    def _check_extract(self, request: masks_pb2.ExtractMasksRequest) -> None:
-        if not request.text_query.strip():
-            raise invalid("text_query", "required: the objects to find, e.g. `a dog.`")
-        try:
-            normalize_query(request.text_query)
-        except ValueError as exc:
-            raise invalid("text_query", str(exc)) from None
-        for name in ("box_threshold", "text_threshold", "merge_iou_threshold"):
-            value = getattr(request, name)
-            if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-                raise invalid(name, f"must be in [0, 1] (0: server default), got {value}")
-        for name in ("redetect_every_n_frames", "max_objects"):
-            if getattr(request, name) < 0:
-                raise invalid(name, f"must be >= 0, got {getattr(request, name)}")
-        if len(request.request_id) > MAX_REQUEST_ID_LENGTH:
-            raise invalid("request_id", f"at most {MAX_REQUEST_ID_LENGTH} characters (a UUID4 is 36)")
-        field, info = convert.probe_media(request.video, "video")
-        self.limits.check(field, info.num_frames, info.width, info.height, "the video")
 
     # -- WatchOperation ------------------------------------------------------------------------------------
 
@@ -133,7 +112,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
         try:
             result = compose(layers, **kwargs)
         except FieldError as exc:
-            raise convert.field_error(exc, "") from None
+            raise field_violation(exc) from None
         mappings = [
             masks_pb2.ObjectIdMapping(
                 layer_index=m.layer_index, source_object_id=m.source_object_id, object_id=m.object_id

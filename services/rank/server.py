@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from kmono.rank.v1 import rank_pb2, rank_pb2_grpc
 
 from libs.serving import ServiceRegistration
+from libs.serving.service import Built, service_main
 from services.rank.config import CONFIG_TYPE, RankServiceConfig
 from services.rank.servicer import RankingServicer
-from services.skeleton import Built, service_main
 
 
 def build(config: RankServiceConfig) -> Built:

@@ -3,7 +3,7 @@ answers UNIMPLEMENTED with a message that names the engine it waits for."""
 
 from kmono.rank.v1 import rank_pb2_grpc
 
-from services.skeleton import not_built_yet
+from libs.serving.service import not_built_yet
 
 
 class RankingServicer(rank_pb2_grpc.RankingServiceServicer):

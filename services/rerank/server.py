@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from kmono.rerank.v1 import rerank_pb2, rerank_pb2_grpc
 
 from libs.serving import ServiceRegistration
+from libs.serving.service import Built, service_main
 from services.rerank.config import CONFIG_TYPE, RerankServiceConfig
 from services.rerank.servicer import RerankServicer
-from services.skeleton import Built, service_main
 
 
 def build(config: RerankServiceConfig) -> Built:

@@ -3,7 +3,7 @@ answers UNIMPLEMENTED with a message that names the engine it waits for."""
 
 from kmono.rerank.v1 import rerank_pb2_grpc
 
-from services.skeleton import not_built_yet
+from libs.serving.service import not_built_yet
 
 
 class RerankServicer(rerank_pb2_grpc.RerankServiceServicer):

@@ -191,12 +191,14 @@ def _generate(args: argparse.Namespace) -> int:
         import tempfile
 
         from services.video.client import LocalServer
-        from services.video.config import DEFAULT_ENGINE_PATH, VideoServiceConfig
+        from services.video.config import VideoServiceConfig
+
+        config_defaults = VideoServiceConfig()
 
         with tempfile.TemporaryDirectory(prefix="kmono-video-") as tmp, contextlib.ExitStack() as stack:
             config = VideoServiceConfig(
                 data_dir=args.data_dir or Path(tmp),
-                engine_path=args.engine_path or DEFAULT_ENGINE_PATH,
+                engine_path=args.engine_path or config_defaults.engine_path,
                 tiny_engine=args.tiny_engine,
                 tiny_masks=args.tiny_engine,
             )

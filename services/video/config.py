@@ -9,12 +9,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from libs.cli.flags import env_bool, non_negative_float, non_negative_int, positive_int
+from generation.mvideo.defaults import ATTENTION_BACKENDS, SHAPES_DEFAULT_PATH
+from generation.mvideo.jobs import VideoLimits
+from libs.cli.flags import DTYPES, env_bool, non_negative_float, non_negative_int, positive_int
 from libs.serving import ServerConfig
-from services.skeleton import StatefulServiceConfig
+from libs.serving.service import StatefulServiceConfig
 
-DEFAULT_ENGINE_PATH = "generation/mvideo/shapes/default"
-"""The shapes-world embedded default (a diffusers pipeline folder), relative to the repository root."""
+DEFAULT_ENGINE_PATH = str(SHAPES_DEFAULT_PATH)
+"""The shapes-world embedded default (a diffusers pipeline folder), an absolute path: any working directory."""
 
 
 @dataclass(frozen=True)
@@ -33,19 +35,19 @@ class VideoServiceConfig(StatefulServiceConfig):
     dtype: str = "auto"
     """Weights' dtype: auto (bfloat16 on CUDA, float32 elsewhere), bfloat16, float16 or float32."""
     torch_threads: int = 0
+    attention: str = "auto"
+    """Attention backend: auto (xFormers when installed and on CUDA, else PyTorch SDPA), sdpa or xformers."""
     max_queued_jobs: int = 16
     """QUEUED jobs beyond which CreateVideo answers RESOURCE_EXHAUSTED (with RetryInfo)."""
     job_timeout_seconds: float = 1800.0
     """Per-job deadline (from the moment a worker starts it); past it the job FAILS with DEADLINE_EXCEEDED."""
-    max_frames: int = 256
-    max_pixels: int = 1 << 26
+    max_frames: int = VideoLimits.max_frames
+    max_pixels: int = VideoLimits.max_pixels
     """Largest output, frames x width x height (67M: 256 frames of 512 x 512)."""
     max_inline_mask_bytes: int = 8 << 20
-    max_steps: int = 1000
+    max_steps: int = VideoLimits.max_steps
     artifact_url: str = ""
     """fsspec URL of the artifact store (s3://bucket/prefix, memory://x, a directory); empty: <data-dir>/video/artifacts."""
-    step_delay: float = 0.0
-    """Test hook: sleep this long after every denoising step (a slowed engine for crash tests)."""
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -81,38 +83,45 @@ class VideoServiceConfig(StatefulServiceConfig):
         )
         group.add_argument(
             "--dtype",
-            choices=("auto", "bfloat16", "float16", "float32"),
-            default=env("KMONO_VIDEO_DTYPE", "auto"),
+            choices=DTYPES,
+            default=env("KMONO_VIDEO_DTYPE", cls.dtype),
             help="weights' dtype; auto: bfloat16 on CUDA, float32 on CPU (env KMONO_VIDEO_DTYPE)",
         )
         group.add_argument(
             "--torch-threads",
             type=non_negative_int,
-            default=env("KMONO_VIDEO_TORCH_THREADS", "0"),
+            default=env("KMONO_VIDEO_TORCH_THREADS", str(cls.torch_threads)),
             help="CPU threads for torch; 0: torch's default (env KMONO_VIDEO_TORCH_THREADS)",
+        )
+        group.add_argument(
+            "--attention",
+            choices=ATTENTION_BACKENDS,
+            default=env("KMONO_VIDEO_ATTENTION", cls.attention),
+            help="attention backend; auto: xFormers when installed and on CUDA, else PyTorch SDPA "
+            "(env KMONO_VIDEO_ATTENTION; default: %(default)s). The backend in use is logged at start-up.",
         )
         group.add_argument(
             "--max-queued-jobs",
             type=positive_int,
-            default=env("KMONO_VIDEO_MAX_QUEUED_JOBS", "16"),
+            default=env("KMONO_VIDEO_MAX_QUEUED_JOBS", str(cls.max_queued_jobs)),
             help="queued jobs before CreateVideo answers RESOURCE_EXHAUSTED (default: %(default)s)",
         )
         group.add_argument(
             "--job-timeout",
             type=non_negative_float,
-            default=env("KMONO_VIDEO_JOB_TIMEOUT", "1800"),
+            default=env("KMONO_VIDEO_JOB_TIMEOUT", str(cls.job_timeout_seconds)),
             help="seconds a job may run before it fails with DEADLINE_EXCEEDED (default: %(default)s)",
         )
         group.add_argument(
             "--max-frames",
             type=positive_int,
-            default=env("KMONO_VIDEO_MAX_FRAMES", "256"),
+            default=env("KMONO_VIDEO_MAX_FRAMES", str(cls.max_frames)),
             help="most frames a request may ask for (default: %(default)s)",
         )
         group.add_argument(
             "--max-inline-mask-bytes",
             type=positive_int,
-            default=env("KMONO_VIDEO_MAX_INLINE_MASK_BYTES", str(8 << 20)),
+            default=env("KMONO_VIDEO_MAX_INLINE_MASK_BYTES", str(cls.max_inline_mask_bytes)),
             help="largest inline mask_sequence in bytes (default: %(default)s)",
         )
         group.add_argument(
@@ -120,7 +129,6 @@ class VideoServiceConfig(StatefulServiceConfig):
             default=env("KMONO_VIDEO_ARTIFACT_URL", ""),
             help="fsspec URL of the artifact store, e.g. s3://bucket/videos (default: <data-dir>/video/artifacts)",
         )
-        group.add_argument("--step-delay", type=non_negative_float, default=0.0, help=argparse.SUPPRESS)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> VideoServiceConfig:
@@ -134,12 +142,12 @@ class VideoServiceConfig(StatefulServiceConfig):
             device=args.device,
             dtype=args.dtype,
             torch_threads=args.torch_threads,
+            attention=args.attention,
             max_queued_jobs=args.max_queued_jobs,
             job_timeout_seconds=args.job_timeout,
             max_frames=args.max_frames,
             max_inline_mask_bytes=args.max_inline_mask_bytes,
             artifact_url=args.artifact_url,
-            step_delay=args.step_delay,
         )
 
     def resolved_artifact_url(self) -> str:

@@ -10,25 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
 
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
+from generation.masks.engine import load_mask_engine
+from generation.mvideo.engine import load_mvideo_engine, load_vace_engine
 from libs.serving import ServiceRegistration
 from libs.serving.operations import OperationsServicer, OperationStore
-from services.skeleton import Built, service_main
+from libs.serving.service import Built, service_main
 from services.video.artifacts import ArtifactStore
 from services.video.config import CONFIG_TYPE, VideoServiceConfig
 from services.video.convert import RequestLimits
-from services.video.engine import Engine, load_mvideo_engine, load_vace_engine
 from services.video.servicer import VideoGenerationServicer
-from services.video.worker import VideoWorker
+from services.video.worker import Engine, VideoWorker
 
 
 def engines_loader(config: VideoServiceConfig) -> Callable[[], dict[str, Engine]]:
     """How the worker loads its engines at start-up (in a thread, once)."""
 
     def load() -> dict[str, Engine]:
+        masks = partial(
+            load_mask_engine, tiny=config.tiny_masks, device=config.device, torch_threads=config.torch_threads
+        )
         engines: dict[str, Engine] = {
             "mvideo": load_mvideo_engine(
                 path=config.engine_path,
@@ -36,30 +39,17 @@ def engines_loader(config: VideoServiceConfig) -> Callable[[], dict[str, Engine]
                 device=config.device,
                 dtype=config.dtype,
                 torch_threads=config.torch_threads,
-                step_delay=config.step_delay,
+                attention=config.attention,
+                load_mask_engine=masks,
             )
         }
         if config.vace_path:
             engines["vace"] = load_vace_engine(
-                config.vace_path, device=config.device, dtype=config.dtype, step_delay=config.step_delay
+                config.vace_path, device=config.device, dtype=config.dtype, attention=config.attention
             )
         return engines
 
     return load
-
-
-def extractor_loader(config: VideoServiceConfig) -> Callable[[], Any]:
-    from services.masks.config import DEFAULT_GROUNDING_MODEL, DEFAULT_SAM2_MODEL
-    from services.masks.worker import load_extractor_engine
-
-    return partial(
-        load_extractor_engine,
-        tiny=config.tiny_masks,
-        grounding_model=DEFAULT_GROUNDING_MODEL,
-        sam2_model=DEFAULT_SAM2_MODEL,
-        device=config.device,
-        torch_threads=config.torch_threads,
-    )
 
 
 def build(
@@ -82,12 +72,7 @@ def build(
         max_steps=config.max_steps,
     )
     worker = VideoWorker(
-        store,
-        artifacts,
-        load_engines or engines_loader(config),
-        limits=limits,
-        load_extractor=extractor_loader(config),
-        job_timeout=config.job_timeout_seconds,
+        store, artifacts, load_engines or engines_loader(config), job_timeout=config.job_timeout_seconds
     )
     servicer = VideoGenerationServicer(
         store, worker, artifacts, limits, max_queued_jobs=config.max_queued_jobs

@@ -1,9 +1,10 @@
 """VideoGenerationService handlers: proto messages in, operations out (checks in convert.py, work in worker.py).
 
-- CreateVideo validates the request against the served engines (INVALID_ARGUMENT naming the field), refuses
+- CreateVideo validates the request and plans its job once (INVALID_ARGUMENT naming the field), refuses
   with RESOURCE_EXHAUSTED + RetryInfo when `max_queued_jobs` jobs already wait, stores a QUEUED `video.create`
   operation (AIP-155: the same `request_id` with the same request returns the same operation, even when the
-  queue is full; with another request, ALREADY_EXISTS) and wakes the worker. It returns at once.
+  queue is full; with another request, ALREADY_EXISTS) with the planned job as its payload, and wakes the
+  worker. It returns at once.
 - WatchOperation streams an operation: its current state at once, then every change, ending with `done`.
 - DownloadArtifact streams an artifact's bytes from the artifact store in chunks (default 1 MiB, capped at 3 MiB
   so a chunk stays under gRPC's 4 MiB message limit), from `read_offset`.
@@ -21,6 +22,7 @@ from kmono.common.v1 import operation_pb2
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
 from libs.serving import NotFoundError, ResourceExhaustedError
+from libs.serving.inputs import invalid
 from libs.serving.operations import (
     OperationStore,
     State,
@@ -29,7 +31,7 @@ from libs.serving.operations import (
     unpack_any,
     watch_operation,
 )
-from services.masks.convert import invalid
+from libs.serving.operations.payload import dump_job
 from services.video import convert
 from services.video.artifacts import OPERATION_NAME, ArtifactStore, parse_artifact_name
 from services.video.worker import KIND, VideoWorker
@@ -79,23 +81,22 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
         depth = self.store.queue_depth(KIND)
         if depth >= self.max_queued_jobs and not request.request_id:
             raise self._queue_full()  # the fast path: no validation work under overload
-        plan = convert.resolve(request, self.worker.specs, self.limits, self.artifacts)
+        job = convert.video_job(request, self.worker.specs, self.limits, self.artifacts)
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
         metadata = video_pb2.CreateVideoMetadata(
             state=operation_pb2.OPERATION_STATE_QUEUED,
-            progress=operation_pb2.Progress(total_steps=plan.num_inference_steps, stage="queued"),
+            progress=operation_pb2.Progress(total_steps=job.num_inference_steps, stage="queued"),
             queue_position=depth,
             create_time=now,
             update_time=now,
-            engine=convert.ENGINE_ENUMS[plan.engine],
+            engine=convert.ENGINE_ENUMS[job.engine],
         )
-        client_bytes = request.SerializeToString(deterministic=True)
         op, created = self.store.create(
             KIND,
-            client_bytes,
+            dump_job(job),
             request.request_id or None,
-            request_fingerprint=client_bytes,
+            request_fingerprint=request.SerializeToString(deterministic=True),
             metadata=pack_any(metadata),
         )
         if created and self.store.queue_depth(KIND) > self.max_queued_jobs:

@@ -1,9 +1,10 @@
-"""The CreateVideo job runner: claims queued operations from the store and runs the warm pipeline on them.
+"""The CreateVideo job runner: claims queued operations from the store and runs the warm engine on them.
 
 The loop, the throttled progress writes and the endings are `libs.serving.operations.OperationWorker`'s, as
 for services/masks/worker.py: claim the oldest QUEUED `video.create` operation (after `recover()` has re-queued
 jobs a dead process left RUNNING), run it in a thread, one job at a time: one warm pipeline per process (per
-device); jobs run in creation order. This module loads the engines, runs one job and fills its metadata.
+device); jobs run in creation order. This module loads the engines, hands each stored `VideoJob` (planned once,
+by the servicer) to its engine (`generation.mvideo.engine`), fills the metadata and stores the artifacts.
 
 After every denoising step the job thread records monotonic progress (step, total, ETA) and, every
 `preview_every` steps, a low-res preview in `CreateVideoMetadata` (store writes throttled to `progress_interval`
@@ -30,30 +31,38 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import Protocol
 
 import numpy as np
 from kmono.common.v1 import operation_pb2
-from kmono.masks.v1 import masks_pb2
 from kmono.video.v1 import video_pb2
 
+from generation.mvideo.engine import GeneratedVideo, StageCallback, StepCallback
+from generation.mvideo.jobs import EngineSpec, VideoJob
+from libs.errors import FieldError
 from libs.media import MaskSequence, dumps, encode_video, render_overlay
-from libs.serving import DeadlineExceededError, InvalidArgumentError
+from libs.serving.inputs import field_violation
 from libs.serving.operations import Operation as StoredOperation
 from libs.serving.operations import OperationStore, OperationWorker, ProgressReporter
+from libs.serving.operations.payload import load_job
 from libs.serving.operations.worker import timestamp
-from services.masks.worker import video_file
 from services.video import convert
 from services.video.artifacts import ArtifactStore
-from services.video.engine import Engine, EngineSpec
 
 logger = logging.getLogger(__name__)
 
 KIND = "video.create"
 
 
-class _TimedOut(Exception):
-    """The job ran past its deadline."""
+class Engine(Protocol):
+    """What the worker needs: `generation.mvideo.engine.PipelineEngine` (tests pass scripted ones)."""
+
+    spec: EngineSpec
+
+    def generate(
+        self, job: VideoJob, on_step: StepCallback, on_stage: StageCallback = ...
+    ) -> GeneratedVideo: ...
 
 
 def encode_previews(frames: np.ndarray, count: int, max_edge: int, step: int) -> list[video_pb2.PreviewFrame]:
@@ -90,12 +99,11 @@ class _Reporter(ProgressReporter):
         op: StoredOperation,
         stop: threading.Event,
         interval: float,
-        deadline: float | None,
-        engine: int,
+        job: VideoJob,
     ) -> None:
         super().__init__(store, op, stop, interval)
-        self.deadline = deadline
-        self.engine = engine
+        self.job = job
+        self.engine = convert.ENGINE_ENUMS[job.engine]
         self.started_wall = time.time()
         self.eta_origin = None  # set when denoising starts
         self.previews: list[video_pb2.PreviewFrame] = []
@@ -111,11 +119,11 @@ class _Reporter(ProgressReporter):
             **self.stamps(end),
         )
 
-    def check(self) -> None:
-        """Raise if the job must stop now: server stopping, cancellation requested, deadline passed."""
-        super().check()
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise _TimedOut
+    def on_stage(self, stage: str) -> None:
+        """The engine's stage callback (job thread): write the stage when it changes, check stop and cancel."""
+        if stage != self.stage:
+            self.write(operation_pb2.OPERATION_STATE_RUNNING, stage)
+        self.check()
 
     def on_step(self, step: int, total: int, preview: np.ndarray | None) -> None:
         """The engine's per-step callback (job thread)."""
@@ -135,20 +143,16 @@ class VideoWorker(OperationWorker[_Reporter]):
         artifacts: ArtifactStore,
         load_engines: Callable[[], dict[str, Engine]],
         *,
-        limits: convert.RequestLimits | None = None,
-        load_extractor: Callable[[], Any] | None = None,
         job_timeout: float | None = None,
         poll_interval: float = 1.0,
         progress_interval: float = 0.2,
     ) -> None:
-        super().__init__(store, KIND, poll_interval, progress_interval, task_name="video-worker")
+        super().__init__(
+            store, KIND, poll_interval, progress_interval, task_name="video-worker", job_timeout=job_timeout
+        )
         self.artifacts = artifacts
         self._load_engines = load_engines
         self.engines: dict[str, Engine] = {}
-        self.limits = limits or convert.RequestLimits()
-        self._load_extractor = load_extractor
-        self._extractor: Any = None
-        self.job_timeout = job_timeout or None
 
     @property
     def specs(self) -> dict[str, EngineSpec]:
@@ -159,68 +163,39 @@ class VideoWorker(OperationWorker[_Reporter]):
         self.engines = await asyncio.to_thread(self._load_engines)
 
     def reporter_for(self, op: StoredOperation) -> _Reporter:
-        request = video_pb2.CreateVideoRequest.FromString(op.request)
-        deadline = time.monotonic() + self.job_timeout if self.job_timeout else None
-        engine_enum = convert.ENGINE_ENUMS.get(convert.ENGINE_NAMES.get(request.engine, ""), 0)
-        return _Reporter(self.store, op, self.stopping, self.progress_interval, deadline, engine_enum)
-
-    def _extract(self, plan: convert.Plan, reporter: _Reporter) -> MaskSequence:
-        """Masks of the plan's reference video (the extractor loads on first use)."""
-        if self._extractor is None:
-            if self._load_extractor is None:
-                raise InvalidArgumentError.single("reference_video", "this server does not extract masks")
-            self._extractor = self._load_extractor()
-        ref = plan.reference
-        assert ref is not None
-        request = masks_pb2.ExtractMasksRequest(
-            text_query=ref.text_query, box_threshold=ref.box_threshold, text_threshold=ref.text_threshold
-        )
-
-        def on_frame(done: int, total: int | None, objects: int) -> None:
-            reporter.check()
-
-        with video_file(ref.video) as path:
-            seq = self._extractor.extract(path, request, on_frame)
-        if not seq.objects:
-            raise InvalidArgumentError.single(
-                "reference_video.text_query", f"found no {ref.text_query!r} in the reference video"
-            )
-        return convert.fit_masks(seq, plan.width, plan.height, plan.num_frames, plan.spec.num_mask_slots)
+        job = load_job(VideoJob, op.request)
+        reporter = _Reporter(self.store, op, self.stopping, self.progress_interval, job)
+        reporter.total = job.num_inference_steps
+        reporter.preview_count, reporter.preview_edge = job.preview_frames, job.preview_max_edge
+        return reporter
 
     def run(self, op: StoredOperation, reporter: _Reporter) -> video_pb2.CreateVideoResponse:
-        request = video_pb2.CreateVideoRequest.FromString(op.request)
-        plan = convert.resolve(request, self.specs, self.limits, self.artifacts)
-        masks = plan.masks
-        if plan.reference is not None:
-            reporter.write(operation_pb2.OPERATION_STATE_RUNNING, "extracting masks")
-            masks = self._extract(plan, reporter)
-        seed = plan.seed if plan.seed is not None else _seed_of(op.name)
-        job = plan.job(request.prompt, request.negative_prompt, seed, masks)
-        reporter.total = job.num_inference_steps
-        reporter.preview_count, reporter.preview_edge = plan.preview_frames, plan.preview_max_edge
+        job = reporter.job
+        if job.seed is None:
+            job = replace(job, seed=_seed_of(op.name))
+        engine = self.engines[job.engine]
         reporter.eta_origin = time.monotonic()
-        reporter.write(operation_pb2.OPERATION_STATE_RUNNING, "denoising")
         reporter.check()
-        frames = self.engines[plan.engine].generate(job, reporter.on_step)
+        video = engine.generate(job, reporter.on_step, reporter.on_stage)
         reporter.write(operation_pb2.OPERATION_STATE_RUNNING, "encoding")
-        artifacts = self._write_artifacts(op.name, frames, masks, job.fps)
-        logger.info("%s: %d frames %dx%d, seed %d", op.name, frames.shape[0], job.width, job.height, seed)
+        artifacts = self._write_artifacts(op.name, video.frames, video.masks, job.fps)
+        logger.info(
+            "%s: %d frames %dx%d, seed %d", op.name, len(video.frames), job.width, job.height, job.seed
+        )
         return video_pb2.CreateVideoResponse(
             artifacts=artifacts,
-            seed=seed,
+            seed=job.seed,
             width=job.width,
             height=job.height,
-            num_frames=int(frames.shape[0]),
+            num_frames=int(video.frames.shape[0]),
             fps=job.fps,
-            engine=convert.ENGINE_ENUMS[plan.engine],
-            model_version=plan.spec.model_version,
+            engine=convert.ENGINE_ENUMS[job.engine],
+            model_version=engine.spec.model_version,
         )
 
     def error_for(self, exc: Exception, reporter: _Reporter) -> Exception:
-        if isinstance(exc, _TimedOut):
-            return DeadlineExceededError(
-                f"the job ran past its deadline of {self.job_timeout:g} s at step {reporter.step}"
-            )
+        if isinstance(exc, FieldError):  # a bad input found only now (a reference video with no such object)
+            return field_violation(exc, renames={"reference": "reference_video"})
         return exc
 
     def _write_artifacts(

@@ -1,5 +1,6 @@
-"""What every service shares before (and after) its engine exists: the process entry point and the
-`UNIMPLEMENTED` answer for RPCs whose engine is not built yet."""
+"""What every service process shares: the entry point (flags -> config -> build -> serve until SIGTERM), the
+config dataclasses with the server settings and the data directory, and the `UNIMPLEMENTED` answer for RPCs
+whose engine is not built yet."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from libs.serving import ServerConfig, ServiceRegistration, UnimplementedError, run
-from libs.serving.server import Hook
+from libs.serving.config import ServerConfig
+from libs.serving.errors import UnimplementedError
+from libs.serving.runner import run
+from libs.serving.server import Hook, ServiceRegistration
 
 
 def not_built_yet(rpc: str, engine: str) -> Callable[..., Any]:

@@ -1,0 +1,38 @@
+"""Where media comes from: `file://` URIs and local paths, and a local file for bytes that arrived inline.
+
+file_uri_path("file:///data/ball.mp4")        # Path("/data/ball.mp4"); None for s3://, http://, ...
+with local_file(video_bytes_or_path) as path:  # decoders that need a path get one
+    ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+
+def file_uri_path(uri: str) -> Path | None:
+    """The local path of a `file://` URI (or of a bare absolute path); None for any other scheme."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
+        return Path(unquote(parsed.path))
+    if not parsed.scheme and uri.startswith("/"):
+        return Path(uri)
+    return None
+
+
+@contextlib.contextmanager
+def local_file(source: bytes | str | os.PathLike[str], *, prefix: str = "kmono-") -> Iterator[str]:
+    """A local path holding `source`: the path itself, or the bytes written to a temporary file that is
+    removed on exit."""
+    if not isinstance(source, bytes | bytearray):
+        yield os.fspath(source)
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        path = Path(tmp, "media")
+        path.write_bytes(source)
+        yield os.fspath(path)
