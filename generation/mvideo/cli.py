@@ -11,81 +11,82 @@ kmono mvideo shapes-data out/shapes --num 16                                    
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from libs.cli.main import UsageError
 
 logger = logging.getLogger(__name__)
 
-# Flags of `train` that map one-to-one onto TrainConfig fields (flag --max-steps -> field max_steps).
-_TRAIN_FIELDS: dict[str, tuple[type, str]] = {
-    "manifest": (
-        str,
-        "JSONL manifest of (video, caption, masks) (default: the recipe's data, e.g. the shapes world)",
-    ),
-    "init_from": (
-        str,
-        "MVideoPipeline folder or hub id to fine-tune (default: the recipe's model from scratch)",
-    ),
-    "seed": (int, "random seed (model init, data order, noise)"),
-    "max_steps": (int, "optimizer steps"),
-    "batch_size": (int, "videos per process and micro-batch"),
-    "gradient_accumulation_steps": (int, "micro-batches per optimizer step"),
-    "learning_rate": (float, "peak AdamW learning rate"),
-    "lr_warmup_steps": (int, "linear warmup steps"),
-    "lr_schedule": (str, "constant | cosine"),
-    "weight_decay": (float, "AdamW weight decay"),
-    "max_grad_norm": (float, "gradient clipping norm (0: off)"),
-    "ema_decay": (float, "EMA decay of the exported weights (0: no EMA)"),
-    "p_text_drop": (float, "probability of dropping a sample's caption (text guidance)"),
-    "p_mask_drop": (float, "probability of dropping a sample's mask, independently (mask guidance)"),
-    "consistency_weight": (float, "lambda of the consistency loss"),
-    "consistency_teacher": (str, "auto | base | ema | none (see generation/mvideo/training/losses.py)"),
-    "object_loss_weight": (float, "extra loss weight inside the condition masks (0: plain MSE)"),
-    "object_loss_dilation": (int, "cells the object loss weight extends past the masks"),
-    "binding_loss_weight": (
-        float,
-        "weight of the attention binding loss (mask slot k -> k-th phrase); 0: off",
-    ),
-    "timestep_bias": (float, "1: uniform timesteps; > 1 favours high noise"),
-    "lora_rank": (int, "LoRA rank on the transformer attention projections (0: full fine-tuning)"),
-    "lora_alpha": (float, "LoRA alpha (default: the rank)"),
-    "num_frames": (int, "frames per training clip (manifest data)"),
-    "height": (int, "training height (manifest data)"),
-    "width": (int, "training width (manifest data)"),
-    "frame_stride": (int, "take every n-th frame of a manifest video"),
-    "num_workers": (int, "data-loader worker processes"),
-    "num_threads": (int, "torch CPU threads (0: torch's default; 1 is steadier on a shared CPU)"),
-    "checkpoint_dir": (str, "checkpoint folder (default: OUT/checkpoints)"),
-    "checkpoint_every": (int, "save a resumable checkpoint every N steps (0: never)"),
-    "keep_checkpoints": (int, "checkpoints kept (oldest removed)"),
-    "log_every": (int, "update the loss on the progress bar every N steps"),
-    "stop_after": (int, "stop after this step with a checkpoint and no export (split a run; resume later)"),
-}
+# TrainConfig fields whose flags are written by hand: `--out` is required, `--recipe` picks the starting config
+# (among the recipes). Every other field's flag is derived from the dataclass (`train_config_flags`).
+_HAND_WRITTEN_FIELDS = ("out", "recipe")
+
+
+def _flag_kwargs(hint: Any, help_text: str) -> dict[str, Any] | None:
+    """argparse kwargs for a field annotated `hint` (X or X | None with X a scalar, bool or tuple[scalar, ...]);
+    None for other types (no flag). Every flag defaults to None: "keep the recipe's value"."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if len(args) != 1:
+            return None
+        hint = args[0]
+    kwargs: dict[str, Any] = {"default": None, "help": help_text.replace("%", "%%")}
+    if hint is bool:
+        return {**kwargs, "action": argparse.BooleanOptionalAction}
+    if hint in (int, float, str):
+        return {**kwargs, "type": hint}
+    item, *rest = typing.get_args(hint) or (None,)
+    if typing.get_origin(hint) is tuple and rest == [Ellipsis] and item in (int, float, str):
+        return {**kwargs, "type": item, "nargs": "+"}
+    return None
+
+
+def train_config_flags() -> dict[str, dict[str, Any]]:
+    """The `--field-name` flag of each TrainConfig field (bar `_HAND_WRITTEN_FIELDS`) as argparse kwargs, typed by
+    the field's annotation and documented by its docstring; fields of other types (the recipe's `shapes`
+    model spec) have none."""
+    from generation.mvideo.training.config import TrainConfig, field_docs
+
+    hints = typing.get_type_hints(TrainConfig)
+    docs = field_docs(TrainConfig)
+    flags = {}
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in _HAND_WRITTEN_FIELDS:
+            continue
+        kwargs = _flag_kwargs(hints[field.name], docs.get(field.name, ""))
+        if kwargs is not None:
+            flags[field.name] = kwargs
+    return flags
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `kmono mvideo train` (also `python -m generation.mvideo.training`)."""
-    from generation.mvideo.training.config import RECIPES
+    """The flags of `kmono mvideo train` (also `python -m generation.mvideo.training`): one per TrainConfig field."""
+    from generation.mvideo.training.config import RECIPES, TrainConfig, field_docs
 
     recipes = "; ".join(f"{name}: {r.description}" for name, r in RECIPES.items())
     parser.add_argument(
         "--recipe", default="shapes-default", choices=sorted(RECIPES), help=f"starting config ({recipes})"
     )
-    parser.add_argument("--out", required=True, help="folder of the exported MVideoPipeline")
+    parser.add_argument("--out", required=True, help=field_docs(TrainConfig).get("out"))
     parser.add_argument(
         "--resume", help="'latest' (newest checkpoint in the checkpoint folder) or a checkpoint folder"
     )
-    for name, (kind, help_text) in _TRAIN_FIELDS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=help_text)
-    text = parser.add_mutually_exclusive_group()
-    text.add_argument("--train-text-encoder", dest="train_text_encoder", action="store_true", default=None)
-    text.add_argument("--freeze-text-encoder", dest="train_text_encoder", action="store_false")
-    parser.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    for name, kwargs in train_config_flags().items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, **kwargs)
+    parser.add_argument(
+        "--freeze-text-encoder",
+        dest="train_text_encoder",
+        action="store_false",
+        help="the same as --no-train-text-encoder",
+    )
 
 
 def config_from_args(args: argparse.Namespace):
@@ -93,12 +94,12 @@ def config_from_args(args: argparse.Namespace):
     from generation.mvideo.training.config import get_recipe
 
     config = get_recipe(args.recipe)
-    changes = {name: getattr(args, name) for name in _TRAIN_FIELDS if getattr(args, name, None) is not None}
-    if args.train_text_encoder is not None:
-        changes["train_text_encoder"] = args.train_text_encoder
+    changes = {}
+    for name, kwargs in train_config_flags().items():
+        value = getattr(args, name, None)
+        if value is not None:
+            changes[name] = tuple(value) if kwargs.get("nargs") == "+" else value
     changes["out"] = args.out
-    if args.no_progress:
-        changes["progress"] = False
     return config.replace(**changes)
 
 

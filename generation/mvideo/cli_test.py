@@ -1,6 +1,9 @@
+import argparse
+import dataclasses
 import json
 
-from generation.mvideo.cli import register
+from generation.mvideo.cli import add_train_arguments, config_from_args, register
+from generation.mvideo.training.config import TrainConfig, get_recipe
 from generation.mvideo.training.data import ManifestDataset, read_manifest
 from libs.cli.main import main
 from libs.media import load
@@ -83,3 +86,47 @@ def test_train_on_a_manifest_and_resume(tmp_path, capsys):
     assert kmono("train", *common, "--max-steps", "3", "--resume", "latest", "--no-progress") == 0
     assert "after 3 steps" in capsys.readouterr().out
     assert kmono("train", *common, "--resume", str(tmp_path / "nope")) == 2
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    return parser
+
+
+def test_every_train_config_field_has_a_documented_flag_that_sets_it():
+    parser = _train_parser()
+    actions = {action.dest: action for action in parser._actions}
+    names = {field.name for field in dataclasses.fields(TrainConfig)}
+    assert names - set(actions) == {"shapes"}  # the recipe's model spec, a nested dataclass
+    for name in names - {"shapes"}:
+        assert actions[name].help, f"--{name.replace('_', '-')} has no help (give the field a docstring)"
+    samples = {int: ["7"], float: ["0.25"], str: ["x"]}
+    base = get_recipe("shapes-tiny")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in ("shapes", "recipe"):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        action = parser._option_string_actions[flag]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            value = not getattr(base, field.name)
+            argv = [flag if value else "--no-" + flag[2:]]
+        elif action.nargs == "+":
+            argv, value = [flag, "a", "b"], ("a", "b")
+        else:
+            kind = action.type or str
+            argv = [flag, *samples[kind]]
+            value = kind(argv[1])
+        if field.name != "out":
+            argv += ["--out", "o"]
+        config = config_from_args(parser.parse_args(["--recipe", "shapes-tiny", *argv]))
+        assert config == base.replace(**{"out": "o", field.name: value}), field.name  # that field alone
+
+
+def test_train_flags_keep_the_recipe_unless_given():
+    parser = _train_parser()
+    config = config_from_args(parser.parse_args(["--recipe", "shapes-default", "--out", "o"]))
+    assert config == get_recipe("shapes-default").replace(out="o")
+    freeze = parser.parse_args(["--recipe", "shapes-default", "--out", "o", "--freeze-text-encoder"])
+    assert config_from_args(freeze).train_text_encoder is False
+    assert config_from_args(parser.parse_args(["--out", "o", "--no-progress"])).progress is False

@@ -15,8 +15,11 @@ Recipes:
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import os
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,55 +28,82 @@ from generation.mvideo.shapes.spec import ShapesModelSpec
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run (the recipe's values, overridden by command-line flags)."""
+    """Every knob of a training run (the recipe's values, overridden by command-line flags).
+
+    Each field is a `kmono mvideo train` flag (`max_steps` -> `--max-steps`), typed by its annotation and
+    documented by its docstring (generation/mvideo/cli.py derives them), except `shapes` (the recipe's model).
+    """
 
     out: str = ""
     """Folder of the exported pipeline (and, by default, of `checkpoints/`)."""
     recipe: str = "custom"
+    """Name of the recipe the config started from (the `--recipe` flag picks it)."""
     seed: int = 0
+    """Random seed (model init, data order, noise)."""
     # -- data ---------------------------------------------------------------------------------------------
     manifest: str | None = None
     """JSONL manifest of (video, caption, masks); None trains on the shapes world (`shapes` must be set)."""
     shapes: ShapesModelSpec | None = None
     """Build a shapes-world model from scratch with these sizes (when `init_from` is None)."""
     num_frames: int = 8
+    """Frames per training clip (manifest data)."""
     height: int = 32
+    """Training height (manifest data)."""
     width: int = 32
+    """Training width (manifest data)."""
     frame_stride: int = 1
+    """Take every n-th frame of a manifest video."""
     num_workers: int = 0
+    """Data-loader worker processes."""
     num_threads: int = 0
     """torch intra-op threads (0: torch's default). 1 is steadier on a CPU shared with other jobs."""
     # -- model ----------------------------------------------------------------------------------------------
     init_from: str | None = None
     """An MVideoPipeline folder (or hub id) to fine-tune; None builds the shapes model from scratch."""
     train_text_encoder: bool = False
+    """Train the text encoder too (the from-scratch shapes model needs it)."""
     lora_rank: int = 0
     """0: full fine-tuning; > 0: peft LoRA of this rank on the attention projections (mask layers stay trainable)."""
     lora_alpha: float | None = None
+    """LoRA alpha (None: the rank)."""
     lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    """Transformer modules that get LoRA adapters."""
     # -- optimisation --------------------------------------------------------------------------------------
     max_steps: int = 1000
+    """Optimizer steps."""
     batch_size: int = 8
-    """Per process and micro-batch."""
+    """Videos per process and micro-batch."""
     gradient_accumulation_steps: int = 1
+    """Micro-batches per optimizer step."""
     learning_rate: float = 1e-4
+    """Peak AdamW learning rate."""
     lr_warmup_steps: int = 0
+    """Linear warmup steps (from 0 to the peak)."""
     lr_schedule: str = "constant"
     """"constant" or "cosine" (to `lr_min_ratio` x the peak at `max_steps`), both after the linear warmup
     (transformers' schedulers, see `trainer.build_lr_scheduler`)."""
     lr_min_ratio: float = 0.1
+    """Final learning rate of the cosine schedule, as a fraction of the peak."""
     adam_beta1: float = 0.9
+    """AdamW beta1."""
     adam_beta2: float = 0.99
+    """AdamW beta2."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     max_grad_norm: float = 1.0
+    """Gradient clipping norm (0: off)."""
     ema_decay: float = 0.0
     """0 disables the EMA; else the exported weights are the EMA's (diffusers' EMAModel: the average starts at
     the weights after step 1, then decay min(ema_decay, n / (n + 9)) at step n)."""
     # -- objective ------------------------------------------------------------------------------------------
     p_text_drop: float = 0.1
+    """Probability of dropping a sample's caption (text guidance)."""
     p_mask_drop: float = 0.15
+    """Probability of dropping a sample's mask, independently of the caption (mask guidance)."""
     consistency_weight: float = 0.0
+    """Lambda of the consistency loss (0: off)."""
     consistency_teacher: str = "auto"
+    """auto | base | ema | none: the consistency loss's teacher (see `losses.resolve_teacher`)."""
     object_loss_weight: float = 0.0
     """Extra loss weight inside the condition masks (see `losses.object_weights`); 0 = plain MSE."""
     object_loss_dilation: int = 0
@@ -90,8 +120,11 @@ class TrainConfig:
     checkpoint_every: int = 0
     """Save a resumable checkpoint every this many steps (0: only when stopping early via `stop_after`)."""
     keep_checkpoints: int = 2
+    """Checkpoints kept, the oldest removed (0: all)."""
     log_every: int = 10
+    """Report the loss every this many steps."""
     progress: bool = True
+    """Show a progress bar (off: log lines instead)."""
     stop_after: int | None = None
     """Stop (saving a checkpoint) after this step without exporting: for tests of resume and for split runs."""
 
@@ -239,6 +272,27 @@ RECIPES: dict[str, Recipe] = {
         ),
     ),
 }
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """A dataclass's attribute docstrings (the string right after a field), whitespace collapsed, by field name;
+    {} when the source is not available."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
 
 
 def get_recipe(name: str) -> TrainConfig:
