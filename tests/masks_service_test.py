@@ -689,3 +689,60 @@ def test_flag_defaults_from_the_environment_are_checked_like_the_flags(monkeypat
         parser.parse_args(["--torch-threads", "2"])
     assert exit_.value.code == 2
     assert "--extract-window: expected an integer >= 0, got -1" in capsys.readouterr().err
+
+
+def test_a_full_queue_is_resource_exhausted_with_retry_info_and_a_retry_is_not_refused(tmp_path):
+    engine = ScriptedEngine(num_frames=1)  # holds the first job until released
+    video = media_pb2.MediaRef(inline_data=tiny_video(2))
+
+    async def scenario():
+        async with serve(make_config(tmp_path, "--max-queued-jobs", "1"), load_engine=lambda: engine) as (
+            _,
+            ch,
+        ):
+            stub = masks_pb2_grpc.MaskServiceStub(ch)
+            running = await stub.ExtractMasks(
+                masks_pb2.ExtractMasksRequest(video=video, text_query="a ball.")
+            )
+            await asyncio.to_thread(engine.started.wait, 30)
+            queued = await stub.ExtractMasks(
+                masks_pb2.ExtractMasksRequest(video=video, text_query="a ball.", request_id="queued-1")
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await stub.ExtractMasks(masks_pb2.ExtractMasksRequest(video=video, text_query="a cat."))
+            assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            retry = find_detail(status_of(error.value), error_details_pb2.RetryInfo)
+            assert retry is not None and retry.retry_delay.seconds >= 1
+            again = await stub.ExtractMasks(
+                masks_pb2.ExtractMasksRequest(video=video, text_query="a ball.", request_id="queued-1")
+            )
+            assert again.name == queued.name  # AIP-155: the retry of a queued job is answered, not refused
+            engine.release(2)
+            final = [o async for o in stub.WatchOperation(masks_pb2.WatchOperationRequest(name=running.name))]
+            assert final[-1].HasField("response")
+
+    run_async(scenario(), timeout=SLOW)
+
+
+def test_a_job_past_its_deadline_fails_with_deadline_exceeded(tmp_path):
+    engine = ScriptedEngine(num_frames=3)
+    engine.release(1)  # one frame, then the job waits past its deadline
+
+    async def scenario():
+        async with serve(make_config(tmp_path, "--job-timeout", "0.5"), load_engine=lambda: engine) as (
+            _,
+            ch,
+        ):
+            stub = masks_pb2_grpc.MaskServiceStub(ch)
+            op = await stub.ExtractMasks(
+                masks_pb2.ExtractMasksRequest(
+                    video=media_pb2.MediaRef(inline_data=tiny_video(2)), text_query="a ball."
+                )
+            )
+            await asyncio.sleep(1.0)
+            engine.release(2)  # the next frame's check finds the deadline passed
+            final = [o async for o in stub.WatchOperation(masks_pb2.WatchOperationRequest(name=op.name))][-1]
+            assert final.error.code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0]
+            assert "0.5" in final.error.message
+
+    run_async(scenario(), timeout=SLOW)

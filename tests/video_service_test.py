@@ -37,7 +37,7 @@ from libs.serving.testing.loopback import loopback_server, run_async, status_of
 from services.video import server
 from services.video.artifacts import ArtifactStore
 from services.video.client import metadata_of, response_of
-from services.video.worker import KIND
+from services.video.worker import KIND, seed_of
 
 torch.set_num_threads(1)
 SLOW = 120.0
@@ -71,7 +71,7 @@ class SlowEngine:
 
     def __init__(self, delay: float) -> None:
         self.inner = tiny_engine()
-        self.spec = self.inner.spec
+        self.spec, self.attention = self.inner.spec, self.inner.attention
         self.delay = delay
 
     def generate(self, job, on_step, on_stage=lambda stage: None):
@@ -86,14 +86,17 @@ class GatedEngine:
     """Stands in for the pipeline where a test must control timing: one step per `release()`."""
 
     spec = TINY_SPEC
+    attention = "sdpa"
 
     def __init__(self) -> None:
         self.gate = threading.Semaphore(0)
         self.started = threading.Event()
         self.calls = 0
+        self.seeds = []
 
     def generate(self, job: VideoJob, on_step, on_stage=lambda stage: None):
         self.calls += 1
+        self.seeds.append(job.seed)
         self.started.set()
         for step in range(job.num_inference_steps):
             if not self.gate.acquire(timeout=30):
@@ -185,6 +188,7 @@ def test_create_watch_download_with_progress_previews_and_artifacts(tmp_path):
             response = response_of(final)
             assert (response.seed, response.width, response.height, response.num_frames) == (7, 32, 32, 9)
             assert response.engine == video_pb2.ENGINE_MVIDEO and response.model_version
+            assert response.attention_backend == "sdpa"  # auto on a CPU
             kinds = {a.artifact_id: a for a in response.artifacts}
             assert set(kinds) == {"video", "mask_overlay", "mask_sequence"}
             for artifact in response.artifacts:
@@ -284,9 +288,10 @@ def test_identical_request_id_returns_the_same_operation_and_another_request_con
             # a retry after it finished still returns it (done), without running it again
             assert (await stub.CreateVideo(request)).done
             assert engine.calls == 1
-            # no request_id: a seed is still reported, fixed per operation
+            # no seed asked: the one used is reported, derived from the operation (the same after a re-run)
             response = response_of(final)
-            assert response.seed >= 0
+            assert response.seed == seed_of(first.name)
+            assert engine.seeds == [response.seed]
 
     run_async(scenario(), timeout=SLOW)
 
@@ -456,7 +461,7 @@ delay = float(sys.argv[1])
 class Slow:
     def __init__(self):
         self.inner = load_mvideo_engine(path=None, tiny=True, torch_threads=1)
-        self.spec = self.inner.spec
+        self.spec, self.attention = self.inner.spec, self.inner.attention
     def generate(self, job, on_step, on_stage=lambda stage: None):
         def slowed(*args):
             time.sleep(delay)

@@ -18,6 +18,7 @@ torch and diffusers are imported inside functions only: the service's config imp
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 from collections.abc import Callable
@@ -38,7 +39,7 @@ LONG_VIDEO_MOTION_STRENGTH = 0.9
 """Later clips of a long video start from the previous clip's low-res latents and run the last 90% of the steps
 (`iter_long_video`'s default)."""
 VACE_SAMPLING = {"fps": 16.0, "num_frames": 81, "height": 480, "width": 832, "num_inference_steps": 30}
-"""Wan2.1-VACE's published defaults: 81 frames of 832x480 at 16 fps, 30 steps (guidance: the pipeline's)."""
+"""Wan2.1-VACE's published defaults: 81 frames of 832x480 at 16 fps, 30 steps (guidance: the pipeline's own)."""
 
 StepCallback = Callable[[int, int, np.ndarray | None], None]
 """on_step(steps_done, total_steps, preview (T, H, W, 3) uint8 or None); may raise to stop the job."""
@@ -246,7 +247,6 @@ def load_vace_engine(
     device = _device(device)
     pipe = load_pipeline("vace", path, torch_dtype=torch_dtype(dtype, device)).to(device)
     pipe.set_progress_bar_config(disable=True)
-    wan = pipe.pipe  # the diffusers WanVACEPipeline: its VAE and patch size fix the sizes it takes
     spec = EngineSpec(
         name="vace",
         model_version=f"vace-{Path(path).name}",
@@ -254,11 +254,11 @@ def load_vace_engine(
         width=VACE_SAMPLING["width"],
         num_frames=VACE_SAMPLING["num_frames"],
         fps=VACE_SAMPLING["fps"],
-        size_multiple=wan.vae_scale_factor_spatial * wan.transformer.config.patch_size[1],
-        frame_step=wan.vae_scale_factor_temporal,
+        size_multiple=pipe.vae_scale_factor_spatial * pipe.patch_size_spatial,
+        frame_step=pipe.vae_scale_factor_temporal,
         num_mask_slots=pipe.num_mask_slots,
         num_inference_steps=VACE_SAMPLING["num_inference_steps"],
-        guidance_scale=5.0,
+        guidance_scale=inspect.signature(type(pipe).__call__).parameters["guidance_scale"].default,
     )
     backend = _set_attention(pipe, attention)
     return PipelineEngine(pipe, spec, attention=backend)
@@ -266,9 +266,6 @@ def load_vace_engine(
 
 def _set_attention(pipe: Any, backend: str) -> str:
     """Apply the attention backend choice (auto|sdpa|xformers); returns the one in use."""
-    from generation.mvideo.pipelines import loading
+    from generation.mvideo.pipelines.loading import set_attention_backend
 
-    setter = getattr(loading, "set_attention_backend", None)
-    if setter is None:  # pipelines that predate the choice: SDPA, diffusers' default
-        return "sdpa"
-    return setter(pipe, backend)
+    return set_attention_backend(pipe, backend)

@@ -9,8 +9,9 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from libs.cli.flags import non_negative_float, positive_int
 from libs.serving.config import ServerConfig
 from libs.serving.errors import UnimplementedError
 from libs.serving.runner import run
@@ -84,23 +85,56 @@ class BasicServiceConfig:
 
 @dataclass(frozen=True)
 class StatefulServiceConfig(BasicServiceConfig):
-    """A service with long-running operations: they are kept in an SQLite store under `data_dir`."""
+    """A service with long-running operations: kept in an SQLite store under `data_dir`, at most
+    `max_queued_jobs` waiting (RESOURCE_EXHAUSTED past it), each failed past `job_timeout_seconds`."""
+
+    ENV_PREFIX: ClassVar[str] = "KMONO"
+    """Prefix of the service's own environment variables (`KMONO_VIDEO` -> KMONO_VIDEO_MAX_QUEUED_JOBS)."""
 
     data_dir: Path = Path("var")
+    max_queued_jobs: int = 16
+    """QUEUED jobs beyond which a create answers RESOURCE_EXHAUSTED (with RetryInfo)."""
+    job_timeout_seconds: float = 1800.0
+    """Per-job deadline (from the moment a worker starts it); past it the job FAILS with DEADLINE_EXCEEDED."""
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         super().add_arguments(parser)
+        env = os.environ.get
         parser.add_argument(
             "--data-dir",
             type=Path,
-            default=Path(os.environ.get("KMONO_DATA_DIR", "var")),
+            default=Path(env("KMONO_DATA_DIR", "var")),
             help="where operations and artifacts are kept across restarts (env KMONO_DATA_DIR; default: ./var)",
+        )
+        parser.add_argument(
+            "--max-queued-jobs",
+            type=positive_int,
+            default=env(f"{cls.ENV_PREFIX}_MAX_QUEUED_JOBS", str(cls.max_queued_jobs)),
+            help=f"queued jobs before a new one is refused with RESOURCE_EXHAUSTED "
+            f"(env {cls.ENV_PREFIX}_MAX_QUEUED_JOBS; default: %(default)s)",
+        )
+        parser.add_argument(
+            "--job-timeout",
+            type=non_negative_float,
+            default=env(f"{cls.ENV_PREFIX}_JOB_TIMEOUT", str(cls.job_timeout_seconds)),
+            help=f"seconds a job may run before it fails with DEADLINE_EXCEEDED; 0: no limit "
+            f"(env {cls.ENV_PREFIX}_JOB_TIMEOUT; default: %(default)s)",
+        )
+
+    @classmethod
+    def common_settings(cls, args: argparse.Namespace) -> dict[str, Any]:
+        """The fields every stateful service reads from its flags (subclasses add their own)."""
+        return dict(
+            server=ServerConfig.from_args(args),
+            data_dir=args.data_dir,
+            max_queued_jobs=args.max_queued_jobs,
+            job_timeout_seconds=args.job_timeout,
         )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> StatefulServiceConfig:
-        return cls(server=ServerConfig.from_args(args), data_dir=args.data_dir)
+        return cls(**cls.common_settings(args))
 
     def operations_db(self, service: str) -> Path:
         return self.data_dir / service / "operations.sqlite"

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 from generation.masks.defaults import GROUNDING_DINO_MODEL, SAM2_MODEL, WINDOW
 from libs.cli.flags import DTYPES, env_bool, non_negative_int, positive_int
-from libs.serving import ServerConfig
 from libs.serving.service import StatefulServiceConfig
 
 
 @dataclass(frozen=True)
 class MaskServiceConfig(StatefulServiceConfig):
     """Server settings, the data directory of its operations, the extractor's models and the size limits."""
+
+    ENV_PREFIX = "KMONO_MASKS"
 
     tiny_models: bool = False
     """Random tiny GroundingDINO + SAM2 (tests, the demo): the masks mean nothing, but every path runs."""
@@ -87,8 +88,7 @@ class MaskServiceConfig(StatefulServiceConfig):
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> MaskServiceConfig:
         return cls(
-            server=ServerConfig.from_args(args),
-            data_dir=args.data_dir,
+            **cls.common_settings(args),
             tiny_models=args.tiny_models,
             grounding_model=args.model_grounding,
             sam2_model=args.model_sam2,

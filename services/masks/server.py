@@ -43,9 +43,11 @@ def build(config: MaskServiceConfig, *, load_engine: Callable[[], Engine] | None
     db = config.operations_db("masks")
     db.parent.mkdir(parents=True, exist_ok=True)
     store = OperationStore(db)
-    worker = ExtractionWorker(store, load_engine or engine_loader(config))
+    worker = ExtractionWorker(
+        store, load_engine or engine_loader(config), job_timeout=config.job_timeout_seconds
+    )
     limits = SizeLimits(config.max_mask_pixels, max_layers=config.max_layers, max_objects=config.max_objects)
-    servicer = MaskServicer(store, worker, limits)
+    servicer = MaskServicer(store, worker, limits, max_queued_jobs=config.max_queued_jobs)
     registrations = [
         ServiceRegistration.from_descriptor(
             masks_pb2.DESCRIPTOR.services_by_name["MaskService"],

@@ -29,7 +29,14 @@ from generation.masks.synth import synthesize
 from libs.errors import FieldError
 from libs.media import to_proto
 from libs.serving.inputs import SizeLimits, field_violation
-from libs.serving.operations import OperationStore, pack_any, to_operation_proto, watch_operation
+from libs.serving.operations import (
+    OperationStore,
+    check_queue,
+    create_queued,
+    pack_any,
+    to_operation_proto,
+    watch_operation,
+)
 from libs.serving.operations.payload import dump_job
 from services.masks import convert
 from services.masks.worker import KIND, ExtractionWorker
@@ -42,12 +49,14 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
         worker: ExtractionWorker,
         limits: SizeLimits,
         *,
+        max_queued_jobs: int = 16,
         watch_interval: float = 0.05,
         max_watch_interval: float = 0.5,
     ) -> None:
         self.store = store
         self.worker = worker
         self.limits = limits
+        self.max_queued_jobs = max_queued_jobs
         self.watch_interval = watch_interval
         self.max_watch_interval = max_watch_interval
 
@@ -56,7 +65,12 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
     async def ExtractMasks(
         self, request: masks_pb2.ExtractMasksRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.Operation:
-        job = await asyncio.to_thread(convert.extraction_job, request, self.limits)
+        return await asyncio.to_thread(self._create, request)
+
+    def _create(self, request: masks_pb2.ExtractMasksRequest) -> operations_pb2.Operation:
+        queue = dict(max_queued=self.max_queued_jobs, reason="MASKS_QUEUE_FULL", noun="mask extraction jobs")
+        check_queue(self.store, KIND, request_id=request.request_id, **queue)  # cheap, before validating
+        job = convert.extraction_job(request, self.limits)
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
         metadata = masks_pb2.ExtractMasksMetadata(
@@ -65,13 +79,14 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
             create_time=now,
             update_time=now,
         )
-        op, created = await asyncio.to_thread(
-            self.store.create,
+        op, created = create_queued(
+            self.store,
             KIND,
             dump_job(job),
             request.request_id or None,
-            request_fingerprint=request.SerializeToString(deterministic=True),
+            request.SerializeToString(deterministic=True),
             metadata=pack_any(metadata),
+            **queue,
         )
         if created:
             self.worker.wake()

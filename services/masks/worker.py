@@ -65,10 +65,18 @@ class ExtractionWorker(OperationWorker[_Reporter]):
         store: OperationStore,
         load_engine: Callable[[], Engine],
         *,
+        job_timeout: float | None = None,
         poll_interval: float = 1.0,
         progress_interval: float = 0.2,
     ) -> None:
-        super().__init__(store, KIND, poll_interval, progress_interval, task_name="masks-extraction-worker")
+        super().__init__(
+            store,
+            KIND,
+            poll_interval,
+            progress_interval,
+            task_name="masks-extraction-worker",
+            job_timeout=job_timeout,
+        )
         self._load_engine = load_engine
         self.engine: Engine | None = None
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from generation.mvideo.defaults import ATTENTION_BACKENDS, SHAPES_DEFAULT_PATH
 from generation.mvideo.jobs import VideoLimits
-from libs.cli.flags import DTYPES, env_bool, non_negative_float, non_negative_int, positive_int
-from libs.serving import ServerConfig
+from libs.cli.flags import DTYPES, env_bool, non_negative_int, positive_int
 from libs.serving.service import StatefulServiceConfig
 
 DEFAULT_ENGINE_PATH = str(SHAPES_DEFAULT_PATH)
@@ -22,6 +21,8 @@ DEFAULT_ENGINE_PATH = str(SHAPES_DEFAULT_PATH)
 @dataclass(frozen=True)
 class VideoServiceConfig(StatefulServiceConfig):
     """Server settings, the operations' data directory, the engine, the queue, limits and the artifact store."""
+
+    ENV_PREFIX = "KMONO_VIDEO"
 
     engine_path: str = DEFAULT_ENGINE_PATH
     """MVideo pipeline folder (`MVideoPipeline.from_pretrained`), loaded once at start-up."""
@@ -37,10 +38,6 @@ class VideoServiceConfig(StatefulServiceConfig):
     torch_threads: int = 0
     attention: str = "auto"
     """Attention backend: auto (xFormers when installed and on CUDA, else PyTorch SDPA), sdpa or xformers."""
-    max_queued_jobs: int = 16
-    """QUEUED jobs beyond which CreateVideo answers RESOURCE_EXHAUSTED (with RetryInfo)."""
-    job_timeout_seconds: float = 1800.0
-    """Per-job deadline (from the moment a worker starts it); past it the job FAILS with DEADLINE_EXCEEDED."""
     max_frames: int = VideoLimits.max_frames
     max_pixels: int = VideoLimits.max_pixels
     """Largest output, frames x width x height (67M: 256 frames of 512 x 512)."""
@@ -101,18 +98,6 @@ class VideoServiceConfig(StatefulServiceConfig):
             "(env KMONO_VIDEO_ATTENTION; default: %(default)s). The backend in use is logged at start-up.",
         )
         group.add_argument(
-            "--max-queued-jobs",
-            type=positive_int,
-            default=env("KMONO_VIDEO_MAX_QUEUED_JOBS", str(cls.max_queued_jobs)),
-            help="queued jobs before CreateVideo answers RESOURCE_EXHAUSTED (default: %(default)s)",
-        )
-        group.add_argument(
-            "--job-timeout",
-            type=non_negative_float,
-            default=env("KMONO_VIDEO_JOB_TIMEOUT", str(cls.job_timeout_seconds)),
-            help="seconds a job may run before it fails with DEADLINE_EXCEEDED (default: %(default)s)",
-        )
-        group.add_argument(
             "--max-frames",
             type=positive_int,
             default=env("KMONO_VIDEO_MAX_FRAMES", str(cls.max_frames)),
@@ -133,8 +118,7 @@ class VideoServiceConfig(StatefulServiceConfig):
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> VideoServiceConfig:
         return cls(
-            server=ServerConfig.from_args(args),
-            data_dir=args.data_dir,
+            **cls.common_settings(args),
             engine_path=args.engine_path,
             tiny_engine=args.tiny_engine,
             vace_path=args.vace_path,
@@ -143,8 +127,6 @@ class VideoServiceConfig(StatefulServiceConfig):
             dtype=args.dtype,
             torch_threads=args.torch_threads,
             attention=args.attention,
-            max_queued_jobs=args.max_queued_jobs,
-            job_timeout_seconds=args.job_timeout,
             max_frames=args.max_frames,
             max_inline_mask_bytes=args.max_inline_mask_bytes,
             artifact_url=args.artifact_url,

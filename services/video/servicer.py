@@ -21,11 +21,13 @@ from google.protobuf import timestamp_pb2
 from kmono.common.v1 import operation_pb2
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
-from libs.serving import NotFoundError, ResourceExhaustedError
+from libs.serving import NotFoundError
 from libs.serving.inputs import invalid
 from libs.serving.operations import (
     OperationStore,
     State,
+    check_queue,
+    create_queued,
     pack_any,
     to_operation_proto,
     unpack_any,
@@ -38,8 +40,6 @@ from services.video.worker import KIND, VideoWorker
 
 DEFAULT_CHUNK = 1 << 20
 MAX_CHUNK = 3 << 20
-QUEUE_FULL_RETRY_SECONDS = 10.0
-"""RetryInfo's delay when the queue is full: a fixed hint (jobs are not timed)."""
 
 
 class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
@@ -64,23 +64,16 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
 
     # -- CreateVideo ---------------------------------------------------------------------------------------
 
-    def _queue_full(self) -> ResourceExhaustedError:
-        return ResourceExhaustedError(
-            QUEUE_FULL_RETRY_SECONDS,
-            reason="VIDEO_QUEUE_FULL",
-            message=f"{self.max_queued_jobs} video jobs are already queued; "
-            f"retry after {QUEUE_FULL_RETRY_SECONDS:g} s",
-        )
-
     async def CreateVideo(
         self, request: video_pb2.CreateVideoRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.Operation:
         return await asyncio.to_thread(self._create, request)
 
     def _create(self, request: video_pb2.CreateVideoRequest) -> operations_pb2.Operation:
-        depth = self.store.queue_depth(KIND)
-        if depth >= self.max_queued_jobs and not request.request_id:
-            raise self._queue_full()  # the fast path: no validation work under overload
+        queue = dict(max_queued=self.max_queued_jobs, reason="VIDEO_QUEUE_FULL", noun="video jobs")
+        depth = check_queue(
+            self.store, KIND, request_id=request.request_id, **queue
+        )  # cheap, before validating
         job = convert.video_job(request, self.worker.specs, self.limits, self.artifacts)
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
@@ -92,17 +85,15 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
             update_time=now,
             engine=convert.ENGINE_ENUMS[job.engine],
         )
-        op, created = self.store.create(
+        op, created = create_queued(
+            self.store,
             KIND,
             dump_job(job),
             request.request_id or None,
-            request_fingerprint=request.SerializeToString(deterministic=True),
+            request.SerializeToString(deterministic=True),
             metadata=pack_any(metadata),
+            **queue,
         )
-        if created and self.store.queue_depth(KIND) > self.max_queued_jobs:
-            # a request_id'd request that found the queue full: roll back (it was not there before)
-            self.store.delete(op.name, force=True)
-            raise self._queue_full()
         if created:
             self.worker.wake()
         return to_operation_proto(op)

@@ -59,6 +59,8 @@ class Engine(Protocol):
     """What the worker needs: `generation.mvideo.engine.PipelineEngine` (tests pass scripted ones)."""
 
     spec: EngineSpec
+    attention: str
+    """The attention backend in use (reported in every response)."""
 
     def generate(
         self, job: VideoJob, on_step: StepCallback, on_stage: StageCallback = ...
@@ -172,7 +174,7 @@ class VideoWorker(OperationWorker[_Reporter]):
     def run(self, op: StoredOperation, reporter: _Reporter) -> video_pb2.CreateVideoResponse:
         job = reporter.job
         if job.seed is None:
-            job = replace(job, seed=_seed_of(op.name))
+            job = replace(job, seed=seed_of(op.name))
         engine = self.engines[job.engine]
         reporter.eta_origin = time.monotonic()
         reporter.check()
@@ -191,6 +193,7 @@ class VideoWorker(OperationWorker[_Reporter]):
             fps=job.fps,
             engine=convert.ENGINE_ENUMS[job.engine],
             model_version=engine.spec.model_version,
+            attention_backend=engine.attention,
         )
 
     def error_for(self, exc: Exception, reporter: _Reporter) -> Exception:
@@ -228,9 +231,9 @@ class VideoWorker(OperationWorker[_Reporter]):
         return out
 
 
-def _seed_of(name: str) -> int:
+def seed_of(name: str) -> int:
     """A seed for a request that gave none: fixed per operation, so a re-run after a crash renders the same video."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
 
 
-__all__ = ["KIND", "VideoWorker", "encode_previews"]
+__all__ = ["KIND", "VideoWorker", "encode_previews", "seed_of"]
