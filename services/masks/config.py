@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from generation.masks.defaults import GROUNDING_DINO_MODEL, SAM2_MODEL, WINDOW
 from libs.cli.flags import DTYPES, env_bool, non_negative_int, positive_int
+from libs.serving.inputs import SizeLimits
 from libs.serving.service import StatefulServiceConfig
 
 
@@ -31,8 +32,8 @@ class MaskServiceConfig(StatefulServiceConfig):
     max_mask_pixels: int = 1 << 28
     """Largest mask sequence a request may send or ask for, in frames x width x height (268M: about 1,000
     frames of 512 x 512). Larger is INVALID_ARGUMENT naming the field."""
-    max_layers: int = 64
-    max_objects: int = 256
+    max_layers: int = SizeLimits.max_layers
+    max_objects: int = SizeLimits.max_objects
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

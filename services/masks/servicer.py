@@ -49,7 +49,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
         worker: ExtractionWorker,
         limits: SizeLimits,
         *,
-        max_queued_jobs: int = 16,
+        max_queued_jobs: int,
         watch_interval: float = 0.05,
         max_watch_interval: float = 0.5,
     ) -> None:

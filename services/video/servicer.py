@@ -50,7 +50,7 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
         artifacts: ArtifactStore,
         limits: convert.RequestLimits,
         *,
-        max_queued_jobs: int = 16,
+        max_queued_jobs: int,
         watch_interval: float = 0.05,
         max_watch_interval: float = 0.1,
     ) -> None:
