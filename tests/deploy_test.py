@@ -1,11 +1,14 @@
 """The deployment files under deploy/: lint-clean Dockerfiles and YAML, Kubernetes overlays that render offline,
 validate against the Kubernetes schemas and keep what the services rely on (gRPC health probes by service name,
 a grace period longer than the drain, one writer per SQLite store, one GPU per generation pod), and a compose
-file that runs all five services. Tools that are not installed skip their test, saying which package to add.
+file that runs all five services. Model weights: initContainers (Kubernetes) and a compose profile stage with
+`kmono models pull`, verify, and point the services' model variables at what they staged, all named in the
+`kmono models` catalogue. Tools that are not installed skip their test, saying which package to add.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import importlib.util
@@ -24,6 +27,9 @@ import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from demo import SERVICE_FULL_NAMES
+from libs.cli.main import build_parser
+from libs.modelstore.catalog import discover_catalog
+from libs.modelstore.cli import register as register_models
 from libs.serving import ServerConfig
 from libs.serving.config import env_name
 from services import SERVICE_NAMES
@@ -36,7 +42,12 @@ STATEFUL = ("video", "masks")  # SQLite operation store under KMONO_DATA_DIR: on
 SCALED = tuple(name for name in SERVICE_NAMES if name not in STATEFUL)
 # Oldest Kubernetes the manifests promise to work on (ReadWriteOncePod GA, native gRPC probes GA in 1.27).
 OLDEST_K8S = "1.29.0"
-KNOWN_ENV = {env_name(field.name) for field in dataclasses.fields(ServerConfig)} | {"KMONO_DATA_DIR"}
+CATALOG = discover_catalog()  # the `kmono models` catalogue (entry points of the generation packages)
+MODEL_ENV = {use.env for spec in CATALOG.values() for use in spec.uses if use.env}
+"""Variables that point a service at a model folder (e.g. KMONO_MASKS_SAM2_MODEL)."""
+KNOWN_ENV = (
+    {env_name(field.name) for field in dataclasses.fields(ServerConfig)} | {"KMONO_DATA_DIR"} | MODEL_ENV
+)
 
 
 def _tool(name: str) -> str | None:
@@ -179,14 +190,19 @@ def _quantity(value: Any) -> float:
     return float(str(value))
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_validates_against_kubernetes_schemas(overlay):
+def _kubernetes_validate() -> tuple[Any, list[str]]:
+    """The module and the versions to validate for: the newest it ships and OLDEST_K8S."""
     kubernetes_validate = pytest.importorskip(
         "kubernetes_validate", reason="kubernetes-validate is not installed (pip package kubernetes-validate)"
     )
-    docs = _render(overlay)
     shipped = kubernetes_validate.utils.all_versions()
-    versions = sorted({kubernetes_validate.latest_version()} | ({OLDEST_K8S} & set(shipped)))
+    return kubernetes_validate, sorted({kubernetes_validate.latest_version()} | ({OLDEST_K8S} & set(shipped)))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_validates_against_kubernetes_schemas(overlay):
+    kubernetes_validate, versions = _kubernetes_validate()
+    docs = _render(overlay)
     for version in versions:
         for doc in docs:
             try:
@@ -318,6 +334,130 @@ def test_cpu_overlay_asks_for_no_gpu():
         assert "nvidia.com/gpu" not in str(_container(deployment)["resources"])
 
 
+# ----- model weights (kmono models) -----
+
+
+def _models_command(argv: list[str]) -> argparse.Namespace:
+    """`kmono models ...` parsed by the real command line: (`targets` or `names`, `dir`)."""
+    assert argv[:2] == ["kmono", "models"], argv
+    return build_parser([("models", register_models)]).parse_args(argv[1:])
+
+
+def _mount(container: dict[str, Any], path: str) -> dict[str, Any]:
+    mounts = [m for m in container.get("volumeMounts", []) if m["mountPath"] == path]
+    assert len(mounts) == 1, f"{container['name']}: nothing (or several things) mounted at {path}"
+    return mounts[0]
+
+
+def _expected_model_env(service: str, models_dir: str, names: list[str]) -> dict[str, str]:
+    """{variable: folder} for the staged models: each must be one that `kmono serve <service>` reads."""
+    expected = {}
+    for name in names:
+        assert name in CATALOG, f"{service} stages {name}, which is not in the `kmono models` catalogue"
+        uses = [use for use in CATALOG[name].uses if use.service == service and use.env]
+        assert uses, f"{service} stages {name}, which no flag of `kmono serve {service}` reads"
+        expected.update({use.env: f"{models_dir}/{name}" for use in uses})
+    return expected
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_model_init_containers_stage_and_verify_what_the_server_reads(overlay):
+    docs = _render(overlay)
+    claims = _by_kind(docs, "PersistentVolumeClaim")
+    for deployment in _by_kind(docs, "Deployment").values():
+        service = _service_of(deployment)
+        pod = deployment["spec"]["template"]["spec"]
+        server = _container(deployment)
+        model_env = {key: value for key, value in _env(docs, deployment).items() if key in MODEL_ENV}
+        inits = pod.get("initContainers", [])
+        if not inits:
+            assert not model_env, f"{service}: {model_env} point at models that nothing stages"
+            continue
+        # pull, then verify: a damaged or missing file stops the pod before the server starts
+        assert [c["name"] for c in inits] == ["models-pull", "models-verify"], service
+        pull, check = (_models_command(c["command"]) for c in inits)
+        assert pull.models_command == "pull" and check.models_command == "verify"
+        assert pull.dir == check.dir and sorted(pull.targets) == sorted(check.names), service
+        assert model_env == _expected_model_env(service, pull.dir, pull.targets)
+        # one volume: written by the pull, read-only for verify and for the server
+        mounts = [_mount(container, pull.dir) for container in (*inits, server)]
+        assert len({m["name"] for m in mounts}) == 1
+        assert [bool(m.get("readOnly")) for m in mounts] == [False, True, True], service
+        volume = {v["name"]: v for v in pod["volumes"]}[mounts[0]["name"]]
+        claim = volume["persistentVolumeClaim"]["claimName"]
+        assert claim in claims and set(claims[claim]["spec"]["accessModes"]) <= {
+            "ReadWriteOnce",
+            "ReadWriteOncePod",
+        }
+        for init in inits:
+            # the server's image (already on the node), a writable /tmp, and the restricted Pod Security Standard
+            assert init["image"] == server["image"], f"{service}/{init['name']}"
+            assert _mount(init, "/tmp")["name"] in {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+            security = init["securityContext"]
+            assert (
+                security["allowPrivilegeEscalation"] is False and security["readOnlyRootFilesystem"] is True
+            )
+            assert security["capabilities"]["drop"] == ["ALL"]
+            assert "nvidia.com/gpu" not in str(init.get("resources", {}))
+
+
+def test_gpu_overlay_points_every_model_flag_of_video_and_masks_at_staged_folders():
+    docs = _render("gpu")
+    for deployment in _by_kind(docs, "Deployment").values():
+        service = _service_of(deployment)
+        if service not in STATEFUL:
+            continue
+        wanted = {
+            use.env for spec in CATALOG.values() for use in spec.uses if use.service == service and use.env
+        }
+        assert wanted, f"the catalogue names no model of {service}"
+        missing = wanted - set(_env(docs, deployment))
+        assert not missing, f"{service}: {sorted(missing)} still default to a hub id or the image"
+
+
+def test_catalogue_variables_are_the_flags_of_their_service(monkeypatch):
+    """Each KMONO_* variable the catalogue (and so the manifests here) sets is read by that service's flag."""
+    checked = 0
+    for spec in CATALOG.values():
+        for use in spec.uses:
+            if not use.env:
+                continue
+            assert use.service in SERVICE_NAMES, f"{spec.name}: {use.command} is not `kmono serve <service>`"
+            config = importlib.import_module(f"services.{use.service}.config")
+            parser = argparse.ArgumentParser()
+            monkeypatch.setenv(use.env, f"/models/{spec.name}")
+            config.CONFIG_TYPE.add_arguments(parser)
+            action = parser._option_string_actions.get(use.flag)
+            assert action is not None, f"kmono serve {use.service} has no flag {use.flag}"
+            assert getattr(parser.parse_args([]), action.dest) == f"/models/{spec.name}", use.env
+            checked += 1
+    assert checked >= 4
+
+
+def test_models_load_pod_validates_and_mounts_a_models_claim():
+    kubernetes_validate, versions = _kubernetes_validate()
+    pod = yaml.safe_load((DEPLOY / "k8s" / "tools" / "models-load.yaml").read_text())
+    for version in versions:
+        kubernetes_validate.validate(pod, version, strict=True)
+    claims = _by_kind(_render("gpu"), "PersistentVolumeClaim")
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    (container,) = pod["spec"]["containers"]
+    models = volumes[_mount(container, "/models")["name"]]["persistentVolumeClaim"]["claimName"]
+    assert models in claims and models.endswith("-models")
+    assert pod["metadata"]["namespace"] == "kmono" and pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_readme_names_every_catalogue_model_and_its_source():
+    readme = (DEPLOY / "README.md").read_text()
+    for name, spec in CATALOG.items():
+        assert f"| `{name}` |" in readme, f"deploy/README.md: no row for {name} in the model table"
+        if not spec.is_local:
+            assert f"`{spec.source}`" in readme, f"deploy/README.md: {name} comes from {spec.source}"
+        for use in spec.uses:
+            if use.env:
+                assert use.env in readme, f"deploy/README.md: {use.env} ({name}) is not documented"
+
+
 # ----- compose -----
 
 
@@ -327,9 +467,23 @@ def _seconds(duration: str) -> float:
     return 60 * float(parts.group(1) or 0) + float(parts.group(2) or 0)
 
 
+def _compose(name: str = "compose.yaml") -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / name).read_text())
+
+
+def _jobs() -> set[str]:
+    """The one-shot services of compose.yaml's profiles (an override file names them without `profiles`)."""
+    return {name for name, service in _compose()["services"].items() if service.get("profiles")}
+
+
+def _servers(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The long-running services (not the one-shot jobs of a profile)."""
+    return {name: service for name, service in compose["services"].items() if name not in _jobs()}
+
+
 def test_compose_runs_all_five_services_with_health_checks():
-    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    services = compose["services"]
+    compose = _compose()
+    services = _servers(compose)
     assert sorted(services) == sorted(SERVICE_NAMES)
     host_ports = []
     for name, service in services.items():
@@ -344,8 +498,48 @@ def test_compose_runs_all_five_services_with_health_checks():
         if name in STATEFUL:
             assert env["KMONO_DATA_DIR"] in targets, f"{name}: no volume at KMONO_DATA_DIR"
     assert len(host_ports) == len(set(host_ports)), "host ports collide"
-    gpu = yaml.safe_load((DEPLOY / "compose.gpu.yaml").read_text())
-    assert sorted(gpu["services"]) == sorted(STATEFUL)
+    assert sorted(_servers(_compose("compose.gpu.yaml"))) == sorted(STATEFUL)
+
+
+def _compose_models_dir(service: dict[str, Any], volume: str) -> tuple[str, bool]:
+    """Where a compose service mounts the named volume, and whether read-only."""
+    mounts = [m.split(":") for m in service.get("volumes", []) if m.split(":")[0] == volume]
+    assert len(mounts) == 1, f"the volume {volume} is not mounted once"
+    return mounts[0][1], mounts[0][2:] == ["ro"]
+
+
+@pytest.mark.parametrize(
+    "files", [("compose.yaml",), ("compose.yaml", "compose.gpu.yaml")], ids=["cpu", "gpu"]
+)
+def test_compose_profile_models_stages_what_video_and_masks_read(files):
+    merged: dict[str, dict[str, Any]] = {}
+    for name in files:  # compose's merge for the keys used here: maps merge, command replaces
+        for service, spec in _compose(name)["services"].items():
+            base = merged.setdefault(service, {})
+            for key, value in spec.items():
+                base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    jobs = {name: merged[name] for name in _jobs()}
+    assert set(jobs) == {"models", "models-verify"}
+    assert all(job["profiles"] == ["models"] and job["restart"] == "no" for job in jobs.values())
+    assert all(job["entrypoint"] == ["kmono", "models"] for job in jobs.values())
+    pull = _models_command(["kmono", "models", *jobs["models"]["command"]])
+    check = _models_command(["kmono", "models", *jobs["models-verify"]["command"]])
+    assert (pull.models_command, check.models_command) == ("pull", "verify") and pull.dir == check.dir
+    assert jobs["models-verify"]["depends_on"]["models"]["condition"] == "service_completed_successfully"
+    volume = "models"
+    assert volume in _compose()["volumes"]
+    assert _compose_models_dir(jobs["models"], volume) == (pull.dir, False)
+    assert _compose_models_dir(jobs["models-verify"], volume) == (pull.dir, True)
+    for name in STATEFUL:
+        server = merged[name]
+        env = {key: str(value) for key, value in server["environment"].items() if key in MODEL_ENV}
+        staged_for_it = [n for n in pull.targets if any(use.service == name for use in CATALOG[n].uses)]
+        assert env == _expected_model_env(name, pull.dir, staged_for_it), name
+        assert _compose_models_dir(server, volume) == (pull.dir, True)
+        ready = server["depends_on"]["models-verify"]
+        assert ready == {"condition": "service_completed_successfully", "required": False}, name
+    if "compose.gpu.yaml" in files:
+        assert "wan-vace" in pull.targets and "KMONO_VIDEO_VACE_PATH" in merged["video"]["environment"]
 
 
 # ----- healthcheck script -----
