@@ -25,10 +25,11 @@ from typing import Any
 
 import torch
 
+from generation.mvideo.defaults import ATTENTION_BACKENDS
+
 logger = logging.getLogger(__name__)
 
 ENGINES = ("mvideo", "vace")
-ATTENTION_BACKENDS = ("auto", "sdpa", "xformers")
 
 
 def load_pipeline(

@@ -28,7 +28,6 @@ mask sequences become those (our choices):
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -148,17 +147,6 @@ class MaskGuidedVACEPipeline(WanVACEPipeline):
         """Latent cells per transformer patch along height and width (`transformer.config.patch_size[1]`)."""
         transformer = self.transformer if self.transformer is not None else self.transformer_2
         return int(transformer.config.patch_size[1])
-
-    @property
-    def pipe(self) -> MaskGuidedVACEPipeline:
-        """Deprecated: this pipeline itself (it used to wrap a `WanVACEPipeline` under `.pipe`)."""
-        warnings.warn(
-            "MaskGuidedVACEPipeline.pipe is deprecated: the pipeline is a WanVACEPipeline itself; use "
-            "pipe.vae_scale_factor_spatial, .vae_scale_factor_temporal, .patch_size_spatial, .transformer",
-            FutureWarning,
-            stacklevel=2,
-        )
-        return self
 
     def enable_vae_tiling(self) -> None:
         """Decode in overlapping spatial tiles (Wan's VAE)."""

@@ -151,8 +151,6 @@ def test_is_a_diffusion_pipeline_with_the_wan_modules_and_mvideo_sizes(vace):
         _run(vace, num_frames=10, mask_video=None)
     with pytest.raises(ValueError, match="multiples of 16"):
         _run(vace, height=40, width=40, mask_video=None)
-    with pytest.warns(FutureWarning, match="deprecated"):
-        assert vace.pipe is vace
 
 
 def test_from_pipe_shares_the_modules_of_a_plain_wan_pipeline(vace):

@@ -54,8 +54,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers.optimization import get_scheduler
 
+from generation.mvideo.defaults import COGVIDEOX_FPS
+from generation.mvideo.jobs import engine_defaults, save_engine_defaults
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.pipelines.pipeline_mvideo import rotary_embeddings  # also training.rotary_embeddings
+from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from generation.mvideo.training import binding
 from generation.mvideo.training.config import TrainConfig
 from generation.mvideo.training.data import (
@@ -594,6 +597,18 @@ def merge_lora(transformer: nn.Module) -> nn.Module:
     return plain
 
 
+def sampling_defaults(config: TrainConfig) -> dict:
+    """What the exported folder's `engine.json` says: a fine-tune keeps its base's sampling; a shapes model
+    from scratch samples as `SHAPES_SAMPLING` at CogVideoX's 8 fps."""
+    if config.init_from:
+        return engine_defaults(config.init_from)
+    return {
+        "fps": COGVIDEOX_FPS,
+        "num_inference_steps": SHAPES_SAMPLING["num_inference_steps"],
+        "guidance_scale": SHAPES_SAMPLING["guidance_scale"],
+    }
+
+
 def export_pipeline(
     pipe: MVideoPipeline,
     denoiser: MVideoDenoiser,
@@ -618,6 +633,7 @@ def export_pipeline(
     ).to("cpu")
     out.mkdir(parents=True, exist_ok=True)
     exported.save_pretrained(out)
+    save_engine_defaults(out, **sampling_defaults(config))
     record = {
         "recipe": config.recipe,
         "config": config.to_dict(),

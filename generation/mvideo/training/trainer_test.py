@@ -6,8 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from generation.mvideo.jobs import engine_defaults, spec_from_dir
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.shapes.model import build_shapes_pipeline
+from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from generation.mvideo.training.config import SHAPES_TINY_SPEC, get_recipe
 from generation.mvideo.training.trainer import (
     DenoiserEMA,
@@ -27,6 +29,7 @@ def test_training_steps_change_params_and_resume_is_bit_identical(tmp_path):
     straight = train(config)
     assert straight.step == 4 and math.isfinite(straight.last_loss)
     assert (tmp_path / "straight" / "model_index.json").is_file()
+    assert spec_from_dir(tmp_path / "straight").num_inference_steps == SHAPES_SAMPLING["num_inference_steps"]
     initial = build_shapes_pipeline(SHAPES_TINY_SPEC, seed=0)
     before = _state(initial.transformer)
     after = _state(straight.denoiser.transformer)
@@ -93,6 +96,9 @@ def test_lora_trains_only_lora_and_mask_layers_with_zero_initial_consistency(tmp
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
     # The export merges LoRA into plain weights that load into the plain model class.
     exported = MVideoPipeline.from_pretrained(tmp_path / "lora")
+    assert engine_defaults(tmp_path / "lora") == engine_defaults(
+        tmp_path / "base"
+    )  # a fine-tune keeps its base's
     assert not any("lora" in k for k in exported.transformer.state_dict())
 
 
