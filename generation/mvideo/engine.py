@@ -208,6 +208,7 @@ def load_mvideo_engine(
     import torch
 
     from generation.mvideo.pipelines import MVideoPipeline, load_pipeline
+    from generation.mvideo.pipelines.loading import sampling_call_defaults
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
@@ -228,7 +229,7 @@ def load_mvideo_engine(
                 "or --tiny-engine"
             )
         pipe = load_pipeline("mvideo", str(path), torch_dtype=weights)
-        spec = spec_from_dir(path)
+        spec = spec_from_dir(path, fallback_sampling=sampling_call_defaults(pipe))
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     backend = _set_attention(pipe, attention)

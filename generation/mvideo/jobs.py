@@ -20,7 +20,6 @@ the request's (`width`, `num_frames`, `masks.objects`, ...). Rules (our choices)
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -31,12 +30,10 @@ import numpy as np
 
 from generation.masks import edit
 from generation.masks.defaults import BOX_THRESHOLD, TEXT_THRESHOLD
-from generation.mvideo.defaults import COGVIDEOX_FPS
+from generation.mvideo.defaults.engine_file import ENGINE_FILE, read_engine_defaults
 from libs.errors import FieldError
 from libs.media import MaskSequence
 
-ENGINE_FILE = "engine.json"
-"""Sampling defaults saved with a pipeline folder: fps, num_inference_steps, guidance_scale (see `spec_from_dir`)."""
 TOO_LARGE = "MASK_SEQUENCE_TOO_LARGE"
 """The machine-readable reason of a job over the server's size limits."""
 
@@ -249,41 +246,18 @@ def fit_masks(seq: MaskSequence, width: int, height: int, num_frames: int, max_o
 # -- specs of pipeline folders ------------------------------------------------------------------------------------
 
 
-def save_engine_defaults(
-    path: str | os.PathLike[str], *, fps: float, num_inference_steps: int, guidance_scale: float
-) -> None:
-    """Write a pipeline folder's sampling defaults (`engine.json`), read back by `spec_from_dir`."""
-    values = {"fps": fps, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale}
-    Path(path, ENGINE_FILE).write_text(json.dumps(values, indent=2) + "\n")
-
-
-def engine_defaults(path: str | os.PathLike[str]) -> dict:
-    """fps, num_inference_steps and guidance_scale of a pipeline folder: its `engine.json`, else (a published
-    CogVideoX folder) CogVideoX's fps and the pipeline's own call defaults."""
-    file = Path(path, ENGINE_FILE)
-    if file.is_file():
-        return json.loads(file.read_text())
-    from generation.mvideo.pipelines import (
-        MVideoPipeline,
-    )  # torch: only for folders saved without engine.json
-
-    params = inspect.signature(MVideoPipeline.__call__).parameters
-    return {
-        "fps": COGVIDEOX_FPS,
-        "num_inference_steps": params["num_inference_steps"].default,
-        "guidance_scale": params["guidance_scale"].default,
-    }
-
-
-def spec_from_dir(path: str | os.PathLike[str]) -> EngineSpec:
-    """The spec of an MVideo pipeline folder: sizes from its JSON configs, sampling from `engine_defaults`."""
+def spec_from_dir(path: str | os.PathLike[str], fallback_sampling: dict | None = None) -> EngineSpec:
+    """The spec of an MVideo pipeline folder: sizes from its JSON configs, sampling from its `engine.json`, else
+    `fallback_sampling` (the engine loader passes the pipeline's call defaults for a published folder)."""
     root = Path(path)
     transformer = json.loads((root / "transformer" / "config.json").read_text())
     mask_encoder = json.loads((root / "mask_encoder" / "config.json").read_text())
     vae = json.loads((root / "vae" / "config.json").read_text())
     spatial = mask_encoder.get("spatial_compression_ratio") or vae.get("spatial_compression_ratio") or 8
     temporal = mask_encoder.get("temporal_compression_ratio") or vae.get("temporal_compression_ratio") or 4
-    sampling = engine_defaults(root)
+    sampling = read_engine_defaults(root) or fallback_sampling
+    if sampling is None:
+        raise FileNotFoundError(f"{root} has no {ENGINE_FILE}; pass fallback_sampling (or save one)")
     version_file = root / "VERSION"
     version = version_file.read_text().strip() if version_file.is_file() else f"mvideo-{root.name}"
     return EngineSpec(

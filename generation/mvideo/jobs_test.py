@@ -5,16 +5,9 @@ import pytest
 
 from generation.masks.synth import SyntheticObject, synthesize
 from generation.mvideo.defaults import SHAPES_DEFAULT_PATH
+from generation.mvideo.defaults.engine_file import ENGINE_FILE, save_engine_defaults
 from generation.mvideo.engine import TINY_SPEC
-from generation.mvideo.jobs import (
-    ENGINE_FILE,
-    VideoLimits,
-    VideoRequest,
-    fit_masks,
-    plan,
-    save_engine_defaults,
-    spec_from_dir,
-)
+from generation.mvideo.jobs import VideoLimits, VideoRequest, fit_masks, plan, spec_from_dir
 from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from libs.errors import FieldError
 from libs.media import MaskObject, MaskSequence
@@ -95,8 +88,12 @@ def test_spec_from_dir_reads_engine_json(tmp_path):
     }.items():
         (tmp_path / part).mkdir()
         (tmp_path / part / "config.json").write_text(json.dumps(config))
+    with pytest.raises(FileNotFoundError, match="engine.json"):
+        spec_from_dir(tmp_path)
+    fallback = {"fps": 8.0, "num_inference_steps": 50, "guidance_scale": 6.0}
+    assert spec_from_dir(tmp_path, fallback).num_inference_steps == 50
     save_engine_defaults(tmp_path, fps=12.0, num_inference_steps=7, guidance_scale=3.5)
-    spec = spec_from_dir(tmp_path)
+    spec = spec_from_dir(tmp_path, fallback)
     assert (spec.height, spec.width, spec.size_multiple, spec.frame_step) == (32, 48, 16, 4)
     assert (spec.fps, spec.num_inference_steps, spec.guidance_scale) == (12.0, 7, 3.5)
 

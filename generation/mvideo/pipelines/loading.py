@@ -20,12 +20,13 @@ Attention backends (`ATTENTION_BACKENDS`), the same names for both engines:
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
 import torch
 
-from generation.mvideo.defaults import ATTENTION_BACKENDS
+from generation.mvideo.defaults import ATTENTION_BACKENDS, COGVIDEOX_FPS
 
 logger = logging.getLogger(__name__)
 
@@ -95,3 +96,14 @@ def set_attention_backend(pipe: Any, backend: str) -> str:
             transformer.set_attention_backend("xformers" if use_xformers else "native")
     logger.info("attention backend: %s%s", backend, f" ({reason})" if reason and not use_xformers else "")
     return backend
+
+
+def sampling_call_defaults(pipe: Any) -> dict:
+    """fps, num_inference_steps and guidance_scale a published folder without `engine.json` samples with:
+    the pipeline's own `__call__` defaults, at CogVideoX's 8 fps (the pipelines take no fps)."""
+    params = inspect.signature(type(pipe).__call__).parameters
+    return {
+        "fps": COGVIDEOX_FPS,
+        "num_inference_steps": params["num_inference_steps"].default,
+        "guidance_scale": params["guidance_scale"].default,
+    }

@@ -55,8 +55,9 @@ from tqdm.auto import tqdm
 from transformers.optimization import get_scheduler
 
 from generation.mvideo.defaults import COGVIDEOX_FPS
-from generation.mvideo.jobs import engine_defaults, save_engine_defaults
+from generation.mvideo.defaults.engine_file import read_engine_defaults, save_engine_defaults
 from generation.mvideo.pipelines import MVideoPipeline
+from generation.mvideo.pipelines.loading import sampling_call_defaults
 from generation.mvideo.pipelines.pipeline_mvideo import rotary_embeddings  # also training.rotary_embeddings
 from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from generation.mvideo.training import binding
@@ -597,11 +598,12 @@ def merge_lora(transformer: nn.Module) -> nn.Module:
     return plain
 
 
-def sampling_defaults(config: TrainConfig) -> dict:
-    """What the exported folder's `engine.json` says: a fine-tune keeps its base's sampling; a shapes model
-    from scratch samples as `SHAPES_SAMPLING` at CogVideoX's 8 fps."""
+def sampling_defaults(config: TrainConfig, pipe: MVideoPipeline) -> dict:
+    """What the exported folder's `engine.json` says: a fine-tune keeps its base's sampling (a published base
+    without one: the pipeline's call defaults); a shapes model from scratch samples as `SHAPES_SAMPLING` at
+    CogVideoX's 8 fps."""
     if config.init_from:
-        return engine_defaults(config.init_from)
+        return read_engine_defaults(config.init_from) or sampling_call_defaults(pipe)
     return {
         "fps": COGVIDEOX_FPS,
         "num_inference_steps": SHAPES_SAMPLING["num_inference_steps"],
@@ -633,7 +635,7 @@ def export_pipeline(
     ).to("cpu")
     out.mkdir(parents=True, exist_ok=True)
     exported.save_pretrained(out)
-    save_engine_defaults(out, **sampling_defaults(config))
+    save_engine_defaults(out, **sampling_defaults(config, exported))
     record = {
         "recipe": config.recipe,
         "config": config.to_dict(),

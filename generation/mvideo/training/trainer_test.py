@@ -6,8 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from generation.mvideo.jobs import engine_defaults, spec_from_dir
+from generation.mvideo.defaults.engine_file import read_engine_defaults
+from generation.mvideo.jobs import spec_from_dir
 from generation.mvideo.pipelines import MVideoPipeline
+from generation.mvideo.pipelines.loading import sampling_call_defaults
 from generation.mvideo.shapes.model import build_shapes_pipeline
 from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from generation.mvideo.training.config import SHAPES_TINY_SPEC, get_recipe
@@ -96,9 +98,8 @@ def test_lora_trains_only_lora_and_mask_layers_with_zero_initial_consistency(tmp
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b)
     # The export merges LoRA into plain weights that load into the plain model class.
     exported = MVideoPipeline.from_pretrained(tmp_path / "lora")
-    assert engine_defaults(tmp_path / "lora") == engine_defaults(
-        tmp_path / "base"
-    )  # a fine-tune keeps its base's
+    # a fine-tune of a folder without engine.json samples as that pipeline's call defaults
+    assert read_engine_defaults(tmp_path / "lora") == sampling_call_defaults(exported)
     assert not any("lora" in k for k in exported.transformer.state_dict())
 
 

@@ -1,13 +1,13 @@
-"""MVideo's model ids and folders, in one place and without torch.
+"""MVideo's model ids, folders and backend names, in one place and without torch (a leaf package: the
+pipelines, the trainer, the engine, the video service's flags, the demo and `kmono models` all read it).
 
-The video service's flags, `kmono video generate --local`, the demo and `kmono models` read them from here.
 Sampling defaults (fps, steps, guidance) are not here: they are saved with each model folder (`engine.json`,
-see `generation.mvideo.engine`).
+`engine_file.py`).
 """
 
 from pathlib import Path
 
-SHAPES_DEFAULT_PATH = Path(__file__).resolve().parent / "shapes" / "default"
+SHAPES_DEFAULT_PATH = Path(__file__).resolve().parents[1] / "shapes" / "default"
 """The shapes-world embedded default (a diffusers pipeline folder trained by this project); an absolute path,
 so it loads from any working directory."""
 COGVIDEOX_MODEL = "THUDM/CogVideoX-2b"
