@@ -15,12 +15,14 @@ Our choices:
   worker, a done one is left as it is (OK). `DeleteOperation` only removes done operations.
 - `watch_operation` is the services' server-streaming `WatchOperation` (beside polling, AIP-151): it yields
   the operation at once and on every change, ending with `done`; an empty name is INVALID_ARGUMENT naming
-  `name`. It re-reads the operation as soon as the store reports a change to it (`OperationStore.subscribe`:
-  every write made through the same store object, i.e. by this server's own worker), so a client sees the
-  end of a job without waiting for a poll; writes by other processes on the file are found by polling,
-  every `interval` seconds after a change, doubling up to `max_interval` while nothing changes.
-- `WaitOperation` waits the same way (woken by the store's change notification, polling for other
-  processes' writes from `poll_interval` doubling up to `max_poll_interval`). It waits at most `timeout`, or
+  `name`. The store's change notification (`OperationStore.subscribe`: every write made through the same
+  store object, i.e. by this server's own worker) wakes it: the write that ends the operation at once, so a
+  client sees the end of a job without waiting for a poll; progress writes at most once per `interval`
+  (a fast job's few progress writes are coalesced, not each sent while the job thread needs the CPU).
+  Writes by other processes on the file are found by polling, every `interval` seconds after a change,
+  doubling up to `max_interval` while nothing changes.
+- `WaitOperation` returns when the store reports the operation's end, or polls for other processes' writes
+  (from `poll_interval` doubling up to `max_poll_interval`). It waits at most `timeout`, or
   `default_wait_timeout` when the request has none, and always returns `deadline_margin` seconds before the
   RPC deadline; it returns the latest state, done or not.
 """
@@ -42,7 +44,7 @@ from google.protobuf import empty_pb2
 from libs.serving.errors import InvalidArgumentError, abort_with_exception
 from libs.serving.operations.convert import to_operation_proto
 from libs.serving.operations.errors import InvalidOperationArgumentError, OperationError
-from libs.serving.operations.store import DONE_STATES, Change, OperationStore, State
+from libs.serving.operations.store import DONE_STATES, Change, Operation, OperationStore, State
 from libs.serving.server import ServiceRegistration
 
 __all__ = ["OperationFilter", "OperationsServicer", "parse_filter", "watch_operation"]
@@ -104,26 +106,46 @@ def parse_filter(text: str) -> OperationFilter:
 
 
 class _Changes:
-    """Wakes one asyncio task when the store commits a change to one operation (see `OperationStore.subscribe`)."""
+    """What the store committed to one operation since `clear` (see `OperationStore.subscribe`): `changed` is set
+    by any change, `ended` by the one that makes it done (or deletes it); `done` is the done operation (a done
+    operation never changes again, so it is the latest state: no need to read it back)."""
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._event = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.done: Operation | None = None
 
     def notify(self, change: Change) -> None:
         """The store's callback (any thread)."""
         with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits any more
-            self._loop.call_soon_threadsafe(self._event.set)
+            self._loop.call_soon_threadsafe(self._set, change)
+
+    def _set(self, change: Change) -> None:
+        self.changed.set()
+        if change.state is None or change.state.done:
+            self.ended.set()
+            if change.operation is not None and change.operation.done:
+                self.done = change.operation
 
     def clear(self) -> None:
         """Forget the changes seen so far: call it before reading the operation."""
-        self._event.clear()
+        self.changed.clear()
+        self.ended.clear()
 
-    async def wait(self, timeout: float) -> None:
-        """Until a change is reported (since `clear`) or `timeout` seconds pass."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._event.wait()
+    async def read(self, store: OperationStore, name: str) -> Operation:
+        """The operation now: the done one the store reported, else read from the store."""
+        self.clear()  # a change committed from here on wakes the waits that follow
+        if self.done is not None:
+            return self.done
+        return await asyncio.to_thread(store.get, name)
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Until `event` is set or `timeout` seconds pass."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
 
 
 @contextlib.contextmanager
@@ -141,16 +163,18 @@ async def watch_operation(
 ) -> AsyncIterator[operations_pb2.Operation]:
     """`name` now, then again whenever its state, metadata, result or error changes, until it is done.
 
-    Re-reads at once when this store object commits a change to it; polls (for other processes' writes)
-    every `interval` seconds after a change, doubling up to `max_interval` while nothing changes."""
+    A change this store object commits wakes the watch: the one that ends the operation at once, others (progress)
+    at most once per `interval` seconds, coalesced. Writes by other processes are found by polling every
+    `interval` seconds after a change, doubling up to `max_interval` while nothing changes."""
     if not name:
         raise InvalidArgumentError.single("name", "required: the operation name, operations/{operation_id}")
+    loop = asyncio.get_running_loop()
     last = None
     wait = interval
     with _changes_of(store, name) as changes:
         while True:
-            changes.clear()  # a change committed from here on wakes the wait below
-            op = await asyncio.to_thread(store.get, name)
+            op = await changes.read(store, name)
+            read_at = loop.time()
             key = (op.state, op.metadata, op.result, op.error)
             if key != last:
                 last = key
@@ -158,7 +182,10 @@ async def watch_operation(
                 yield to_operation_proto(op)
             if op.done:
                 return
-            await changes.wait(wait)
+            await _wait(changes.changed, wait)
+            hold = read_at + interval - loop.time()
+            if hold > 0:  # woken by progress: no sooner than `interval` after the last read, unless it ended
+                await _wait(changes.ended, hold)
             wait = min(wait * 2, max_interval)
 
 
@@ -270,10 +297,9 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         interval = self.poll_interval
         with _changes_of(self.store, name) as changes:
             while True:
-                changes.clear()
-                proto = await self._get_proto(name)
+                proto = to_operation_proto(await changes.read(self.store, name))
                 left = deadline - loop.time()
                 if proto.done or left <= 0:
                     return proto
-                await changes.wait(min(interval, left))
+                await _wait(changes.ended, min(interval, left))
                 interval = min(interval * 2, self.max_poll_interval)

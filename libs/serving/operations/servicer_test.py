@@ -383,8 +383,9 @@ async def collect(watch: AsyncIterator[operations_pb2.Operation]) -> list[operat
     return [op async for op in watch]
 
 
-def test_watch_sees_each_write_of_this_store_without_waiting_for_a_poll(store):
-    """Poll intervals of an hour: only the store's change notification can end this watch in time."""
+def test_watch_sees_the_end_at_once_without_waiting_for_a_poll(store):
+    """Intervals of an hour: only the store's change notification can end this watch in time, and the write
+    that ends the operation cuts short the hold on progress writes."""
     name = store.create(KIND, b"w")[0].name
 
     async def main() -> None:
@@ -397,10 +398,37 @@ def test_watch_sees_each_write_of_this_store_without_waiting_for_a_poll(store):
             store.update_progress, name, 0.5, string_any("half"), attempt=claimed.attempts
         )
         await asyncio.to_thread(store.finish, name, string_any("done"), attempt=claimed.attempts)
-        seen = await asyncio.wait_for(rest, 60)  # a generous bound, far below the poll interval
+        seen = await asyncio.wait_for(rest, 60)  # a generous bound, far below the intervals
         result = wrappers_pb2.StringValue()
         assert seen[-1].done and seen[-1].response.Unpack(result) and result.value == "done"
         assert store._subscribers == {}  # the watch unsubscribed when it ended
+
+    asyncio.run(main())
+
+
+def test_watch_sends_progress_in_order_and_ends_with_done(store):
+    name = store.create(KIND, b"w")[0].name
+
+    def text_of(op: operations_pb2.Operation) -> str:
+        value = wrappers_pb2.StringValue()
+        return value.value if op.metadata.Unpack(value) else ""
+
+    async def main() -> None:
+        watch = watch_operation(store, name, interval=0.01, max_interval=0.02)
+        assert not (await anext(watch)).done
+        claimed = await asyncio.to_thread(store.claim_next, KIND)
+        seen = []
+        for text in ("a", "b"):
+            await asyncio.to_thread(
+                store.update_progress, name, 0.5, string_any(text), attempt=claimed.attempts
+            )
+            while not seen or seen[-1] != text:
+                op = await anext(watch)
+                assert not op.done
+                seen.append(text_of(op))
+        assert [text for text in seen if text] == ["a", "b"]
+        await asyncio.to_thread(store.finish, name, attempt=claimed.attempts)
+        assert [op.done for op in await collect(watch)] == [True]
 
     asyncio.run(main())
 

@@ -200,6 +200,8 @@ class Change:
     kind: str
     state: State | None
     """The state after the change; None: the record was deleted."""
+    operation: Operation | None = None
+    """The operation as the change left it (None: deleted)."""
 
 
 _SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -364,9 +366,11 @@ class OperationStore:
         if changes:
             self._notify(changes)
 
-    def _changed(self, name: str, kind: str, state: State | None) -> None:
-        """Record a change of the current transaction, for subscribers once it commits."""
-        self._local.changes.append(Change(name, kind, state))
+    def _changed(self, name: str, kind: str, operation: Operation | None) -> None:
+        """Record a change of the current transaction (`operation` as it left it, None: deleted), for subscribers
+        once it commits."""
+        state = None if operation is None else operation.state
+        self._local.changes.append(Change(name, kind, state, operation))
 
     def subscribe(self, callback: Callable[[Change], None], *, name: str | None = None) -> Callable[[], None]:
         """Call `callback(change)` after each committed change of operation `name` (of every operation when
@@ -450,7 +454,7 @@ class OperationStore:
         assignments = ", ".join(f"{column} = ?" for column in columns)
         conn.execute(f"UPDATE operations SET {assignments} WHERE name = ?", (*columns.values(), name))
         operation = _to_operation(self._row(conn, name))
-        self._changed(name, operation.kind, operation.state)
+        self._changed(name, operation.kind, operation)
         return operation
 
     @staticmethod
@@ -544,7 +548,7 @@ class OperationStore:
                 ),
             )
             operation = _to_operation(self._row(conn, name))
-            self._changed(name, kind, State.QUEUED)
+            self._changed(name, kind, operation)
         logger.debug("created %s (%s, request_id=%s)", name, kind, request_id)
         return operation, True
 
@@ -669,7 +673,7 @@ class OperationStore:
                 ),
             )
             operation = _to_operation(self._row(conn, row["name"]))
-            self._changed(operation.name, operation.kind, State.RUNNING)
+            self._changed(operation.name, operation.kind, operation)
         logger.debug("claimed %s (attempt %d)", operation.name, operation.attempts)
         return operation
 

@@ -690,7 +690,7 @@ def test_subscribers_hear_each_committed_change_once_it_is_committed(store, capl
     store.update_progress(op.name, 0.5, attempt=claimed.attempts)
     with pytest.raises(InvalidTransitionError):
         store.requeue(other.name)  # refused, rolled back: nothing to hear
-    store.finish(op.name, meta("done"), attempt=claimed.attempts)
+    store_done = store.finish(op.name, meta("done"), attempt=claimed.attempts)
     store.delete(op.name)
     expected = [
         Change(op.name, KIND, State.QUEUED),
@@ -700,8 +700,12 @@ def test_subscribers_hear_each_committed_change_once_it_is_committed(store, capl
         Change(op.name, KIND, State.SUCCEEDED),
         Change(op.name, KIND, None),
     ]
-    assert heard == expected and seen_in_file == [change.state for change in expected]
-    assert one == expected[2:3] + expected[3:]  # only its own operation's, from when it subscribed
+    assert [(c.name, c.kind, c.state) for c in heard] == [(c.name, c.kind, c.state) for c in expected]
+    assert seen_in_file == [change.state for change in expected]
+    for change in heard:  # each carries the operation as it left it
+        assert change.operation is None if change.state is None else change.operation.state is change.state
+    assert heard[4].operation == store_done and heard[3].operation.progress == 0.5
+    assert one == heard[2:]  # only its own operation's, from when it subscribed
 
     unsubscribe()
     store.subscribe(lambda change: 1 / 0)  # a failing subscriber is logged; the write stands
