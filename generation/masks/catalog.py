@@ -20,6 +20,7 @@ def models() -> list[ModelSpec]:
             description="GroundingDINO: open-vocabulary boxes on key frames (mask extraction)",
             uses=(
                 Use("kmono serve masks", "--model-grounding", "KMONO_MASKS_GROUNDING_MODEL"),
+                Use("kmono serve video", "--model-grounding", "KMONO_VIDEO_GROUNDING_MODEL"),
                 Use("kmono masks extract", "--model-grounding"),
                 Use("kmono mvideo annotate", "--grounding-dino"),
             ),
@@ -32,6 +33,7 @@ def models() -> list[ModelSpec]:
             description="SAM2: video mask propagation (mask extraction)",
             uses=(
                 Use("kmono serve masks", "--model-sam2", "KMONO_MASKS_SAM2_MODEL"),
+                Use("kmono serve video", "--model-sam2", "KMONO_VIDEO_SAM2_MODEL"),
                 Use("kmono masks extract", "--model-sam2"),
                 Use("kmono mvideo annotate", "--sam2"),
             ),

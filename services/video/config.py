@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from generation.masks.defaults import GROUNDING_DINO_MODEL, SAM2_MODEL
 from generation.mvideo.defaults import ATTENTION_BACKENDS, SHAPES_DEFAULT_PATH
 from generation.mvideo.jobs import VideoLimits
 from libs.cli.flags import DTYPES, env_bool, non_negative_int, positive_int
@@ -32,6 +33,10 @@ class VideoServiceConfig(StatefulServiceConfig):
     """Wan2.1-VACE pipeline folder or hub id for ENGINE_VACE; None: ENGINE_VACE is INVALID_ARGUMENT."""
     tiny_masks: bool = False
     """Random tiny GroundingDINO + SAM2 for reference-video requests (tests)."""
+    grounding_model: str = GROUNDING_DINO_MODEL
+    """GroundingDINO hub id or local directory for reference-video requests (loaded on the first one)."""
+    sam2_model: str = SAM2_MODEL
+    """SAM2 hub id or local directory for reference-video requests."""
     device: str | None = None
     dtype: str = "auto"
     """Weights' dtype: auto (bfloat16 on CUDA, float32 elsewhere), bfloat16, float16 or float32."""
@@ -72,6 +77,17 @@ class VideoServiceConfig(StatefulServiceConfig):
             action=argparse.BooleanOptionalAction,
             default=env_bool("KMONO_VIDEO_TINY_MASKS"),
             help="tiny random mask extractor for reference-video requests (env KMONO_VIDEO_TINY_MASKS)",
+        )
+        group.add_argument(
+            "--model-grounding",
+            default=env("KMONO_VIDEO_GROUNDING_MODEL", cls.grounding_model),
+            help="GroundingDINO for reference videos, hub id or local directory "
+            "(env KMONO_VIDEO_GROUNDING_MODEL; default: %(default)s)",
+        )
+        group.add_argument(
+            "--model-sam2",
+            default=env("KMONO_VIDEO_SAM2_MODEL", cls.sam2_model),
+            help="SAM2 for reference videos, hub id or local directory (env KMONO_VIDEO_SAM2_MODEL; default: %(default)s)",
         )
         group.add_argument(
             "--device",
@@ -123,6 +139,8 @@ class VideoServiceConfig(StatefulServiceConfig):
             tiny_engine=args.tiny_engine,
             vace_path=args.vace_path,
             tiny_masks=args.tiny_masks,
+            grounding_model=args.model_grounding,
+            sam2_model=args.model_sam2,
             device=args.device,
             dtype=args.dtype,
             torch_threads=args.torch_threads,

@@ -30,7 +30,13 @@ def engines_loader(config: VideoServiceConfig) -> Callable[[], dict[str, Engine]
 
     def load() -> dict[str, Engine]:
         masks = partial(
-            load_mask_engine, tiny=config.tiny_masks, device=config.device, torch_threads=config.torch_threads
+            load_mask_engine,
+            tiny=config.tiny_masks,
+            grounding_model=config.grounding_model,
+            sam2_model=config.sam2_model,
+            device=config.device,
+            dtype=config.dtype,
+            torch_threads=config.torch_threads,
         )
         engines: dict[str, Engine] = {
             "mvideo": load_mvideo_engine(
