@@ -667,8 +667,12 @@ def test_engine_path_loads_a_shapes_pipeline_folder_and_sizes_come_from_its_conf
     from generation.mvideo.shapes import build_shapes_pipeline
 
     folder = tmp_path / "shapes"
-    build_shapes_pipeline().save_pretrained(folder)
-    spec = spec_from_dir(folder)
+    build_shapes_pipeline().save_pretrained(
+        folder
+    )  # no engine.json: the server samples with the call defaults
+    spec = spec_from_dir(
+        folder, fallback_sampling={"fps": 8.0, "num_inference_steps": 50, "guidance_scale": 6.0}
+    )
     assert (spec.width, spec.height, spec.num_frames, spec.num_mask_slots, spec.frame_step) == (
         32,
         32,
