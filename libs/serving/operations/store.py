@@ -24,9 +24,15 @@ Our choices, each tested beside this file:
   loss), while `claim_next`, `update_progress` and `heartbeat` are not (`progress_synchronous=NORMAL`: no
   fsync; after a power loss such a write may be lost, which leaves the operation QUEUED or with older
   progress, never inconsistent; the next durable write flushes them too). The file must be on a local disk.
-- **Change notification.** `subscribe(callback, name=...)` calls `callback(Change)` on the writing thread after
-  each committed change this store object makes (watchers and idle workers wake at once instead of polling);
-  writes by other processes on the same file are not seen, so a watcher still polls, slowly, for those.
+- **Change notification.** `subscribe(callback, name=...)` calls `callback(Change)` (name, kind, new state, the
+  operation as the write left it) on the writing thread after each committed change this store object makes:
+  watchers and idle workers wake at once instead of polling. Writes by other processes on the same file are
+  not seen, so a watcher still polls, slowly, for those.
+- **Backpressure.** `create(max_queued=n)` refuses a new operation with `QueueFullError` (RESOURCE_EXHAUSTED
+  with RetryInfo) while n operations of its kind are QUEUED, counted in the insert's own transaction, so
+  concurrent creates never overshoot and a refusal leaves nothing behind; a known `request_id` still returns
+  its operation. Servicers call it through `admission.create_queued` (and `check_queue` before validating).
+- **Endings** (`finish`, `fail`, `mark_cancelled`) may set the worker's final metadata in the same write.
 - **Idempotency (AIP-155).** `(kind, request_id)` is unique. `create` with a known pair returns the existing
   operation (`created=False`) whatever its state, as long as the request fingerprint matches (by default
   SHA-256 of the request bytes; pass `request_fingerprint` when serialization is not canonical, e.g. maps);
