@@ -51,7 +51,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
         *,
         max_queued_jobs: int,
         watch_interval: float = 0.05,
-        max_watch_interval: float = 0.5,
+        max_watch_interval: float = 1.0,
     ) -> None:
         self.store = store
         self.worker = worker
@@ -79,7 +79,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
             create_time=now,
             update_time=now,
         )
-        op, created = create_queued(
+        op, _ = create_queued(
             self.store,
             KIND,
             dump_job(job),
@@ -88,9 +88,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
             metadata=pack_any(metadata),
             **queue,
         )
-        if created:
-            self.worker.wake()
-        return to_operation_proto(op)
+        return to_operation_proto(op)  # the store's change notification wakes the worker
 
     # -- WatchOperation ------------------------------------------------------------------------------------
 

@@ -58,13 +58,13 @@ class VideoClient:
     ) -> operations_pb2.Operation:
         """Follow WatchOperation to the operation's end (re-watching if the server ends the stream early)."""
         while True:
-            last = None
-            for op in self.video.WatchOperation(video_pb2.WatchOperationRequest(name=name), timeout=timeout):
-                last = op
+            stream = self.video.WatchOperation(video_pb2.WatchOperationRequest(name=name), timeout=timeout)
+            for op in stream:
                 if on_update is not None:
                     on_update(op)
-            if last is not None and last.done:
-                return last
+                if op.done:
+                    stream.cancel()
+                    return op
 
     def download(self, name: str, *, operation: bool = False, chunk_size: int = 0) -> bytes:
         """All bytes of an artifact (or, with `operation`, of an operation's video)."""

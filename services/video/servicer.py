@@ -52,7 +52,7 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
         *,
         max_queued_jobs: int,
         watch_interval: float = 0.05,
-        max_watch_interval: float = 0.1,
+        max_watch_interval: float = 1.0,
     ) -> None:
         self.store = store
         self.worker = worker
@@ -85,7 +85,7 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
             update_time=now,
             engine=convert.ENGINE_ENUMS[job.engine],
         )
-        op, created = create_queued(
+        op, _ = create_queued(
             self.store,
             KIND,
             dump_job(job),
@@ -94,9 +94,7 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
             metadata=pack_any(metadata),
             **queue,
         )
-        if created:
-            self.worker.wake()
-        return to_operation_proto(op)
+        return to_operation_proto(op)  # the store's change notification wakes the worker
 
     # -- WatchOperation ------------------------------------------------------------------------------------
 
