@@ -33,6 +33,15 @@ Our choices, each tested beside this file:
   concurrent creates never overshoot and a refusal leaves nothing behind; a known `request_id` still returns
   its operation. Servicers call it through `admission.create_queued` (and `check_queue` before validating).
 - **Endings** (`finish`, `fail`, `mark_cancelled`) may set the worker's final metadata in the same write.
+- **Metadata of the store's own changes.** The metadata is the service's message (packed Any), which the store
+  cannot read; so that no change leaves it stale (a job cancelled while QUEUED still saying QUEUED with a queue
+  position, one failed by `recover` still saying RUNNING), the service registers a hook per kind
+  (`set_metadata_hook`; `OperationWorker` does it for its kind): every change the store makes without the
+  worker's metadata (`cancel` of a QUEUED operation, `requeue`/`recover` to QUEUED, CANCELLED or FAILED, and an
+  ending called without `metadata=`) asks it for the new metadata in the same write. We chose a hook over
+  patching a shared `state` field in the bytes: the store stays free of the services' message layouts, and the
+  service also sets `end_time`, clears `queue_position` and names the stage. Without a hook (or through another
+  store object, e.g. another process) the metadata is left as it was.
 - **Idempotency (AIP-155).** `(kind, request_id)` is unique. `create` with a known pair returns the existing
   operation (`created=False`) whatever its state, as long as the request fingerprint matches (by default
   SHA-256 of the request bytes; pass `request_fingerprint` when serialization is not canonical, e.g. maps);
@@ -44,7 +53,8 @@ Our choices, each tested beside this file:
 - **Names.** `operations/<prefix>-<uuid4 hex>`, the prefix being the first dotted part of the kind
   (`video.create` -> `operations/video-3f2c...`).
 - **Progress** is clamped to [0, 1] and monotonic: a lower value is ignored (metadata is still replaced, it is
-  always the latest the worker sent). A re-queued operation keeps its high-water mark. `finish` sets 1.
+  always the latest the worker sent). A re-queued operation keeps its high-water mark. `finish` sets 1. The
+  store also keeps how far the current attempt itself got (reset by each claim), for `recover`'s blame.
 - **Stale workers.** `claim_next` returns the operation with its new `attempts`; a worker passes it back as
   `attempt=` to `update_progress`, `heartbeat`, `finish`, `fail`, `mark_cancelled` and `requeue`. Once the
   operation has been re-queued (and perhaps claimed again), those calls raise `StaleAttemptError`, so a job
@@ -57,8 +67,23 @@ Our choices, each tested beside this file:
   previous process). For several worker processes on one file, each claim carries a lease (`lease_seconds`,
   renewed by `update_progress` and `heartbeat`) and `recover(expired_only=True)` re-queues only operations
   whose lease ran out, so it never steals a live worker's job. A RUNNING operation that already had a
-  cancellation request becomes CANCELLED instead; one that has been started `max_attempts` times (a job that
-  kills its worker) becomes FAILED with INTERNAL instead of crash-looping.
+  cancellation request becomes CANCELLED instead.
+- **Poison jobs vs killed servers.** A job that crashes its worker (a segfault in native code, an OOM of its
+  own making, `os._exit` in a library) must not crash-loop the service; a healthy job must not fail because
+  the server was killed from outside (an operator's kill -9, the OOM killer of the whole pod, a node drain) while
+  it ran. From inside the dead process both look the same, so `recover` blames by evidence, our choice:
+  (1) an attempt that died while its worker was shutting down (`mark_stopping`, which `OperationWorker.stop`
+  writes: e.g. SIGKILL after a deploy's grace period) is not counted; (2) otherwise the death counts as one
+  more crash *in a row* only when this attempt got no further (by its own progress) than the previous crashed
+  attempt; an attempt that got further starts a new run of one. A job that kills its worker does so at the
+  same point each time (the same input, the same step), so its run grows by one per attempt and it FAILS
+  (INTERNAL, "died during N attempts in a row, each getting no further than the one before") after
+  `max_attempts` (default 5) attempts; kills from outside land at random points, so a run of N attempts each
+  dying no later than the last has probability 1/N! (1/120 for N = 5) for a job killed at uniformly random
+  moments, and a job that keeps getting further is never failed. Its cost: kills that all land before the job
+  reports its first step look like a job that dies at its start. To make the crash point exact, a worker
+  re-running a job that has crashed before (`Operation.crashes`) reports every step, not throttled.
+  A graceful `requeue` changes nothing of this.
 - **Retention.** A done operation gets `expire_time = finish_time + retention_seconds` (7 days by default);
   `expire()` deletes those past it. `delete` refuses an operation that is not done unless `force=True`
   (clients cancel first); unfinished operations never expire.
@@ -122,7 +147,7 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 DEFAULT_RETENTION_SECONDS = 7 * 24 * 3600.0
 DEFAULT_LEASE_SECONDS = 300.0
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _NS = 1_000_000_000
 _KIND_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]{0,127}$")
@@ -192,6 +217,8 @@ class Operation:
     finish_time: float | None
     expire_time: float | None
     lease_expire_time: float | None
+    crashes: int = 0
+    """Attempts in a row during which the worker process died and the job is blamed (see `recover`)."""
 
     @property
     def done(self) -> bool:
@@ -209,6 +236,9 @@ class Change:
     operation: Operation | None = None
     """The operation as the change left it (None: deleted)."""
 
+
+MetadataHook = Callable[[Operation, State], bytes | None]
+"""`(operation before the change, new state) -> metadata`: see `OperationStore.set_metadata_hook`."""
 
 _SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -235,7 +265,11 @@ CREATE TABLE IF NOT EXISTS operations (
     finish_ns           INTEGER,
     expire_ns           INTEGER,
     lease_ns            INTEGER,
-    lease_duration_ns   INTEGER
+    lease_duration_ns   INTEGER,
+    crashes             INTEGER NOT NULL DEFAULT 0,
+    crash_progress      REAL,
+    attempt_progress    REAL NOT NULL DEFAULT 0,
+    stopping            INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS operations_request_id ON operations (kind, request_id)
     WHERE request_id IS NOT NULL;
@@ -245,6 +279,14 @@ CREATE INDEX IF NOT EXISTS operations_kind_queue ON operations (kind, state, cre
 CREATE INDEX IF NOT EXISTS operations_expiry ON operations (expire_ns) WHERE expire_ns IS NOT NULL;
 """
 
+# Columns added after schema version 1, with their definitions: a version-1 file gets them on open.
+_ADDED_COLUMNS = {
+    "crashes": "INTEGER NOT NULL DEFAULT 0",
+    "crash_progress": "REAL",
+    "attempt_progress": "REAL NOT NULL DEFAULT 0",
+    "stopping": "INTEGER NOT NULL DEFAULT 0",
+}
+
 
 class OperationStore:
     """Long-running operations in one SQLite file; safe across threads and processes.
@@ -253,7 +295,8 @@ class OperationStore:
         path: the database file (created with its parent directories if missing).
         retention_seconds: how long a done operation is kept before `expire` deletes it.
         lease_seconds: default lease of a claim (see `recover(expired_only=True)`).
-        max_attempts: `recover` fails an operation that has been started this many times (None: never).
+        max_attempts: `recover` fails an operation whose worker died this many attempts in a row, each attempt
+            getting no further than the one before (see "Poison jobs" above; None: never).
         busy_timeout_seconds: how long a writer waits for another writer's lock before `sqlite3.OperationalError`.
         synchronous: SQLite `synchronous` pragma of the writes that accept or end work; FULL survives power
             loss, NORMAL survives process crashes (kill -9) only.
@@ -300,6 +343,7 @@ class OperationStore:
             progress_synchronous.upper(), self._synchronous, key=_SYNCHRONOUS_LEVELS.index
         )
         self._subscribers: dict[str | None, list[Callable[[Change], None]]] = {}
+        self._metadata_hooks: dict[str, MetadataHook] = {}
         self._clock = clock
         self._on_delete = on_delete
         self._lock = threading.Lock()
@@ -398,6 +442,35 @@ class OperationStore:
 
         return unsubscribe
 
+    def set_metadata_hook(self, kind: str, hook: MetadataHook | None) -> None:
+        """Let the service of `kind` write the metadata of the state changes the store makes on its own.
+
+        `hook(op, state)` gets the operation as it was before the change and the state it is moving to, and
+        returns the new metadata (a serialized Any) or None to keep the old. It is called, inside the write's
+        transaction, for: `cancel` of a QUEUED operation, `requeue` and `recover` (QUEUED again, or CANCELLED
+        or FAILED), and `finish`, `fail` or `mark_cancelled` called without `metadata=`. It must be quick and
+        must not touch the store; an exception it raises (or bytes that are no Any) is logged and the old
+        metadata kept, so it never blocks an ending. None removes the hook. Hooks live in this store object:
+        a change made through another store object (another process) does not call them."""
+        with self._lock:
+            if hook is None:
+                self._metadata_hooks.pop(kind, None)
+            else:
+                self._metadata_hooks[kind] = hook
+
+    def _metadata_for(self, row: sqlite3.Row, state: State) -> bytes | None:
+        """The metadata the kind's hook gives `row` once it is `state`; None: keep the old (no hook, or it failed)."""
+        hook = self._metadata_hooks.get(row["kind"])
+        if hook is None:
+            return None
+        try:
+            return _any_bytes(hook(_to_operation(row), state), "metadata")
+        except Exception:
+            logger.exception(
+                "the metadata hook of %s failed; %s keeps its metadata", row["kind"], row["name"]
+            )
+            return None
+
     def _notify(self, changes: list[Change]) -> None:
         with self._lock:
             if not self._subscribers:
@@ -424,6 +497,10 @@ class OperationStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            present = {row["name"] for row in conn.execute("PRAGMA table_info(operations)")}
+            for column, definition in _ADDED_COLUMNS.items():
+                if column not in present:
+                    conn.execute(f"ALTER TABLE operations ADD COLUMN {column} {definition}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -667,7 +744,8 @@ class OperationStore:
             now_ns = self._now_ns()
             conn.execute(
                 "UPDATE operations SET state = ?, attempts = attempts + 1, start_ns = ?, update_ns = ?, "
-                "worker_id = ?, lease_ns = ?, lease_duration_ns = ?, cancel_requested = 0 WHERE name = ?",
+                "worker_id = ?, lease_ns = ?, lease_duration_ns = ?, cancel_requested = 0, attempt_progress = 0, "
+                "stopping = 0 WHERE name = ?",
                 (
                     State.RUNNING.value,
                     now_ns,
@@ -707,6 +785,7 @@ class OperationStore:
             now_ns = self._now_ns()
             columns: dict[str, Any] = {
                 "progress": max(row["progress"], progress),
+                "attempt_progress": max(row["attempt_progress"], progress),
                 "lease_ns": now_ns + (row["lease_duration_ns"] or int(self.lease_seconds * _NS)),
             }
             if metadata is not None:
@@ -740,6 +819,8 @@ class OperationStore:
             row = self._row(conn, name)
             self._check_attempt(row, attempt)
             self._check_transition(row, State.SUCCEEDED)
+            if metadata is None:
+                metadata = self._metadata_for(row, State.SUCCEEDED)
             now_ns = self._now_ns()
             columns = self._finish_columns(State.SUCCEEDED, now_ns, metadata, result=result, progress=1.0)
             operation = self._set(conn, name, now_ns, **columns)
@@ -765,6 +846,8 @@ class OperationStore:
             row = self._row(conn, name)
             self._check_attempt(row, attempt)
             self._check_transition(row, State.FAILED)
+            if metadata is None:
+                metadata = self._metadata_for(row, State.FAILED)
             now_ns = self._now_ns()
             columns = self._finish_columns(
                 State.FAILED,
@@ -795,7 +878,7 @@ class OperationStore:
             self._check_transition(row, State.CANCELLED)
             if row["state"] != State.RUNNING.value:
                 raise InvalidTransitionError(f"operation {name} is QUEUED; cancel it with cancel()")
-            return self._cancelled(conn, name, message, metadata=metadata)
+            return self._cancelled(conn, row, message, metadata=metadata)
 
     def requeue(self, name: str, *, attempt: int | None = None) -> Operation:
         """RUNNING -> QUEUED: a worker gives its job back (e.g. on graceful shutdown). An operation whose
@@ -805,10 +888,8 @@ class OperationStore:
             self._check_attempt(row, attempt)
             self._check_transition(row, State.QUEUED)
             if row["cancel_requested"]:
-                return self._cancelled(conn, name, "operation cancelled (its worker stopped)")
-            return self._set(
-                conn, name, self._now_ns(), state=State.QUEUED.value, lease_ns=None, worker_id=None
-            )
+                return self._cancelled(conn, row, "operation cancelled (its worker stopped)")
+            return self._requeued(conn, row, self._now_ns())
 
     # ---- the client side ----------------------------------------------------------------------------------
 
@@ -818,7 +899,7 @@ class OperationStore:
             row = self._row(conn, name)
             state = State(row["state"])
             if state is State.QUEUED:
-                operation = self._cancelled(conn, name, "operation cancelled before it started")
+                operation = self._cancelled(conn, row, "operation cancelled before it started")
                 logger.info("%s cancelled while queued", name)
                 return operation
             if state is State.RUNNING and not row["cancel_requested"]:
@@ -868,13 +949,28 @@ class OperationStore:
             except Exception:
                 logger.exception("on_delete(%s) failed; the operation's record is deleted", name)
 
+    def mark_stopping(self, name: str, *, attempt: int | None = None) -> None:
+        """Record that the process running `name` is shutting down (a worker's `stop`): should it be killed
+        before it gives the job back (e.g. SIGKILL at the end of a deploy's grace period), `recover` re-queues
+        the job without counting a crash against it. A no-op once the attempt has ended or moved on."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM operations WHERE name = ?", (name,)).fetchone()
+            if row is None or row["state"] != State.RUNNING.value:
+                return
+            if attempt is not None and row["attempts"] != attempt:
+                return
+            self._set(conn, name, self._now_ns(), stopping=1)
+
     def recover(self, *, expired_only: bool = False, now: float | None = None) -> list[str]:
         """Return orphaned RUNNING operations to the queue; returns the names re-queued.
 
         At start-up of the process that owns the file, `recover()` takes every RUNNING operation. With
         several worker processes, `recover(expired_only=True)` (at start-up or periodically) takes only
-        those whose lease has expired. Orphans with a pending cancellation become CANCELLED; orphans
-        already started `max_attempts` times become FAILED (INTERNAL).
+        those whose lease has expired. Orphans with a pending cancellation become CANCELLED. Each other
+        orphan is a crash of its worker; whether the job is blamed for it (the module docstring, "Poison jobs"):
+        not when its worker was stopping (`mark_stopping`); else it counts one more crash in a row when this
+        attempt got no further than the previous crashed one (and starts a new run of one when it got further).
+        An orphan with `max_attempts` crashes in a row becomes FAILED (INTERNAL).
         """
         now_ns = self._now_ns(now)
         sql = "SELECT * FROM operations WHERE state = ?"
@@ -887,32 +983,64 @@ class OperationStore:
             for row in conn.execute(sql + " ORDER BY create_ns, name", params).fetchall():
                 name = row["name"]
                 if row["cancel_requested"]:
-                    self._cancelled(conn, name, "operation cancelled (its worker stopped)", now_ns)
+                    self._cancelled(conn, row, "operation cancelled (its worker stopped)", now_ns)
                     logger.warning("recover: %s was being cancelled; now CANCELLED", name)
-                elif self.max_attempts is not None and row["attempts"] >= self.max_attempts:
-                    message = f"the worker stopped during each of {row['attempts']} attempts"
-                    columns = self._finish_columns(
-                        State.FAILED, now_ns, error_code=_INTERNAL_CODE, error_message=message
+                    continue
+                if row["stopping"]:
+                    self._requeued(conn, row, now_ns)
+                    requeued.append(name)
+                    logger.warning("recover: %s: its worker died while shutting down; not counted", name)
+                    continue
+                reached, before = row["attempt_progress"], row["crash_progress"]
+                crashes = 1 if before is None or reached > before else row["crashes"] + 1
+                if self.max_attempts is not None and crashes >= self.max_attempts:
+                    message = (
+                        f"the worker process died during {crashes} attempts in a row, each getting no further "
+                        f"than the one before ({reached:.0%} done): the job is taken to crash its worker and is "
+                        f"not retried (attempt {row['attempts']})"
                     )
-                    self._set(conn, name, now_ns, **columns)
+                    metadata = self._metadata_for(row, State.FAILED)
+                    columns = self._finish_columns(
+                        State.FAILED, now_ns, metadata, error_code=_INTERNAL_CODE, error_message=message
+                    )
+                    self._set(conn, name, now_ns, crashes=crashes, crash_progress=reached, **columns)
                     logger.error("recover: %s failed: %s", name, message)
                 else:
-                    self._set(conn, name, now_ns, state=State.QUEUED.value, lease_ns=None, worker_id=None)
+                    self._requeued(conn, row, now_ns, crashes=crashes, crash_progress=reached)
                     requeued.append(name)
+                    logger.warning(
+                        "recover: %s: its worker died at %.0f%% of attempt %d (crash %d in a row)",
+                        name,
+                        reached * 100,
+                        row["attempts"],
+                        crashes,
+                    )
         if requeued:
             logger.warning("recover: re-queued %d orphaned operations: %s", len(requeued), requeued)
         return requeued
 
+    def _requeued(self, conn: sqlite3.Connection, row: sqlite3.Row, now_ns: int, **columns: Any) -> Operation:
+        """RUNNING -> QUEUED, with the metadata hook's QUEUED metadata."""
+        metadata = self._metadata_for(row, State.QUEUED)
+        if metadata is not None:
+            columns["metadata"] = metadata
+        return self._set(
+            conn, row["name"], now_ns, state=State.QUEUED.value, lease_ns=None, worker_id=None, **columns
+        )
+
     def _cancelled(
         self,
         conn: sqlite3.Connection,
-        name: str,
+        row: sqlite3.Row,
         message: str,
         now_ns: int | None = None,
         *,
         metadata: bytes | None = None,
     ) -> Operation:
+        name = row["name"]
         now_ns = self._now_ns() if now_ns is None else now_ns
+        if metadata is None:
+            metadata = self._metadata_for(row, State.CANCELLED)
         columns = self._finish_columns(
             State.CANCELLED,
             now_ns,
@@ -956,6 +1084,7 @@ def _to_operation(row: sqlite3.Row) -> Operation:
         finish_time=_to_seconds(row["finish_ns"]),
         expire_time=_to_seconds(row["expire_ns"]),
         lease_expire_time=_to_seconds(row["lease_ns"]),
+        crashes=int(row["crashes"]),
     )
 
 

@@ -18,6 +18,7 @@ from libs.serving.operations import (
     Change,
     InvalidOperationArgumentError,
     InvalidTransitionError,
+    Operation,
     OperationNotFoundError,
     OperationStore,
     QueueFullError,
@@ -626,6 +627,148 @@ def test_recover_cancels_cancel_requested_and_fails_crash_loops(tmp_path):
         assert (
             failed.state is State.FAILED and failed.error.code == 13 and "2 attempts" in failed.error.message
         )
+
+
+def crash(store: OperationStore, reached: float) -> Operation:
+    """Claim the operation at the head of the queue, let the attempt get to `reached`, and "kill" its worker:
+    `recover` (as the next process's start-up does) finds it orphaned."""
+    claimed = store.claim_next()
+    assert claimed is not None
+    store.update_progress(claimed.name, reached, attempt=claimed.attempts)
+    store.recover()
+    return store.get(claimed.name)
+
+
+def test_a_job_killed_at_the_same_point_each_time_fails_after_max_attempts_crashes_in_a_row(tmp_path):
+    with OperationStore(tmp_path / "ops.db", max_attempts=3) as store:
+        name = store.create(KIND, b"poison")[0].name
+        assert [crash(store, 0.4).crashes for _ in range(2)] == [1, 2]
+        assert store.get(name).state is State.QUEUED
+        failed = crash(store, 0.3)  # no further than the attempt before: the third in a row
+        assert failed.state is State.FAILED and failed.attempts == 3 and failed.crashes == 3
+        assert failed.error.code == grpc.StatusCode.INTERNAL.value[0]
+        assert "died during 3 attempts in a row" in failed.error.message
+        assert "each getting no further than the one before (30% done)" in failed.error.message
+        assert store.claim_next() is None
+
+
+def test_a_job_killed_from_outside_at_random_points_is_not_blamed_while_it_gets_further(tmp_path):
+    with OperationStore(tmp_path / "ops.db", max_attempts=3) as store:
+        name = store.create(KIND, b"healthy")[0].name
+        # kills land wherever they land: each time the job got further than the last time, the run restarts
+        runs = [crash(store, reached).crashes for reached in (0.1, 0.05, 0.3, 0.2, 0.5, 0.6, 0.4, 0.7, 0.9)]
+        assert runs == [1, 2, 1, 2, 1, 1, 2, 1, 1]
+        op = store.get(name)
+        assert op.state is State.QUEUED and op.attempts == 9
+        claimed = store.claim_next()
+        assert store.finish(name, meta("done"), attempt=claimed.attempts).state is State.SUCCEEDED
+
+
+def test_a_worker_killed_while_shutting_down_costs_its_job_nothing(tmp_path):
+    with OperationStore(tmp_path / "ops.db", max_attempts=2) as store:
+        name = store.create(KIND, b"deploys")[0].name
+        for _ in range(5):  # SIGKILL at the end of each deploy's grace period, the job still running
+            claimed = store.claim_next()
+            store.mark_stopping(name, attempt=claimed.attempts)
+            assert store.recover() == [name]
+            assert store.get(name).crashes == 0
+        assert crash(store, 0.0).crashes == 1  # a crash outside a shutdown still counts
+        claimed = store.claim_next()
+        store.mark_stopping(name, attempt=claimed.attempts - 1)  # a stale attempt: no-op
+        store.recover()
+        assert store.get(name).state is State.FAILED  # the second crash in a row, no further
+
+
+def test_mark_stopping_is_a_no_op_once_the_attempt_ended(store):
+    op = running(store)
+    store.finish(op.name, meta("r"), attempt=op.attempts)
+    store.mark_stopping(op.name, attempt=op.attempts)
+    store.mark_stopping("operations/video-gone")
+    assert store.get(op.name).state is State.SUCCEEDED
+
+
+def test_a_schema_1_file_gains_the_new_columns(tmp_path):
+    path = tmp_path / "ops.db"
+    with OperationStore(path) as store:
+        name = store.create(KIND, b"old")[0].name
+        store.claim_next()
+        conn = store._conn()
+        for column in ("crashes", "crash_progress", "attempt_progress", "stopping"):
+            conn.execute(f"ALTER TABLE operations DROP COLUMN {column}")
+        conn.execute("PRAGMA user_version = 1")
+    with OperationStore(path) as store:
+        assert store.recover() == [name]
+        op = store.get(name)
+        assert op.state is State.QUEUED and op.crashes == 1
+        assert store._conn().execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+# ---- the metadata of the store's own changes ---------------------------------------------------------------------
+
+
+def test_the_kinds_metadata_hook_writes_the_metadata_of_every_change_the_store_makes_alone(tmp_path):
+    calls: list[tuple[str, State, State]] = []
+
+    def hook(op: Operation, state: State) -> bytes:
+        calls.append((op.request.decode(), op.state, state))
+        return meta(f"{op.request.decode()} {state.value}")
+
+    with OperationStore(tmp_path / "ops.db", max_attempts=1) as store:
+        store.set_metadata_hook(KIND, hook)
+        names = {}
+        for request in (b"cancelled-queued", b"failed-queued", b"requeued", b"recover-cancel", b"poison"):
+            names[request.decode()] = store.create(KIND, request, metadata=meta("QUEUED 3 ahead"))[0].name
+        other = store.create("masks.extract", b"other kind", metadata=meta("mine"))[0].name
+        store.cancel(names["cancelled-queued"])
+        store.fail(names["failed-queued"], 3, "rejected")
+        op = store.claim_next(KIND)
+        assert op.name == names["requeued"]
+        store.requeue(op.name, attempt=op.attempts)
+        requeued = store.get(op.name)
+        store.claim_next(KIND)  # "requeued" again
+        store.fail(op.name, 13, "boom", metadata=meta("the worker's own"))  # given: the hook is not asked
+        store.cancel(store.claim_next(KIND).name)  # "recover-cancel": RUNNING with a cancel request
+        store.claim_next(KIND)  # "poison"
+        store.recover()  # cancels one, fails the other (max_attempts=1)
+        store.claim_next("masks.extract")
+        store.recover()  # another kind: no hook
+
+        def text(name: str) -> str:
+            return unpack_any(store.get(name).metadata, wrappers_pb2.StringValue).value
+
+        assert text(names["cancelled-queued"]) == "cancelled-queued CANCELLED"
+        assert text(names["failed-queued"]) == "failed-queued FAILED"
+        assert unpack_any(requeued.metadata, wrappers_pb2.StringValue).value == "requeued QUEUED"
+        assert text(names["requeued"]) == "the worker's own"
+        assert text(names["recover-cancel"]) == "recover-cancel CANCELLED"
+        assert store.get(names["poison"]).state is State.FAILED and text(names["poison"]) == "poison FAILED"
+        assert unpack_any(store.get(other).metadata, wrappers_pb2.StringValue).value == "mine"
+        assert calls == [
+            ("cancelled-queued", State.QUEUED, State.CANCELLED),
+            ("failed-queued", State.QUEUED, State.FAILED),
+            ("requeued", State.RUNNING, State.QUEUED),
+            ("recover-cancel", State.RUNNING, State.CANCELLED),
+            ("poison", State.RUNNING, State.FAILED),
+        ]
+        store.set_metadata_hook(KIND, None)
+        done = store.finish(running(store, b"unhooked").name)
+        assert done.metadata is None
+
+
+@pytest.mark.parametrize("answer", [RuntimeError("bug in the hook"), b"\xff\xff not an Any"])
+def test_a_failing_metadata_hook_never_blocks_the_change(tmp_path, answer, caplog):
+    def hook(op: Operation, state: State) -> bytes:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with OperationStore(tmp_path / "ops.db") as store:
+        store.set_metadata_hook(KIND, hook)
+        name = store.create(KIND, b"x", metadata=meta("queued"))[0].name
+        cancelled = store.cancel(name)
+    assert cancelled.state is State.CANCELLED
+    assert unpack_any(cancelled.metadata, wrappers_pb2.StringValue).value == "queued"
+    assert "the metadata hook of video.create failed" in caplog.text
 
 
 def test_stale_attempt_is_refused(store):
