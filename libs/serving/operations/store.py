@@ -994,11 +994,7 @@ class OperationStore:
                 reached, before = row["attempt_progress"], row["crash_progress"]
                 crashes = 1 if before is None or reached > before else row["crashes"] + 1
                 if self.max_attempts is not None and crashes >= self.max_attempts:
-                    message = (
-                        f"the worker process died during {crashes} attempts in a row, each getting no further "
-                        f"than the one before ({reached:.0%} done): the job is taken to crash its worker and is "
-                        f"not retried (attempt {row['attempts']})"
-                    )
+                    message = _poison_message(crashes, reached, row["attempts"])
                     metadata = self._metadata_for(row, State.FAILED)
                     columns = self._finish_columns(
                         State.FAILED, now_ns, metadata, error_code=_INTERNAL_CODE, error_message=message
@@ -1053,6 +1049,18 @@ class OperationStore:
 
 
 # ---- module helpers ---------------------------------------------------------------------------------------
+
+
+def _poison_message(crashes: int, reached: float, attempt: int) -> str:
+    """Why `recover` failed an operation whose worker died `crashes` times in a row."""
+    if crashes > 1:
+        how = f"during {crashes} attempts in a row, each getting no further than the one before"
+    else:
+        how = "while running it"
+    return (
+        f"the worker process died {how} ({reached:.0%} done): the job is taken to crash its worker and is "
+        f"not retried (attempt {attempt})"
+    )
 
 
 def _to_seconds(ns: int | None) -> float | None:

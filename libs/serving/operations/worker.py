@@ -28,8 +28,25 @@ elapsed time since `eta_origin`. Progress writes are not fsynced (see the store'
 `check()` (the job calls it between steps) raises when the server stops, the client cancelled, or the
 deadline passed, so each takes effect within one step.
 
-Subclasses provide: the worker, `reporter_for(op)` and `run(op, reporter)` (and `load`, `error_for` where they
-need them); the reporter, `metadata(state, end)`, the service's own metadata message, and their extras.
+Our choices for jobs that run more than once (the store's "Poison jobs vs killed servers"):
+- **Progress stays monotonic across attempts.** Engines cannot resume from a checkpoint, so a re-run after a
+  restart starts again at step 0. What clients see never goes back: `Progress.fraction` and `step` stay at
+  the furthest any attempt reached (the store's high-water mark, `op.progress`) until the new attempt passes
+  it, and while it redoes those steps the stage says so: `denoising (attempt 2: redoing step 3 of 7)`. The
+  ETA is the new attempt's own (its rate, all its remaining steps). The store still gets the attempt's own
+  progress (it keeps the high-water mark itself), which is how `recover` sees how far each attempt got.
+  The proto has no attempt field; the stage carries it.
+- **Endings the store makes alone** (cancel while QUEUED, `recover`'s re-queue, CANCELLED or FAILED) get their
+  metadata from `metadata_for(op, state)`, which the worker registers as the store's hook for its kind: the
+  last metadata with the new state, `end_time`, no queue position and the stage named; `metadata_type` says
+  the service's message.
+- `stop()` records `mark_stopping` for the running job before it stops it, so a kill during the shutdown is
+  not blamed on the job; a job that crashed its worker before reports every step (no throttle), so the store
+  knows exactly how far it got should it crash again.
+
+Subclasses provide: the worker, `reporter_for(op)` and `run(op, reporter)` (and `load`, `error_for`,
+`metadata_type` where they need them); the reporter, `metadata(state, end)`, the service's own metadata
+message, and their extras.
 """
 
 from __future__ import annotations
@@ -41,9 +58,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from kmono.common.v1 import operation_pb2
 
@@ -58,11 +75,28 @@ from libs.serving.operations.errors import (
 from libs.serving.operations.store import Change, Operation, OperationStore, State
 from libs.serving.server import Hook
 
-__all__ = ["OperationWorker", "ProgressReporter", "timestamp"]
+__all__ = ["OperationWorker", "ProgressReporter", "metadata_after", "timestamp"]
 
 logger = logging.getLogger(__name__)
 
 RUNNING = operation_pb2.OPERATION_STATE_RUNNING
+
+OPERATION_STATES = {
+    State.QUEUED: operation_pb2.OPERATION_STATE_QUEUED,
+    State.RUNNING: operation_pb2.OPERATION_STATE_RUNNING,
+    State.SUCCEEDED: operation_pb2.OPERATION_STATE_SUCCEEDED,
+    State.FAILED: operation_pb2.OPERATION_STATE_FAILED,
+    State.CANCELLED: operation_pb2.OPERATION_STATE_CANCELLED,
+}
+"""The store's states as the metadata's `kmono.common.v1.OperationState`."""
+
+_STAGES = {
+    State.QUEUED: "queued",
+    State.RUNNING: "running",
+    State.SUCCEEDED: "done",
+    State.FAILED: "failed",
+    State.CANCELLED: "cancelled",
+}
 
 
 class _Cancelled(Exception):
@@ -80,6 +114,36 @@ def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     return stamp
 
 
+def metadata_after(previous: bytes | None, message_type: type[Message], state: State, now: float) -> Message:
+    """The metadata of an operation the store moved to `state` without its worker: the `previous` metadata (a
+    packed `message_type`; a fresh one if absent or of another type) with `state`, `update_time` now, on an
+    ending `end_time` now, no `queue_position`, no `start_time` when QUEUED again, and `progress.stage` naming
+    the state (no ETA; fraction 1 and step = total on success). Works on any metadata message with a `state`
+    field of `OperationState`; the other fields are set only where the message has them."""
+    meta = message_type()
+    if previous:
+        packed = any_pb2.Any.FromString(previous)
+        if packed.Is(message_type.DESCRIPTOR):
+            packed.Unpack(meta)
+    fields = message_type.DESCRIPTOR.fields_by_name
+    meta.state = OPERATION_STATES[state]  # type: ignore[attr-defined]
+    if "update_time" in fields:
+        meta.update_time.CopyFrom(timestamp(now))  # type: ignore[attr-defined]
+    if state.done and "end_time" in fields:
+        meta.end_time.CopyFrom(timestamp(now))  # type: ignore[attr-defined]
+    if state is State.QUEUED and "start_time" in fields:
+        meta.ClearField("start_time")
+    if "queue_position" in fields:
+        meta.ClearField("queue_position")
+    if "progress" in fields:
+        progress = meta.progress  # type: ignore[attr-defined]
+        progress.stage = _STAGES[state]
+        progress.ClearField("eta")
+        if state is State.SUCCEEDED:
+            progress.fraction, progress.step = 1.0, progress.total_steps
+    return meta
+
+
 class ProgressReporter(abc.ABC):
     """Writes one claimed operation's metadata (throttled) and tells its job when to stop."""
 
@@ -94,25 +158,42 @@ class ProgressReporter(abc.ABC):
         self.lock = threading.Lock()  # guards the fields above and the subclasses' between the two threads
         self.job_timeout: float | None = None  # set by the worker (`start_deadline`)
         self.job_deadline: float | None = None  # time.monotonic() past which `check` raises
+        self.floor = op.progress  # how far earlier attempts got: what clients see never goes below it
+        self.floor_total = 0  # the total steps earlier attempts reported (`resume_after`), while `total` is 0
 
     @abc.abstractmethod
     def metadata(self, state: int, *, end: bool) -> Message:
         """The service's metadata message now (use `progress(state)` and `stamps(end)`)."""
 
-    def fraction(self, state: int) -> float:
+    def own_fraction(self, state: int) -> float:
+        """How far this attempt is (what the store gets)."""
         if state == operation_pb2.OPERATION_STATE_SUCCEEDED:
             return 1.0
         return self.step / self.total if self.total else 0.0
 
+    def fraction(self, state: int) -> float:
+        """How far the operation is (what clients see): this attempt's, never below an earlier attempt's."""
+        return max(self.own_fraction(state), self.floor)
+
+    def resume_after(self, previous: operation_pb2.Progress) -> None:
+        """Continue the progress an earlier attempt showed (its total steps, while this one knows none yet)."""
+        self.floor_total = previous.total_steps
+
     def progress(self, state: int) -> operation_pb2.Progress:
-        fraction = self.fraction(state)
+        own = self.own_fraction(state)
+        step, stage, total = self.step, self.stage, self.total or self.floor_total
+        floor_step = min(total, round(self.floor * total))
+        if step < floor_step:  # a re-run redoing the steps an earlier attempt did
+            if state == RUNNING:
+                stage = f"{stage} (attempt {self.op.attempts}: redoing step {step} of {floor_step})"
+            step = floor_step
         progress = operation_pb2.Progress(
-            step=self.step, total_steps=self.total, fraction=fraction, stage=self.stage
+            step=step, total_steps=total, fraction=max(own, self.floor), stage=stage
         )
-        if 0 < fraction < 1 and self.eta_origin is not None:
+        if 0 < own < 1 and self.eta_origin is not None:
             elapsed = time.monotonic() - self.eta_origin
             eta = duration_pb2.Duration()
-            eta.FromNanoseconds(int(elapsed / fraction * (1 - fraction) * 1e9))
+            eta.FromNanoseconds(int(elapsed / own * (1 - own) * 1e9))
             progress.eta.CopyFrom(eta)
         return progress
 
@@ -136,7 +217,7 @@ class ProgressReporter(abc.ABC):
             return
         self.closed = end
         metadata = pack_any(self.metadata(state, end=end))
-        self.store.update_progress(self.op.name, self.fraction(state), metadata, attempt=self.op.attempts)
+        self.store.update_progress(self.op.name, self.own_fraction(state), metadata, attempt=self.op.attempts)
         self.last_write = time.monotonic()
         self.pending = False
 
@@ -188,7 +269,13 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
     """Runs the queued operations of one `kind`, one at a time; `start`/`stop` are the server's hooks.
 
     `job_timeout` (seconds from the claim; None or 0: none): past it the job's next `reporter.check()` raises
-    and the operation FAILS with DEADLINE_EXCEEDED (`JobDeadlineExceededError`)."""
+    and the operation FAILS with DEADLINE_EXCEEDED (`JobDeadlineExceededError`).
+
+    The worker registers `metadata_for` as the store's metadata hook of its kind (`set_metadata_hook`)."""
+
+    metadata_type: ClassVar[type[Message] | None] = None
+    """The service's metadata message (e.g. `CreateVideoMetadata`), for `metadata_for`; None: the store leaves
+    the metadata of its own changes as it was."""
 
     def __init__(
         self,
@@ -218,6 +305,32 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
         self._wakeup: asyncio.Event | None = None
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._current: Operation | None = None  # the claimed operation whose job runs now
+        store.set_metadata_hook(kind, self._hook)
+
+    def metadata_for(self, op: Operation, state: State) -> Message | None:
+        """The metadata of `op` (as it was) once the store has moved it to `state` without this worker: a
+        cancel while QUEUED, `recover`'s re-queue or failure, a re-queue that cancels. Default: `metadata_after`
+        of `metadata_type` (None if that is None: keep the old)."""
+        if self.metadata_type is None:
+            return None
+        return metadata_after(op.metadata, self.metadata_type, state, time.time())
+
+    def _progress_of(self, op: Operation) -> operation_pb2.Progress | None:
+        """The `progress` of `op`'s metadata, if it has one of `metadata_type`."""
+        message_type = self.metadata_type
+        if message_type is None or not op.metadata or op.progress <= 0:
+            return None
+        if "progress" not in message_type.DESCRIPTOR.fields_by_name:
+            return None
+        packed, meta = any_pb2.Any.FromString(op.metadata), message_type()
+        if not packed.Unpack(meta):
+            return None
+        return meta.progress  # type: ignore[attr-defined]
+
+    def _hook(self, op: Operation, state: State) -> bytes | None:
+        metadata = self.metadata_for(op, state)
+        return None if metadata is None else pack_any(metadata)
 
     async def load(self) -> None:
         """Load what the jobs need (engines): called once, by the first `start` (again if it raised)."""
@@ -249,7 +362,14 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
         self._task = asyncio.create_task(self._loop(), name=self.task_name)
 
     async def stop(self) -> None:
-        """Stop claiming; a running job stops at its next check and goes back to the queue."""
+        """Stop claiming; a running job stops at its next check and goes back to the queue. The job is first
+        recorded as stopping (`store.mark_stopping`): a kill before it is back in the queue is not its fault."""
+        current = self._current
+        if current is not None:
+            try:
+                await asyncio.to_thread(self.store.mark_stopping, current.name, attempt=current.attempts)
+            except Exception:
+                logger.exception("%s: recording the shutdown failed; stopping anyway", current.name)
         self.stopping.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -310,12 +430,19 @@ class OperationWorker(abc.ABC, Generic[Reporter]):
                 continue
             reporter = self.reporter_for(op)
             reporter.start_deadline(self.job_timeout)
+            if op.crashes:  # it crashed a worker before: the store must know exactly how far it gets
+                reporter.interval = 0.0
+            previous = self._progress_of(op)
+            if previous is not None:
+                reporter.resume_after(previous)
+            self._current = op
             self._idle.clear()
             job = asyncio.ensure_future(asyncio.to_thread(self._run_tracked, op, reporter))
             while not job.done():
                 await asyncio.wait({job}, timeout=self.progress_interval)
                 if not job.done():
                     await asyncio.to_thread(reporter.flush)
+            self._current = None
             await job
 
     async def _expire_when_due(self) -> None:

@@ -14,6 +14,8 @@ import grpc
 import pytest
 from google.protobuf import wrappers_pb2
 from kmono.common.v1 import operation_pb2
+from kmono.masks.v1 import masks_pb2
+from kmono.video.v1 import video_pb2
 
 from libs.serving import InvalidArgumentError
 from libs.serving.operations import (
@@ -24,8 +26,10 @@ from libs.serving.operations import (
     OperationWorker,
     ProgressReporter,
     State,
+    pack_any,
     unpack_any,
 )
+from libs.serving.operations.worker import metadata_after
 
 KIND = "test.job"
 Job = Callable[[Operation, "FakeReporter"], None]
@@ -397,3 +401,205 @@ def test_the_ending_and_its_final_metadata_are_one_store_write(tmp_path):
             end,
         ]
         assert progress_of(store.get(name)).stage == ("done" if end is State.SUCCEEDED else "failed")
+
+
+# ---- runs after a restart, and the metadata of the store's own changes -------------------------------------------
+
+
+class VideoLikeReporter(ProgressReporter):
+    def metadata(self, state: int, *, end: bool) -> video_pb2.CreateVideoMetadata:
+        return video_pb2.CreateVideoMetadata(state=state, progress=self.progress(state), **self.stamps(end))
+
+
+class VideoLikeWorker(FakeWorker):
+    metadata_type = video_pb2.CreateVideoMetadata
+
+    def reporter_for(self, op: Operation) -> VideoLikeReporter:  # type: ignore[override]
+        return VideoLikeReporter(self.store, op, self.stopping, self.throttle)
+
+
+def video_meta(op: Operation) -> video_pb2.CreateVideoMetadata:
+    assert op.metadata is not None
+    return unpack_any(op.metadata, video_pb2.CreateVideoMetadata)
+
+
+def test_metadata_after_gives_any_state_bearing_metadata_the_new_state(tmp_path):
+    queued = video_pb2.CreateVideoMetadata(
+        state=operation_pb2.OPERATION_STATE_QUEUED,
+        progress=operation_pb2.Progress(step=0, total_steps=8, stage="queued"),
+        queue_position=3,
+        engine=video_pb2.ENGINE_MVIDEO,
+    )
+    queued.create_time.FromSeconds(100)
+    cancelled = metadata_after(pack_any(queued), video_pb2.CreateVideoMetadata, State.CANCELLED, 200.0)
+    assert cancelled.state == operation_pb2.OPERATION_STATE_CANCELLED and cancelled.queue_position == 0
+    assert cancelled.progress.stage == "cancelled" and cancelled.progress.total_steps == 8
+    assert (cancelled.create_time.seconds, cancelled.update_time.seconds, cancelled.end_time.seconds) == (
+        100,
+        200,
+        200,
+    )
+    assert cancelled.engine == video_pb2.ENGINE_MVIDEO  # everything else kept
+
+    running = video_pb2.CreateVideoMetadata(
+        state=operation_pb2.OPERATION_STATE_RUNNING,
+        progress=operation_pb2.Progress(step=5, total_steps=8, fraction=0.625, stage="denoising"),
+    )
+    running.start_time.FromSeconds(150)
+    running.progress.eta.FromSeconds(9)
+    failed = metadata_after(pack_any(running), video_pb2.CreateVideoMetadata, State.FAILED, 300.0)
+    assert failed.state == operation_pb2.OPERATION_STATE_FAILED and failed.start_time.seconds == 150
+    assert (failed.progress.step, failed.progress.stage, failed.progress.HasField("eta")) == (
+        5,
+        "failed",
+        False,
+    )
+    requeued = metadata_after(pack_any(running), video_pb2.CreateVideoMetadata, State.QUEUED, 300.0)
+    assert requeued.state == operation_pb2.OPERATION_STATE_QUEUED and requeued.progress.step == 5
+    assert not requeued.HasField("start_time") and not requeued.HasField("end_time")
+
+    masks = metadata_after(None, masks_pb2.ExtractMasksMetadata, State.SUCCEEDED, 400.0)  # none before
+    assert masks.state == operation_pb2.OPERATION_STATE_SUCCEEDED and masks.progress.fraction == 1.0
+    other = metadata_after(pack_any(wrappers_pb2.StringValue(value="x")), masks_pb2.ExtractMasksMetadata,
+                           State.FAILED, 400.0)  # fmt: skip
+    assert other.state == operation_pb2.OPERATION_STATE_FAILED
+
+
+def test_changes_the_store_makes_alone_get_the_workers_final_metadata(tmp_path):
+    store = OperationStore(tmp_path / "ops.db", max_attempts=1)
+    orphan = store.create(KIND, b"orphan")[0].name
+    claimed = store.claim_next(KIND)
+    VideoLikeReporter(store, claimed, threading.Event(), 0.0).advance(3, 8)  # then its process "died"
+    assert video_meta(store.get(orphan)).state == operation_pb2.OPERATION_STATE_RUNNING
+    queued = store.create(KIND, b"queued", metadata=pack_any(video_pb2.CreateVideoMetadata(
+        state=operation_pb2.OPERATION_STATE_QUEUED, queue_position=1)))[0].name  # fmt: skip
+
+    release, names = threading.Event(), []
+
+    def job(op: Operation, reporter: FakeReporter) -> None:
+        reporter.advance(1, 2)
+        release.wait(10)
+        reporter.advance(2, 2)
+
+    async def main() -> None:
+        worker = VideoLikeWorker(store, job, poll_interval=0.05, progress_interval=0.01)
+        store.cancel(queued)  # the hook is the worker's from its construction
+        await worker.start()  # recover fails the orphan: max_attempts=1
+        later = store.create(KIND, b"later")[0].name
+        names.append(later)
+        await asyncio.to_thread(wait_until, lambda: store.get(later).state is State.RUNNING)
+        stop = asyncio.create_task(worker.stop())  # the running job goes back to the queue
+        await asyncio.to_thread(wait_until, worker.stopping.is_set)
+        release.set()
+        await stop
+
+    asyncio.run(main())
+    failed = store.get(orphan)
+    meta = video_meta(failed)
+    assert failed.state is State.FAILED and meta.state == operation_pb2.OPERATION_STATE_FAILED
+    assert (meta.progress.step, meta.progress.stage) == (3, "failed") and meta.HasField("end_time")
+    meta = video_meta(store.get(queued))
+    assert meta.state == operation_pb2.OPERATION_STATE_CANCELLED and meta.queue_position == 0
+    assert meta.HasField("end_time")
+    meta = video_meta(store.get(names[0]))
+    assert meta.state == operation_pb2.OPERATION_STATE_QUEUED and meta.progress.stage == "queued"
+
+
+def test_a_rerun_after_a_restart_never_shows_less_progress_than_before(tmp_path):
+    store = OperationStore(tmp_path / "ops.db")
+    name = store.create(KIND, b"rerun")[0].name
+    claimed = store.claim_next(KIND)
+    first = VideoLikeReporter(store, claimed, threading.Event(), 0.0)
+    first.stage = "denoising"
+    first.advance(6, 10)  # then its process died
+    store.recover()
+    seen: list[operation_pb2.Progress] = []
+    store.subscribe(
+        lambda change: (
+            change.operation
+            and change.operation.metadata
+            and seen.append(video_meta(change.operation).progress)
+        )
+    )
+
+    def job(op: Operation, reporter: FakeReporter) -> None:
+        reporter.stage = "denoising"
+        for step in range(1, 11):
+            reporter.advance(step, 10, force=True)
+
+    async def main() -> None:
+        worker = VideoLikeWorker(store, job)
+        await worker.start()
+        await settle(store, [name])
+        await worker.stop()
+
+    asyncio.run(main())
+    steps, fractions = [p.step for p in seen], [p.fraction for p in seen]
+    assert steps == sorted(steps) and fractions == sorted(fractions) and min(steps) == 6
+    assert fractions[0] == pytest.approx(0.6) and (steps[-1], fractions[-1]) == (10, 1.0)
+    stages = [p.stage for p in seen]
+    assert "denoising (attempt 2: redoing step 1 of 6)" in stages
+    assert "denoising (attempt 2: redoing step 5 of 6)" in stages and "denoising" in stages
+    assert stages[-1] == "done"
+    assert store.get(name).attempts == 2
+
+
+def test_a_job_that_crashed_its_worker_before_reports_every_step(tmp_path):
+    store = OperationStore(tmp_path / "ops.db")
+    crashed, fresh = (store.create(KIND, text)[0].name for text in (b"crashed", b"fresh"))
+    store.claim_next(KIND)
+    store.recover()  # "crashed"'s worker died: one crash
+    assert store.get(crashed).crashes == 1
+    written: dict[str, list[int]] = {crashed: [], fresh: []}
+    store.subscribe(
+        lambda c: (
+            c.state is State.RUNNING
+            and c.operation.metadata
+            and written[c.name].append(progress_of(c.operation).step)
+        )
+    )
+
+    def job(op: Operation, reporter: FakeReporter) -> None:
+        for step in range(1, 5):
+            reporter.advance(step, 5)
+
+    async def main() -> None:
+        worker = FakeWorker(store, job, throttle=60.0)
+        await worker.start()
+        await settle(store, [crashed, fresh])
+        await worker.stop()
+
+    asyncio.run(main())
+    assert written[crashed] == [0, 1, 2, 3, 4]  # "starting", then every step
+    assert written[fresh] == [0]  # the throttle held the steps back
+
+
+def test_a_kill_while_the_worker_stops_is_not_the_jobs_fault(tmp_path):
+    path = tmp_path / "ops.db"
+    store = OperationStore(path, max_attempts=1)
+    name = store.create(KIND, b"deploy")[0].name
+    started, release = threading.Event(), threading.Event()
+
+    def job(op: Operation, reporter: FakeReporter) -> None:
+        started.set()
+        release.wait(10)  # a long step: the stop is seen only after it
+        reporter.advance(1, 2)
+
+    def stopping_recorded() -> bool:
+        return store._conn().execute("SELECT stopping FROM operations WHERE name = ?", (name,)).fetchone()[0]
+
+    async def main() -> None:
+        worker = FakeWorker(store, job)
+        await worker.start()
+        await asyncio.to_thread(started.wait, 10)
+        stop = asyncio.create_task(worker.stop())
+        await asyncio.to_thread(wait_until, stopping_recorded)
+        # SIGKILL now (the grace period ran out): the next process recovers the job; not a crash of the job's
+        with OperationStore(path, max_attempts=1) as next_process:
+            assert next_process.recover() == [name]
+        release.set()
+        await stop
+
+    asyncio.run(main())
+    op = store.get(name)
+    assert (op.state, op.crashes) == (State.QUEUED, 0)
