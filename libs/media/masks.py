@@ -50,12 +50,21 @@ _OVERLAP_POLICIES = ("error", "first_wins", "last_wins")
 _BINCOUNT_MAX_ID = 1 << 16
 
 
+def describe_value(value: Any) -> str:
+    """A value for an error message without echoing outside text: numbers as they are, anything else by type
+    (a mask file may be one the caller cannot read; its strings never come back in errors)."""
+    if value is None or isinstance(value, bool | int | float | np.integer | np.floating | np.bool_):
+        text = repr(value.item() if isinstance(value, np.generic) else value)
+        return text if len(text) <= 32 else f"{text[:29]}..."
+    return f"a {type(value).__name__}"
+
+
 def to_float32(value: Any, what: str) -> float:
     """`value` rounded to the nearest float32, as its shortest decimal (29.97 -> 29.97); must be finite."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a number, got {value!r}") from None
+        raise ValueError(f"{what} must be a number, got {describe_value(value)}") from None
     if not math.isfinite(number):
         raise ValueError(f"{what} must be finite, got {number}")
     return float(str(np.float32(number)))
@@ -64,11 +73,11 @@ def to_float32(value: Any, what: str) -> float:
 def _as_int(value: Any, what: str, expected: str = "an integer") -> int:
     """`value` as an int (Python or numpy integers, not bools), else ValueError "{what} must be {expected}"."""
     if isinstance(value, bool | np.bool_):
-        raise ValueError(f"{what} must be {expected}, got {value!r}")
+        raise ValueError(f"{what} must be {expected}, got {describe_value(value)}")
     try:
         return operator.index(value)
     except TypeError:
-        raise ValueError(f"{what} must be {expected}, got {value!r}") from None
+        raise ValueError(f"{what} must be {expected}, got {describe_value(value)}") from None
 
 
 def check_object_id(value: Any, what: str = "object id") -> int:
@@ -140,7 +149,7 @@ def _check_box(box: Any, what: str) -> BoundingBox:
     try:
         values = [to_float32(v, what) for v in box]
     except TypeError:
-        raise ValueError(f"{what} must be 4 numbers (x0, y0, x1, y1), got {box!r}") from None
+        raise ValueError(f"{what} must be 4 numbers (x0, y0, x1, y1), got {describe_value(box)}") from None
     if len(values) != 4:
         raise ValueError(f"{what} must be 4 numbers (x0, y0, x1, y1), got {len(values)}")
     x0, y0, x1, y1 = values
@@ -286,7 +295,7 @@ class MaskSequence:
             return self._by_id[object_id]
         except (KeyError, TypeError):
             raise ValueError(
-                f"unknown object id {object_id!r}; the sequence has ids {list(self.object_ids)}"
+                f"unknown object id {describe_value(object_id)}; the sequence has ids {list(self.object_ids)}"
             ) from None
 
     @property

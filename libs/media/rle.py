@@ -8,7 +8,9 @@ Encoding goes through pycocotools (C, fast), which always produces the canonical
 after the first), so two equal masks have byte-identical compressed counts. Decoding of counts that come
 from outside (files, protos) goes through `counts_from_string` / `decode_counts`, which check the run
 lengths before anything is written: pycocotools' own decoder trusts them and writes past its buffer when
-they sum to more than H * W.
+they sum to more than H * W. A run is at most H * W and each compressed value at most `MAX_VALUE_CHARS`
+characters long (pycocotools writes at most 7 for any 32-bit run), so a short string can never name a huge
+number: every malformed input is a ValueError.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
+
+MAX_VALUE_CHARS = 8
+"""Longest compressed value read: 8 characters hold 40 bits, more than any run of a 2**31-pixel mask."""
 
 
 def encode_masks(masks: np.ndarray) -> list[bytes]:
@@ -75,9 +80,13 @@ def counts_from_string(data: bytes | str) -> list[int]:
         while more:
             if p >= len(raw):
                 raise ValueError("truncated compressed RLE counts (last value has a continuation bit)")
+            if k >= MAX_VALUE_CHARS:
+                raise ValueError(
+                    f"a compressed RLE value at offset {p} is longer than {MAX_VALUE_CHARS} characters"
+                )
             c = raw[p] - 48
             if not 0 <= c < 64:
-                raise ValueError(f"invalid character {chr(raw[p])!r} in compressed RLE counts")
+                raise ValueError(f"invalid character at offset {p} of compressed RLE counts")
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
             p += 1
@@ -94,10 +103,20 @@ def counts_from_string(data: bytes | str) -> list[int]:
 
 def decode_counts(counts: Sequence[int], height: int, width: int) -> np.ndarray:
     """The (H, W) bool mask of uncompressed run lengths, checking that they are valid for H x W."""
-    runs = np.asarray(counts, dtype=np.int64).reshape(-1)
+    try:
+        runs = np.asarray(counts)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError("RLE counts must be a flat list of non-negative integers") from None
+    if runs.size == 0:
+        runs = runs.astype(np.int64)
+    if runs.ndim != 1 or runs.dtype.kind not in "iu":
+        raise ValueError("RLE counts must be a flat list of non-negative integers")
     if runs.size and runs.min() < 0:
         raise ValueError("RLE counts must be non-negative")
-    total = int(runs.sum())
+    if runs.size and int(runs.max()) > height * width:
+        raise ValueError(f"an RLE run is longer than height * width = {height * width}")
+    runs = runs.astype(np.int64)
+    total = int(runs.sum())  # no overflow: at most len(runs) * H * W
     if total != height * width:
         raise ValueError(
             f"RLE counts sum to {total}, expected height * width = {height} * {width} = {height * width}"
