@@ -9,6 +9,14 @@ and the traceback stays in the server log under that id.
 
 `status_from_exception` returns the `google.rpc.Status` itself (not a `grpc.Status`) because long-running
 operations store it in `Operation.error` as well as sending it as the RPC status.
+
+What a status echoes is bounded here, so no service can send a trailer over a client's metadata limit (gRPC's
+default is 8 KiB; the message travels percent-encoded in `grpc-message`, the details base64-encoded in
+`grpc-status-details-bin`). Our choice: any run of non-space characters longer than `MAX_ECHO_CHARS` (128: a
+name, id, token, URI or value a client sent) is cut to that many with an ellipsis; the message is then cut to
+`MAX_MESSAGE_BYTES` (512) UTF-8 bytes, each field violation's description to `MAX_DESCRIPTION_BYTES` (256) and
+at most `MAX_FIELD_VIOLATIONS` (8) are sent; ResourceInfo names, field paths and ErrorInfo metadata values are
+echoes too. Servers log the full text where they need it; clients get enough to find what they sent.
 """
 
 from __future__ import annotations
@@ -28,6 +36,16 @@ from grpc_status import rpc_status
 logger = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "kmono"
+MAX_ECHO_CHARS = 128
+"""Longest run of non-space characters (a name, id, token, URI) a status echoes; longer ones end in an ellipsis."""
+MAX_MESSAGE_BYTES = 512
+"""Longest status message, in UTF-8 bytes."""
+MAX_DESCRIPTION_BYTES = 256
+"""Longest description of one field violation or resource, in UTF-8 bytes."""
+MAX_FIELD_VIOLATIONS = 8
+"""Most field violations one status carries (the message still counts them all)."""
+ELLIPSIS = "…"
+_LONG_WORD = re.compile(rf"\S{{{MAX_ECHO_CHARS + 1},}}")
 # AIP-193: reason is UPPER_SNAKE_CASE, at most 63 characters.
 _REASON_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{0,61}[A-Z0-9]$")
 
@@ -223,11 +241,54 @@ def status_from_exception(exc: BaseException) -> status_pb2.Status:
 def _rich_status(
     code: grpc.StatusCode, message: str, reason: str, metadata: Mapping[str, str], extra: list[Message]
 ) -> status_pb2.Status:
-    status = status_pb2.Status(code=code.value[0], message=message)
+    status = status_pb2.Status(code=code.value[0], message=bound_text(message, MAX_MESSAGE_BYTES))
     info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata))
     for detail in (info, *extra):
-        status.details.add().Pack(detail)
+        status.details.add().Pack(_bounded(detail))
     return status
+
+
+def bound_echo(text: str, max_chars: int = MAX_ECHO_CHARS) -> str:
+    """`text`, cut to `max_chars` characters and an ellipsis when longer: how much of a client's input to echo."""
+    return text if len(text) <= max_chars else text[:max_chars] + ELLIPSIS
+
+
+def bound_text(text: str, max_bytes: int) -> str:
+    """`text` with every run of non-space characters longer than `MAX_ECHO_CHARS` cut by `bound_echo`, then cut
+    to at most `max_bytes` UTF-8 bytes (ending in an ellipsis where anything was cut)."""
+    text = _LONG_WORD.sub(lambda match: bound_echo(match.group()), text)
+    data = text.encode("utf-8", errors="replace")
+    if len(data) <= max_bytes:
+        return text
+    keep = max_bytes - len(ELLIPSIS.encode())
+    return data[:keep].decode("utf-8", errors="ignore") + ELLIPSIS
+
+
+def _bounded(detail: Message) -> Message:
+    """`detail` with what it echoes bounded (see the module docstring); other detail types unchanged."""
+    if isinstance(detail, error_details_pb2.ErrorInfo):
+        bounded = error_details_pb2.ErrorInfo()
+        bounded.CopyFrom(detail)
+        for key, value in detail.metadata.items():
+            bounded.metadata[key] = bound_text(value, MAX_DESCRIPTION_BYTES)
+        return bounded
+    if isinstance(detail, error_details_pb2.BadRequest):
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(
+                field=bound_text(violation.field, MAX_DESCRIPTION_BYTES),
+                description=bound_text(violation.description, MAX_DESCRIPTION_BYTES),
+            )
+            for violation in detail.field_violations[:MAX_FIELD_VIOLATIONS]
+        ]
+        return error_details_pb2.BadRequest(field_violations=violations)
+    if isinstance(detail, error_details_pb2.ResourceInfo):
+        return error_details_pb2.ResourceInfo(
+            resource_type=bound_echo(detail.resource_type),
+            resource_name=bound_echo(detail.resource_name),
+            owner=bound_echo(detail.owner),
+            description=bound_text(detail.description, MAX_DESCRIPTION_BYTES),
+        )
+    return detail
 
 
 def find_detail(status: status_pb2.Status, detail_type: type[M]) -> M | None:

@@ -7,13 +7,20 @@ import pytest
 from google.rpc import error_details_pb2
 
 from libs.serving.errors import (
+    ELLIPSIS,
     ERROR_DOMAIN,
+    MAX_DESCRIPTION_BYTES,
+    MAX_ECHO_CHARS,
+    MAX_FIELD_VIOLATIONS,
+    MAX_MESSAGE_BYTES,
     FailedPreconditionError,
     InvalidArgumentError,
     KmonoError,
     NotFoundError,
     ResourceExhaustedError,
     UnavailableError,
+    bound_echo,
+    bound_text,
     find_detail,
     status_code,
     status_from_exception,
@@ -100,3 +107,53 @@ def test_unexpected_exception_is_internal_and_logged_with_error_id(caplog):
     (record,) = caplog.records
     assert error_id in record.getMessage()
     assert record.exc_info[1] is exc  # the traceback goes to the log only
+
+
+def _trailer_bytes(status) -> int:
+    """What the status costs in a client's metadata: the percent-encoded message plus the base64 details."""
+    import base64
+    from urllib.parse import quote
+
+    return len(quote(status.message, safe=" ")) + len(base64.b64encode(status.SerializeToString()))
+
+
+def test_a_long_echoed_name_is_cut_to_128_characters_with_an_ellipsis_everywhere_it_appears():
+    name = "operations/" + "x" * 8000
+    status = status_from_exception(
+        NotFoundError(f"operation {name!r} not found", resource_type="operation", resource_name=name)
+    )
+    assert status_code(status) is grpc.StatusCode.NOT_FOUND
+    echoed = repr(name)[:MAX_ECHO_CHARS] + ELLIPSIS
+    assert status.message == f"operation {echoed} not found"
+    resource = find_detail(status, error_details_pb2.ResourceInfo)
+    assert resource.resource_name == name[:MAX_ECHO_CHARS] + ELLIPSIS
+    assert resource.description == status.message
+    assert _trailer_bytes(status) < 2048  # was > 32 KiB: over gRPC's default 8 KiB metadata limit
+
+
+def test_messages_descriptions_and_metadata_are_bounded_and_short_ones_kept():
+    words = " ".join(["word"] * 5000)  # long, but no single long run: cut as a whole
+    error = InvalidArgumentError(
+        [(f"labels[{i}]", words) for i in range(100)],
+        metadata={"value": "v" * 10_000, "short": "ok"},
+    )
+    status = status_from_exception(error)
+    assert len(status.message.encode()) <= MAX_MESSAGE_BYTES and status.message.endswith(ELLIPSIS)
+    assert status.message.startswith("invalid argument: labels[0]: word word")
+    violations = find_detail(status, error_details_pb2.BadRequest).field_violations
+    assert len(violations) == MAX_FIELD_VIOLATIONS
+    assert all(len(v.description.encode()) <= MAX_DESCRIPTION_BYTES for v in violations)
+    assert [v.field for v in violations] == [f"labels[{i}]" for i in range(MAX_FIELD_VIOLATIONS)]
+    metadata = find_detail(status, error_details_pb2.ErrorInfo).metadata
+    assert metadata["short"] == "ok" and metadata["value"] == "v" * MAX_ECHO_CHARS + ELLIPSIS
+    assert _trailer_bytes(status) < 8192
+    assert status_from_exception(InvalidArgumentError.single("prompt", "x" * 128)).message == (
+        "invalid argument: prompt: " + "x" * 128
+    )
+
+
+def test_multibyte_text_is_cut_on_a_character_boundary():
+    text = "狗" * 1000
+    cut = bound_text(text, 100)
+    assert len(cut.encode()) <= 100 and cut.endswith(ELLIPSIS) and cut.startswith("狗" * 30)
+    assert bound_text("ok", 100) == "ok" and bound_echo("y" * 200, 3) == "yyy" + ELLIPSIS
