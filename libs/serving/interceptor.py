@@ -1,6 +1,12 @@
 """The server interceptor every kmono service runs behind.
 
 For each RPC, in this order:
+0. request decoding: bytes that do not parse as the method's request message are INVALID_ARGUMENT with
+   ErrorInfo(reason="MALFORMED_REQUEST") and a message naming the message type (gRPC itself would answer
+   UNKNOWN before any handler runs): the request deserializer of every handler is guarded, and the handler sees
+   the failure when it takes the request (a streamed request: when it reads that message from the iterator).
+   A handler that reads with `context.read()` instead of its request iterator gets the undecodable marker;
+   none of ours does;
 1. concurrency cap: past `max_concurrent_rpcs` in-flight RPCs the call is rejected with RESOURCE_EXHAUSTED,
    ErrorInfo(reason="TOO_MANY_REQUESTS") and RetryInfo; health and reflection never count (see limits.py);
 2. deadline: the client's deadline, or `default_deadline_seconds` when it set none, is exposed through
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -25,6 +31,7 @@ from libs.serving.access_log import log_rpc
 from libs.serving.deadlines import deadline_scope
 from libs.serving.errors import (
     DeadlineExceededError,
+    InvalidArgumentError,
     ResourceExhaustedError,
     abort_with_status,
     find_detail,
@@ -36,6 +43,8 @@ from libs.serving.limits import ConcurrencyLimiter, is_exempt
 from libs.serving.metrics import RpcMetrics
 
 REQUEST_ID_KEY = "x-request-id"
+MALFORMED_REQUEST = "MALFORMED_REQUEST"
+"""ErrorInfo reason of a request whose bytes are not the method's request message."""
 
 
 class ServingInterceptor(grpc.aio.ServerInterceptor):
@@ -74,7 +83,7 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):
         async def around(invoke: Invoke, context: grpc.aio.ServicerContext) -> Any:
             return await self._handle(method, request_id, invoke, context)
 
-        return wrap_method_handler(handler, around)
+        return wrap_method_handler(_guard_decoding(handler), around)
 
     async def _handle(
         self, method: str, request_id: str | None, invoke: Invoke, context: grpc.aio.ServicerContext
@@ -136,6 +145,76 @@ class ServingInterceptor(grpc.aio.ServerInterceptor):
             message=f"server is handling its maximum of {limit} concurrent RPCs; retry later",
             metadata={"maxConcurrentRpcs": str(limit)},
         )
+
+
+class _Undecodable:
+    """What the guarded deserializer returns for bytes that do not parse: the handler raises on seeing it."""
+
+    __slots__ = ("error", "message_name")
+
+    def __init__(self, message_name: str, error: Exception) -> None:
+        self.message_name = message_name
+        self.error = error
+
+    def invalid_argument(self) -> InvalidArgumentError:
+        detail = str(self.error) or type(self.error).__name__
+        return InvalidArgumentError(
+            [],
+            f"the request is not a valid serialized {self.message_name}: {detail}",
+            reason=MALFORMED_REQUEST,
+        )
+
+
+def _decoded(request: Any) -> Any:
+    """`request`, or INVALID_ARGUMENT when its bytes did not parse."""
+    if isinstance(request, _Undecodable):
+        raise request.invalid_argument()
+    return request
+
+
+async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _decoded(request)
+
+
+def _guard_decoding(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """`handler` with a request deserializer that never raises (a failure becomes an `_Undecodable`) and a
+    behavior that raises INVALID_ARGUMENT for it, inside the interceptor's error mapping."""
+    deserializer = handler.request_deserializer
+    if deserializer is None:  # the handler takes raw bytes
+        return handler
+    message_type = getattr(deserializer, "__self__", None)
+    descriptor = getattr(message_type, "DESCRIPTOR", None)
+    message_name = getattr(descriptor, "full_name", None) or "request message"
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # DecodeError, or anything else the client's bytes make a parser raise
+            return _Undecodable(message_name, exc)
+
+    kwargs = {"request_deserializer": deserialize, "response_serializer": handler.response_serializer}
+    if handler.unary_unary is not None:
+        unary_unary = handler.unary_unary
+        return grpc.unary_unary_rpc_method_handler(
+            lambda request, context: unary_unary(_decoded(request), context), **kwargs
+        )
+    if handler.unary_stream is not None:
+        unary_stream = handler.unary_stream
+        return grpc.unary_stream_rpc_method_handler(
+            lambda request, context: unary_stream(_decoded(request), context), **kwargs
+        )
+    if handler.stream_unary is not None:
+        stream_unary = handler.stream_unary
+        return grpc.stream_unary_rpc_method_handler(
+            lambda requests, context: stream_unary(_decoded_stream(requests), context), **kwargs
+        )
+    if handler.stream_stream is not None:
+        stream_stream = handler.stream_stream
+        return grpc.stream_stream_rpc_method_handler(
+            lambda requests, context: stream_stream(_decoded_stream(requests), context), **kwargs
+        )
+    return handler
 
 
 async def _within(invoke: Invoke, timeout_seconds: float | None) -> Any:

@@ -209,3 +209,43 @@ def test_streaming_kinds_pass_through_and_stream_errors_are_mapped():
     assert received == [b"first"]
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert find_detail(status_of(error), error_details_pb2.BadRequest).field_violations[0].field == "count"
+
+
+def test_bytes_that_do_not_parse_as_the_request_are_invalid_argument_for_every_kind(caplog):
+    """gRPC answers UNKNOWN (or the kit INTERNAL) when a request deserializer raises; the kit makes it the
+    client's error: INVALID_ARGUMENT, reason MALFORMED_REQUEST, naming the message type."""
+    garbage = b"\xff\xff\xff\xff"
+    health = "/grpc.health.v1.Health"
+    reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+    async def scenario():
+        async with loopback_server([echo_registration()]) as (_, channel):
+            errors = {}
+            for kind in ("unary", "server stream", "bidi stream"):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    if kind == "unary":
+                        await channel.unary_unary(f"{health}/Check")(garbage)
+                    elif kind == "server stream":
+                        [_ async for _ in channel.unary_stream(f"{health}/Watch")(garbage)]
+                    else:
+                        [_ async for _ in channel.stream_stream(reflection)(iter([garbage]))]
+                errors[kind] = caught.value
+            # a well-formed request still works, on the same connection
+            ok = await channel.unary_unary(f"{health}/Check")(
+                health_pb2.HealthCheckRequest().SerializeToString()
+            )
+            return errors, health_pb2.HealthCheckResponse.FromString(ok)
+
+    caplog.set_level(logging.INFO)
+    errors, ok = run_async(scenario())
+    assert ok.status == health_pb2.HealthCheckResponse.SERVING
+    names = {
+        "unary": "grpc.health.v1.HealthCheckRequest",
+        "server stream": "grpc.health.v1.HealthCheckRequest",
+        "bidi stream": "grpc.reflection.v1alpha.ServerReflectionRequest",
+    }
+    for kind, error in errors.items():
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, (kind, error.details())
+        assert f"not a valid serialized {names[kind]}" in error.details()
+        assert find_detail(status_of(error), error_details_pb2.ErrorInfo).reason == "MALFORMED_REQUEST"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # the client's fault: no traceback
