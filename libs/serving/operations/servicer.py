@@ -10,7 +10,9 @@ Our choices:
 - `ListOperations.name` is the collection: "" or "operations". `filter` is a conjunction (`AND`) of
   `done = true|false`, `kind = "video.create"` and `state = RUNNING` (QUEUED, RUNNING, SUCCEEDED, FAILED,
   CANCELLED); values may be quoted. Anything else is INVALID_ARGUMENT. `page_size` 0 means 50, at most
-  1000; page tokens are opaque and tied to the filter (AIP-158).
+  1000; page tokens are opaque and tied to the filter (AIP-158). A filter longer than `MAX_FILTER_CHARS` or a
+  page token longer than `MAX_PAGE_TOKEN_CHARS` (1,024 each: ours are under 200) is INVALID_ARGUMENT before it
+  is parsed, and so is a token the store cannot use (a forged one whose numbers overflow SQLite's integers).
 - `CancelOperation` is best effort: a queued operation is cancelled at once, a running one is flagged for its
   worker, a done one is left as it is (OK). `DeleteOperation` only removes done operations.
 - `watch_operation` is the services' server-streaming `WatchOperation` (beside polling, AIP-151): it yields
@@ -24,7 +26,10 @@ Our choices:
 - `WaitOperation` returns when the store reports the operation's end, or polls for other processes' writes
   (from `poll_interval` doubling up to `max_poll_interval`). It waits at most `timeout`, or
   `default_wait_timeout` when the request has none, and always returns `deadline_margin` seconds before the
-  RPC deadline; it returns the latest state, done or not.
+  RPC deadline (the client's, or the server kit's default deadline); it returns the latest state, done or not.
+  A `timeout` outside what `google.protobuf.Duration` may hold (+-315,576,000,000 s, nanos of the same sign)
+  is INVALID_ARGUMENT naming `timeout`; a valid one longer than `max_wait_timeout` (default one hour) is
+  clamped to it, as AIP-151 lets a server bound the wait.
 """
 
 from __future__ import annotations
@@ -39,15 +44,28 @@ from typing import Any, TypeVar
 
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from google.protobuf import empty_pb2
+from google.protobuf import duration_pb2, empty_pb2
 
+from libs.serving.deadlines import remaining_seconds
 from libs.serving.errors import InvalidArgumentError, abort_with_exception
 from libs.serving.operations.convert import to_operation_proto
 from libs.serving.operations.errors import InvalidOperationArgumentError, OperationError
 from libs.serving.operations.store import DONE_STATES, Change, Operation, OperationStore, State
 from libs.serving.server import ServiceRegistration
 
-__all__ = ["OperationFilter", "OperationsServicer", "parse_filter", "watch_operation"]
+__all__ = [
+    "MAX_FILTER_CHARS",
+    "MAX_PAGE_TOKEN_CHARS",
+    "OperationFilter",
+    "OperationsServicer",
+    "parse_filter",
+    "watch_operation",
+]
+
+MAX_FILTER_CHARS = 1024
+MAX_PAGE_TOKEN_CHARS = 1024
+_MAX_DURATION_SECONDS = 315_576_000_000
+"""The largest `google.protobuf.Duration`: 10,000 years."""
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
@@ -67,6 +85,10 @@ class OperationFilter:
 
 def parse_filter(text: str) -> OperationFilter:
     """Parse the supported subset of AIP-160 (see the module docstring)."""
+    if len(text) > MAX_FILTER_CHARS:
+        raise InvalidOperationArgumentError(
+            "filter", f"at most {MAX_FILTER_CHARS} characters, got {len(text)}"
+        )
     if not text.strip():
         return OperationFilter()
     kind: str | None = None
@@ -216,6 +238,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         store: OperationStore,
         *,
         default_wait_timeout: float = 60.0,
+        max_wait_timeout: float = 3600.0,
         poll_interval: float = 0.05,
         max_poll_interval: float = 1.0,
         deadline_margin: float = 0.1,
@@ -224,6 +247,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
             raise ValueError("need 0 < poll_interval <= max_poll_interval")
         self.store = store
         self.default_wait_timeout = default_wait_timeout
+        self.max_wait_timeout = max_wait_timeout
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.deadline_margin = deadline_margin
@@ -255,13 +279,18 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
                 "name", f"unknown collection {request.name!r}; use 'operations'"
             )
         where = parse_filter(request.filter)
-        operations, token = await asyncio.to_thread(
-            self.store.list,
-            kind=where.kind,
-            states=where.states,
-            page_size=request.page_size,
-            page_token=request.page_token,
-        )
+        if len(request.page_token) > MAX_PAGE_TOKEN_CHARS:
+            raise InvalidOperationArgumentError("page_token", "not a page token this server issued")
+        try:
+            operations, token = await asyncio.to_thread(
+                self.store.list,
+                kind=where.kind,
+                states=where.states,
+                page_size=request.page_size,
+                page_token=request.page_token,
+            )
+        except (OverflowError, RecursionError):  # a forged token: numbers past SQLite's, or nested too deep
+            raise InvalidOperationArgumentError("page_token", "not a page token this server issued") from None
         protos = [to_operation_proto(operation) for operation in operations]
         return operations_pb2.ListOperationsResponse(operations=protos, next_page_token=token)
 
@@ -286,12 +315,11 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
         name = _require_name(request.name)
         timeout = self.default_wait_timeout
         if request.HasField("timeout"):
-            timeout = request.timeout.ToTimedelta().total_seconds()
-            if timeout < 0:
-                raise InvalidOperationArgumentError("timeout", "must not be negative")
-        remaining = context.time_remaining()
-        if remaining is not None:
-            timeout = min(timeout, max(0.0, remaining - self.deadline_margin))
+            timeout = _wait_seconds(request.timeout)
+        timeout = min(timeout, self.max_wait_timeout)
+        for remaining in (context.time_remaining(), remaining_seconds()):
+            if remaining is not None:
+                timeout = min(timeout, max(0.0, remaining - self.deadline_margin))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         interval = self.poll_interval
@@ -303,3 +331,23 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer):
                     return proto
                 await _wait(changes.ended, min(interval, left))
                 interval = min(interval * 2, self.max_poll_interval)
+
+
+def _wait_seconds(duration: duration_pb2.Duration) -> float:
+    """A `WaitOperation.timeout` in seconds; INVALID_ARGUMENT naming `timeout` when it is no valid Duration or
+    is negative."""
+    seconds, nanos = duration.seconds, duration.nanos
+    valid = (
+        abs(seconds) <= _MAX_DURATION_SECONDS
+        and abs(nanos) <= 999_999_999
+        and not (seconds and nanos and (seconds < 0) != (nanos < 0))
+    )
+    if not valid:
+        raise InvalidOperationArgumentError(
+            "timeout",
+            f"not a valid google.protobuf.Duration (seconds within +-{_MAX_DURATION_SECONDS}, nanos within "
+            "+-999999999 and of the same sign)",
+        )
+    if seconds < 0 or nanos < 0:
+        raise InvalidOperationArgumentError("timeout", "must not be negative")
+    return seconds + nanos / 1e9

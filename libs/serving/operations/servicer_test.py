@@ -41,9 +41,10 @@ def string_any(text: str) -> bytes:
 
 
 @asynccontextmanager
-async def serve(store: OperationStore) -> AsyncIterator[operations_pb2_grpc.OperationsStub]:
+async def serve(store: OperationStore, **options: float) -> AsyncIterator[operations_pb2_grpc.OperationsStub]:
     server = grpc.aio.server()
-    servicer = OperationsServicer(store, default_wait_timeout=0.3, poll_interval=0.01, max_poll_interval=0.05)
+    options = {"default_wait_timeout": 0.3, "poll_interval": 0.01, "max_poll_interval": 0.05, **options}
+    servicer = OperationsServicer(store, **options)
     servicer.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -55,10 +56,12 @@ async def serve(store: OperationStore) -> AsyncIterator[operations_pb2_grpc.Oper
 
 
 def run_with_stub(
-    store: OperationStore, body: Callable[[operations_pb2_grpc.OperationsStub], Awaitable[None]]
+    store: OperationStore,
+    body: Callable[[operations_pb2_grpc.OperationsStub], Awaitable[None]],
+    **options: float,
 ) -> None:
     async def main() -> None:
-        async with serve(store) as stub:
+        async with serve(store, **options) as stub:
             await body(stub)
 
     asyncio.run(main())
@@ -489,3 +492,70 @@ def wait_until_subscribed(store: OperationStore, name: str) -> None:
     while name not in store._subscribers:
         assert time.monotonic() < deadline, "nobody subscribed"
         time.sleep(0.005)
+
+
+def _violation_field(error: grpc.aio.AioRpcError) -> str:
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+    return find_detail(rpc_status.from_call(error), error_details_pb2.BadRequest).field_violations[0].field
+
+
+def test_forged_page_tokens_and_oversized_filters_are_invalid_argument(store):
+    import base64
+    import json
+
+    for i in range(3):
+        store.create(KIND, str(i).encode())
+
+    def forged(token: str, **fields: object) -> str:
+        payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        payload.update(fields)
+        return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+    async def body(stub):
+        first = await stub.ListOperations(operations_pb2.ListOperationsRequest(page_size=1))
+        assert first.next_page_token
+        tokens = [
+            forged(first.next_page_token, c=2**70),  # was INTERNAL: OverflowError binding it to SQLite
+            forged(first.next_page_token, c=-(2**64)),
+            "A" * 100_000,
+        ]
+        for token in tokens:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.ListOperations(operations_pb2.ListOperationsRequest(page_size=1, page_token=token))
+            assert _violation_field(info.value) == "page_token"
+        # A filter of many spaces took quadratic time in the AND split; now it is refused before parsing.
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ListOperations(
+                operations_pb2.ListOperationsRequest(filter="done = true" + " " * 200_000 + "x")
+            )
+        assert _violation_field(info.value) == "filter"
+        assert "at most 1024 characters" in info.value.details()
+
+    run_with_stub(store, body)
+
+
+def test_wait_timeouts_past_a_duration_are_invalid_and_long_ones_are_clamped(store):
+    pending = store.create(KIND, b"p")[0]
+
+    async def body(stub):
+        for timeout in (
+            duration_pb2.Duration(seconds=2**62),  # was INTERNAL: OverflowError in ToTimedelta
+            duration_pb2.Duration(seconds=315_576_000_001),
+            duration_pb2.Duration(seconds=1, nanos=-5),
+            duration_pb2.Duration(nanos=2_000_000_000),
+            duration_pb2.Duration(seconds=-(2**62)),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.WaitOperation(
+                    operations_pb2.WaitOperationRequest(name=pending.name, timeout=timeout)
+                )
+            assert _violation_field(info.value) == "timeout"
+        # The longest valid Duration waits max_wait_timeout (0.2 s here), then answers with the latest state.
+        longest = duration_pb2.Duration(seconds=315_576_000_000, nanos=999_999_999)
+        start = time.monotonic()
+        got = await asyncio.wait_for(
+            stub.WaitOperation(operations_pb2.WaitOperationRequest(name=pending.name, timeout=longest)), 30
+        )
+        assert not got.done and time.monotonic() - start > 0.15
+
+    run_with_stub(store, body, max_wait_timeout=0.2)
