@@ -27,7 +27,9 @@ Every function streams: it decodes one source frame at a time and adds the resul
   moved ones a higher id covers a lower one. An object that loses pixels this way is flagged OCCLUDED in
   that frame; one that loses all of them is absent there. Dilation grows masks into background pixels only
   (a pixel two grown objects both reach goes to the lower id); erosion treats the outside of the frame as
-  part of the mask, so an object cut by the frame edge is not eaten away from that edge.
+  part of the mask, so an object cut by the frame edge is not eaten away from that edge. A radius past the
+  frame's diagonal is clamped to it (`max_radius`), not refused: it has exactly the same effect; the work is
+  O(width x height) per object and frame whatever the radius.
 - Objects whose frame holds only a box (no mask) have the box moved, scaled, rotated (the axis-aligned box
   of the turned corners), grown or shrunk, and clipped to the frame; an empty box is dropped.
 - Retiming keeps the first frame: frame i of the result shows source frame floor(i * speed) and the result
@@ -53,8 +55,10 @@ from generation.masks.trajectory import FieldError, Trajectory, check_int, check
 from libs.media import BoundingBox, MaskObject, MaskSequence, MaskSequenceBuilder, Visibility
 
 __all__ = [
+    "MIN_FPS",
     "Frame",
     "add_frame",
+    "check_fps",
     "dilate",
     "drop_objects",
     "erode",
@@ -62,6 +66,7 @@ __all__ = [
     "fps_ratio",
     "loop",
     "loop_num_frames",
+    "max_radius",
     "read_frame",
     "relabel_objects",
     "resample_fps",
@@ -78,6 +83,9 @@ __all__ = [
 ]
 
 _MAX_RATIO_DENOMINATOR = 10_000
+MIN_FPS = 1e-3
+"""The lowest frame rate `resample_fps` (and composition) resamples to: one frame per 1,000 s. Lower rates are
+refused (FieldError at `fps`) rather than turned into fractions that are 0."""
 
 
 # -- frames in and out ---------------------------------------------------------------------------------------
@@ -421,27 +429,39 @@ def rotate(
 # -- morphology ------------------------------------------------------------------------------------------------
 
 
+def _isqrt(values: np.ndarray) -> np.ndarray:
+    """floor(sqrt(v)) of non-negative int64s, exact (a float square root corrected by one step either way)."""
+    roots = np.floor(np.sqrt(values.astype(np.float64))).astype(np.int64)
+    roots -= roots * roots > values
+    roots += (roots + 1) * (roots + 1) <= values
+    return roots
+
+
 def _disk_dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """Binary dilation by a disk of `radius` (pixels whose centre is within `radius` of a mask pixel's),
-    outside the frame counted as empty. One prefix-sum pass per disk row: O(radius * H * W)."""
+    outside the frame counted as empty. O(H * W) whatever the radius: for each pixel, the nearest mask pixel in
+    its row lies `g` columns away; that row then reaches the rows within isqrt(radius^2 - g^2) in that column,
+    an interval per pixel, and the intervals of a column are summed with a difference array."""
     h, w = mask.shape
-    prefix = np.zeros((h, w + 1), dtype=np.int32)
-    np.cumsum(mask, axis=1, dtype=np.int32, out=prefix[:, 1:])
-    xs = np.arange(w)
-    rows: dict[int, np.ndarray] = {}
     out = np.zeros_like(mask)
-    for dy in range(-radius, radius + 1):
-        if abs(dy) >= h:
-            continue
-        half = math.isqrt(radius * radius - dy * dy)
-        if half not in rows:
-            lo, hi = np.clip(xs - half, 0, w), np.clip(xs + half + 1, 0, w)
-            rows[half] = (prefix[:, hi] - prefix[:, lo]) > 0
-        row = rows[half]
-        if dy >= 0:
-            out[dy:] |= row[: h - dy]
-        else:
-            out[:dy] |= row[-dy:]
+    if radius < 0 or h == 0 or w == 0 or not mask.any():
+        return out
+    radius = min(
+        radius, math.isqrt(h * h + w * w) + 1
+    )  # farther than the frame's diagonal reaches nothing more
+    cols = np.arange(w, dtype=np.int64)
+    far = np.int64(2 * (w + radius) + 2)
+    left = np.maximum.accumulate(np.where(mask, cols, -far), axis=1)  # nearest mask column at or left of x
+    right = np.minimum.accumulate(np.where(mask, cols, far)[:, ::-1], axis=1)[:, ::-1]  # ... at or right of x
+    gap = np.minimum(cols - left, right - cols)  # (H, W) columns to the nearest mask pixel in the row
+    rows, xs = np.nonzero(gap <= radius)
+    reach = _isqrt(radius * radius - gap[rows, xs] ** 2)  # rows above and below that pixel's row reaches
+    starts = np.maximum(rows - reach, 0)
+    stops = np.minimum(rows + reach + 1, h)
+    counts = np.bincount(starts * w + xs, minlength=(h + 1) * w)
+    counts -= np.bincount(stops * w + xs, minlength=(h + 1) * w)
+    covered = np.cumsum(counts.reshape(h + 1, w), axis=0)[:h] > 0
+    out[covered] = True
     return out
 
 
@@ -454,7 +474,7 @@ def _crop(box: BoundingBox, margin: int, width: int, height: int) -> tuple[slice
 def _morphology(
     seq: MaskSequence, radius_pixels: int, object_ids: Iterable[int] | None, grow: bool
 ) -> MaskSequence:
-    radius = check_int(radius_pixels, "radius_pixels", minimum=1)
+    radius = min(check_int(radius_pixels, "radius_pixels", minimum=1), max_radius(seq.width, seq.height))
     selected = _object_ids(seq, object_ids)
 
     def frames() -> Iterator[Frame]:
@@ -492,6 +512,12 @@ def _morphology(
     return _rebuild(seq, frames())
 
 
+def max_radius(width: int, height: int) -> int:
+    """The largest radius that still changes anything in a width x height frame: past the frame's diagonal a
+    disk reaches no more pixels, so `dilate` and `erode` use this for any larger radius."""
+    return math.isqrt(width * width + height * height) + 1
+
+
 def dilate(seq: MaskSequence, radius_pixels: int, *, object_ids: Iterable[int] | None = None) -> MaskSequence:
     """Grow masks by a disk of `radius_pixels` (>= 1), into background pixels only."""
     return _morphology(seq, radius_pixels, object_ids, grow=True)
@@ -526,19 +552,32 @@ def retime(seq: MaskSequence, speed: float) -> MaskSequence:
     return _reindexed(seq, (min(math.floor(i * ratio), seq.num_frames - 1) for i in range(count)))
 
 
+def _fps_fraction(fps: float) -> Fraction:
+    """`fps` as a fraction: the nearest with a denominator up to 10^6 (1/3 stays exact), or the exact one for a
+    rate too small for that (never 0 for fps > 0)."""
+    return Fraction(fps).limit_denominator(1_000_000) or Fraction(fps)
+
+
 def fps_ratio(fps: float, new_fps: float) -> Fraction:
     """Source frames per output frame when `fps` is resampled to `new_fps`, as an exact fraction: output
     frame i shows source frame floor(i * ratio)."""
-    return Fraction(fps).limit_denominator(1_000_000) / Fraction(new_fps).limit_denominator(1_000_000)
+    return _fps_fraction(fps) / _fps_fraction(new_fps)
+
+
+def check_fps(fps: float, field: str = "fps") -> float:
+    """`fps` when it is a frame rate to resample to: finite and at least `MIN_FPS`; else FieldError at `field`."""
+    value = check_number(fps, field, positive=True)
+    if value < MIN_FPS:
+        raise FieldError(field, f"must be at least {MIN_FPS:g} frames per second, got {value:g}")
+    return value
 
 
 def resample_num_frames(num_frames: int, fps: float, new_fps: float) -> int:
-    """Frames `resample_fps` gives: the same duration at `new_fps`, ceil(num_frames * new_fps / fps)."""
-    new_fps = check_number(new_fps, "fps", positive=True)
-    ratio = fps_ratio(fps, new_fps)
-    if ratio == 0:
-        raise FieldError("fps", f"must be > 0, got {new_fps:g}")
-    return max(1, math.ceil(num_frames / ratio))
+    """Frames `resample_fps` gives: the same duration at `new_fps` (>= `MIN_FPS`), ceil(num_frames * new_fps /
+    fps). Only counts (a huge rate gives a huge count, for the caller's size limit to refuse)."""
+    new_fps = check_fps(new_fps)
+    fps = check_number(fps, "fps", positive=True)  # a sequence's own rate, checked when it was made
+    return max(1, math.ceil(num_frames / fps_ratio(fps, new_fps)))
 
 
 def resample_fps(seq: MaskSequence, fps: float) -> MaskSequence:

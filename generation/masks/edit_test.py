@@ -152,6 +152,8 @@ def test_select_by_label_keeps_metadata_and_relabel_changes_only_labels():
         (lambda s: edit.retime(s, 0), "speed"),
         (lambda s: edit.retime(s, -2), "speed"),
         (lambda s: edit.resample_fps(s, 0), "fps"),
+        (lambda s: edit.resample_fps(s, 1e-7), "fps"),  # was ZeroDivisionError: the rate's fraction is 0
+        (lambda s: edit.resample_fps(s, edit.MIN_FPS / 2), "fps"),
         (lambda s: edit.loop(s, 0), "repeat_count"),
         (lambda s: edit.loop(s), "repeat_count"),
         (lambda s: edit.loop(s, target_num_frames=0), "target_num_frames"),
@@ -273,6 +275,73 @@ def test_erode_does_not_eat_objects_from_the_frame_edge_and_dilate_stops_at_othe
     assert eroded[:, :3].all() and not eroded[:, 3].any()
     grown = edit.dilate(seq, 3, object_ids=[1]).id_map(0)
     assert (grown[:, 4] == 1).all() and (grown[:, 5:] == 2).all()
+
+
+def _disk_dilate_by_rows(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The disk dilation spelt out: one shifted row window per disk row (the O(radius) reference)."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for dy in range(-min(radius, h - 1), min(radius, h - 1) + 1):
+        half = int(np.floor(np.sqrt(radius * radius - dy * dy)))
+        while half * half > radius * radius - dy * dy:
+            half -= 1
+        for y in range(h):
+            if 0 <= y - dy < h:
+                row = mask[y - dy]
+                for x in range(w):
+                    out[y, x] |= row[max(0, x - half) : x + half + 1].any()
+    return out
+
+
+@PROPERTY
+@given(
+    mask=st.integers(1, 12).flatmap(
+        lambda h: st.integers(1, 12).flatmap(
+            lambda w: st.lists(st.booleans(), min_size=h * w, max_size=h * w).map(
+                lambda bits: np.array(bits, dtype=bool).reshape(h, w)
+            )
+        )
+    ),
+    radius=st.integers(0, 30),
+)
+def test_disk_dilation_matches_the_row_by_row_reference_for_any_radius(mask, radius):
+    assert np.array_equal(edit._disk_dilate(mask, radius), _disk_dilate_by_rows(mask, radius))
+
+
+def test_a_radius_past_the_frame_diagonal_is_clamped_to_it_with_the_same_result(monkeypatch):
+    maps = np.zeros((2, 12, 20), dtype=np.int32)
+    maps[:, 2:4, 3:6] = 1
+    maps[:, 8:10, 15:18] = 2
+    builder = MaskSequenceBuilder(20, 12, 4)
+    for id_map in maps:
+        builder.add_frame(id_map, boxes={3: (1, 1, 4, 3)})
+    seq = builder.build([MaskObject(1, "a"), MaskObject(2, "b"), MaskObject(3, "box")])
+    largest = edit.max_radius(20, 12)
+    assert largest >= np.hypot(20, 12)
+    expected = edit.dilate(seq, largest), edit.erode(seq, largest)
+
+    radii = []
+    original = edit._disk_dilate
+
+    def spy(mask, radius):
+        radii.append(radius)
+        assert radius <= largest, f"dilated by {radius}: the work would grow with the radius"
+        return original(mask, radius)
+
+    monkeypatch.setattr(edit, "_disk_dilate", spy)
+    absurd = 10**7
+    assert edit.dilate(seq, absurd) == expected[0]
+    assert edit.erode(seq, absurd) == expected[1]
+    assert radii and max(radii) == largest
+    assert (expected[0].id_map(0) != 0).all()  # the lowest id reached every background pixel
+    assert not expected[1].id_map(0).any() and not expected[1].visible(0, 3)  # erosion left nothing
+
+
+def test_resampling_a_sequence_of_a_tiny_frame_rate_counts_frames_without_dividing_by_zero():
+    assert edit.resample_num_frames(5, 1e-30, 8) > 10**30  # for the caller's size limit to refuse
+    assert edit.resample_num_frames(5, 8, 1e30) > 10**29
+    assert edit.resample_num_frames(5, 8, edit.MIN_FPS) == 1
+    assert edit.fps_ratio(1e-9, 1e-9) == 1
 
 
 # -- time -----------------------------------------------------------------------------------------------------------
