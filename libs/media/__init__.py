@@ -8,7 +8,8 @@
     write_video("check.mp4", render_overlay(frames, seq, side_by_side=True), fps)
 
 masks.py documents the type (one owner per pixel, RLE storage), codecs.py the file layouts, video.py the
-codec choices, overlay.py the rendering.
+codec choices, overlay.py the rendering; limits.py the decoding guard (`DecodeLimits`, checked before anything
+from outside is allocated) and policy.py which references a server follows (`MediaPolicy`).
 """
 
 from libs.media.codecs import (
@@ -26,9 +27,11 @@ from libs.media.codecs import (
     to_coco_dict,
     to_proto,
 )
+from libs.media.limits import DecodeLimits
 from libs.media.masks import BoundingBox, MaskObject, MaskSequence, MaskSequenceBuilder, Visibility
 from libs.media.overlay import iter_masks, iter_overlay, render_masks, render_overlay
 from libs.media.palette import object_color
+from libs.media.policy import MediaPolicy
 from libs.media.video import (
     Video,
     VideoDecodeError,
@@ -42,9 +45,11 @@ from libs.media.video import (
 
 __all__ = [
     "BoundingBox",
+    "DecodeLimits",
     "MaskObject",
     "MaskSequence",
     "MaskSequenceBuilder",
+    "MediaPolicy",
     "Video",
     "VideoDecodeError",
     "VideoInfo",
