@@ -1,11 +1,12 @@
 """`kmono masks ...` end to end: synth -> edit -> compose -> info -> render, extract with tiny models, help texts
-and one-line errors for bad input."""
+and one-line errors for bad input, hostile mask files included (tests/hostile_masks.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from generation.masks.cli import register
 from generation.masks.testing import moving_boxes
 from libs.cli.main import build_parser, main
 from libs.media import load, probe_video, save, write_video
+from tests.hostile_masks import HOSTILE, RLE_BOMB, assert_one_line, hostile_mask_files, run_capped
 
 REGISTRARS = [("masks", register)]
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -275,3 +277,69 @@ def test_a_real_process_prints_one_line_and_exits_2(tmp_path):
         == f"kmono masks: error: no such mask file: {tmp_path / 'nope.json'}"
     )
     assert "Traceback" not in result.stderr
+
+
+# -- hostile mask files --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+@pytest.mark.parametrize("command", ["info", "render"])
+def test_a_hostile_mask_file_is_one_line_naming_it_with_exit_code_2(command, name, tmp_path, capsys):
+    path = hostile_mask_files(tmp_path)[name]
+    argv = [command, str(path)] + (["-o", str(tmp_path / "out.gif")] if command == "render" else [])
+    assert run(argv) == 2
+    assert_one_line(capsys.readouterr().err, f"kmono masks: error: cannot read masks from {path}: ")
+    assert not (tmp_path / "out.gif").exists()
+
+
+@pytest.mark.parametrize("command", ["info", "render"])
+def test_an_rle_bomb_is_one_line_naming_it_in_a_process_with_a_memory_cap(command, tmp_path):
+    path = hostile_mask_files(tmp_path)[RLE_BOMB]
+    argv = ["masks", command, str(path)] + (["-o", str(tmp_path / "out.gif")] if command == "render" else [])
+    result = run_capped(argv)
+    assert result.returncode == 2, result.stderr
+    assert_one_line(result.stderr, f"kmono masks: error: cannot read masks from {path}: ")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("File 'sequence.json' is encrypted, password required for extraction"),
+        NotImplementedError("That compression method is not supported"),
+        zipfile.BadZipFile("Bad CRC-32 for file '00000.png'"),
+        EOFError("No data left in file"),
+        TypeError("only length-1 arrays can be converted to Python scalars"),
+        KeyError("frames"),
+        RecursionError("maximum recursion depth exceeded"),
+        MemoryError("Unable to allocate 4.00 GiB\nfor an array"),
+        Exception("line one\nline two"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_whatever_reading_a_mask_file_raises_is_one_line(error, masks_file, monkeypatch, capsys):
+    """The CLI's own guard, whatever the loader of the day raises (the loader is hardened separately)."""
+
+    def load(path):
+        raise error
+
+    monkeypatch.setattr("generation.masks.cli.load", load)
+    for argv in (["info", str(masks_file)], ["edit", str(masks_file), "-o", "x.json", "--reverse"]):
+        assert run(argv) == 2
+        assert_one_line(capsys.readouterr().err, f"kmono masks: error: cannot read masks from {masks_file}: ")
+
+
+def test_running_out_of_memory_past_reading_is_one_line_too(tmp_path, masks_file, monkeypatch, capsys):
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 12.0 GiB for an array")
+
+    monkeypatch.setattr("generation.masks.cli.write_video", too_big)
+    assert run(["render", str(masks_file), "-o", str(tmp_path / "o.gif")]) == 2
+    assert_one_line(
+        capsys.readouterr().err,
+        f"kmono masks: error: cannot render {tmp_path / 'o.gif'} from {masks_file}: too large",
+    )
+    monkeypatch.setattr("generation.masks.cli.describe", too_big)
+    assert run(["info", str(masks_file)]) == 2
+    assert_one_line(
+        capsys.readouterr().err, f"kmono masks: error: cannot process {masks_file}: too large to decode"
+    )

@@ -4,11 +4,19 @@ Registered through the `kmono.cli` entry-point group (`masks = "generation.masks
 read and written by extension with `libs.media.load` / `save` (.json COCO RLE, .npz, .pb, .zip or a directory
 of PNG id maps). User mistakes (missing files, bad values, out-of-range keyframes) end with one line on
 stderr and exit code 2 (`libs.cli.main.UsageError`), never a traceback.
+
+Mask files may come from anyone, so whatever reading one raises (a bad CRC or an encrypted member in a zip, an
+NPZ whose `fps` is no scalar, JSON nested too deeply, an RLE that would decode to gigabytes: zipfile, numpy,
+RecursionError, MemoryError, ...) is caught here, at the CLI boundary, and reported as one line naming the file
+(`--log-level DEBUG` shows the traceback); so is running out of memory or recursion depth in any subcommand (a
+file that loads but is too large to edit or render). Other exceptions outside reading are bugs and keep their
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -68,13 +76,46 @@ def _subparser(
 # -- shared helpers ---------------------------------------------------------------------------------------------
 
 
+def error_reason(exc: BaseException, limit: int = 300) -> str:
+    """Why reading or rendering an input failed, as one short line (exception type named unless it is a plain
+    ValueError/OSError, whose messages are written for users)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError):
+        text = f"too large to decode ({text or 'out of memory'})"
+    elif isinstance(exc, RecursionError):
+        text = "nested too deeply"
+    elif not isinstance(exc, ValueError | OSError) or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _load(path: str) -> MaskSequence:
     try:
         return load(path)
     except FileNotFoundError:
         raise UsageError(f"no such mask file: {path}") from None
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"cannot read masks from {path}: {exc}") from None
+    except Exception as exc:  # anything a hostile file makes a decoder raise: see the module docstring
+        logger.debug("reading %s failed", path, exc_info=True)
+        raise UsageError(f"cannot read masks from {path}: {error_reason(exc)}") from None
+
+
+def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`run` with running out of memory or recursion depth (an input too large for what was asked) reported as
+    one line naming the inputs, not a traceback."""
+
+    @functools.wraps(run)
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except (MemoryError, RecursionError) as exc:
+            logger.debug("%s failed", run.__name__, exc_info=True)
+            inputs = [getattr(args, name) for name in ("input", "video") if getattr(args, name, None)]
+            inputs += getattr(args, "inputs", None) or []
+            raise UsageError(
+                f"cannot process {', '.join(map(str, inputs)) or 'the input'}: {error_reason(exc)}"
+            ) from None
+
+    return guarded
 
 
 def _save(seq: MaskSequence, path: str) -> None:
@@ -167,7 +208,7 @@ def _add_extract(commands: argparse._SubParsersAction) -> None:
         "--text-threshold", type=float, default=0.25, help="label confidence (default: 0.25)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_run_extract)
+    parser.set_defaults(func=_guarded(_run_extract))
 
 
 def _run_extract(args: argparse.Namespace) -> int:
@@ -264,7 +305,7 @@ def _add_synth(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=positive_int, default=16, help="number of frames (default: 16)")
     parser.add_argument("--fps", type=positive_float, default=8.0, help="frames per second (default: 8)")
     parser.add_argument("-o", "--output", required=True, help="where to write the masks")
-    parser.set_defaults(func=_run_synth)
+    parser.set_defaults(func=_guarded(_run_synth))
 
 
 def _parse_template(spec: str) -> MaskTemplate:
@@ -406,7 +447,7 @@ def _add_edit(commands: argparse._SubParsersAction) -> None:
     )
     time.add_argument("--time-warp", action=_Op, dest="ops", nargs="+", metavar="FRAME:SOURCE",
                       help="output frame FRAME shows source frame SOURCE, interpolated between keyframes")  # fmt: skip
-    parser.set_defaults(func=_run_edit, ops=None)
+    parser.set_defaults(func=_guarded(_run_edit), ops=None)
 
 
 def _number(text: str, flag: str, kind: Callable[[str], Any] = float) -> Any:
@@ -547,7 +588,7 @@ def _add_compose(commands: argparse._SubParsersAction) -> None:
         "--start", metavar="F1,F2,...", help="output frame at which each input starts (default: 0)"
     )
     parser.add_argument("--keep-ids", action="store_true", help="keep object ids unless they collide")
-    parser.set_defaults(func=_run_compose)
+    parser.set_defaults(func=_guarded(_run_compose))
 
 
 def _run_compose(args: argparse.Namespace) -> int:
@@ -600,7 +641,7 @@ def _add_render(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity over the video (default: 0.5)")
     parser.add_argument("--no-labels", action="store_true", help="do not write object labels")
-    parser.set_defaults(func=_run_render)
+    parser.set_defaults(func=_guarded(_run_render))
 
 
 def _run_render(args: argparse.Namespace) -> int:
@@ -629,8 +670,11 @@ def _run_render(args: argparse.Namespace) -> int:
         else:
             frames = iter_masks(seq, labels=not args.no_labels)
         write_video(args.output, frames, seq.fps)
-    except (ValueError, OSError) as exc:
-        raise UsageError(f"cannot render {args.output}: {exc}") from None
+    except UsageError:
+        raise
+    except Exception as exc:  # the masks (or the video) may be hostile: one line, never a traceback
+        logger.debug("rendering %s failed", args.output, exc_info=True)
+        raise UsageError(f"cannot render {args.output} from {args.input}: {error_reason(exc)}") from None
     print(f"wrote {args.output}: {seq.num_frames} frames @ {seq.fps:g} fps")
     return 0
 
@@ -647,7 +691,7 @@ def _add_info(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", help="the mask file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(func=_run_info)
+    parser.set_defaults(func=_guarded(_run_info))
 
 
 def describe(seq: MaskSequence) -> dict[str, Any]:
