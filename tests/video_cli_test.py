@@ -1,21 +1,27 @@
 """`kmono video`: generate in-process (--local, tiny engine) with the progress bar and outputs; status, list and
-cancel against a server; user mistakes are one-line usage errors (exit 2)."""
+cancel against a server; --no-wait submits and names the operation; user mistakes and hostile mask files are
+one-line usage errors (exit 2)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
+import grpc
+import numpy as np
 import pytest
 import torch
 
 from generation.masks.synth import SyntheticObject, synthesize
 from generation.masks.trajectory import Trajectory
+from generation.mvideo.engine import TINY_SPEC, GeneratedVideo
 from libs.cli.main import main
 from libs.media import save
 from services.video.cli import register
-from services.video.client import LocalServer
+from services.video.client import LocalServer, VideoClient
 from services.video.config import VideoServiceConfig
+from tests.hostile_masks import HOSTILE, RLE_BOMB, assert_one_line, hostile_mask_files, run_capped
 
 torch.set_num_threads(1)
 REGISTRARS = [("video", register)]
@@ -93,3 +99,101 @@ def test_kmono_help_does_not_import_torch():
         "assert 'torch' not in sys.modules and 'grpc' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- hostile mask files ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_masks_file_is_one_line_naming_it_before_anything_starts(name, tmp_path, capsys):
+    path = hostile_mask_files(tmp_path)[name]
+    code = main(
+        ["video", "generate", "--prompt", "a ball", "--masks", str(path), "--local", "--tiny-engine"],
+        registrars=REGISTRARS,
+    )
+    assert code == 2
+    assert_one_line(capsys.readouterr().err, f"kmono video: error: --masks: cannot read {path}: ")
+
+
+def test_an_rle_bomb_as_masks_is_one_line_in_a_process_with_a_memory_cap(tmp_path):
+    path = hostile_mask_files(tmp_path)[RLE_BOMB]
+    result = run_capped(
+        ["video", "generate", "--prompt", "a ball", "--masks", str(path), "--local", "--tiny-engine"]
+    )
+    assert result.returncode == 2, result.stderr
+    assert_one_line(result.stderr, f"kmono video: error: --masks: cannot read {path}: ")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("encrypted"),
+        KeyError("frames"),
+        MemoryError("Unable to allocate"),
+        RecursionError("deep"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_whatever_reading_the_masks_raises_is_one_line(error, tmp_path, monkeypatch, capsys):
+    def load(path):
+        raise error
+
+    monkeypatch.setattr("libs.media.load", load)
+    masks = _masks(tmp_path / "ball.json")
+    code = main(["video", "generate", "--prompt", "a ball", "--masks", str(masks)], registrars=REGISTRARS)
+    assert code == 2
+    assert_one_line(capsys.readouterr().err, f"kmono video: error: --masks: cannot read {masks}: ")
+
+
+# -- --no-wait ---------------------------------------------------------------------------------------------------
+
+
+class GatedEngine:
+    """Holds each job at its first step until `release`."""
+
+    spec = TINY_SPEC
+    attention = "sdpa"
+
+    def __init__(self) -> None:
+        self.started, self.gate = threading.Event(), threading.Event()
+
+    def generate(self, job, on_step, on_stage=lambda stage: None):
+        on_stage("denoising")
+        on_step(1, job.num_inference_steps, None)
+        self.started.set()
+        assert self.gate.wait(60)
+        for step in range(2, job.num_inference_steps + 1):
+            on_step(step, job.num_inference_steps, None)
+        return GeneratedVideo(np.zeros((job.num_frames, job.height, job.width, 3), np.uint8), job.masks)
+
+
+def test_no_wait_submits_prints_the_name_and_how_to_follow_it(tmp_path, capsys):
+    engine = GatedEngine()
+    config = VideoServiceConfig(data_dir=tmp_path, tiny_engine=True)
+    with LocalServer(config, load_engines=lambda: {"mvideo": engine}) as local:
+        submit = ["video", "generate", "--prompt", "a red circle", "--steps", "2", "--no-wait"]
+        assert main([*submit, "--server", local.address], registrars=REGISTRARS) == 0
+        captured = capsys.readouterr()
+        first = captured.out.strip()
+        assert first.startswith("operations/video-") and len(captured.out.splitlines()) == 1
+        assert f"follow it with: kmono video status {first} --server {local.address}" in captured.err
+        assert engine.started.wait(60)  # the first job holds the worker
+        assert main([*submit, "--server", local.address], registrars=REGISTRARS) == 0
+        second = capsys.readouterr().out.strip()
+
+        assert main(["video", "status", second, "--server", local.address], registrars=REGISTRARS) == 0
+        assert "QUEUED" in capsys.readouterr().out
+        # cancelled while queued: the store ends it, and its metadata says so (not QUEUED any more)
+        assert main(["video", "cancel", second, "--server", local.address], registrars=REGISTRARS) == 0
+        assert f"{second}  CANCELLED" in capsys.readouterr().out
+        engine.gate.set()
+        with grpc.insecure_channel(local.address) as channel:
+            assert VideoClient(channel).wait(first, timeout=60).HasField("response")
+        assert main(["video", "status", first, "--server", local.address], registrars=REGISTRARS) == 0
+        assert f"{first}  SUCCEEDED step 2/2 done" in capsys.readouterr().out
+
+
+def test_no_wait_needs_a_server(capsys):
+    code = main(["video", "generate", "--prompt", "a ball", "--local", "--no-wait"], registrars=REGISTRARS)
+    err = capsys.readouterr().err
+    assert code == 2 and "--no-wait needs a server" in err and "Traceback" not in err

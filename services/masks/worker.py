@@ -10,7 +10,10 @@ metadata holds: monotonic progress (frames done / frames in the video) and the o
 - a bad input found only while decoding (a corrupt video): FAILED with INVALID_ARGUMENT naming `video`;
   anything else: FAILED with INTERNAL under an error id (traceback in the log);
 - server shutdown: the thread stops between frames and the operation goes back to QUEUED, so the next process
-  runs it again.
+  runs it again (from frame 0; the metadata's step and fraction stay at the furthest reached until the re-run
+  passes it);
+- endings the store makes alone (cancelled while QUEUED, failed by `recover`): the last metadata with the new
+  state and `end_time` (`OperationWorker.metadata_for`).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class _Reporter(ProgressReporter):
 
 class ExtractionWorker(OperationWorker[_Reporter]):
     """Runs queued ExtractMasks operations one at a time; `start`/`stop` are the server's hooks."""
+
+    metadata_type = masks_pb2.ExtractMasksMetadata  # the store's own endings update it (`metadata_for`)
 
     def __init__(
         self,

@@ -2,17 +2,22 @@
 
     kmono video generate --prompt "a red circle moves right" --masks circle.json --server 127.0.0.1:50051
     kmono video generate --prompt "a red ball" --reference-video ball.mp4 --query "ball." --local
+    kmono video generate --prompt "a red circle" --masks circle.json --no-wait    # prints the operation name
     kmono video status operations/video-1234 --server 127.0.0.1:50051
 
 `generate` follows the job with a progress bar (fed by WatchOperation) and writes the video, the mask overlay
-and a side-by-side GIF into `--out`. `--local` runs the service in this process (the shapes-world default
-engine unless `--engine-path`/`--tiny-engine` say otherwise). Imports here stay light: grpc, torch and the
-service load when a command runs, so `kmono --help` stays fast.
+and a side-by-side GIF into `--out`; with `--no-wait` it only submits the job and prints the operation's name
+(stdout) and how to follow it (stderr). `--local` runs the service in this process (the shapes-world default
+engine unless `--engine-path`/`--tiny-engine` say otherwise). A `--masks` file that cannot be read, whatever
+its decoder raises (a hostile file: bad zip, corrupt NPZ, deep JSON, an RLE bomb), is one line naming the
+file, exit 2. Imports here stay light: grpc, torch and the service load when a command runs, so `kmono --help`
+stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import uuid
@@ -20,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from libs.cli.main import UsageError
+
+logger = logging.getLogger(__name__)
 
 ENGINES = ("mvideo", "vace")
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -76,6 +83,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--request-id", default=None, help="idempotency key (default: a fresh UUID4)")
     gen.add_argument("--out", type=Path, default=Path("out"), help="output directory (default: ./out)")
     gen.add_argument("--name", default="video", help="stem of the output files (default: video)")
+    gen.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="submit the job, print its operation name and exit (follow it with `kmono video status NAME`)",
+    )
     local = gen.add_argument_group("--local engine")
     local.add_argument(
         "--engine-path", default=None, help="MVideo pipeline folder (default: the shapes default)"
@@ -150,8 +162,11 @@ def _build_request(args: argparse.Namespace) -> Any:
             raise UsageError(f"--masks: no such file {args.masks}")
         try:
             request.mask_sequence.CopyFrom(to_proto(load(args.masks)))
-        except (ValueError, OSError) as exc:
-            raise UsageError(f"--masks: cannot read {args.masks}: {exc}") from None
+        except Exception as exc:  # anything a hostile file makes a decoder raise: one line, never a traceback
+            from generation.masks.cli import error_reason
+
+            logger.debug("reading %s failed", args.masks, exc_info=True)
+            raise UsageError(f"--masks: cannot read {args.masks}: {error_reason(exc)}") from None
     elif args.reference_video is not None:
         if not args.reference_video.is_file():
             raise UsageError(f"--reference-video: no such file {args.reference_video}")
@@ -185,6 +200,8 @@ def _follow(client: Any, name: str) -> Any:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    if args.no_wait and args.local:
+        raise UsageError("--no-wait needs a server (--server): a --local service ends with this command")
     request = _build_request(args)
     if args.local:
         import contextlib
@@ -219,6 +236,13 @@ def _run_generate(args: argparse.Namespace, request: Any, address: str) -> int:
         client = VideoClient(channel)
         try:
             op = client.create(request)
+            if args.no_wait:
+                print(op.name)
+                follow = f"kmono video status {op.name}"
+                if address != os.environ.get("KMONO_VIDEO_SERVER", DEFAULT_SERVER):
+                    follow += f" --server {address}"
+                print(f"queued; follow it with: {follow}", file=sys.stderr)
+                return 0
             print(f"{op.name} queued", file=sys.stderr)
             op = _follow(client, op.name)
         except grpc.RpcError as exc:

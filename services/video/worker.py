@@ -16,7 +16,13 @@ job's deadline; each raises out of the pipeline's step callback, so it takes eff
 - cancellation: metadata CANCELLED, then `mark_cancelled`;
 - deadline: FAILED with DEADLINE_EXCEEDED; a bad input found only now (an unreadable mask URI, a reference video
   with no objects): FAILED with INVALID_ARGUMENT naming the field; anything else: FAILED, INTERNAL;
-- server shutdown: the job goes back to QUEUED (`requeue`) and runs again in the next process.
+- server shutdown: the job goes back to QUEUED (`requeue`) and runs again in the next process;
+- endings the store makes alone (cancelled while QUEUED, re-queued or failed by `recover` after a crash): the
+  last metadata with the new state, `end_time` and no queue position (`OperationWorker.metadata_for`).
+
+A re-run after a restart starts again at step 0 (no checkpoint); the metadata's step and fraction stay at the
+furthest an earlier attempt reached until the re-run passes it, the stage saying `(attempt N: redoing step s of
+S)` meanwhile (`ProgressReporter`), so progress never goes back.
 
 Every store write carries the claim's attempt number, so a stale attempt (its job re-queued underneath it)
 can never finish the operation twice; artifacts are overwritten by name, so a re-run leaves one set.
@@ -138,6 +144,8 @@ class _Reporter(ProgressReporter):
 
 class VideoWorker(OperationWorker[_Reporter]):
     """Runs queued CreateVideo operations one at a time; `start`/`stop` are the server's hooks."""
+
+    metadata_type = video_pb2.CreateVideoMetadata  # the store's own endings update it (`metadata_for`)
 
     def __init__(
         self,
