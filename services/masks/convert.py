@@ -4,6 +4,14 @@ request field (AIP-193 `BadRequest.FieldViolation`), and size limits checked bef
 Domain errors (`libs.errors.FieldError`) name the Python parameter; `field_violation` puts the request path in
 front and renames parameters to their proto fields (`offset` -> `constant_offset` or `offset_trajectory`,
 `center` -> `center_trajectory`, ...).
+
+Every string and repeated field is bounded before any work (our choices; over a bound is INVALID_ARGUMENT naming
+the field): `text_query` and a video `uri` at most `MAX_TEXT_QUERY_CHARS` (1,000) and `MAX_URI_CHARS` (4,096)
+characters; at most `MAX_EDITS` (64) edits; `object_ids` and `labels` of an edit at most the server's
+`max_objects` entries (the most objects a sequence it takes may hold); a label at most `MAX_LABEL_CHARS` (256,
+as libs/media's decoder bounds the labels inside a sequence); a trajectory at most `MAX_KEYFRAMES` (10,000)
+keyframes. Layers and synthesized objects have the server's `max_layers` and `max_objects`. Frame rates to
+resample to (`resample_fps.fps`, ComposeMasks `fps`) are at least `edit.MIN_FPS`.
 """
 
 from __future__ import annotations
@@ -34,6 +42,12 @@ from libs.serving.inputs import (
     probe_media,
 )
 
+MAX_TEXT_QUERY_CHARS = 1000
+MAX_URI_CHARS = 4096
+MAX_EDITS = 64
+MAX_LABEL_CHARS = 256
+MAX_KEYFRAMES = 10_000
+
 _INTERPOLATIONS = {
     masks_pb2.INTERPOLATION_UNSPECIFIED: "linear",
     masks_pb2.INTERPOLATION_LINEAR: "linear",
@@ -52,6 +66,10 @@ _SHAPES = {
 
 def extraction_job(request: masks_pb2.ExtractMasksRequest, limits: SizeLimits) -> ExtractionJob:
     """The ExtractionJob of a request: query, thresholds (0: the defaults), the video readable and in limits."""
+    if len(request.text_query) > MAX_TEXT_QUERY_CHARS:
+        raise invalid(
+            "text_query", f"at most {MAX_TEXT_QUERY_CHARS} characters, got {len(request.text_query)}"
+        )
     if not request.text_query.strip():
         raise invalid("text_query", "required: the objects to find, e.g. `a dog.`")
     try:
@@ -64,6 +82,8 @@ def extraction_job(request: masks_pb2.ExtractMasksRequest, limits: SizeLimits) -
         if getattr(request, name) < 0:
             raise invalid(name, f"must be >= 0, got {getattr(request, name)}")
     check_request_id(request.request_id)
+    if len(request.video.uri) > MAX_URI_CHARS:
+        raise invalid("video.uri", f"at most {MAX_URI_CHARS} characters, got {len(request.video.uri)}")
     field, video, info = probe_media(request.video, "video")
     limits.check(field, info.num_frames, info.width, info.height, "the video")
     return ExtractionJob(
@@ -80,6 +100,8 @@ def extraction_job(request: masks_pb2.ExtractMasksRequest, limits: SizeLimits) -
 
 def trajectory(msg: masks_pb2.PointTrajectory | masks_pb2.ScalarTrajectory, field: str) -> Trajectory:
     """A PointTrajectory or ScalarTrajectory as a Trajectory; errors at `field.keyframes[i]...`."""
+    if len(msg.keyframes) > MAX_KEYFRAMES:
+        raise invalid(f"{field}.keyframes", f"at most {MAX_KEYFRAMES} keyframes, got {len(msg.keyframes)}")
     interpolation = _INTERPOLATIONS.get(msg.interpolation)
     if interpolation is None:
         raise invalid(f"{field}.interpolation", f"unknown interpolation {msg.interpolation}")
@@ -133,18 +155,46 @@ def _constant(value: float, field: str) -> float:
     return value
 
 
-def edit_step(msg: masks_pb2.MaskEdit, index: int) -> EditStep:
-    """The step of one MaskEdit of a request (`edits[index]`)."""
+def _check_count(items: object, field: str, limit: int, what: str) -> None:
+    count = len(items)  # type: ignore[arg-type]
+    if count > limit:
+        raise invalid(field, f"at most {limit} {what}, got {count}")
+
+
+def _check_labels(labels: dict[int, str] | list[str], field: str, max_objects: int) -> None:
+    _check_count(labels, field, max_objects, "labels")
+    pairs = labels.items() if isinstance(labels, dict) else enumerate(labels)
+    for key, label in pairs:
+        if len(label) > MAX_LABEL_CHARS:
+            raise invalid(
+                f"{field}[{key}]", f"a label is at most {MAX_LABEL_CHARS} characters, got {len(label)}"
+            )
+
+
+def edit_steps(request: masks_pb2.EditMasksRequest, limits: SizeLimits) -> list[EditStep]:
+    """The steps of a request's edits, each checked (`edits` at most `MAX_EDITS`)."""
+    _check_count(request.edits, "edits", MAX_EDITS, "edits")
+    return [edit_step(msg, i, limits.max_objects) for i, msg in enumerate(request.edits)]
+
+
+def edit_step(msg: masks_pb2.MaskEdit, index: int, max_objects: int = SizeLimits.max_objects) -> EditStep:
+    """The step of one MaskEdit of a request (`edits[index]`); lists of ids and labels have at most
+    `max_objects` entries."""
     which = msg.WhichOneof("edit")
     if which is None:
         raise invalid(f"edits[{index}]", "set one edit (select_objects, translate, trim, ...)")
     path = f"edits[{index}].{which}"
     body = getattr(msg, which)
+    if hasattr(body, "object_ids"):
+        _check_count(body.object_ids, f"{path}.object_ids", max_objects, "object ids")
     if which in ("select_objects", "drop_objects"):
+        _check_labels(list(body.labels), f"{path}.labels", max_objects)
         fn = edit.select_objects if which == "select_objects" else edit.drop_objects
         return EditStep(path, partial(fn, object_ids=list(body.object_ids), labels=list(body.labels)), {})
     if which == "relabel_objects":
-        return EditStep(path, partial(edit.relabel_objects, labels=dict(body.labels)), {})
+        labels = dict(body.labels)
+        _check_labels(labels, f"{path}.labels", max_objects)
+        return EditStep(path, partial(edit.relabel_objects, labels=labels), {})
     ids = list(getattr(body, "object_ids", ()))
     if which == "translate":
         name, offset = _pick(
@@ -189,6 +239,10 @@ def edit_step(msg: masks_pb2.MaskEdit, index: int) -> EditStep:
             length,
         )
     if which == "resample_fps":
+        try:
+            edit.check_fps(body.fps)
+        except FieldError as exc:
+            raise field_violation(exc, path) from None
         return EditStep(
             path,
             partial(edit.resample_fps, fps=body.fps),
@@ -227,8 +281,10 @@ def compose_args(request: masks_pb2.ComposeMasksRequest, limits: SizeLimits) -> 
     for name in ("width", "height", "num_frames"):
         if getattr(request, name) < 0:
             raise invalid(name, f"must be >= 0 (0: default), got {getattr(request, name)}")
-    if request.fps < 0 or not math.isfinite(request.fps):
-        raise invalid("fps", f"must be > 0, or 0 for the first layer's, got {request.fps}")
+    if request.fps < 0 or not math.isfinite(request.fps) or 0 < request.fps < edit.MIN_FPS:
+        raise invalid(
+            "fps", f"must be at least {edit.MIN_FPS:g}, or 0 for the first layer's, got {request.fps:g}"
+        )
     layers = []
     for i, layer in enumerate(request.layers):
         seq = mask_sequence(layer.mask_sequence, f"layers[{i}].mask_sequence", limits)
@@ -238,6 +294,12 @@ def compose_args(request: masks_pb2.ComposeMasksRequest, limits: SizeLimits) -> 
     first = layers[0].sequence
     width, height = request.width or first.width, request.height or first.height
     fps = request.fps or first.fps
+    if fps < edit.MIN_FPS:  # the first layer's own rate, taken as the output's
+        raise invalid(
+            "layers[0].mask_sequence.fps",
+            f"the composition takes the first layer's fps, {fps:g}, below the lowest rate it resamples to "
+            f"({edit.MIN_FPS:g}); set fps",
+        )
     if request.num_frames:
         limits.check("num_frames", request.num_frames, width, height, "the composition")
     else:
@@ -291,6 +353,10 @@ def synth_args(request: masks_pb2.SynthesizeMasksRequest, limits: SizeLimits) ->
         else:
             raise invalid(
                 f"{path}.shape", "required: SHAPE_CIRCLE, SHAPE_SQUARE, SHAPE_ELLIPSE or SHAPE_MASK"
+            )
+        if len(obj.label) > MAX_LABEL_CHARS:
+            raise invalid(
+                f"{path}.label", f"a label is at most {MAX_LABEL_CHARS} characters, got {len(obj.label)}"
             )
         if not obj.HasField("center_trajectory"):
             raise invalid(f"{path}.center_trajectory", "required: at least one keyframe of the centre")

@@ -109,8 +109,8 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
         return await asyncio.to_thread(self._edit, request)
 
     def _edit(self, request: masks_pb2.EditMasksRequest) -> masks_pb2.EditMasksResponse:
+        steps = convert.edit_steps(request, self.limits)  # the cheap checks before decoding the sequence
         seq = convert.mask_sequence(request.mask_sequence, "mask_sequence", self.limits)
-        steps = [convert.edit_step(msg, i) for i, msg in enumerate(request.edits)]
         for step in steps:
             seq = step.run(seq, self.limits)
         return masks_pb2.EditMasksResponse(mask_sequence=to_proto(seq))
