@@ -8,18 +8,25 @@
 Layout (our choice): `<root>/<operation_id>/<artifact_id>`; the Artifact message (name, kind, size, sha256)
 is kept in the operation's response, not beside the bytes. A job that runs again after a crash overwrites its
 files (same names), so an operation never has two sets of artifacts.
+
+Names come from clients (DownloadArtifact, a `mask_sequence_uri`), so an id is one path component that starts
+with a letter or digit (letters, digits, `.`, `_`, `-`; at most 128 characters): `.`, `..` and hidden names are
+not ids, and every path the store opens is checked to lie under its root.
 """
 
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 
 import fsspec
 from kmono.video.v1 import video_pb2
 
-ARTIFACT_NAME = re.compile(r"^operations/(?P<op>[A-Za-z0-9._-]+)/artifacts/(?P<artifact>[A-Za-z0-9._-]+)$")
-OPERATION_NAME = re.compile(r"^operations/(?P<op>[A-Za-z0-9._-]+)$")
+_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+"""One path component: never `.` or `..` (nor a hidden name), since it starts with a letter or digit."""
+ARTIFACT_NAME = re.compile(rf"^operations/(?P<op>{_ID})/artifacts/(?P<artifact>{_ID})$")
+OPERATION_NAME = re.compile(rf"^operations/(?P<op>{_ID})$")
 
 
 def artifact_name(operation_name: str, artifact_id: str) -> str:
@@ -43,12 +50,22 @@ class ArtifactStore:
         self.root = self.root.rstrip("/")
         self.fs.makedirs(self.root, exist_ok=True)  # a no-op on object stores
 
+    def _under_root(self, *parts: str) -> str:
+        """`<root>/<parts...>`, refused (ValueError) unless it stays under the root once `.`/`..` resolve."""
+        if any(part in ("", ".", "..") or "/" in part or "\\" in part for part in parts):
+            raise ValueError("an artifact path must stay inside the artifact store")
+        path = "/".join((self.root, *parts))
+        base = posixpath.normpath(self.root or "/").rstrip("/") + "/"
+        if not posixpath.normpath(path).startswith(base):
+            raise ValueError("an artifact path must stay inside the artifact store")
+        return path
+
     def _path(self, name: str) -> str:
         parsed = parse_artifact_name(name)
         if parsed is None:
-            raise ValueError(f"not an artifact name: {name!r}")
+            raise ValueError(f"not an artifact name: {name[:128]!r}")
         operation, artifact_id = parsed
-        return f"{self.root}/{operation.removeprefix('operations/')}/{artifact_id}"
+        return self._under_root(operation.removeprefix("operations/"), artifact_id)
 
     def put(
         self, operation_name: str, artifact_id: str, kind: int, mime_type: str, data: bytes
@@ -81,6 +98,8 @@ class ArtifactStore:
             return f.read() if length is None else f.read(length)
 
     def delete_operation(self, operation_name: str) -> None:
-        path = f"{self.root}/{operation_name.removeprefix('operations/')}"
+        if not OPERATION_NAME.match(operation_name):
+            raise ValueError(f"not an operation name: {operation_name[:128]!r}")
+        path = self._under_root(operation_name.removeprefix("operations/"))
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
