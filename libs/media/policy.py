@@ -170,12 +170,12 @@ class MediaPolicy:
     def _hint(self) -> str:
         if not (self.roots or self.schemes or self.url_roots):
             return (
-                "this server reads inline data only (operators allow more with --media-root/--allow-scheme)"
+                "this server follows no media references (operators allow them: --media-root, --allow-scheme)"
             )
-        kinds = (["file:// under the server's media roots"] if self.roots else []) + [
+        kinds = (["file:// under its media roots"] if self.roots else []) + [
             f"{s}://" for s in dict.fromkeys([*self.schemes, *(r.split("://")[0] for r in self.url_roots)])
         ]
-        return f"this server reads inline data and {', '.join(kinds)}"
+        return f"this server follows {', '.join(kinds)}"
 
     def _resolved(self, uri: str, field: str) -> Path:
         parsed = urlparse(uri)
