@@ -82,7 +82,9 @@ Our choices, each tested beside this file:
   dying no later than the last has probability 1/N! (1/120 for N = 5) for a job killed at uniformly random
   moments, and a job that keeps getting further is never failed. Its cost: kills that all land before the job
   reports its first step look like a job that dies at its start. To make the crash point exact, a worker
-  re-running a job that has crashed before (`Operation.crashes`) reports every step, not throttled.
+  re-running a job that has crashed before (`Operation.crashes`) reports every step, not throttled; the first
+  attempt's progress is throttled, so where steps are faster than the progress interval its recorded point can
+  lag and the poison job then FAILS one attempt later (`max_attempts` + 1).
   A graceful `requeue` changes nothing of this.
 - **Retention.** A done operation gets `expire_time = finish_time + retention_seconds` (7 days by default);
   `expire()` deletes those past it. `delete` refuses an operation that is not done unless `force=True`
