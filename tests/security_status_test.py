@@ -33,7 +33,6 @@ from libs.serving.testing.loopback import loopback_server, run_async, status_of
 from services.masks import server as masks_server
 from services.video import server as video_server
 from services.video.artifacts import ArtifactStore, parse_artifact_name
-from services.video.servicer import renderable_size
 
 SLOW = 180.0  # shares 2 cores with other test runs
 
@@ -426,8 +425,7 @@ def shapes_engine():
 def test_sizes_the_shapes_default_cannot_render_are_refused_naming_the_field(tmp_path, shapes_engine):
     """The shapes default (CogVideoX-1.5 style: temporal patches, rotary embeddings sliced from its 32 x 32
     training grid) took 48 x 48 (a multiple of its size_multiple, 4) and then failed the job as INTERNAL."""
-    assert renderable_size(shapes_engine) == (32, 32)
-    assert renderable_size(BlankEngine()) == (None, None)
+    assert (shapes_engine.spec.max_height, shapes_engine.spec.max_width) == (32, 32)
     masks = moving_boxes(num_frames=8, width=48, height=48)
 
     async def scenario():
@@ -454,9 +452,9 @@ def test_sizes_the_shapes_default_cannot_render_are_refused_naming_the_field(tmp
             return sized, wide, from_masks, final
 
     sized, wide, from_masks, final = run_async(scenario(), timeout=SLOW)
-    assert fields_of(sized) == ["height", "width"] and "at most 32" in sized.details()
+    assert fields_of(sized) == ["width"] and "at most 32" in sized.details()  # the first size at fault
     assert fields_of(wide) == ["width"]
-    assert fields_of(from_masks) == ["mask_sequence", "mask_sequence"]
+    assert fields_of(from_masks) == ["mask_sequence"]
     assert final.done and final.HasField("response"), final.error
 
 

@@ -18,6 +18,7 @@ torch and diffusers are imported inside functions only: the service's config imp
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import logging
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from generation.masks.engine import ExtractionJob, MaskEngine
-from generation.mvideo.jobs import EngineSpec, VideoJob, fit_masks, spec_from_dir
+from generation.mvideo.jobs import EngineSpec, VideoJob, fit_masks, renderable_size, spec_from_dir
 from libs.errors import FieldError
 from libs.media import MaskSequence
 
@@ -220,7 +221,8 @@ def load_mvideo_engine(
         pipe = MVideoPipeline(**tiny_mvideo_components(seed=0))
         if weights != torch.float32:
             pipe = pipe.to(dtype=weights)
-        spec = TINY_SPEC
+        max_height, max_width = renderable_size(dict(pipe.transformer.config), pipe.vae_scale_factor_spatial)
+        spec = dataclasses.replace(TINY_SPEC, max_height=max_height, max_width=max_width)
     else:
         if path is None or not (Path(path) / "model_index.json").is_file():
             raise FileNotFoundError(

@@ -34,6 +34,8 @@ from generation.mvideo.defaults.engine_file import ENGINE_FILE, read_engine_defa
 from libs.errors import FieldError
 from libs.media import MaskSequence
 
+MIN_FPS, MAX_FPS = 1e-3, 1000.0
+"""Frame rates a video can be encoded at (the MP4 rate is a fraction over 1001: below 1e-3 it is 0)."""
 TOO_LARGE = "MASK_SEQUENCE_TOO_LARGE"
 """The machine-readable reason of a job over the server's size limits."""
 
@@ -58,6 +60,9 @@ class EngineSpec:
     max_text_length: int | None = None
     long_video: bool = False
     """Videos longer than one clip are made clip by clip; False: one clip at most."""
+    max_height: int | None = None
+    max_width: int | None = None
+    """The largest frame the transformer renders (None: no bound; see `renderable_size`)."""
 
 
 @dataclass(frozen=True)
@@ -136,8 +141,9 @@ def plan(request: VideoRequest, spec: EngineSpec, limits: VideoLimits) -> VideoJ
         raise FieldError("masks", "give masks or a reference video, not both")
     masks = request.masks
     fps = request.fps or (masks.fps if masks is not None else spec.fps)
-    if not math.isfinite(fps) or fps <= 0:
-        raise FieldError("fps", f"must be > 0, got {fps}")
+    if not (math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS):
+        where = "fps" if request.fps or masks is None else "masks"
+        raise FieldError(where, f"fps must be within [{MIN_FPS:g}, {MAX_FPS:g}], got {fps:g}")
     mask_frames = None
     if masks is not None:
         mask_frames = edit.resample_num_frames(masks.num_frames, masks.fps, fps)
@@ -165,6 +171,13 @@ def plan(request: VideoRequest, spec: EngineSpec, limits: VideoLimits) -> VideoJ
             raise FieldError(
                 blame(field),
                 f"{field} must be a multiple of {spec.size_multiple} for {spec.name}, got {value}",
+            )
+    for field, value, largest in (("width", width, spec.max_width), ("height", height, spec.max_height)):
+        if largest is not None and value > largest:
+            raise FieldError(
+                blame(field),
+                f"{field} must be at most {largest} for {spec.name} (its transformer renders at most "
+                f"{spec.max_width}x{spec.max_height}), got {value}",
             )
     max_frames = limits.max_frames if spec.long_video else min(limits.max_frames, spec.num_frames)
     if num_frames > max_frames:
@@ -246,6 +259,18 @@ def fit_masks(seq: MaskSequence, width: int, height: int, num_frames: int, max_o
 # -- specs of pipeline folders ------------------------------------------------------------------------------------
 
 
+def renderable_size(transformer: dict, spatial: int) -> tuple[int | None, int | None]:
+    """The largest (height, width) a transformer config renders; None where it has no bound.
+
+    Our reading of diffusers' CogVideoX (which MVideo follows): with temporal patches (`patch_size_t`, CogVideoX
+    1.5) and rotary embeddings the embeddings are cut from a grid of `sample_height x sample_width` patches, so a
+    larger latent fails at its first step; CogVideoX 1.0 (sin-cos, or rotary made for any grid) has no bound.
+    """
+    if transformer.get("use_rotary_positional_embeddings") and transformer.get("patch_size_t") is not None:
+        return int(transformer["sample_height"]) * spatial, int(transformer["sample_width"]) * spatial
+    return None, None
+
+
 def spec_from_dir(path: str | os.PathLike[str], fallback_sampling: dict | None = None) -> EngineSpec:
     """The spec of an MVideo pipeline folder: sizes from its JSON configs, sampling from its `engine.json`, else
     `fallback_sampling` (the engine loader passes the pipeline's call defaults for a published folder)."""
@@ -258,6 +283,7 @@ def spec_from_dir(path: str | os.PathLike[str], fallback_sampling: dict | None =
     sampling = read_engine_defaults(root) or fallback_sampling
     if sampling is None:
         raise FileNotFoundError(f"{root} has no {ENGINE_FILE}; pass fallback_sampling (or save one)")
+    max_height, max_width = renderable_size(transformer, spatial)
     version_file = root / "VERSION"
     version = version_file.read_text().strip() if version_file.is_file() else f"mvideo-{root.name}"
     return EngineSpec(
@@ -274,4 +300,6 @@ def spec_from_dir(path: str | os.PathLike[str], fallback_sampling: dict | None =
         guidance_scale=float(sampling["guidance_scale"]),
         max_text_length=transformer.get("max_text_seq_length"),
         long_video=True,
+        max_height=max_height,
+        max_width=max_width,
     )

@@ -64,7 +64,7 @@ def test_each_rule_blames_the_field_that_set_the_value():
 def test_a_huge_fps_is_refused_before_any_resampling():
     masks = circle(num_frames=9)
     with pytest.raises(FieldError, match="more than this server generates") as error:
-        plan(VideoRequest(prompt="p", masks=masks, fps=8e6), TINY_SPEC, VideoLimits())
+        plan(VideoRequest(prompt="p", masks=masks, fps=800.0), TINY_SPEC, VideoLimits())
     assert error.value.field == "masks"
 
 
@@ -113,3 +113,12 @@ def test_fit_masks_keeps_the_best_scored_objects_at_the_output_size_and_length()
     first = fitted.id_map(0)
     assert set(np.unique(first).tolist()) == {0, 1, 3}
     assert (first[:, :8] == 1).any() and (first[:, 24:] == 3).any()  # nearest resize keeps the layout
+
+
+def test_sizes_past_what_the_transformer_renders_are_refused_naming_the_field():
+    bounded = TINY_SPEC.__class__(**{**TINY_SPEC.__dict__, "max_height": 32, "max_width": 32})
+    assert field_of(VideoRequest(prompt="p", width=48), spec=bounded) == "width"
+    assert field_of(VideoRequest(prompt="p", masks=circle(size=48)), spec=bounded) == "masks"
+    assert plan(VideoRequest(prompt="p", width=16, height=32), bounded, VideoLimits()).width == 16
+    assert field_of(VideoRequest(prompt="p", fps=1e-7)) == "fps"
+    assert field_of(VideoRequest(prompt="p", masks=circle(fps=1e-4))) == "masks"  # the masks' own rate

@@ -5,9 +5,6 @@
   operation (AIP-155: the same `request_id` with the same request returns the same operation, even when the
   queue is full; with another request, ALREADY_EXISTS) with the planned job as its payload, and wakes the
   worker. It returns at once.
-- A size the loaded engine cannot render, or a frame rate outside [`MIN_FPS`, `MAX_FPS`], is INVALID_ARGUMENT
-  naming the field it came from (`width`/`height`/`fps`, else the mask field), checked after `plan` against the
-  engine itself (`renderable_size`), so the job never fails as INTERNAL when it runs.
 - WatchOperation streams an operation: its current state at once, then every change, ending with `done`.
 - DownloadArtifact streams an artifact's bytes from the artifact store in chunks (default 1 MiB, capped at 3 MiB
   so a chunk stays under gRPC's 4 MiB message limit), from `read_offset`.
@@ -24,8 +21,7 @@ from google.protobuf import timestamp_pb2
 from kmono.common.v1 import operation_pb2
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
-from generation.mvideo.jobs import VideoJob
-from libs.serving import InvalidArgumentError, NotFoundError
+from libs.serving import NotFoundError
 from libs.serving.inputs import invalid
 from libs.serving.operations import (
     OperationStore,
@@ -42,10 +38,6 @@ from services.video import convert
 from services.video.artifacts import OPERATION_NAME, ArtifactStore, parse_artifact_name
 from services.video.worker import KIND, VideoWorker
 
-MIN_FPS = 1e-3
-MAX_FPS = 1000.0
-"""The frame rates a video is made at (our choice): the encoder takes the rate as a fraction with a denominator up
-to 1001, so far lower rates are 0 and far higher ones overflow; both failed jobs as INTERNAL."""
 DEFAULT_CHUNK = 1 << 20
 MAX_CHUNK = 3 << 20
 
@@ -83,7 +75,6 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
             self.store, KIND, request_id=request.request_id, **queue
         )  # cheap, before validating
         job = convert.video_job(request, self.worker.specs, self.limits, self.artifacts)
-        self._check_renderable(request, job)
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
         metadata = video_pb2.CreateVideoMetadata(
@@ -104,34 +95,6 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
             **queue,
         )
         return to_operation_proto(op)  # the store's change notification wakes the worker
-
-    def _check_renderable(self, request: video_pb2.CreateVideoRequest, job: VideoJob) -> None:
-        """INVALID_ARGUMENT when the engine that would run `job` cannot render its size (see `renderable_size`)
-        or the video cannot be encoded at its fps, naming `height`/`width`/`fps` when the request gave them,
-        else the mask field the value came from."""
-        engine = self.worker.engines.get(job.engine)
-        max_height, max_width = renderable_size(engine)
-        violations = []
-        for name, value, limit in (("height", job.height, max_height), ("width", job.width, max_width)):
-            if limit is None or value <= limit:
-                continue
-            field = name if getattr(request, name) else (request.WhichOneof("mask_condition") or name)
-            violations.append(
-                (
-                    field,
-                    f"{name} must be at most {limit} for {job.engine} (its transformer renders at most "
-                    f"{max_width}x{max_height}), got {value}",
-                )
-            )
-        if (
-            not MIN_FPS <= job.fps <= MAX_FPS
-        ):  # the encoder's rate is a fraction over 1001: 1e-7 is 0, 1e30 overflows
-            field = "fps" if request.fps else (request.WhichOneof("mask_condition") or "fps")
-            violations.append(
-                (field, f"must be within [{MIN_FPS:g}, {MAX_FPS:g}] frames per second, got {job.fps:g}")
-            )
-        if violations:
-            raise InvalidArgumentError(violations)
 
     # -- WatchOperation ------------------------------------------------------------------------------------
 
@@ -202,25 +165,3 @@ class VideoGenerationServicer(video_pb2_grpc.VideoGenerationServiceServicer):
             offset += len(data)
             if total == 0:
                 return
-
-
-def renderable_size(engine: object) -> tuple[int | None, int | None]:
-    """The largest (height, width) `engine` can render; None where its pipeline has no such bound.
-
-    Our reading of the pipelines (diffusers' CogVideoX, which MVideo follows): a transformer with temporal
-    patches (`patch_size_t`, CogVideoX 1.5) and rotary embeddings makes them by slicing a grid of
-    `sample_height x sample_width` patches, so a larger latent fails at its first step. A CogVideoX 1.0
-    transformer (sin-cos or rotary embeddings made for any grid) and engines without such a transformer (VACE,
-    test stand-ins) have no bound here.
-    """
-    pipe = getattr(engine, "pipe", None)
-    config = getattr(getattr(pipe, "transformer", None), "config", None)
-    scale = getattr(pipe, "vae_scale_factor_spatial", None)
-    if config is None or not isinstance(scale, int) or not hasattr(config, "get"):
-        return None, None
-    sample_height, sample_width = config.get("sample_height"), config.get("sample_width")
-    if not isinstance(sample_height, int) or not isinstance(sample_width, int):
-        return None, None
-    if config.get("use_rotary_positional_embeddings") and config.get("patch_size_t") is not None:
-        return sample_height * scale, sample_width * scale
-    return None, None
