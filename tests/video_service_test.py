@@ -297,7 +297,7 @@ def test_identical_request_id_returns_the_same_operation_and_another_request_con
 
 
 def test_mask_sequence_uri_from_a_file_an_artifact_and_fsspec_memory(tmp_path):
-    config = make_config(tmp_path)
+    config = make_config(tmp_path, "--media-root", str(tmp_path), "--allow-scheme", "memory")
     masks = ball()
     save(masks, tmp_path / "ball.json")
     import fsspec

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from libs.cli.flags import non_negative_float, positive_int
+from libs.media.policy import MediaPolicy, add_media_arguments, media_policy_from_args
 from libs.serving.config import ServerConfig
 from libs.serving.errors import UnimplementedError
 from libs.serving.runner import run
@@ -96,6 +97,8 @@ class StatefulServiceConfig(BasicServiceConfig):
     """QUEUED jobs beyond which a create answers RESOURCE_EXHAUSTED (with RetryInfo)."""
     job_timeout_seconds: float = 1800.0
     """Per-job deadline (from the moment a worker starts it); past it the job FAILS with DEADLINE_EXCEEDED."""
+    media: MediaPolicy = field(default_factory=MediaPolicy)
+    """Media references requests may name (--media-root / --allow-scheme); empty: inline data and artifacts only."""
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -121,6 +124,7 @@ class StatefulServiceConfig(BasicServiceConfig):
             help=f"seconds a job may run before it fails with DEADLINE_EXCEEDED; 0: no limit "
             f"(env {cls.ENV_PREFIX}_JOB_TIMEOUT; default: %(default)s)",
         )
+        add_media_arguments(parser, cls.ENV_PREFIX)
 
     @classmethod
     def common_settings(cls, args: argparse.Namespace) -> dict[str, Any]:
@@ -130,6 +134,7 @@ class StatefulServiceConfig(BasicServiceConfig):
             data_dir=args.data_dir,
             max_queued_jobs=args.max_queued_jobs,
             job_timeout_seconds=args.job_timeout,
+            media=media_policy_from_args(args),
         )
 
     @classmethod

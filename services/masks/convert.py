@@ -31,6 +31,7 @@ from generation.masks.synth import MaskTemplate, SyntheticObject
 from generation.masks.trajectory import Trajectory
 from libs.errors import FieldError
 from libs.media import MaskSequence
+from libs.media.policy import MediaPolicy
 from libs.serving.inputs import (
     TOO_LARGE,
     SizeLimits,
@@ -64,7 +65,9 @@ _SHAPES = {
 # -- ExtractMasks ---------------------------------------------------------------------------------------------
 
 
-def extraction_job(request: masks_pb2.ExtractMasksRequest, limits: SizeLimits) -> ExtractionJob:
+def extraction_job(
+    request: masks_pb2.ExtractMasksRequest, limits: SizeLimits, policy: MediaPolicy
+) -> ExtractionJob:
     """The ExtractionJob of a request: query, thresholds (0: the defaults), the video readable and in limits."""
     if len(request.text_query) > MAX_TEXT_QUERY_CHARS:
         raise invalid(
@@ -84,7 +87,7 @@ def extraction_job(request: masks_pb2.ExtractMasksRequest, limits: SizeLimits) -
     check_request_id(request.request_id)
     if len(request.video.uri) > MAX_URI_CHARS:
         raise invalid("video.uri", f"at most {MAX_URI_CHARS} characters, got {len(request.video.uri)}")
-    field, video, info = probe_media(request.video, "video")
+    field, video, info = probe_media(request.video, "video", policy)
     limits.check(field, info.num_frames, info.width, info.height, "the video")
     return ExtractionJob(
         video=video,

@@ -7,6 +7,7 @@ a shutdown runs again when the server comes back)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -20,6 +21,8 @@ from libs.serving.service import Built, service_main
 from services.masks.config import CONFIG_TYPE, MaskServiceConfig
 from services.masks.servicer import MaskServicer
 from services.masks.worker import Engine, ExtractionWorker
+
+logger = logging.getLogger(__name__)
 
 
 def engine_loader(config: MaskServiceConfig) -> Callable[[], Engine]:
@@ -47,7 +50,8 @@ def build(config: MaskServiceConfig, *, load_engine: Callable[[], Engine] | None
         store, load_engine or engine_loader(config), job_timeout=config.job_timeout_seconds
     )
     limits = SizeLimits(config.max_mask_pixels, max_layers=config.max_layers, max_objects=config.max_objects)
-    servicer = MaskServicer(store, worker, limits, max_queued_jobs=config.max_queued_jobs)
+    servicer = MaskServicer(store, worker, limits, max_queued_jobs=config.max_queued_jobs, media=config.media)
+    logger.info("media references: %s", config.media.describe())
     registrations = [
         ServiceRegistration.from_descriptor(
             masks_pb2.DESCRIPTOR.services_by_name["MaskService"],

@@ -28,6 +28,7 @@ from generation.masks.compose import compose
 from generation.masks.synth import synthesize
 from libs.errors import FieldError
 from libs.media import to_proto
+from libs.media.policy import MediaPolicy
 from libs.serving.inputs import SizeLimits, field_violation
 from libs.serving.operations import (
     OperationStore,
@@ -50,6 +51,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
         limits: SizeLimits,
         *,
         max_queued_jobs: int,
+        media: MediaPolicy,
         watch_interval: float = 0.05,
         max_watch_interval: float = 1.0,
     ) -> None:
@@ -57,6 +59,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
         self.worker = worker
         self.limits = limits
         self.max_queued_jobs = max_queued_jobs
+        self.media = media
         self.watch_interval = watch_interval
         self.max_watch_interval = max_watch_interval
 
@@ -70,7 +73,7 @@ class MaskServicer(masks_pb2_grpc.MaskServiceServicer):
     def _create(self, request: masks_pb2.ExtractMasksRequest) -> operations_pb2.Operation:
         queue = dict(max_queued=self.max_queued_jobs, reason="MASKS_QUEUE_FULL", noun="mask extraction jobs")
         check_queue(self.store, KIND, request_id=request.request_id, **queue)  # cheap, before validating
-        job = convert.extraction_job(request, self.limits)
+        job = convert.extraction_job(request, self.limits, self.media)
         now = timestamp_pb2.Timestamp()
         now.GetCurrentTime()
         metadata = masks_pb2.ExtractMasksMetadata(

@@ -27,6 +27,7 @@ from kmono.masks.v1 import masks_pb2
 
 from generation.masks.engine import ExtractionJob, FrameCallback
 from libs.media import MaskSequence, to_proto
+from libs.media.policy import public_message
 from libs.serving import InvalidArgumentError
 from libs.serving.operations import Operation as StoredOperation
 from libs.serving.operations import OperationError, OperationStore, OperationWorker, ProgressReporter
@@ -103,5 +104,5 @@ class ExtractionWorker(OperationWorker[_Reporter]):
     def error_for(self, exc: Exception, reporter: _Reporter) -> Exception:
         """A ValueError found only while decoding (a corrupt video) is the client's: INVALID_ARGUMENT `video`."""
         if isinstance(exc, ValueError) and not isinstance(exc, InvalidArgumentError | OperationError):
-            return InvalidArgumentError.single("video", str(exc))
+            return InvalidArgumentError.single("video", public_message(str(exc)))
         return exc

@@ -8,6 +8,7 @@ go to `--artifact-url` (a directory, or any fsspec URL)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -23,6 +24,8 @@ from services.video.config import CONFIG_TYPE, VideoServiceConfig
 from services.video.convert import RequestLimits
 from services.video.servicer import VideoGenerationServicer
 from services.video.worker import Engine, VideoWorker
+
+logger = logging.getLogger(__name__)
 
 
 def engines_loader(config: VideoServiceConfig) -> Callable[[], dict[str, Engine]]:
@@ -76,7 +79,9 @@ def build(
         max_pixels=config.max_pixels,
         max_inline_mask_bytes=config.max_inline_mask_bytes,
         max_steps=config.max_steps,
+        media=config.media,
     )
+    logger.info("media references: %s", config.media.describe())
     worker = VideoWorker(
         store, artifacts, load_engines or engines_loader(config), job_timeout=config.job_timeout_seconds
     )
