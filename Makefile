@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTOS := $(shell find proto -name '*.proto' 2>/dev/null)
 
-.PHONY: setup protos demo test lint proto-lint pytest ensure-bazel bazel-test lock clean help
+.PHONY: setup protos demo test lint proto-lint pytest ensure-bazel bazel-test reliability lock clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -54,7 +54,7 @@ bazel-test: setup ensure-bazel  ## the same tests through Bazel (offline, bazel-
 	bazel test //... --test_output=errors
 
 # ensure-bazel first: a machine that cannot get Bazel says so before the long lint and pytest steps.
-test: ensure-bazel lint proto-lint pytest bazel-test  ## everything CI runs
+test: ensure-bazel lint proto-lint pytest bazel-test  ## everything CI runs (with the bounded reliability suite, tests/reliability)
 
 lock:  ## re-pin requirements/cpu.lock from the current .venv
 	{ head -2 requirements/cpu.lock; $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/cpu.lock.new
@@ -63,3 +63,9 @@ lock:  ## re-pin requirements/cpu.lock from the current .venv
 clean:
 	rm -rf build out $(VENV)
 	find proto -name '*_pb2*.py*' -delete
+
+reliability: setup  ## the long reliability suite: 200 kill -9 per service, 10,000 fuzzed messages per RPC, atheris on the decoders
+	$(PY) -m pip install --quiet "atheris==3.0.0" || echo "atheris did not install: the decoders get hypothesis only"
+	KMONO_RELIABILITY=long $(PY) -m pytest tests/reliability -o addopts="-q -p no:cacheprovider" --timeout=0 -p no:warnings
+	@if $(PY) -c "import atheris" 2>/dev/null; then for d in json npz zip pb proto video; do \
+	  echo "--- atheris: $$d"; KMONO_RELIABILITY=long $(PY) tests/reliability/decoders_test.py $$d -atheris_runs=10000 || exit 1; done; fi

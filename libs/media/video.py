@@ -219,9 +219,10 @@ def probe_video(source: VideoSource) -> VideoInfo:
     container, stream, name = _open(source)
     try:
         fps = _stream_fps(stream, name)
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if not width or not height:
+        codec = stream.codec_context  # None when the stream's codec parameters are missing (a truncated file)
+        if codec is None or not codec.width or not codec.height:
             raise VideoDecodeError(f"cannot read {name}: its video stream has no frame size")
+        width, height = codec.width, codec.height
         duration = _duration(container, stream)
         num_frames = stream.frames
         if not num_frames:
@@ -231,7 +232,7 @@ def probe_video(source: VideoSource) -> VideoInfo:
                 raise VideoDecodeError(f"cannot read {name}: demuxing failed ({_reason(e)})") from None
         if not num_frames:
             raise VideoDecodeError(f"cannot read {name}: it contains no video frames")
-        return VideoInfo(num_frames, fps, width, height, duration, stream.codec_context.name)
+        return VideoInfo(num_frames, fps, width, height, duration, codec.name)
     finally:
         container.close()
 

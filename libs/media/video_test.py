@@ -205,3 +205,12 @@ def test_read_audio_by_time(grey_mp4, tmp_path):
         read_audio(silent)
     with pytest.raises(EmptyRangeError, match="no audio of"):
         read_audio(grey_mp4, start_time=5.0, end_time=6.0)
+
+
+def test_a_truncated_mp4_is_a_decode_error_at_every_length():
+    data = encode_video(np.full((3, 16, 16, 3), 80, np.uint8), fps=4, format="mp4")
+    for length in range(8, len(data), max(1, len(data) // 97)):
+        try:
+            probe_video(data[:length])
+        except ValueError:
+            pass  # VideoDecodeError: what every caller answers as a bad input
