@@ -130,14 +130,20 @@ def test_a_zip_bomb_and_a_nested_json_are_refused_before_allocation():
 
 
 def atheris_main() -> None:  # pragma: no cover - run by `make reliability`
+    import tempfile
+
     import atheris
 
     name = sys.argv.pop(1)
+    atheris.instrument_all()  # coverage feedback from every loaded module (the decoders included)
+    corpus = tempfile.mkdtemp(prefix=f"kmono-atheris-{name}-")
+    with open(f"{corpus}/valid", "wb") as seed:  # start from a valid encoding, as the hypothesis run does
+        seed.write(_valid(name))
 
     def one_input(data: bytes) -> None:
         decode(name, data)
 
-    atheris.Setup(sys.argv, one_input)
+    atheris.Setup([*sys.argv, corpus], one_input)
     atheris.Fuzz()
 
 
