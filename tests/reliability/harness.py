@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from google.longrunning import operations_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kmono.common.v1 import media_pb2
+from kmono.masks.v1 import masks_pb2, masks_pb2_grpc
+from kmono.video.v1 import video_pb2, video_pb2_grpc
+
+from libs.media import encode_video
 
 HERE = Path(__file__).resolve().parent
 LONG = os.environ.get("KMONO_RELIABILITY", "").lower() == "long"
@@ -107,3 +114,42 @@ def wait_serving(channel: grpc.Channel, service: str, process: subprocess.Popen,
             pass
         assert time.monotonic() < deadline, f"the {service} server did not become SERVING in {timeout:g} s"
         time.sleep(0.05)
+
+
+# -- the long-running services' jobs -------------------------------------------------------------------------
+
+SERVICES = {
+    "video": "kmono.video.v1.VideoGenerationService",
+    "masks": "kmono.masks.v1.MaskService",
+}
+
+
+def tiny_mp4() -> bytes:
+    import numpy as np
+
+    return encode_video(np.full((4, 16, 16, 3), 90, np.uint8), fps=4, format="mp4")
+
+
+def create(channel: grpc.Channel, service: str, index: int) -> operations_pb2.Operation:
+    request_id = f"job-{index:04d}"
+    if service == "video":
+        request = video_pb2.CreateVideoRequest(
+            prompt=f"job {index}", num_inference_steps=10, seed=index, request_id=request_id
+        )
+        return video_pb2_grpc.VideoGenerationServiceStub(channel).CreateVideo(request, timeout=30)
+    request = masks_pb2.ExtractMasksRequest(
+        video=media_pb2.MediaRef(inline_data=tiny_mp4()), text_query=f"thing {index}.", request_id=request_id
+    )
+    return masks_pb2_grpc.MaskServiceStub(channel).ExtractMasks(request, timeout=30)
+
+
+def wait_for_a_running_job(db, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while running_jobs(db) == 0:
+        assert time.monotonic() < deadline, "no job started"
+        time.sleep(0.01)
+
+
+def running_jobs(db) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+        return connection.execute("SELECT COUNT(*) FROM operations WHERE state = 'RUNNING'").fetchone()[0]

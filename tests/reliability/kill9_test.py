@@ -9,54 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import random
-import sqlite3
 import time
 
-import grpc
 import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from kmono.common.v1 import media_pb2
-from kmono.masks.v1 import masks_pb2, masks_pb2_grpc
+from kmono.masks.v1 import masks_pb2
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
-from libs.media import encode_video
-from tests.reliability.harness import HERE, ServerProcess, free_port, report, scaled
-
-SERVICES = {
-    "video": "kmono.video.v1.VideoGenerationService",
-    "masks": "kmono.masks.v1.MaskService",
-}
-
-
-def tiny_mp4() -> bytes:
-    import numpy as np
-
-    return encode_video(np.full((4, 16, 16, 3), 90, np.uint8), fps=4, format="mp4")
-
-
-def create(channel: grpc.Channel, service: str, index: int) -> operations_pb2.Operation:
-    request_id = f"job-{index:04d}"
-    if service == "video":
-        request = video_pb2.CreateVideoRequest(
-            prompt=f"job {index}", num_inference_steps=10, seed=index, request_id=request_id
-        )
-        return video_pb2_grpc.VideoGenerationServiceStub(channel).CreateVideo(request, timeout=30)
-    request = masks_pb2.ExtractMasksRequest(
-        video=media_pb2.MediaRef(inline_data=tiny_mp4()), text_query=f"thing {index}.", request_id=request_id
-    )
-    return masks_pb2_grpc.MaskServiceStub(channel).ExtractMasks(request, timeout=30)
-
-
-def wait_for_a_running_job(db, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while running_jobs(db) == 0:
-        assert time.monotonic() < deadline, "no job started"
-        time.sleep(0.01)
-
-
-def running_jobs(db) -> int:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
-        return connection.execute("SELECT COUNT(*) FROM operations WHERE state = 'RUNNING'").fetchone()[0]
+from tests.reliability.harness import (
+    HERE,
+    SERVICES,
+    ServerProcess,
+    create,
+    free_port,
+    report,
+    running_jobs,
+    scaled,
+    wait_for_a_running_job,
+)
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))

@@ -18,8 +18,16 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from tests.reliability.harness import HERE, ServerProcess, free_port, report
-from tests.reliability.kill9_test import SERVICES, create, running_jobs, wait_for_a_running_job
+from tests.reliability.harness import (
+    HERE,
+    SERVICES,
+    ServerProcess,
+    create,
+    free_port,
+    report,
+    running_jobs,
+    wait_for_a_running_job,
+)
 
 CANCELS = 1000
 

@@ -18,8 +18,13 @@ from kmono.video.v1 import video_pb2, video_pb2_grpc
 
 from libs.media import encode_video, save
 from libs.media.masks import MaskSequence
-from tests.reliability.harness import HERE, ServerProcess, free_port, report
-from tests.reliability.kill9_test import SERVICES
+from tests.reliability.harness import (
+    HERE,
+    SERVICES,
+    ServerProcess,
+    free_port,
+    report,
+)
 
 SECRET = "kmono-secret-7f3a"
 
