@@ -1,5 +1,5 @@
 """`make demo`, the main job: see main.py. Its own package so it may import every service without a cycle."""
 
-from demo.main import EXTRA_ARGS, PROBE_CALLS, SERVICE_FULL_NAMES, main
+from demo.main import EXTRA_ARGS, PROBE_CALLS, main
 
-__all__ = ["EXTRA_ARGS", "PROBE_CALLS", "SERVICE_FULL_NAMES", "main"]
+__all__ = ["EXTRA_ARGS", "PROBE_CALLS", "main"]

@@ -37,15 +37,7 @@ from kmono.rank.v1 import rank_pb2, rank_pb2_grpc
 from kmono.rerank.v1 import rerank_pb2, rerank_pb2_grpc
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
-from services import SERVICE_NAMES
-
-SERVICE_FULL_NAMES = {
-    "video": "kmono.video.v1.VideoGenerationService",
-    "masks": "kmono.masks.v1.MaskService",
-    "rank": "kmono.rank.v1.RankingService",
-    "rerank": "kmono.rerank.v1.RerankService",
-    "dialogue": "kmono.dialogue.v1.DialogueService",
-}
+from services import SERVICE_FULL_NAMES, SERVICE_NAMES
 
 # One representative call per service: (stub class, method, request).
 PROBE_CALLS = {

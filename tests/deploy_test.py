@@ -26,13 +26,12 @@ import pytest
 import yaml
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from demo import SERVICE_FULL_NAMES
 from libs.cli.main import build_parser
 from libs.modelstore.catalog import discover_catalog
 from libs.modelstore.cli import register as register_models
 from libs.serving import ServerConfig
 from libs.serving.config import env_name
-from services import SERVICE_NAMES
+from services import SERVICE_FULL_NAMES, SERVICE_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

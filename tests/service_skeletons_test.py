@@ -8,10 +8,10 @@ import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from demo import EXTRA_ARGS, PROBE_CALLS, SERVICE_FULL_NAMES
+from demo import EXTRA_ARGS, PROBE_CALLS
 from libs.serving.service import StatefulServiceConfig
 from libs.serving.testing.loopback import loopback_server, run_async, status_of
-from services import SERVICE_NAMES
+from services import SERVICE_FULL_NAMES, SERVICE_NAMES
 from services.cli import register
 
 # Services whose engine is built answer their probe call; the others are still skeletons.

@@ -23,16 +23,9 @@ from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services import SERVICE_NAMES
+from services import SERVICE_FULL_NAMES, SERVICE_NAMES
 from tests.reliability.harness import HERE, LONG, ServerProcess, free_port, report, scaled
 
-FULL_NAMES = {
-    "video": "kmono.video.v1.VideoGenerationService",
-    "masks": "kmono.masks.v1.MaskService",
-    "rank": "kmono.rank.v1.RankingService",
-    "rerank": "kmono.rerank.v1.RerankService",
-    "dialogue": "kmono.dialogue.v1.DialogueService",
-}
 OPERATIONS = "google.longrunning.Operations"
 FAKE_ENGINES = ("video", "masks")  # long-running services run a torch-free fake engine (fake_servers.py)
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
@@ -108,7 +101,7 @@ def rpcs_of(service: str) -> list[tuple[str, object, object]]:
     long-running ones."""
     importlib.import_module(f"kmono.{service}.v1.{service}_pb2")  # registers the descriptors
     pool = descriptor_pool.Default()
-    names = [FULL_NAMES[service]] + ([OPERATIONS] if service in FAKE_ENGINES else [])
+    names = [SERVICE_FULL_NAMES[service]] + ([OPERATIONS] if service in FAKE_ENGINES else [])
     out = []
     for name in names:
         for method in pool.FindServiceByName(name).methods:
@@ -190,7 +183,7 @@ def servers(tmp_path_factory):
             else:
                 argv = ["-m", f"services.{service}"]
             process = ServerProcess(
-                argv=argv, port=free_port(), log=tmp / "server.log", service=FULL_NAMES[service]
+                argv=argv, port=free_port(), log=tmp / "server.log", service=SERVICE_FULL_NAMES[service]
             )
             process.start()
             started[service] = process

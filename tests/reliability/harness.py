@@ -22,6 +22,7 @@ from kmono.masks.v1 import masks_pb2, masks_pb2_grpc
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
 from libs.media import encode_video
+from services import SERVICE_FULL_NAMES
 
 HERE = Path(__file__).resolve().parent
 LONG = os.environ.get("KMONO_RELIABILITY", "").lower() == "long"
@@ -118,10 +119,8 @@ def wait_serving(channel: grpc.Channel, service: str, process: subprocess.Popen,
 
 # -- the long-running services' jobs -------------------------------------------------------------------------
 
-SERVICES = {
-    "video": "kmono.video.v1.VideoGenerationService",
-    "masks": "kmono.masks.v1.MaskService",
-}
+SERVICES = {name: SERVICE_FULL_NAMES[name] for name in ("video", "masks")}
+"""The services with long-running jobs (what kill -9, back-pressure and cancels apply to)."""
 
 
 def tiny_mp4() -> bytes:
