@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import resource
-import struct
 import subprocess
 import sys
 import zipfile
@@ -18,27 +17,13 @@ import numpy as np
 
 from generation.masks.testing import moving_boxes
 from libs.media import dumps
+from libs.media.testing import patch_zip_headers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 RLE_BOMB = "rle-bomb.json"
 """A 341-byte COCO JSON whose one mask decodes to 4 GiB: test it only in a process with a memory cap
 (`run_capped`), whatever the loader of the day does with it."""
-
-
-def _patch_zip_headers(data: bytes, *, flags: int = 0, method: int | None = None) -> bytes:
-    """`data` (a zip) with `flags` or-ed into, and `method` written over, every local and central header."""
-    out = bytearray(data)
-    for signature, flags_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
-        at = out.find(signature)
-        while at != -1:
-            struct.pack_into(
-                "<H", out, at + flags_at, struct.unpack_from("<H", out, at + flags_at)[0] | flags
-            )
-            if method is not None:
-                struct.pack_into("<H", out, at + method_at, method)
-            at = out.find(signature, at + 4)
-    return bytes(out)
 
 
 def hostile_mask_files(directory: Path) -> dict[str, Path]:
@@ -64,8 +49,8 @@ def hostile_mask_files(directory: Path) -> dict[str, Path]:
         "corrupt.npz": b"PK\x03\x04" + bytes(range(256)) * 4,
         "fps-pair.npz": fps_pair.getvalue(),
         "bad-crc.zip": bytes(bad_crc),
-        "encrypted.zip": _patch_zip_headers(png_zip, flags=0x1),
-        "unknown-method.zip": _patch_zip_headers(png_zip, method=99),
+        "encrypted.zip": patch_zip_headers(png_zip, flags=0x1),
+        "unknown-method.zip": patch_zip_headers(png_zip, method=99),
         "nested.json": b'{"format": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
         RLE_BOMB: json.dumps(bomb).encode(),
     }

@@ -28,6 +28,7 @@ from generation.masks.defaults import MERGE_IOU
 from generation.masks.engine import MaskEngine
 from generation.mvideo.engine import TINY_SPEC, GeneratedVideo
 from libs.media import MaskObject, MaskSequence, dumps, encode_video, read_video, to_proto
+from libs.media.testing import ENCRYPTED, flip_byte, patch_zip_headers, zip_of
 from libs.serving import find_detail
 from libs.serving.testing.loopback import loopback_server, run_async, status_of
 from services.masks import server as masks_server
@@ -283,14 +284,6 @@ def test_reference_videos_and_extract_masks_videos_follow_the_roots(tmp_path, me
 # -- decoding: limits before allocation, every failure INVALID_ARGUMENT ---------------------------------------
 
 
-def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=compression) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
-
-
 def _npz(**arrays) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -303,22 +296,6 @@ def _bomb(size: int) -> bytes:
         for _ in range(size >> 22):
             member.write(bytes(1 << 22))
     return buffer.getvalue()
-
-
-def _flip(data: bytes, marker: bytes, offset: int) -> bytes:
-    out = bytearray(data)
-    out[out.find(marker) + offset] ^= 0xFF
-    return bytes(out)
-
-
-def _encrypted(data: bytes) -> bytes:
-    out = bytearray(data)
-    for header, flag in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
-        start = 0
-        while (at := out.find(header, start)) >= 0:
-            out[at + flag] |= 1
-            start = at + 4
-    return bytes(out)
 
 
 def _coco(**overrides) -> bytes:
@@ -342,9 +319,9 @@ BAD_FILES = {
     "empty.npz": (b"", None),
     "corrupt.npz": (b"PK\x03\x04" + b"\x00" * 60, None),
     "fps2.npz": (_npz(id_maps=DENSE["id_maps"], fps=np.array([8.0, 8.0])), None),
-    "crc.npz": (_flip(_npz(**DENSE), b"\x93NUMPY", 30), None),
-    "encrypted.zip": (_encrypted(dumps(ball(), "zip")), None),
-    "bzip2.zip": (_zip({"00000.png": b"x", "sequence.json": b"{}"}, zipfile.ZIP_BZIP2), None),
+    "crc.npz": (flip_byte(_npz(**DENSE), b"\x93NUMPY", 30), None),
+    "encrypted.zip": (patch_zip_headers(flags=ENCRYPTED, data=dumps(ball(), "zip")), None),
+    "bzip2.zip": (zip_of({"00000.png": b"x", "sequence.json": b"{}"}, zipfile.ZIP_BZIP2), None),
     "deep.json": (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, TOO),
     "rle-bomb.json": (_rle("o" * 5000 + "0"), None),
     "rle-bigint.json": (_rle([10**40, 1]), None),

@@ -16,6 +16,7 @@ from PIL import Image
 from libs.errors import FieldError
 from libs.media import MaskObject, MaskSequence, dumps, from_proto, load, loads, to_proto
 from libs.media.limits import TOO_LARGE, DecodeLimits
+from libs.media.testing import ENCRYPTED, flip_byte, patch_zip_headers, zip_of
 
 MiB = 1 << 20
 
@@ -117,30 +118,6 @@ def _npz(**arrays) -> bytes:
     return buffer.getvalue()
 
 
-def _flip(data: bytes, marker: bytes, offset: int) -> bytes:
-    out = bytearray(data)
-    out[out.find(marker) + offset] ^= 0xFF
-    return bytes(out)
-
-
-def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=compression) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
-
-
-def _encrypted(data: bytes) -> bytes:
-    out = bytearray(data)
-    for header, flag in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
-        start = 0
-        while (at := out.find(header, start)) >= 0:
-            out[at + flag] |= 1
-            start = at + 4
-    return bytes(out)
-
-
 def _rle_doc(counts) -> bytes:
     return json.dumps({
         "format": "kmono.mask_sequence", "version": 1, "width": 4, "height": 4, "num_frames": 1, "fps": 8,
@@ -155,11 +132,11 @@ UNREADABLE = {
     "corrupt npz": (b"PK\x03\x04" + b"\x00" * 40, "npz", "not a readable zip"),
     "npz with a 2-element fps": (_npz(id_maps=DENSE["id_maps"], fps=np.array([8.0, 8.0])), "npz", "one number"),
     "npz with an object array": (b"", "npz", None),  # replaced below: needs allow_pickle to write
-    "npz with a bad CRC": (_flip(_npz(**DENSE), b"\x93NUMPY", 20), "npz", "bad CRC"),
+    "npz with a bad CRC": (flip_byte(_npz(**DENSE), b"\x93NUMPY", 20), "npz", "bad CRC"),
     "npz truncated": (_npz(**DENSE)[:100], "npz", "not a readable zip"),
-    "encrypted zip": (_encrypted(dumps(small_sequence(), "zip")), "zip", "encrypted"),
-    "zip with unknown compression": (_zip({"00000.png": b"x"}, zipfile.ZIP_BZIP2), "zip", "compression method"),
-    "zip with a corrupt member": (_flip(_zip({"sequence.json": b"{}" * 500}), b"sequence.json", 20), "zip",
+    "encrypted zip": (patch_zip_headers(flags=ENCRYPTED, data=dumps(small_sequence(), "zip")), "zip", "encrypted"),
+    "zip with unknown compression": (zip_of({"00000.png": b"x"}, zipfile.ZIP_BZIP2), "zip", "compression method"),
+    "zip with a corrupt member": (flip_byte(zip_of({"sequence.json": b"{}" * 500}), b"sequence.json", 20), "zip",
                                   "cannot be read"),
     "deeply nested JSON": (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "json", "nested"),
     "RLE bomb: a 200-character value": (_rle_doc("o" * 200 + "0"), "json", "longer than 8 characters"),
@@ -262,14 +239,14 @@ def _png_claiming(width: int, height: int) -> bytes:
 
 
 def test_png_frames_are_size_checked_from_their_header_before_decoding(tmp_path):
-    bare = _zip({"00000.png": _png_claiming(6000, 6000)}, zipfile.ZIP_STORED)
+    bare = zip_of({"00000.png": _png_claiming(6000, 6000)}, zipfile.ZIP_STORED)
     with peak_memory() as memory, pytest.raises(FieldError, match="per frame"):
         loads(bare, "zip", fps=8)
     assert memory.peak < 8 * MiB
     good = json.loads(zipfile.ZipFile(io.BytesIO(dumps(small_sequence(), "zip"))).read("sequence.json"))
-    lying = _zip({"sequence.json": json.dumps(good).encode(), "00000.png": _png_claiming(8000, 8000),
+    lying = zip_of({"sequence.json": json.dumps(good).encode(), "00000.png": _png_claiming(8000, 8000),
                   "00001.png": _png_claiming(4, 4)}, zipfile.ZIP_STORED)  # fmt: skip
     with pytest.raises(FieldError, match="is 8000x8000, expected 4x4"):
         loads(lying, "zip")
     with pytest.raises(ValueError, match="not a readable PNG"):
-        loads(_zip({"00000.png": b"\x89PNG garbage"}, zipfile.ZIP_STORED), "zip", fps=8)
+        loads(zip_of({"00000.png": b"\x89PNG garbage"}, zipfile.ZIP_STORED), "zip", fps=8)

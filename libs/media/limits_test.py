@@ -14,14 +14,7 @@ from libs.media.limits import (
     parse_json,
     read_npy,
 )
-
-
-def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=compression) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buffer.getvalue()
+from libs.media.testing import ENCRYPTED, patch_zip_headers, zip_of
 
 
 def test_limits_must_be_positive_integers():
@@ -59,24 +52,20 @@ def test_json_depth_skips_strings_and_deep_json_is_refused_before_parsing():
 
 def test_open_zip_refuses_encrypted_unknown_compression_bombs_and_too_many_members():
     limits = DecodeLimits(max_decompressed_bytes=1 << 20)
-    bomb = _zip({"a.png": bytes(10 << 20)})  # 10 MiB of zeros deflate to about 10 KiB
+    bomb = zip_of({"a.png": bytes(10 << 20)})  # 10 MiB of zeros deflate to about 10 KiB
     assert len(bomb) < 20_000
     with pytest.raises(FieldError, match="inflates to 10485760 bytes") as caught:
         open_zip(io.BytesIO(bomb), limits, "the zip")
     assert caught.value.code == TOO_LARGE
 
-    encrypted = bytearray(_zip({"a.png": b"x"}, zipfile.ZIP_STORED))
-    for header in (b"PK\x03\x04", b"PK\x01\x02"):  # set the encryption flag in both headers
-        at = encrypted.find(header)
-        flag = 6 if header == b"PK\x03\x04" else 8
-        encrypted[at + flag] |= 1
+    encrypted = patch_zip_headers(zip_of({"a.png": b"x"}, zipfile.ZIP_STORED), flags=ENCRYPTED)
     with pytest.raises(ValueError, match="encrypted"):
-        open_zip(io.BytesIO(bytes(encrypted)), limits, "the zip")
+        open_zip(io.BytesIO(encrypted), limits, "the zip")
 
     with pytest.raises(ValueError, match="compression method 12 is not supported"):
-        open_zip(io.BytesIO(_zip({"a": b"x"}, zipfile.ZIP_BZIP2)), limits, "the zip")
+        open_zip(io.BytesIO(zip_of({"a": b"x"}, zipfile.ZIP_BZIP2)), limits, "the zip")
 
-    many = _zip({f"{i}.png": b"" for i in range(20)})
+    many = zip_of({f"{i}.png": b"" for i in range(20)})
     with pytest.raises(FieldError, match="20 members"):
         open_zip(io.BytesIO(many), DecodeLimits(max_frames=3), "the zip")
 
@@ -86,12 +75,12 @@ def test_open_zip_refuses_encrypted_unknown_compression_bombs_and_too_many_membe
 
 
 def test_zip_members_with_a_bad_crc_or_corrupt_data_are_value_errors():
-    data = bytearray(_zip({"a.txt": b"hello " * 100}))
+    data = bytearray(zip_of({"a.txt": b"hello " * 100}))
     data[40] ^= 0xFF  # inside the deflate stream of the only member
     with open_zip(io.BytesIO(bytes(data)), DecodeLimits(), "the zip") as zf:
         with pytest.raises(ValueError, match="a member cannot be read"):
             zf.read("a.txt")
-    stored = bytearray(_zip({"a.txt": b"hello"}, zipfile.ZIP_STORED))
+    stored = bytearray(zip_of({"a.txt": b"hello"}, zipfile.ZIP_STORED))
     stored[stored.find(b"hello")] ^= 0x01
     with open_zip(io.BytesIO(bytes(stored)), DecodeLimits(), "the zip") as zf:
         with pytest.raises(ValueError, match="bad CRC"):
