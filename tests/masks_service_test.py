@@ -30,25 +30,13 @@ from libs.serving.operations.payload import dump_job
 from libs.serving.testing.loopback import loopback_server, run_async, status_of
 from services.masks import server
 from services.masks.worker import KIND
+from tests.fakes import service_config
 
 SLOW = 180.0  # the tiny extractor shares 2 cores with other test runs
 
 
 def make_config(tmp_path, *extra: str):
-    parser = argparse.ArgumentParser()
-    server.CONFIG_TYPE.add_arguments(parser)
-    argv = [
-        "--port",
-        "0",
-        "--host",
-        "127.0.0.1",
-        "--data-dir",
-        str(tmp_path),
-        "--tiny-models",
-        "--torch-threads",
-        "1",
-    ]
-    return server.CONFIG_TYPE.from_args(parser.parse_args([*argv, *extra]))
+    return service_config(server, tmp_path, "--tiny-models", *extra)
 
 
 def tiny_video(num_frames: int = 4) -> bytes:

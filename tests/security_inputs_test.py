@@ -9,7 +9,6 @@ default until their configs carry the flags."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import socket
@@ -26,13 +25,13 @@ from kmono.video.v1 import video_pb2, video_pb2_grpc
 
 from generation.masks.defaults import MERGE_IOU
 from generation.masks.engine import MaskEngine
-from generation.mvideo.engine import TINY_SPEC, GeneratedVideo
 from libs.media import MaskObject, MaskSequence, dumps, encode_video, read_video, to_proto
 from libs.media.testing import ENCRYPTED, flip_byte, patch_zip_headers, zip_of
 from libs.serving import find_detail
 from libs.serving.testing.loopback import loopback_server, run_async, status_of
 from services.masks import server as masks_server
 from services.video import server as video_server
+from tests.fakes import FakeVideoEngine, service_config
 
 SLOW = 180.0  # shares 2 cores with other test runs
 SECRET = "root:x:0:0:SECRET-CONTENT"
@@ -41,38 +40,10 @@ SECRET = "root:x:0:0:SECRET-CONTENT"
 # -- servers -------------------------------------------------------------------------------------------------
 
 
-def _config(module, tmp_path, *extra: str):
-    parser = argparse.ArgumentParser()
-    module.CONFIG_TYPE.add_arguments(parser)
-    argv = [
-        "--port",
-        "0",
-        "--host",
-        "127.0.0.1",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--torch-threads",
-        "1",
-    ]
-    return module.CONFIG_TYPE.from_args(parser.parse_args([*argv, *extra]))
-
-
-class BlankEngine:
-    """A video engine of the tiny spec that renders black frames (no model: only the service is tested)."""
-
-    spec = TINY_SPEC
-    attention = "sdpa"
-
-    def generate(self, job, on_step, on_stage=lambda stage: None):
-        for step in range(job.num_inference_steps):
-            on_step(step + 1, job.num_inference_steps, None)
-        return GeneratedVideo(np.zeros((job.num_frames, job.height, job.width, 3), np.uint8), job.masks)
-
-
 def serve_video(tmp_path, *extra: str):
-    config = _config(video_server, tmp_path, "--tiny-engine", *extra)
+    config = service_config(video_server, tmp_path / "data", "--tiny-engine", *extra)
     registrations, on_startup, on_shutdown = video_server.build(
-        config, load_engines=lambda: {"mvideo": BlankEngine()}
+        config, load_engines=lambda: {"mvideo": FakeVideoEngine()}
     )
     return loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown)
 
@@ -88,7 +59,7 @@ class FailingExtractor:
 
 
 def serve_masks(tmp_path, engine=None):
-    config = _config(masks_server, tmp_path, "--tiny-models")
+    config = service_config(masks_server, tmp_path / "data", "--tiny-models")
     load = (lambda: engine) if engine is not None else (lambda: MaskEngine(FailingExtractor()))
     registrations, on_startup, on_shutdown = masks_server.build(config, load_engine=load)
     return loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown)

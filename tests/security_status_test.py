@@ -7,13 +7,11 @@ created, not failed as INTERNAL when it runs."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
 
 import grpc
-import numpy as np
 import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
@@ -25,7 +23,6 @@ from kmono.video.v1 import video_pb2, video_pb2_grpc
 
 from generation.masks import edit
 from generation.masks.testing import moving_boxes
-from generation.mvideo.engine import TINY_SPEC, GeneratedVideo
 from libs.media import MaskSequence, dumps, from_proto, to_proto
 from libs.serving import find_detail
 from libs.serving.errors import ELLIPSIS, MAX_ECHO_CHARS
@@ -33,17 +30,11 @@ from libs.serving.testing.loopback import loopback_server, run_async, status_of
 from services.masks import server as masks_server
 from services.video import server as video_server
 from services.video.artifacts import ArtifactStore, parse_artifact_name
+from tests.fakes import FakeVideoEngine, service_config
 
 SLOW = 180.0  # shares 2 cores with other test runs
 
 # -- servers -------------------------------------------------------------------------------------------------
-
-
-def _config(module, tmp_path, *extra: str):
-    parser = argparse.ArgumentParser()
-    module.CONFIG_TYPE.add_arguments(parser)
-    argv = ["--port", "0", "--host", "127.0.0.1", "--data-dir", str(tmp_path), "--torch-threads", "1"]
-    return module.CONFIG_TYPE.from_args(parser.parse_args([*argv, *extra]))
 
 
 class NoExtractor:
@@ -54,26 +45,14 @@ class NoExtractor:
 
 
 def serve_masks(tmp_path, *extra: str):
-    config = _config(masks_server, tmp_path, "--tiny-models", *extra)
+    config = service_config(masks_server, tmp_path, "--tiny-models", *extra)
     registrations, on_startup, on_shutdown = masks_server.build(config, load_engine=NoExtractor)
     return loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown)
 
 
-class BlankEngine:
-    """A video engine of the tiny spec that renders black frames at once (no model: only the service is tested)."""
-
-    spec = TINY_SPEC
-    attention = "sdpa"
-
-    def generate(self, job, on_step, on_stage=lambda stage: None):
-        for step in range(job.num_inference_steps):
-            on_step(step + 1, job.num_inference_steps, None)
-        return GeneratedVideo(np.zeros((job.num_frames, job.height, job.width, 3), np.uint8), job.masks)
-
-
 def serve_video(tmp_path, engine=None):
-    config = _config(video_server, tmp_path, "--tiny-engine")
-    engine = engine or BlankEngine()
+    config = service_config(video_server, tmp_path, "--tiny-engine")
+    engine = engine or FakeVideoEngine()
     registrations, on_startup, on_shutdown = video_server.build(
         config, load_engines=lambda: {"mvideo": engine}
     )

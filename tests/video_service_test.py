@@ -38,26 +38,14 @@ from services.video import server
 from services.video.artifacts import ArtifactStore
 from services.video.client import metadata_of, response_of
 from services.video.worker import KIND, seed_of
+from tests.fakes import service_config
 
 torch.set_num_threads(1)
 SLOW = 120.0
 
 
 def make_config(tmp_path, *extra: str):
-    parser = argparse.ArgumentParser()
-    server.CONFIG_TYPE.add_arguments(parser)
-    argv = [
-        "--port",
-        "0",
-        "--host",
-        "127.0.0.1",
-        "--data-dir",
-        str(tmp_path),
-        "--tiny-engine",
-        "--torch-threads",
-        "1",
-    ]
-    return server.CONFIG_TYPE.from_args(parser.parse_args([*argv, *extra]))
+    return service_config(server, tmp_path, "--tiny-engine", *extra)
 
 
 @functools.cache

@@ -11,55 +11,11 @@ Everything after `--` is the service's own flags (`kmono serve video --help`, `k
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from functools import partial
 
-import numpy as np
-
-from generation.mvideo.engine import TINY_SPEC, GeneratedVideo
-from libs.media import MaskSequence
 from libs.serving.service import service_main
-
-
-def _log_run(path: str | None, key: str) -> None:
-    if path:
-        with open(path, "a") as log:
-            log.write(f"{key}\t{os.getpid()}\n")
-            log.flush()
-            os.fsync(log.fileno())
-
-
-class FakeVideoEngine:
-    spec = TINY_SPEC
-    attention = "sdpa"
-
-    def __init__(self, delay: float, runs_log: str | None) -> None:
-        self.delay, self.runs_log = delay, runs_log
-
-    def generate(self, job, on_step, on_stage=lambda stage: None):
-        _log_run(self.runs_log, job.prompt)
-        on_stage("denoising")
-        for step in range(job.num_inference_steps):
-            time.sleep(self.delay)
-            on_step(step + 1, job.num_inference_steps, None)
-        frames = np.full((job.num_frames, job.height, job.width, 3), job.seed % 251, np.uint8)
-        return GeneratedVideo(frames, job.masks)
-
-
-class FakeMaskEngine:
-    def __init__(self, delay: float, runs_log: str | None, frames: int = 8) -> None:
-        self.delay, self.runs_log, self.frames = delay, runs_log, frames
-
-    def extract(self, job, on_frame):
-        _log_run(self.runs_log, job.query)
-        id_maps = np.zeros((self.frames, 8, 8), np.int32)
-        for t in range(self.frames):
-            time.sleep(self.delay)
-            id_maps[t, t % 8, :] = 1
-            on_frame(t + 1, self.frames, 1)
-        return MaskSequence.from_id_maps(id_maps, None, 4.0)
+from tests.fakes import FakeMaskEngine, FakeVideoEngine
 
 
 def main() -> int:
