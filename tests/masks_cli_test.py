@@ -144,7 +144,7 @@ def test_every_subcommand_explains_itself_with_an_example(command, capsys):
         run([command, "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    assert "example:" in text and f"kmono masks {command}" in text
+    assert "examples:" in text and f"kmono masks {command}" in text
 
 
 def test_masks_help_lists_the_subcommands():

@@ -30,7 +30,7 @@ from generation.masks.compose import Layer, compose
 from generation.masks.synth import SHAPES, MaskTemplate, SyntheticObject, synthesize
 from generation.masks.trajectory import INTERPOLATIONS, FieldError, Trajectory
 from libs.cli.flags import non_negative_int, positive_float, positive_int
-from libs.cli.main import UsageError
+from libs.cli.main import UsageError, add_subcommand
 from libs.media import (
     MaskSequence,
     iter_masks,
@@ -64,13 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _subparser(
     commands: argparse._SubParsersAction, name: str, summary: str, example: str
 ) -> argparse.ArgumentParser:
-    return commands.add_parser(
-        name,
-        help=summary,
-        description=f"{summary}.\n\n{_FORMATS}",
-        epilog="example:\n" + example,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return add_subcommand(commands, name, summary, example, description=f"{summary}.\n\n{_FORMATS}")
 
 
 # -- shared helpers ---------------------------------------------------------------------------------------------

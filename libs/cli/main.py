@@ -57,6 +57,23 @@ def main(argv: list[str] | None = None, registrars: Iterable[tuple[str, Registra
         return 2
 
 
+def add_subcommand(
+    commands: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    examples: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows `summary` (or `description`) and then its `examples` verbatim."""
+    return commands.add_parser(
+        name,
+        help=summary,
+        description=description or f"{summary[0].upper()}{summary[1:]}.",
+        epilog="examples:\n" + examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 class UsageError(Exception):
     """A user mistake a command reports as one line (exit code 2), never as a traceback."""
 

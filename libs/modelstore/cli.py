@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from libs.cli.main import UsageError
+from libs.cli.main import UsageError, add_subcommand
 from libs.modelstore.catalog import Catalog, ModelSpec, discover_catalog
 from libs.modelstore.errors import ModelStoreError
 from libs.modelstore.layout import LAYOUTS
@@ -139,13 +139,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _subparser(
     commands: argparse._SubParsersAction, name: str, summary: str, example: str
 ) -> argparse.ArgumentParser:
-    return commands.add_parser(
-        name,
-        help=summary,
-        description=f"{summary[0].upper()}{summary[1:]}.",
-        epilog="examples:\n" + example,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    return add_subcommand(commands, name, summary, example)
 
 
 def _add_dir(parser: argparse.ArgumentParser) -> None:
