@@ -208,7 +208,7 @@ def load_mvideo_engine(
     """Load the MVideo engine once: tiny random components, or a pipeline folder (the shapes default)."""
     import torch
 
-    from generation.mvideo.pipelines import MVideoPipeline, load_pipeline
+    from generation.mvideo.pipelines import MVideoPipeline, load_pipeline, set_attention_backend
     from generation.mvideo.pipelines.loading import sampling_call_defaults
 
     if torch_threads:
@@ -234,7 +234,7 @@ def load_mvideo_engine(
         spec = spec_from_dir(path, fallback_sampling=sampling_call_defaults(pipe))
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
-    backend = _set_attention(pipe, attention)
+    backend = set_attention_backend(pipe, attention)
     logger.info(
         "loaded %s (%s) on %s in %s, attention %s", spec.model_version, spec.name, device, weights, backend
     )
@@ -245,7 +245,7 @@ def load_vace_engine(
     path: str, *, device: str | None = None, dtype: str = "auto", attention: str = "auto"
 ) -> PipelineEngine:
     """Load Wan2.1-VACE behind MVideo's surface (bfloat16 on CUDA by default; its VAE stays float32)."""
-    from generation.mvideo.pipelines import load_pipeline
+    from generation.mvideo.pipelines import load_pipeline, set_attention_backend
 
     device = _device(device)
     pipe = load_pipeline("vace", path, torch_dtype=torch_dtype(dtype, device)).to(device)
@@ -263,12 +263,5 @@ def load_vace_engine(
         num_inference_steps=VACE_SAMPLING["num_inference_steps"],
         guidance_scale=inspect.signature(type(pipe).__call__).parameters["guidance_scale"].default,
     )
-    backend = _set_attention(pipe, attention)
+    backend = set_attention_backend(pipe, attention)
     return PipelineEngine(pipe, spec, attention=backend)
-
-
-def _set_attention(pipe: Any, backend: str) -> str:
-    """Apply the attention backend choice (auto|sdpa|xformers); returns the one in use."""
-    from generation.mvideo.pipelines.loading import set_attention_backend
-
-    return set_attention_backend(pipe, backend)
