@@ -1,0 +1,135 @@
+"""GIE: graph-guided interest expansion (MMBee, KDD 2024, arXiv 2407.00056, Sec. 3.3), the online half.
+
+The offline half (metapath walks, GraphCL pre-training of the node embeddings Θ) writes, per impression,
+neighbour lists for each metapath (`GTRBatch.neighbours`: [B, K] indices, 0 = padding, into the user or the
+streamer space per `METAPATH_TARGET`) and two tables Θ_users [U + 1, d_θ], Θ_authors [A + 1, d_θ].
+
+Online, per impression:
+
+- **Node embeddings.** Θ rows through a learned projection per space (d_θ -> d): `theta_users` and
+  `theta_authors` are kept frozen (persistent buffers, saved with the weights, never trained), the projections
+  learn. With `use_theta=False` (the paper's "w/o Θ" ablation, *our* reading) the tables are instead learnable
+  embeddings initialised at random (N(0, 0.1²)) and trained with the ranker; the projections stay, so the
+  ablation changes only where the node vectors come from.
+- **Target attention per metapath.** The query is the candidate streamer's projected Θ row, concatenated
+  with h_m when the caller passes it (`query_context`), mapped to d by a per-metapath linear layer; the
+  neighbours' projected Θ rows are keys and values; logits are scaled dot products. Padding is masked (weight
+  exactly 0) and an all-padding list yields a learned per-metapath "empty" vector (`masked_attention_pool`).
+- **h_g** = Linear(concat of the per-metapath vectors) [B, d], in the order of `metapaths`. With no metapaths
+  (the "w/o h_g" ablation) nothing is pooled, `h_g` is None and no neighbour list is read.
+- GIE also returns the projected Θ rows of the viewer and of the candidate streamer themselves
+  (`theta_user`, `theta_author` [B, d]), which the model feeds to the backbone even without h_g.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.data.batches import METAPATH_TARGET, METAPATHS
+from recsys.mmbee.modules.attention import masked_attention_pool
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GIEOutput:
+    h_g: torch.Tensor | None
+    """[B, d] pooled expansions; None when GIE has no metapaths."""
+    theta_user: torch.Tensor
+    """[B, d] the viewer's projected Θ row."""
+    theta_author: torch.Tensor
+    """[B, d] the candidate streamer's projected Θ row."""
+
+
+class GIE(nn.Module):
+    def __init__(
+        self,
+        *,
+        num_users: int,
+        num_authors: int,
+        theta_dim: int,
+        dim: int = 32,
+        metapaths: Sequence[str] = METAPATHS,
+        theta_users: torch.Tensor | None = None,
+        theta_authors: torch.Tensor | None = None,
+        use_theta: bool = True,
+        query_context_dim: int = 0,
+    ) -> None:
+        """`theta_users` [num_users + 1, theta_dim] and `theta_authors` [num_authors + 1, theta_dim] are the
+        pre-trained tables (copied, frozen). Left None with `use_theta=True` they are zero buffers of that
+        shape, to be filled by `load_state_dict` (loading a saved model); training needs them given.
+        `query_context_dim` > 0 adds h_m (that width) to the attention query."""
+        super().__init__()
+        unknown = set(metapaths) - set(METAPATHS)
+        if unknown or len(set(metapaths)) != len(metapaths):
+            raise ValueError(f"metapaths must be distinct names among {METAPATHS}, got {tuple(metapaths)}")
+        self.metapaths = tuple(metapaths)
+        self.dim = dim
+        self.query_context_dim = query_context_dim
+        self.theta_users: torch.Tensor
+        self.theta_authors: torch.Tensor
+        for name, table, rows in (
+            ("theta_users", theta_users, num_users + 1),
+            ("theta_authors", theta_authors, num_authors + 1),
+        ):
+            if use_theta:
+                if table is None:
+                    logger.info(
+                        "%s not given: zero buffer [%d, %d] until load_state_dict", name, rows, theta_dim
+                    )
+                    table = torch.zeros(rows, theta_dim)
+                elif tuple(table.shape) != (rows, theta_dim):
+                    raise ValueError(
+                        f"{name} must have shape ({rows}, {theta_dim}), got {tuple(table.shape)}"
+                    )
+                self.register_buffer(name, table.detach().clone().float())
+            else:
+                self.register_parameter(name, nn.Parameter(torch.randn(rows, theta_dim) * 0.1))
+        self.user_projection = nn.Linear(theta_dim, dim)
+        self.author_projection = nn.Linear(theta_dim, dim)
+        self.query_projections = nn.ModuleList(
+            nn.Linear(dim + query_context_dim, dim) for _ in self.metapaths
+        )
+        self.empty = nn.Parameter(torch.zeros(len(self.metapaths), dim))
+        self.output = nn.Linear(len(self.metapaths) * dim, dim) if self.metapaths else None
+
+    def embed_users(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_projection(F.embedding(users, self.theta_users))  # [..., d]
+
+    def embed_authors(self, authors: torch.Tensor) -> torch.Tensor:
+        return self.author_projection(F.embedding(authors, self.theta_authors))  # [..., d]
+
+    def forward(
+        self,
+        users: torch.Tensor,
+        authors: torch.Tensor,
+        neighbours: Mapping[str, torch.Tensor],
+        query_context: torch.Tensor | None = None,
+    ) -> GIEOutput:
+        """users, authors [B] long; neighbours: metapath -> [B, K] long; query_context [B, query_context_dim]."""
+        theta_user = self.embed_users(users)  # [B, d]
+        theta_author = self.embed_authors(authors)  # [B, d]
+        if self.output is None:
+            return GIEOutput(None, theta_user, theta_author)
+        if (query_context is None) != (self.query_context_dim == 0):
+            raise ValueError(
+                f"query_context must be given iff query_context_dim > 0 ({self.query_context_dim})"
+            )
+        query = theta_author if query_context is None else torch.cat([theta_author, query_context], dim=-1)
+        pooled = []
+        for p, name in enumerate(self.metapaths):
+            index = neighbours[name]  # [B, K]
+            nodes = (
+                self.embed_users(index) if METAPATH_TARGET[name] == "user" else self.embed_authors(index)
+            )  # [B, K, d]
+            q = self.query_projections[p](query)  # [B, d]
+            logits = torch.einsum("bkd,bd->bk", nodes, q) / math.sqrt(self.dim)  # [B, K]
+            pooled.append(masked_attention_pool(logits, nodes, index > 0, self.empty[p]))  # [B, d]
+        return GIEOutput(self.output(torch.cat(pooled, dim=-1)), theta_user, theta_author)
