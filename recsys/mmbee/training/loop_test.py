@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+import torch
+
+from recsys.metrics.ranking import auc
+from recsys.mmbee.training.loop import EpochShuffle, TrainConfig, latest_checkpoint, train
+from recsys.mmbee.training.testing import TinyGTRModel, learnable_dataset, reset_accelerate_state
+
+ROWS, VAL_ROWS, BATCH = 96, 64, 16  # 6 steps per epoch
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    reset_accelerate_state()
+    yield
+    reset_accelerate_state()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return learnable_dataset(ROWS, seed=0), learnable_dataset(VAL_ROWS, seed=1)
+
+
+@pytest.fixture(scope="module")
+def learnable():
+    """Enough rows for the tiny model to learn the planted signal (gift AUC about 0.9 after 6 epochs)."""
+    return learnable_dataset(256, seed=0), learnable_dataset(128, seed=1)
+
+
+def config(**kwargs) -> TrainConfig:
+    defaults = dict(epochs=2, batch_size=BATCH, eval_batch_size=32, lr=1e-2, progress=False, cpu=True)
+    return TrainConfig(**{**defaults, **kwargs})
+
+
+def run(data, **kwargs):
+    torch.manual_seed(0)
+    model = TinyGTRModel()
+    result = train(model, *data, config(**kwargs))
+    return model, result
+
+
+def assert_same_weights(a, b, atol=1e-6):
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for name in state_a:
+        torch.testing.assert_close(state_a[name], state_b[name], atol=atol, rtol=0, msg=name)
+
+
+def gift_auc(model, val):
+    model.eval()
+    with torch.no_grad():
+        scores = model(val.batch(np.arange(len(val))))[:, 0]
+    return auc(val.labels[:, 0], scores.numpy())
+
+
+def test_epoch_shuffle_depends_on_seed_and_epoch_only():
+    a, b = EpochShuffle(50, seed=3), EpochShuffle(50, seed=3)
+    first = list(a)
+    assert sorted(first) == list(range(50))
+    assert list(b) == first
+    a.set_epoch(1)
+    assert list(a) != first
+    b.set_epoch(1)
+    assert list(b) == list(a)
+    assert list(EpochShuffle(50, seed=4)) != first
+
+
+def test_same_seed_same_weights_other_seed_other_weights(data):
+    first, result = run(data, restore_best=False)
+    second, _ = run(data, restore_best=False)
+    third, _ = run(data, restore_best=False, seed=1)
+    assert result.steps == 2 * ROWS // BATCH and result.samples == 2 * ROWS
+    assert_same_weights(first, second, atol=0)
+    assert not torch.equal(first.head.weight, third.head.weight)
+
+
+def test_learns_and_ends_with_the_best_evaluated_weights(learnable):
+    model, result = run(learnable, epochs=6, eval_every=10, lr=3e-2)
+    assert [r.step for r in result.history] == [*range(10, 96, 10), 96]
+    assert result.best_auc == max(r.auc for r in result.history) > 0.85
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    assert gift_auc(model, learnable[1]) == pytest.approx(result.best_auc, abs=1e-9)
+    last, last_result = run(learnable, epochs=6, eval_every=10, lr=3e-2, restore_best=False)
+    assert gift_auc(last, learnable[1]) == pytest.approx(last_result.history[-1].auc, abs=1e-9)
+    assert 0 < result.samples_per_second < float("inf")
+
+
+def test_resume_after_one_epoch_equals_two_epochs_uninterrupted(data, tmp_path):
+    straight, straight_result = run(data, restore_best=False)
+    _, first = run(data, epochs=1, restore_best=False, output_dir=str(tmp_path))
+    assert first.steps == 6 and first.checkpoint.endswith("step-00000006")
+    torch.manual_seed(123)  # a different initialisation: resume must overwrite it
+    resumed = TinyGTRModel()
+    result = train(resumed, *data, config(restore_best=False, output_dir=str(tmp_path)))
+    assert result.resumed_from == first.checkpoint and result.steps == 12 and result.samples == ROWS
+    assert_same_weights(straight, resumed)
+    assert [r.auc for r in result.history] == pytest.approx(
+        [r.auc for r in straight_result.history], abs=1e-9
+    )
+    assert [r.train_loss for r in result.history] == pytest.approx(
+        [r.train_loss for r in straight_result.history], abs=1e-6
+    )
+
+
+def test_resume_mid_epoch_equals_uninterrupted(data, tmp_path):
+    """Interrupted at step 9 (mid epoch 2, between checkpoints every 4 steps): the newest checkpoint is step 9
+    (the stop saves), the loader skips the 3 batches of epoch 2 already seen, dropout replays its RNG."""
+    schedule = dict(epochs=3, eval_every=4, checkpoint_every=4)
+    straight, straight_result = run(data, **schedule, restore_best=False)
+    _, cut = run(data, **schedule, max_steps=9, output_dir=str(tmp_path))
+    assert cut.steps == 9 and latest_checkpoint(tmp_path / "checkpoints").name == "step-00000009"
+    resumed, result = run(data, **schedule, restore_best=False, output_dir=str(tmp_path))
+    assert result.steps == 18 and result.samples == ROWS * 3 - 9 * BATCH
+    assert_same_weights(straight, resumed)
+    assert [r.step for r in result.history] == [r.step for r in straight_result.history] == [4, 8, 12, 16, 18]
+    assert [r.auc for r in result.history] == pytest.approx(
+        [r.auc for r in straight_result.history], abs=1e-9
+    )
+    assert result.best_step == straight_result.best_step
+
+
+def test_checkpoints_are_pruned_and_an_unfinished_one_is_ignored(data, tmp_path):
+    run(data, epochs=3, output_dir=str(tmp_path), keep_checkpoints=2)
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step-00000012", "step-00000018"]
+    (checkpoints / "step-00000024.tmp").mkdir()  # a save that crashed half way
+    (checkpoints / "step-00000030").mkdir()  # a directory without its trainer state
+    assert latest_checkpoint(checkpoints).name == "step-00000018"
+    _, result = run(data, epochs=3, output_dir=str(tmp_path))
+    assert result.resumed_from.endswith("step-00000018") and result.samples == 0
+
+
+def test_patience_stops_when_auc_stops_improving(data):
+    _, result = run(data, epochs=5, lr=1e-9, patience=2)  # the AUC cannot move
+    assert result.stopped_early
+    assert len(result.history) == 3 and result.steps == 3 * ROWS // BATCH
+    assert result.best_step == ROWS // BATCH
+
+
+def test_bf16_mixed_precision_trains_on_cpu(learnable):
+    model, result = run(learnable, mixed_precision="bf16", epochs=4, lr=3e-2)
+    assert all(np.isfinite(r.val_loss) for r in result.history)
+    assert result.best_auc > 0.8
+    assert model.head.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(epochs=0), dict(batch_size=0), dict(mixed_precision="fp16"), dict(max_steps=0), dict(lr=0.0)],
+)
+def test_bad_configs_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        config(**kwargs)
