@@ -66,13 +66,13 @@ class WorldConfig:
     community_loyalty: float = 0.7
     personal_spread: float = 0.7
     """Size of a user's / streamer's personal offset from its community centroid (relative to the centroid)."""
-    scene_spread: float = 1.2
+    scene_spread: float = 1.5
     """Size of a scene's offset from its streamer's style: how much the content on screen varies."""
-    noise_visual: float = 0.8
-    noise_speech: float = 1.2
-    noise_comments: float = 1.6
-    gift_bias: float = -6.6
-    gift_match: float = 3.0
+    noise_visual: float = 0.4
+    noise_speech: float = 0.7
+    noise_comments: float = 1.0
+    gift_bias: float = -7.2
+    gift_match: float = 4.0
     gift_community: float = 0.8
     gift_propensity_spread: float = 1.0
     max_segment_seconds: int = 20
