@@ -29,10 +29,13 @@ Ablations are config only (*our* readings of the paper's ablation rows):
   the frozen GraphCL tables (the tables passed to the constructor are ignored).
 - metapath subsets: `metapaths` ⊂ `METAPATHS`.
 - `use_gie=False`: no GIE at all (no Θ rows, no h_g): the base ranker plus whatever MFQ adds.
-- `gie_query_uses_h_m`: whether GIE's target-attention query is [Θ_author, h_m] or Θ_author alone (the paper
-  says the expansion is "guided by" the live content; our default: yes, when h_m is on).
+- `gie_query_uses_h_m`: whether GIE's target-attention query is [Θ_author, h_m] or Θ_author alone (our
+  choice, default yes when h_m is on: neighbours are weighed by what the streamer shows now, not only by who
+  it is).
 
-Latency (`python -m recsys.mmbee.models.latency`): see that module's docstring for the measured table.
+Serving: h_m is viewer-independent, so `fusion(batch)` can run once per (streamer, segment) and its rows be
+passed to `forward(batch, h_m)` for every viewer; that is what keeps MMBee's online cost near the backbone's
+(measured in `recsys.mmbee.models.latency`).
 """
 
 from __future__ import annotations
@@ -64,15 +67,24 @@ class MMBeeConfig:
     theta_dim: int = 32
     """Width d_θ of the GraphCL tables (must match the tables given to the model)."""
     use_mfq: bool = True
+    """MFQ built (h_m computed); False = "w/o h_m", like `use_h_m=False`."""
     use_h_m: bool = True
+    """The paper's "w/o h_m" row when False: no MFQ anywhere."""
     use_queries: bool = True
+    """Per-streamer learnable queries in MFQ; False = "w/o q_m" (mean-pooled h_f)."""
     modalities: tuple[str, ...] = MODALITIES
+    """Segment token fields MFQ fuses (a subset of visual, speech, comments); the others are never read."""
     use_gie: bool = True
+    """GIE built (Θ rows of viewer and streamer, and h_g unless `use_h_g=False`)."""
     use_h_g: bool = True
+    """Pooled metapath expansions; False = "w/o h_g" (Θ rows kept, neighbours never read)."""
     use_theta: bool = True
+    """Frozen GraphCL tables in GIE; False = "w/o Θ" (learnable, randomly initialised node embeddings)."""
     metapaths: tuple[str, ...] = METAPATHS
     gie_query_uses_h_m: bool = True
+    """GIE's attention query is [Θ_author, h_m] (True, when h_m is on) or Θ_author alone."""
     sim_top_k: int = 16
+    """Behaviours SIM's soft search keeps."""
     attention_hidden: int = 32
     """Hidden width of SIM's DIN attention MLP."""
     over_arch_dims: tuple[int, ...] = (64, 32)
@@ -193,14 +205,18 @@ class MMBeeModel(nn.Module):
         c = self.config
         return c.h_m_enabled and c.h_g_enabled and c.gie_query_uses_h_m
 
-    def candidate_representation(self, batch: GTRBatch) -> torch.Tensor:
+    def fusion(self, batch: GTRBatch) -> torch.Tensor | None:
+        """h_m [B, d] (None when h_m is off). It depends on the streamer and its segment only, not on the viewer,
+        so a server can compute it once per (streamer, segment) and pass it to `forward` for every viewer."""
+        if self.fusion_arch is None:
+            return None
+        return self.fusion_arch(batch.authors, [getattr(batch, m) for m in self.fusion_arch.modalities])
+
+    def candidate_representation(self, batch: GTRBatch, h_m: torch.Tensor | None = None) -> torch.Tensor:
         """Streamer id embedding ⊕ h_m ⊕ h_g ⊕ Θ_user ⊕ Θ_author (enabled parts only) -> [B, candidate_dim]."""
         parts = [self.sparse_arch.authors(batch.authors)]  # [B, e]
-        h_m = None
         if self.fusion_arch is not None:
-            h_m = self.fusion_arch(
-                batch.authors, [getattr(batch, m) for m in self.fusion_arch.modalities]
-            )  # [B, d]
+            h_m = self.fusion(batch) if h_m is None else h_m  # [B, d]
             parts.append(h_m)
         if self.expansion_arch is not None:
             gie = self.expansion_arch(
@@ -211,10 +227,11 @@ class MMBeeModel(nn.Module):
             parts += [gie.theta_user, gie.theta_author]  # 2 x [B, d]
         return torch.cat(parts, dim=-1)
 
-    def forward(self, batch: GTRBatch) -> torch.Tensor:
-        """-> logits [B, len(TASKS)]."""
+    def forward(self, batch: GTRBatch, h_m: torch.Tensor | None = None) -> torch.Tensor:
+        """-> logits [B, len(TASKS)]. `h_m` [B, d]: the `fusion(batch)` rows computed earlier (a cache); ignored
+        when h_m is off."""
         user = self.sparse_arch.users(batch.users)  # [B, e]
-        candidate = self.candidate_representation(batch)  # [B, c]
+        candidate = self.candidate_representation(batch, h_m)  # [B, c]
         dense = torch.cat([batch.user_dense, batch.author_dense], dim=-1)  # [B, FU + FA]
         keys, values = self.behaviour_arch(
             self.sparse_arch.authors(batch.history_authors), batch.history_content, batch.history_actions

@@ -253,3 +253,11 @@ def test_export_with_a_dynamic_batch_matches_eager(backbone):
         assert expected.shape == (size,)
         torch.testing.assert_close(program.module()(*inputs), expected, atol=1e-5, rtol=0)
         torch.testing.assert_close(expected, torch.sigmoid(exportable.model(_batch(size, seed))[:, 0]))
+
+
+def test_a_cached_h_m_gives_the_same_scores():
+    model = _model()
+    batch = _batch()
+    h_m = model.fusion(batch)
+    torch.testing.assert_close(model(batch, h_m), model(batch))
+    assert _model(use_mfq=False).fusion(batch) is None

@@ -57,9 +57,9 @@ def masked_attention_pool(
 ) -> torch.Tensor:
     """Σ_k softmax(logits)_k values_k over the keys where `mask` holds; `empty` [d] where none does.
 
-    logits [B, K], values [B, K, d], mask [B, K] bool -> [B, d].
+    logits [..., K], values [..., K, d], mask [..., K] bool, empty broadcastable to [..., d] -> [..., d].
     """
     logits = torch.where(mask, logits, torch.finfo(logits.dtype).min)  # padding: weight exactly 0
-    weights = torch.softmax(logits, dim=-1)  # [B, K]; an all-padding row is uniform, replaced below
-    pooled = torch.einsum("bk,bkd->bd", weights, values)  # [B, d]
+    weights = torch.softmax(logits, dim=-1)  # [..., K]; an all-padding row is uniform, replaced below
+    pooled = torch.einsum("...k,...kd->...d", weights, values)  # [..., d]
     return torch.where(mask.any(dim=-1, keepdim=True), pooled, empty)

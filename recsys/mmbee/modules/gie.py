@@ -94,11 +94,14 @@ class GIE(nn.Module):
                 self.register_parameter(name, nn.Parameter(torch.randn(rows, theta_dim) * 0.1))
         self.user_projection = nn.Linear(theta_dim, dim)
         self.author_projection = nn.Linear(theta_dim, dim)
-        self.query_projections = nn.ModuleList(
-            nn.Linear(dim + query_context_dim, dim) for _ in self.metapaths
-        )
-        self.empty = nn.Parameter(torch.zeros(len(self.metapaths), dim))
-        self.output = nn.Linear(len(self.metapaths) * dim, dim) if self.metapaths else None
+        # metapaths grouped by id space (one lookup and projection per space); `empty`, the query blocks and
+        # h_g's input follow this order
+        self.user_metapaths = tuple(p for p in self.metapaths if METAPATH_TARGET[p] == "user")
+        self.author_metapaths = tuple(p for p in self.metapaths if METAPATH_TARGET[p] == "author")
+        num_paths = len(self.metapaths)
+        self.query_projection = nn.Linear(dim + query_context_dim, num_paths * dim) if num_paths else None
+        self.empty = nn.Parameter(torch.zeros(num_paths, dim))
+        self.output = nn.Linear(num_paths * dim, dim) if num_paths else None
 
     def embed_users(self, users: torch.Tensor) -> torch.Tensor:
         return self.user_projection(F.embedding(users, self.theta_users))  # [..., d]
@@ -113,23 +116,32 @@ class GIE(nn.Module):
         neighbours: Mapping[str, torch.Tensor],
         query_context: torch.Tensor | None = None,
     ) -> GIEOutput:
-        """users, authors [B] long; neighbours: metapath -> [B, K] long; query_context [B, query_context_dim]."""
+        """users, authors [B] long; neighbours: metapath -> [B, K_p] long; query_context [B, query_context_dim]."""
         theta_user = self.embed_users(users)  # [B, d]
         theta_author = self.embed_authors(authors)  # [B, d]
-        if self.output is None:
+        if self.output is None or self.query_projection is None:
             return GIEOutput(None, theta_user, theta_author)
         if (query_context is None) != (self.query_context_dim == 0):
             raise ValueError(
                 f"query_context must be given iff query_context_dim > 0 ({self.query_context_dim})"
             )
+        width = max(
+            neighbours[p].shape[1] for p in self.metapaths
+        )  # lists of unequal K are padded to the longest
+
+        def stacked(paths: tuple[str, ...]) -> torch.Tensor:
+            return torch.stack([F.pad(neighbours[p], (0, width - neighbours[p].shape[1])) for p in paths], 1)
+
+        index, nodes = [], []
+        if self.user_metapaths:
+            index.append(stacked(self.user_metapaths))  # [B, P_u, K]
+            nodes.append(self.embed_users(index[-1]))  # [B, P_u, K, d]
+        if self.author_metapaths:
+            index.append(stacked(self.author_metapaths))  # [B, P_a, K]
+            nodes.append(self.embed_authors(index[-1]))  # [B, P_a, K, d]
+        index_all, nodes_all = torch.cat(index, 1), torch.cat(nodes, 1)  # [B, P, K], [B, P, K, d]
         query = theta_author if query_context is None else torch.cat([theta_author, query_context], dim=-1)
-        pooled = []
-        for p, name in enumerate(self.metapaths):
-            index = neighbours[name]  # [B, K]
-            nodes = (
-                self.embed_users(index) if METAPATH_TARGET[name] == "user" else self.embed_authors(index)
-            )  # [B, K, d]
-            q = self.query_projections[p](query)  # [B, d]
-            logits = torch.einsum("bkd,bd->bk", nodes, q) / math.sqrt(self.dim)  # [B, K]
-            pooled.append(masked_attention_pool(logits, nodes, index > 0, self.empty[p]))  # [B, d]
-        return GIEOutput(self.output(torch.cat(pooled, dim=-1)), theta_user, theta_author)
+        q = self.query_projection(query).unflatten(-1, (len(self.metapaths), self.dim))  # [B, P, d]
+        logits = torch.einsum("bpkd,bpd->bpk", nodes_all, q) / math.sqrt(self.dim)  # [B, P, K]
+        pooled = masked_attention_pool(logits, nodes_all, index_all > 0, self.empty)  # [B, P, d]
+        return GIEOutput(self.output(pooled.flatten(1)), theta_user, theta_author)

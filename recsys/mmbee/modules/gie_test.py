@@ -94,3 +94,26 @@ def test_query_context_changes_the_pooling_weights():
     assert (a - b).abs().max() > 1e-4
     with pytest.raises(ValueError, match="query_context"):
         gie(users, authors, neighbours)
+
+
+def test_pooling_all_metapaths_at_once_equals_pooling_each_alone():
+    gie = _gie(metapaths=("a2a", "u2a2u", "a2u2a"))
+    with torch.no_grad():
+        gie.empty.normal_()
+    users, authors = torch.tensor([1, 2, 0]), torch.tensor([3, 4, 5])
+    neighbours = _neighbours(batch=3, k=4)
+    neighbours["a2a"] = neighbours["a2a"][:, :2]  # lists of unequal length
+    neighbours["a2a"][0] = 0
+    pooled = []
+    order = gie.user_metapaths + gie.author_metapaths
+    assert order == ("u2a2u", "a2a", "a2u2a")
+    query = gie.query_projection(gie.embed_authors(authors)).unflatten(-1, (3, 8))  # [B, P, d]
+    for p, name in enumerate(order):
+        index = neighbours[name]
+        nodes = gie.embed_users(index) if name == "u2a2u" else gie.embed_authors(index)  # [B, K, d]
+        logits = torch.einsum("bkd,bd->bk", nodes, query[:, p]) / 8**0.5
+        weights = torch.softmax(logits.masked_fill(index == 0, float("-inf")), dim=-1).nan_to_num()
+        empty_rows = (index == 0).all(1, keepdim=True)
+        pooled.append(torch.where(empty_rows, gie.empty[p], torch.einsum("bk,bkd->bd", weights, nodes)))
+    expected = gie.output(torch.cat(pooled, dim=-1))
+    torch.testing.assert_close(gie(users, authors, neighbours).h_g, expected)

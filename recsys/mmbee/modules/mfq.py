@@ -24,8 +24,12 @@ streamer's live content summarised by queries that belong to that streamer.
    mean of h_f over its tokens instead, and the table does not exist.
 
 Modalities left out of `modalities` are dropped (their projection and attention block do not exist and the
-sequence is shorter), never zero-filled. Every block is one post-norm transformer layer (`AttentionBlock`);
-the defaults (d=32, 2 heads, N=4) keep MFQ within the paper's ~1 ms budget (see `recsys.mmbee.models.latency`).
+sequence is shorter), never zero-filled. Every block is one post-norm transformer layer (`AttentionBlock`).
+
+Cost: MFQ attends over every token of every candidate's segment, so it is the expensive part of MMBee
+(`python -m recsys.mmbee.models.latency`: several times the small SIM/MMoE backbones of this project for 200
+candidates on one CPU thread). h_m depends on the streamer and its segment only, not on the viewer: a server
+computes it once per (streamer, segment) and shares it across viewers (`MMBeeModel.fusion`, `forward(h_m=)`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,77 @@
+"""How much MFQ and GIE add to the backbone when scoring one viewer's candidates (the paper: ~1 ms online).
+
+    OMP_NUM_THREADS=1 python -m recsys.mmbee.models.latency [--candidates 200] [--threads 1]
+
+Random weights and inputs at the synthetic world's sizes (3,000 viewers, 150 streamers, content dim 16,
+segments of 10 tokens, 50 behaviours, 10 neighbours per metapath) and the default `MMBeeConfig`; one forward
+over a batch of `--candidates` rows under `torch.inference_mode`, median of `--repeats` after warm-up. Prints
+each variant's median milliseconds and its ratio to the backbone alone (MFQ and GIE off). "h_m cached" is the
+serving path where h_m (viewer-independent) was computed once per (streamer, segment) by `MMBeeModel.fusion`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from recsys.data.batches import random_batch
+from recsys.mmbee.models.mmbee import MMBeeConfig, MMBeeModel
+
+VARIANTS = {  # name: (config overrides, h_m computed before the clock starts)
+    "backbone": ({"use_mfq": False, "use_gie": False}, False),
+    "+MFQ": ({"use_gie": False}, False),
+    "+GIE": ({"use_mfq": False}, False),
+    "MMBee": ({}, False),
+    "MMBee, h_m cached": ({}, True),
+}
+
+
+def interleaved_median_ms(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median milliseconds of each call, timed in round-robin so that load on a shared machine hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    with torch.inference_mode():
+        for call in calls.values():
+            for _ in range(5):
+                call()
+        for _ in range(repeats):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
+
+
+def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sizes = {"num_users": 3000, "num_authors": 150, "content_dim": 16}
+    batch = random_batch(args.candidates, segment_tokens=10, history=50, neighbours=10, **sizes)
+    theta_users, theta_authors = torch.randn(3001, 32), torch.randn(151, 32)
+    results = {}
+    for backbone in ("sim", "mmoe"):
+        calls = {}
+        for name, (overrides, cached_h_m) in VARIANTS.items():
+            torch.manual_seed(0)
+            config = MMBeeConfig(backbone=backbone, **sizes, **overrides)
+            model = MMBeeModel(config, theta_users, theta_authors).eval()
+            with torch.inference_mode():
+                h_m = model.fusion(batch) if cached_h_m else None
+            calls[name] = functools.partial(model, batch, h_m)
+        for name, ms in interleaved_median_ms(calls, args.repeats).items():
+            results[backbone, name] = ms
+            ratio = ms / results[backbone, "backbone"]
+            print(f"{backbone:5s} {name:18s} {ms:7.2f} ms  x{ratio:.2f}")  # noqa: T201
+    return results
+
+
+if __name__ == "__main__":
+    main()
