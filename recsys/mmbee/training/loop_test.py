@@ -4,7 +4,7 @@ import torch
 
 from recsys.metrics.ranking import auc
 from recsys.mmbee.training.loop import EpochShuffle, TrainConfig, latest_checkpoint, train
-from recsys.mmbee.training.testing import TinyGTRModel, learnable_dataset, reset_accelerate_state
+from recsys.mmbee.training.testing import TinyGTRModel, learnable_dataset, reset_accelerate_state, tiny_mmbee
 
 ROWS, VAL_ROWS, BATCH = 96, 64, 16  # 6 steps per epoch
 
@@ -117,6 +117,23 @@ def test_resume_mid_epoch_equals_uninterrupted(data, tmp_path):
         [r.auc for r in straight_result.history], abs=1e-9
     )
     assert result.best_step == straight_result.best_step
+
+
+@pytest.mark.parametrize("backbone", ["sim", "mmoe"])
+def test_the_mmbee_model_resumes_exactly(learnable, tmp_path, backbone):
+    """The real model (tiny config, Θ buffers included in the checkpoint): 2 epochs = 1 epoch + resume."""
+    straight = tiny_mmbee(backbone)
+    straight_result = train(straight, *learnable, config(lr=1e-2, batch_size=32, restore_best=False))
+    train(
+        tiny_mmbee(backbone), *learnable, config(epochs=1, lr=1e-2, batch_size=32, output_dir=str(tmp_path))
+    )
+    resumed = tiny_mmbee(backbone, seed=5)
+    result = train(
+        resumed, *learnable, config(lr=1e-2, batch_size=32, restore_best=False, output_dir=str(tmp_path))
+    )
+    assert result.resumed_from is not None
+    assert_same_weights(straight, resumed)
+    assert straight_result.history[1].train_loss < straight_result.history[0].train_loss
 
 
 def test_checkpoints_are_pruned_and_an_unfinished_one_is_ignored(data, tmp_path):

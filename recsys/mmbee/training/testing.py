@@ -7,6 +7,8 @@ another test file under Bazel, so the shared helpers live here).
 - `TinyGTRModel`: a few-hundred-parameter model with the MMBee model's interface (`forward(GTRBatch) -> logits
   [B, len(TASKS)]`), dropout (so resume has random state to restore) and a non-trainable buffer (like MMBee's
   Θ tables, which must travel with the weights).
+- `tiny_mmbee`: the real `MMBeeModel` at a tiny config that reads `learnable_dataset`'s batches (with random
+  Θ tables, as GraphCL would give).
 - `reset_accelerate_state`: accelerate keeps one process-wide state; a test that wants another mixed precision
   must clear it first.
 - `ddp_worker`: one process of a multi-process CPU (gloo) run of `train`, for `torch.multiprocessing` to spawn;
@@ -23,6 +25,10 @@ import torch
 from torch import nn
 
 from recsys.data.batches import TASKS, USER_DENSE, GTRBatch, random_batch
+from recsys.mmbee.models.mmbee import MMBeeConfig, MMBeeModel
+
+NUM_USERS, NUM_AUTHORS, CONTENT_DIM = 20, 8, 8
+"""The id spaces and content width of `learnable_dataset` (random_batch's defaults)."""
 
 
 class InMemoryGTRDataset:
@@ -65,7 +71,9 @@ def learnable_dataset(
     """`random_batch` rows whose gift label is the top `gift_rate` of a linear score of the content and the
     viewer's statistics (plus noise), and whose auxiliary labels follow the content's sign."""
     g = torch.Generator().manual_seed(seed)
-    batch = random_batch(rows, num_users=20, num_authors=8, generator=g)
+    batch = random_batch(
+        rows, num_users=NUM_USERS, num_authors=NUM_AUTHORS, content_dim=CONTENT_DIM, generator=g
+    )
     signal = batch.visual.mean(dim=(1, 2)) * 4 + batch.user_dense[:, 0]  # [N]
     signal = signal + 0.5 * torch.randn(rows, generator=g)
     gift = signal >= torch.quantile(signal, 1 - gift_rate)
@@ -107,6 +115,29 @@ class TinyGTRModel(nn.Module):
             self.content(content) + self.users(batch.users) + self.authors(batch.authors)
         )  # [B, H]
         return self.head(self.dropout(hidden)) + self.author_prior[batch.authors].unsqueeze(-1)  # [B, T]
+
+
+def tiny_mmbee(backbone: str = "sim", seed: int = 0) -> MMBeeModel:
+    """A 20k-parameter MMBee (every module on) for `learnable_dataset`'s id spaces."""
+    torch.manual_seed(seed)
+    config = MMBeeConfig(
+        num_users=NUM_USERS,
+        num_authors=NUM_AUTHORS,
+        content_dim=CONTENT_DIM,
+        backbone=backbone,
+        embedding_dim=16,
+        hidden_dim=16,
+        theta_dim=8,
+        num_queries=2,
+        attention_hidden=16,
+        over_arch_dims=(16,),
+        expert_dim=16,
+        tower_dim=8,
+    )
+    g = torch.Generator().manual_seed(seed + 1)
+    theta_users = torch.randn(NUM_USERS + 1, 8, generator=g)
+    theta_authors = torch.randn(NUM_AUTHORS + 1, 8, generator=g)
+    return MMBeeModel(config, theta_users, theta_authors)
 
 
 def reset_accelerate_state() -> None:

@@ -1,0 +1,31 @@
+"""The exported MMBee scorer (torch.export, dynamic batch) and the model folder the ranking service loads
+(config.json, model.safetensors, scorer.pt2, metrics.json); see `scorer` for the layout.
+
+from recsys.mmbee.export import save_model_folder, load_model_folder, export_scorer, load_scorer, verify_export
+"""
+
+from recsys.mmbee.export.scorer import (
+    FORMAT_VERSION,
+    MAX_BATCH,
+    ExportMismatchError,
+    ModelFolderError,
+    Scorer,
+    export_scorer,
+    load_model_folder,
+    load_scorer,
+    save_model_folder,
+    verify_export,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAX_BATCH",
+    "ExportMismatchError",
+    "ModelFolderError",
+    "Scorer",
+    "export_scorer",
+    "load_model_folder",
+    "load_scorer",
+    "save_model_folder",
+    "verify_export",
+]
