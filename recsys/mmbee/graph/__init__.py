@@ -10,6 +10,7 @@ and the job that writes them into a versioned snapshot (`recsys.features.Snapsho
     snapshot = run_expansion(edges, num_users, num_authors, ExpansionConfig(), "snapshots/graph-v1")
 
 Everything takes a generic user x item matrix (MMBee: viewer x streamer gifts; MovieLens: user x movie).
+On Spark (identical lists, GraphCL on the driver): `run_expansion_spark(spark, edges, ...)`, see `spark.py`.
 The names load on first use: `import recsys.mmbee.graph` imports neither torch nor pyspark.
 """
 
@@ -19,10 +20,18 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "config": ["ExpansionConfig", "GraphCLConfig", "SwingConfig"],
-        "expand": ["run_expansion"],
+        "expand": ["run_expansion", "write_expansion"],
         "graphcl": ["GraphCLResult", "train_graphcl"],
         "metapaths": ["Neighbours", "gift_matrix", "metapath_neighbours", "round_scores", "top_k_rows"],
-        "spark": ["spark_metapath_neighbours", "spark_session", "spark_swing"],
+        "spark": [
+            "edge_frame",
+            "run_expansion_spark",
+            "spark_candidates",
+            "spark_metapath_neighbours",
+            "spark_session",
+            "spark_swing",
+            "spark_top_k",
+        ],
         "swing": ["swing"],
     },
 )

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from recsys.data.batches import AUTHOR_METAPATHS, METAPATH_TARGET, METAPATHS, USER_METAPATHS
 from recsys.features.snapshot import Snapshot, SnapshotWriter
 from recsys.mmbee.graph.config import ExpansionConfig
-from recsys.mmbee.graph.graphcl import train_graphcl
+from recsys.mmbee.graph.graphcl import GraphCLResult, train_graphcl
 from recsys.mmbee.graph.metapaths import Neighbours, gift_matrix, metapath_neighbours
 from recsys.mmbee.graph.swing import swing
 
@@ -130,22 +130,48 @@ def run_expansion(
         timings["metapaths"],
         timings["graphcl"],
     )
+    return write_expansion(
+        out_dir,
+        neighbours,
+        theta,
+        config,
+        {
+            "num_users": num_users,
+            "num_authors": num_authors,
+            "num_edges": int(matrix.nnz),
+            "swing_pairs": int(similarity.nnz),
+        },
+        extra_tables,
+        metadata,
+    )
+
+
+def write_expansion(
+    out_dir: str | os.PathLike,
+    neighbours: Neighbours,
+    theta: GraphCLResult,
+    config: ExpansionConfig,
+    sizes: Mapping[str, int],
+    extra_tables: Mapping[str, tuple[pa.Table, str]] | None = None,
+    metadata: Mapping | None = None,
+) -> Snapshot:
+    """Write the expansion's results as a new snapshot (the layout in the module docstring); shared by the local
+    and the Spark job, so equal results give equal snapshot versions whichever engine computed them.
+    `sizes`: num_users, num_authors, num_edges, swing_pairs."""
     with SnapshotWriter(out_dir) as writer:
-        writer.add_table(NEIGHBOURS_TABLE, neighbours_table(neighbours, num_users, num_authors), key="key")
+        table = neighbours_table(neighbours, sizes["num_users"], sizes["num_authors"])
+        writer.add_table(NEIGHBOURS_TABLE, table, key="key")
         for name, (indices, scores) in neighbours.items():
             writer.add_array(f"neighbours_{name}", indices)
             writer.add_array(f"neighbour_scores_{name}", scores)
         writer.add_array("theta_users", theta.theta_users)
         writer.add_array("theta_authors", theta.theta_authors)
-        for name, (table, key) in (extra_tables or {}).items():
-            writer.add_table(name, table, key=key)
+        for name, (extra, key) in (extra_tables or {}).items():
+            writer.add_table(name, extra, key=key)
         return writer.commit(
             {
                 "job": "mmbee-graph-expansion",
-                "num_users": num_users,
-                "num_authors": num_authors,
-                "num_edges": int(matrix.nnz),
-                "swing_pairs": int(similarity.nnz),
+                **{name: int(value) for name, value in sizes.items()},
                 "k": config.k,
                 "metapaths": {name: METAPATH_TARGET[name] for name in METAPATHS},
                 "config": dataclasses.asdict(config),

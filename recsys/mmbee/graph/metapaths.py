@@ -34,7 +34,6 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from recsys.data.batches import AUTHOR_METAPATHS, USER_METAPATHS
 from recsys.mmbee.graph.config import ExpansionConfig
 from recsys.mmbee.graph.swing import swing
 
@@ -140,6 +139,9 @@ def metapath_neighbours(
     """The five metapath expansions of the user x item `matrix` R [U+1, A+1] and the item x item `similarity`
     S [A+1, A+1] (Swing of R when None), each as (indices int64 [N+1, K], scores float32 [N+1, K]) with N = U
     for the user-side metapaths (`USER_METAPATHS`) and N = A for the item side (`AUTHOR_METAPATHS`)."""
+    # imported here: the contract module imports torch, which Spark's executors (top_k_rows only) do not need
+    from recsys.data.batches import AUTHOR_METAPATHS, USER_METAPATHS
+
     config = config or ExpansionConfig()
     matrix = _check_graph(matrix, similarity)
     similarity = (
