@@ -74,6 +74,14 @@ def test_same_seed_same_weights_other_seed_other_weights(data):
     assert not torch.equal(first.head.weight, third.head.weight)
 
 
+def test_worker_processes_build_the_same_batches(data):
+    """num_workers > 0: ds.batch runs in a worker process (the collate_fn and the dataset are pickled)."""
+    inline, _ = run(data, epochs=1, restore_best=False)
+    workers, result = run(data, epochs=1, restore_best=False, num_workers=1)
+    assert result.steps == ROWS // BATCH
+    assert_same_weights(inline, workers, atol=0)
+
+
 def test_learns_and_ends_with_the_best_evaluated_weights(learnable):
     model, result = run(learnable, epochs=6, eval_every=10, lr=3e-2)
     assert [r.step for r in result.history] == [*range(10, 96, 10), 96]

@@ -36,7 +36,7 @@ def test_without_pos_weight_the_optimal_constant_score_is_the_gift_rate():
     rate = 0.02
     labels = torch.zeros(1000, len(TASKS))
     labels[: int(rate * 1000), 0] = 1.0
-    grid = torch.linspace(-8, 0, 8001)  # candidate constant logits
+    grid = torch.linspace(-8, 0, 1601)  # candidate constant logits
 
     def best_probability(pos_weight):
         losses = torch.stack(
