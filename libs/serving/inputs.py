@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from kmono.common.v1 import media_pb2
+import numpy as np
+from kmono.common.v1 import media_pb2, tensor_pb2
 
 from libs.errors import FieldError
 from libs.media import MaskSequence, VideoInfo, from_proto
@@ -34,10 +35,12 @@ __all__ = [
     "check_request_id",
     "field_violation",
     "finite",
+    "float_tensor",
     "invalid",
     "mask_sequence",
     "media_source",
     "probe_media",
+    "to_float_tensor",
 ]
 MAX_REQUEST_ID_LENGTH = 128
 
@@ -153,3 +156,39 @@ def probe_media(
         return where, source, check_video(source, limits or DecodeLimits(), where)
     except FieldError as error:
         raise field_violation(error) from None
+
+
+MAX_TENSOR_ELEMENTS = 1 << 20
+_FLOAT_TYPES = {
+    tensor_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+    tensor_pb2.DATA_TYPE_FLOAT16: np.dtype("<f2"),
+    tensor_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8"),
+}
+
+
+def float_tensor(msg: tensor_pb2.Tensor, field: str, max_elements: int = MAX_TENSOR_ELEMENTS) -> np.ndarray:
+    """A float32/16/64 `kmono.common.v1.Tensor` (little-endian, row-major) as a float32 array of shape `dims`;
+    a wrong dtype, negative or oversized dims, or data of the wrong length is INVALID_ARGUMENT naming `field`.
+    (Finiteness is the caller's rule: some features may legitimately be NaN-free, others not.)"""
+    dtype = _FLOAT_TYPES.get(msg.dtype)
+    if dtype is None:
+        names = ", ".join(tensor_pb2.DataType.Name(d) for d in _FLOAT_TYPES)
+        raise invalid(f"{field}.dtype", f"must be one of {names}, got {tensor_pb2.DataType.Name(msg.dtype)}")
+    dims = list(msg.dims)
+    if not dims or any(d < 1 for d in dims):
+        raise invalid(f"{field}.dims", f"must be one or more positive sizes, got {dims}")
+    elements = math.prod(dims)
+    if elements > max_elements:
+        raise invalid(f"{field}.dims", f"{elements} elements is over this server's limit of {max_elements}")
+    if len(msg.data) != elements * dtype.itemsize:
+        raise invalid(
+            f"{field}.data",
+            f"must hold {elements} x {dtype.itemsize} bytes for dims {dims}, got {len(msg.data)} bytes",
+        )
+    return np.frombuffer(msg.data, dtype=dtype).astype(np.float32).reshape(dims)
+
+
+def to_float_tensor(array: np.ndarray) -> tensor_pb2.Tensor:
+    """The inverse of `float_tensor` (float32), for clients and tests."""
+    array = np.ascontiguousarray(array, dtype="<f4")
+    return tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, dims=list(array.shape), data=array.tobytes())
