@@ -26,13 +26,14 @@ def test_splits_partition_the_impressions_in_time(features):
     assert time[splits["validation"].rows].max() < time[splits["test"].rows].min()
 
 
-def test_history_holds_only_the_users_earlier_impressions_most_recent_first(features):
+def test_history_holds_the_users_impressions_of_earlier_days_most_recent_first(features):
     data = GTRDataset.from_world(features, "test")
     imp = features.world.impressions
+    day = imp["timestamp"] // 86_400
     index = np.arange(0, len(data), 37)
     batch = data.batch(index)
     for i, row in zip(index, data.rows[index], strict=True):
-        earlier = np.flatnonzero((imp["user"] == imp["user"][row]) & (np.arange(len(imp["user"])) < row))
+        earlier = np.flatnonzero((imp["user"] == imp["user"][row]) & (day < day[row]))
         expected = imp["author"][earlier[::-1][:8]]
         got = batch.history_authors[list(index).index(i)].numpy()
         np.testing.assert_array_equal(got[: len(expected)], expected)
@@ -50,11 +51,13 @@ def test_segment_is_the_last_seconds_before_arrival(features):
         np.testing.assert_array_equal(batch.visual[position].numpy(), expected)
 
 
-def test_dense_statistics_use_only_the_past(features):
+def test_dense_statistics_count_the_days_before(features):
     imp = features.world.impressions
-    first_of_user = np.unique(imp["user"], return_index=True)[1]
-    assert np.all(features.user_dense[first_of_user, 0] == 0)  # log(1 + 0 earlier impressions)
-    assert np.all(features.user_dense[first_of_user, 1] == 0)
+    day = imp["timestamp"] // 86_400
+    for row in np.random.default_rng(0).choice(len(day), 40, replace=False):
+        before = (imp["user"] == imp["user"][row]) & (day < day[row])
+        assert features.user_dense[row, 0] == np.float32(np.log1p(before.sum()))
+        assert features.user_dense[row, 1] == np.float32(np.log1p(imp["gifted"][before].sum()))
 
 
 def test_neighbours_are_rows_of_the_snapshot_arrays(features):
