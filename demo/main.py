@@ -5,6 +5,8 @@
    not there, or with `--tiny-engine`, a tiny random MVideo, which runs every path but draws noise), masks with
    its tiny extractor. Each must answer grpc.health.v1 SERVING and list itself through reflection; the other
    services answer one probe call (OK, or UNIMPLEMENTED naming the engine they wait for).
+   The RankingService (the embedded MMBee model) ranks 50 live candidates for a frequent gifter and for a viewer
+   it has never seen, and prints each top 5 with its gift-through-rate (demo/rank.py).
 2. Draw a motion (a procedural mask sequence, sized to what the video engine generates), edit it (move one
    object and speed it up, there and back), compose it with a second object, and loop it over three clips (a
    long video, made clip by clip); generate a video for each over
@@ -37,6 +39,7 @@ from kmono.rank.v1 import rank_pb2, rank_pb2_grpc
 from kmono.rerank.v1 import rerank_pb2, rerank_pb2_grpc
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
+from demo.rank import run_rank_calls
 from services import SERVICE_FULL_NAMES, SERVICE_NAMES
 
 # One representative call per service: (stub class, method, request).
@@ -69,7 +72,13 @@ PROBE_CALLS = {
             ],
         ),
     ),
-    "rank": (rank_pb2_grpc.RankingServiceStub, "RankCandidates", rank_pb2.RankCandidatesRequest()),
+    "rank": (
+        rank_pb2_grpc.RankingServiceStub,
+        "RankCandidates",
+        rank_pb2.RankCandidatesRequest(
+            user_id="u1", candidates=[rank_pb2.Candidate(stream_id="s1", author_id="a1")]
+        ),
+    ),
     "rerank": (rerank_pb2_grpc.RerankServiceStub, "RerankList", rerank_pb2.RerankListRequest()),
     "dialogue": (dialogue_pb2_grpc.DialogueServiceStub, "CreateSession", dialogue_pb2.CreateSessionRequest()),
 }
@@ -276,6 +285,7 @@ def run_demo(
     from generation.mvideo.defaults import SHAPES_DEFAULT_PATH
     from generation.mvideo.engine import TINY_SPEC
     from generation.mvideo.jobs import spec_from_dir
+    from recsys.mmbee.defaults import DEFAULT_MODEL_PATH
 
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -293,6 +303,9 @@ def run_demo(
                 f"{running.name:9s} :{running.port}  health={health}  probe {PROBE_CALLS[running.name][1]} -> {answer}"
             )
             ok &= SERVICE_FULL_NAMES[running.name] in listed
+        rank = next((r for r in started if r.name == "rank"), None)
+        if rank is not None:
+            ok &= run_rank_calls(rank.port, DEFAULT_MODEL_PATH)
         video = next((r for r in started if r.name == "video"), None)
         if video is not None:
             print(f"video engine: {engine_text}: {spec.num_frames} frames of {spec.width}x{spec.height}")
