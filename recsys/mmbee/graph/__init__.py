@@ -10,7 +10,8 @@ and the job that writes them into a versioned snapshot (`recsys.features.Snapsho
     snapshot = run_expansion(edges, num_users, num_authors, ExpansionConfig(), "snapshots/graph-v1")
 
 Everything takes a generic user x item matrix (MMBee: viewer x streamer gifts; MovieLens: user x movie).
-On Spark (identical lists, GraphCL on the driver): `run_expansion_spark(spark, edges, ...)`, see `spark.py`.
+On Spark (identical lists and snapshot version, GraphCL on the driver): `run_expansion_spark(edges, ...,
+master="yarn")`, or `expand_on_spark(spark, edges, ...)` with your own session; see `spark.py`.
 The names load on first use: `import recsys.mmbee.graph` imports neither torch nor pyspark.
 """
 
@@ -20,12 +21,12 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "config": ["ExpansionConfig", "GraphCLConfig", "SwingConfig"],
-        "expand": ["run_expansion", "write_expansion"],
+        "expand": ["run_expansion", "run_expansion_spark", "write_expansion"],
         "graphcl": ["GraphCLResult", "train_graphcl"],
         "metapaths": ["Neighbours", "gift_matrix", "metapath_neighbours", "round_scores", "top_k_rows"],
         "spark": [
             "edge_frame",
-            "run_expansion_spark",
+            "expand_on_spark",
             "spark_candidates",
             "spark_metapath_neighbours",
             "spark_session",

@@ -4,6 +4,7 @@
     snapshot.array("neighbours_u2a2u")[batch.users]    # training gathers [B, K] (what GTRBatch.neighbours holds)
     snapshot.lookup("neighbours", "user:42")           # serving: one row with every list of that node
 
+    run_expansion_spark(edges, num_users, num_authors, config, out, master="yarn")   # same snapshot, on Spark
     python -m recsys.mmbee.graph.expand edges.parquet --num-users 5000 --num-authors 500 --out snapshots/graph-v1
 
 What the snapshot (`recsys.features.Snapshot`) holds:
@@ -27,6 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -179,6 +181,35 @@ def write_expansion(
                 **dict(metadata or {}),
             }
         )
+
+
+def run_expansion_spark(
+    edges: Any,
+    num_users: int,
+    num_authors: int,
+    config: ExpansionConfig | None,
+    out_dir: str | os.PathLike,
+    extra_tables: Mapping[str, tuple[pa.Table, str]] | None = None,
+    *,
+    master: str = "local[*]",
+    metadata: Mapping | None = None,
+) -> Snapshot:
+    """`run_expansion` with the metapath lists computed on Spark (`recsys.mmbee.graph.spark.expand_on_spark`):
+    the same snapshot, same version. Uses the active SparkSession if there is one (and leaves it running), else
+    starts one on `master` and stops it at the end. `edges` may also be a Spark DataFrame."""
+    from pyspark.sql import SparkSession
+
+    from recsys.mmbee.graph.spark import expand_on_spark, spark_session
+
+    active = SparkSession.getActiveSession()
+    spark = active or spark_session(master)
+    try:
+        return expand_on_spark(
+            spark, edges, num_users, num_authors, config, out_dir, extra_tables, metadata=metadata
+        )
+    finally:
+        if active is None:
+            spark.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

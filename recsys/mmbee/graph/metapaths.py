@@ -81,31 +81,63 @@ def round_scores(scores: np.ndarray, bits: int = 30) -> np.ndarray:
     return np.ldexp(np.floor(mantissa * 2.0**bits + 0.5), exponent - bits)
 
 
+def _kth_largest(
+    scores: np.ndarray, starts: np.ndarray, counts: np.ndarray, k: int, budget: int = 1 << 22
+) -> np.ndarray:
+    """The k-th largest score of every row with more than k entries (-inf for the others), rows given as
+    segments `scores[starts[r] : starts[r] + counts[r]]`. Heavy rows, in order of their length (little padding),
+    are padded into dense blocks of at most about `budget` cells and partitioned in place: linear cost."""
+    threshold = np.full(len(counts), -np.inf)
+    heavy = np.flatnonzero(counts > k)  # [h] rows that need a threshold
+    heavy = heavy[np.argsort(counts[heavy], kind="stable")]  # shortest first
+    lo = 0
+    while lo < len(heavy):
+        cells = np.arange(1, len(heavy) - lo + 1) * counts[heavy[lo:]]  # padded size if the block ended there
+        block = heavy[lo : lo + max(1, int(np.searchsorted(cells, budget, side="right")))]  # [b] similar rows
+        width = int(counts[block[-1]])
+        owner = np.repeat(np.arange(len(block)), counts[block])  # [m] block row of each entry
+        position = np.arange(len(owner)) - np.repeat(np.cumsum(counts[block]) - counts[block], counts[block])
+        padded = np.full((len(block), width), -np.inf)  # [b, width]
+        padded[owner, position] = scores[starts[block][owner] + position]
+        padded.partition(width - k, axis=1)
+        threshold[block] = padded[:, width - k]  # [b] k-th largest
+        lo += len(block)
+    return threshold
+
+
 def top_k_rows(
     matrix_rows: sp.spmatrix, k: int, exclude: sp.spmatrix | None = None, *, score_bits: int = 30
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-`k` columns of each row of `matrix_rows` (a batch of rows of a score matrix, any scipy format).
+    """Top-`k` columns of each row of `matrix_rows` (a batch of rows of a score matrix, any scipy format;
+    each (row, column) stored once, as scipy's products and COO conversions give).
 
     Scores are rounded (`round_scores`), entries <= 0 and the structural entries of `exclude` (same shape, e.g.
     the diagonal or the items a user already has) dropped, then ranked by score descending, column ascending.
-    Returns indices int64 [n, k] (column ids, 0 = padding) and scores float32 [n, k] (0 = padding)."""
+    Returns indices int64 [n, k] (column ids, 0 = padding) and scores float32 [n, k] (0 = padding).
+
+    Cost: linear passes over the entries (rounding, exclusion as `M - M * pattern`, a per-row k-th largest
+    threshold by `np.partition`) and one lexsort of the survivors (about k per row, ties included)."""
     matrix = sp.csr_matrix(matrix_rows, dtype=np.float64)
-    matrix.sum_duplicates()
-    num_rows, num_cols = matrix.shape
-    rows = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(matrix.indptr))  # [nnz]
-    cols = matrix.indices.astype(np.int64)  # [nnz]
-    scores = round_scores(matrix.data, score_bits)  # [nnz]
-    keep = scores > 0
+    num_rows = matrix.shape[0]
     if exclude is not None:
         if exclude.shape != matrix.shape:
             raise ValueError(f"exclude: expected shape {matrix.shape}, got {exclude.shape}")
-        excluded = sp.csr_matrix(exclude)
-        excluded_rows = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(excluded.indptr))
-        keep &= ~np.isin(rows * num_cols + cols, excluded_rows * num_cols + excluded.indices)
-    rows, cols, scores = rows[keep], cols[keep], scores[keep]
+        pattern = sp.csr_matrix(exclude, dtype=np.float64, copy=True)
+        pattern.data[:] = 1.0
+        matrix = matrix - matrix.multiply(pattern)  # x - x * 1 is exactly 0 and is not stored
+    rows = np.repeat(np.arange(num_rows, dtype=np.int64), np.diff(matrix.indptr))  # [nnz], ascending
+    scores = round_scores(matrix.data, score_bits)  # [nnz]
+    keep = scores > 0
+    rows, cols, scores = rows[keep], matrix.indices[keep].astype(np.int64), scores[keep]
+    counts = np.bincount(rows, minlength=num_rows)  # [n]
+    if len(counts) and counts.max() > k:
+        threshold = _kth_largest(scores, np.cumsum(counts) - counts, counts, k)  # [n]
+        keep = scores >= threshold[rows]  # ties with the k-th score survive, the lexsort decides
+        rows, cols, scores = rows[keep], cols[keep], scores[keep]
     order = np.lexsort((cols, -scores, rows))  # by row, then score desc, then column asc
     rows, cols, scores = rows[order], cols[order], scores[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")  # position within its row
+    counts = np.bincount(rows, minlength=num_rows)
+    rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)  # position within its row
     top = rank < k
     indices = np.zeros((num_rows, k), dtype=np.int64)
     values = np.zeros((num_rows, k), dtype=np.float32)

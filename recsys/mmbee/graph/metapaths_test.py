@@ -6,7 +6,13 @@ import scipy.sparse as sp
 
 from recsys.data.batches import AUTHOR_METAPATHS, METAPATHS, USER_METAPATHS
 from recsys.mmbee.graph.config import ExpansionConfig
-from recsys.mmbee.graph.metapaths import gift_matrix, metapath_neighbours, round_scores, top_k_rows
+from recsys.mmbee.graph.metapaths import (
+    _kth_largest,
+    gift_matrix,
+    metapath_neighbours,
+    round_scores,
+    top_k_rows,
+)
 
 
 def brute_top_k(scores: np.ndarray, k: int, excluded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,3 +115,24 @@ def test_gift_matrix_sums_duplicates_and_rejects_reserved_ids():
         gift_matrix(np.array([0]), np.array([1]), np.array([1.0]), 2, 2)
     with pytest.raises(ValueError, match="items"):
         gift_matrix(np.array([1]), np.array([3]), np.array([1.0]), 2, 2)
+
+
+@pytest.mark.parametrize("budget", [1, 7, 40, 1 << 22])
+def test_kth_largest_threshold_in_blocks(budget):
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 12, 30)
+    scores = rng.integers(1, 6, counts.sum()).astype(float)  # many ties
+    starts = np.cumsum(counts) - counts
+    got = _kth_largest(scores, starts, counts, 3, budget=budget)
+    for r in range(30):
+        row = np.sort(scores[starts[r] : starts[r] + counts[r]])[::-1]
+        assert got[r] == (row[2] if counts[r] > 3 else -np.inf)
+
+
+def test_rows_with_many_candidates_keep_exact_ties():
+    rng = np.random.default_rng(1)
+    dense = rng.integers(0, 3, (6, 200)).astype(float)  # 0 (absent), 1 or 2: dozens of ties per row
+    indices, scores = top_k_rows(sp.csr_matrix(dense), 5)
+    for r in range(6):
+        want = sorted((c for c in range(200) if dense[r, c] > 0), key=lambda c: (-dense[r, c], c))[:5]
+        assert indices[r].tolist() == want and scores[r].tolist() == [dense[r, c] for c in want]

@@ -4,7 +4,7 @@ local job (`metapath_neighbours`).
     spark = spark_session("yarn")                                           # or any SparkSession
     edges = spark.read.parquet("hdfs:///gifts/2026-12-06")                  # user, author, gifts
     lists = spark_metapath_neighbours(spark, edges, num_users, num_authors, ExpansionConfig(k=10))
-    snapshot = run_expansion_spark(spark, edges, num_users, num_authors, config, "snapshots/graph-v1")
+    snapshot = expand_on_spark(spark, edges, num_users, num_authors, config, "snapshots/graph-v1")
     # or keep the lists distributed:
     candidates = spark_candidates(edge_frame(spark, edges).cache(), config)   # name -> (src, dst, score)
     spark_top_k(candidates["u2a2u"], k=10).write.parquet("hdfs:///graph/u2a2u")   # (src, indices, scores)
@@ -28,7 +28,7 @@ candidate scores per metapath were not bit-equal to the local products). `top_k_
 reports the rounded value, which absorbs those differences (a sum within ~1e-16 of a rounding boundary could
 still round apart, about 1e-6 per score; see metapaths.py). Ties are broken by id on both sides.
 
-GraphCL stays local (`run_expansion_spark` trains it on the driver): it is a torch training loop over the whole
+GraphCL stays local (`expand_on_spark` trains it on the driver): it is a torch training loop over the whole
 graph, best on one GPU, and Theta (N x d) is small next to the user pairs Spark is here for.
 
 On a cluster: ship the code (`zip -qr /tmp/kmono.zip recsys libs`; `--py-files /tmp/kmono.zip`) and the
@@ -265,7 +265,7 @@ def spark_metapath_neighbours(
     return collect_neighbours(spark_candidates(frame, config), num_users, num_authors, config)
 
 
-def run_expansion_spark(
+def expand_on_spark(
     spark: Any,
     edges: Any,
     num_users: int,

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from recsys.data.batches import METAPATHS
 from recsys.mmbee.graph.config import ExpansionConfig, GraphCLConfig, SwingConfig
-from recsys.mmbee.graph.expand import run_expansion
+from recsys.mmbee.graph.expand import run_expansion, run_expansion_spark
 from recsys.mmbee.graph.metapaths import gift_matrix, metapath_neighbours
 from recsys.mmbee.graph.swing import swing
 
@@ -82,12 +82,11 @@ def test_spark_lists_are_identical_to_the_local_lists(spark):
 
 
 def test_spark_snapshot_has_the_local_version(spark, tmp_path):
-    from recsys.mmbee.graph.spark import run_expansion_spark
-
     edges = random_edges(2)
     local = run_expansion(edges, NUM_USERS, NUM_AUTHORS, CONFIG, tmp_path / "local", progress=False)
-    remote = run_expansion_spark(spark, edges, NUM_USERS, NUM_AUTHORS, CONFIG, tmp_path / "spark")
+    remote = run_expansion_spark(edges, NUM_USERS, NUM_AUTHORS, CONFIG, tmp_path / "spark", master="local[1]")
     assert remote.version == local.version
+    assert spark.range(3).count() == 3  # the active session was used and left running
     with pytest.raises(ValueError, match="reserved"):
         from recsys.mmbee.graph.spark import spark_metapath_neighbours
 
