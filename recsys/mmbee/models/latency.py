@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python -m recsys.mmbee.models.latency [--candidates 200] [--threads 1]
 
 Random weights and inputs at the synthetic world's sizes (3,000 viewers, 150 streamers, content dim 16,
-segments of 10 tokens, 50 behaviours, 10 neighbours per metapath) and the default `MMBeeConfig`; one forward
+segments of 10 tokens, 50 behaviours unless `--history`, 10 neighbours per metapath) and the default `MMBeeConfig`; one forward
 over a batch of `--candidates` rows under `torch.inference_mode`, median of `--repeats` after warm-up. Prints
 each variant's median milliseconds and its ratio to the backbone alone (MFQ and GIE off). "h_m cached" is the
 serving path where h_m (viewer-independent) was computed once per (streamer, segment) by `MMBeeModel.fusion`.
@@ -32,7 +32,8 @@ VARIANTS = {  # name: (config overrides, h_m computed before the clock starts)
 
 
 def interleaved_median_ms(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median milliseconds of each call, timed in round-robin so that load on a shared machine hits all alike."""
+    """Median CPU milliseconds of each call (process time: a shared machine's other jobs do not count), timed
+    in round-robin so that what load remains (caches, memory bandwidth) hits every variant alike."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     with torch.inference_mode():
         for call in calls.values():
@@ -40,9 +41,9 @@ def interleaved_median_ms(calls: dict[str, Callable[[], object]], repeats: int) 
                 call()
         for _ in range(repeats):
             for name, call in calls.items():
-                start = time.perf_counter()
+                start = time.process_time()
                 call()
-                times[name].append(time.perf_counter() - start)
+                times[name].append(time.process_time() - start)
     return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
@@ -51,10 +52,11 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=100)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--history", type=int, default=50, help="behaviours per viewer (the world's default: 50)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = {"num_users": 3000, "num_authors": 150, "content_dim": 16}
-    batch = random_batch(args.candidates, segment_tokens=10, history=50, neighbours=10, **sizes)
+    batch = random_batch(args.candidates, segment_tokens=10, history=args.history, neighbours=10, **sizes)
     theta_users, theta_authors = torch.randn(3001, 32), torch.randn(151, 32)
     results = {}
     for backbone in ("sim", "mmoe"):

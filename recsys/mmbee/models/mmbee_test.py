@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import time
 
 import pytest
 import torch
@@ -187,7 +186,6 @@ def test_a_planted_content_signal_is_learned_with_mfq_and_not_without():
 
     train, test = data(512, 1), data(512, 2)
     torch.set_num_threads(1)
-    start = time.perf_counter()
     results = {}
     for use_mfq in (True, False):
         model = _model(use_mfq=use_mfq, use_gie=False, backbone="sim").train()
@@ -210,7 +208,6 @@ def test_a_planted_content_signal_is_learned_with_mfq_and_not_without():
             results[use_mfq] = auc(test.labels[:, 0].numpy(), model.eval()(test)[:, 0].numpy())
     assert results[True] > 0.9, results
     assert results[False] < 0.65, results
-    assert time.perf_counter() - start < 20
 
 
 def test_config_round_trips_through_json_and_rejects_bad_values():

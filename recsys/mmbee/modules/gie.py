@@ -125,23 +125,27 @@ class GIE(nn.Module):
             raise ValueError(
                 f"query_context must be given iff query_context_dim > 0 ({self.query_context_dim})"
             )
-        width = max(
-            neighbours[p].shape[1] for p in self.metapaths
-        )  # lists of unequal K are padded to the longest
-
-        def stacked(paths: tuple[str, ...]) -> torch.Tensor:
-            return torch.stack([F.pad(neighbours[p], (0, width - neighbours[p].shape[1])) for p in paths], 1)
-
-        index, nodes = [], []
-        if self.user_metapaths:
-            index.append(stacked(self.user_metapaths))  # [B, P_u, K]
-            nodes.append(self.embed_users(index[-1]))  # [B, P_u, K, d]
-        if self.author_metapaths:
-            index.append(stacked(self.author_metapaths))  # [B, P_a, K]
-            nodes.append(self.embed_authors(index[-1]))  # [B, P_a, K, d]
-        index_all, nodes_all = torch.cat(index, 1), torch.cat(nodes, 1)  # [B, P, K], [B, P, K, d]
+        width = max(neighbours[p].shape[1] for p in self.metapaths)  # unequal K: padded to the longest
         query = theta_author if query_context is None else torch.cat([theta_author, query_context], dim=-1)
         q = self.query_projection(query).unflatten(-1, (len(self.metapaths), self.dim))  # [B, P, d]
-        logits = torch.einsum("bpkd,bpd->bpk", nodes_all, q) / math.sqrt(self.dim)  # [B, P, K]
-        pooled = masked_attention_pool(logits, nodes_all, index_all > 0, self.empty)  # [B, P, d]
-        return GIEOutput(self.output(pooled.flatten(1)), theta_user, theta_author)
+        q = q / math.sqrt(self.dim)
+        pooled, first = [], 0
+        for paths, table, projection in (
+            (self.user_metapaths, self.theta_users, self.user_projection),
+            (self.author_metapaths, self.theta_authors, self.author_projection),
+        ):
+            if not paths:
+                continue
+            span = slice(first, first + len(paths))
+            first += len(paths)
+            lists = [neighbours[p] for p in paths]
+            index = torch.stack([n if n.shape[1] == width else F.pad(n, (0, width - n.shape[1])) for n in lists], 1)
+            mask = index > 0  # [B, P_s, K]
+            nodes = F.embedding(index, table)  # [B, P_s, K, d_θ] raw Θ rows, projected after pooling
+            # ⟨W θ_k + b, q⟩ = ⟨θ_k, Wᵀ q⟩ + ⟨b, q⟩, the last term the same for every k (softmax ignores it)
+            logits = torch.einsum("bpkt,bpt->bpk", nodes, q[:, span] @ projection.weight)  # [B, P_s, K]
+            pooled_theta = masked_attention_pool(logits, nodes, mask, nodes.new_zeros(()))  # [B, P_s, d_θ]
+            # Σ_k w_k (W θ_k + b) = W (Σ_k w_k θ_k) + b since the weights sum to 1
+            pooled.append(torch.where(mask.any(-1, keepdim=True), projection(pooled_theta), self.empty[span]))
+        pooled_all = torch.cat(pooled, dim=1)  # [B, P, d]
+        return GIEOutput(self.output(pooled_all.flatten(1)), theta_user, theta_author)
