@@ -5,12 +5,14 @@ Every feature of an impression is computed from what was known *before* it:
 - the segment (real time): the last `segment_seconds` seconds of the broadcast up to the second the user
   arrived, one token per second per modality (oldest first);
 - the behaviour sequence (a daily batch, as SIM's long sequences are built offline): the user's last `history`
-  impressions before the impression's day, most recent first, each summarised by the streamer, the mean frame
-  token of what was on screen, and what the user did (watch time, like, gift);
+  impressions before the impression's *feature day*, most recent first, each summarised by the streamer, the
+  mean frame token of what was on screen, and what the user did (watch time, like, gift);
 - dense statistics (a daily batch too): the user's and the streamer's impressions and gifts before that day.
-Why daily and not up to the second: a running gift count or history that includes the user's gifts of the
-same day scores every row after a gift above the gift itself, which drags the per-user AUCs (UAUC, GAUC) below
-0.5 for a reason that has nothing to do with ranking (measured: UAUC 0.26 for the running count alone).
+The feature day is the impression's own day in training and the first day of its split in validation and test
+(features frozen when the evaluation period starts, as a model deployed then would see them). Why not up to the
+second: a running gift count or history that includes the user's earlier gifts of the evaluation period scores
+every later row above the gift itself, which drags the per-user AUCs (UAUC, GAUC) below 0.5 for a reason that
+has nothing to do with ranking streams (measured: UAUC 0.26 for a running gift count alone).
 - neighbours: rows of the expansion snapshot's neighbour arrays (built from the training period's gifts only).
 Labels are the impression's gift, like and comment (`batches.TASKS`).
 """
@@ -29,30 +31,35 @@ DEFAULT_SEGMENT_SECONDS = 10
 DEFAULT_HISTORY = 50
 
 
-def running_counts(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """For rows in time order: the sum of `values` over earlier rows with the same key (exclusive cumsum)."""
-    order = np.argsort(keys, kind="stable")
-    sorted_keys, sorted_values = keys[order], values[order].astype(np.float64)
-    cumulative = np.cumsum(sorted_values) - sorted_values
-    starts = np.r_[0, np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1]
-    offsets = np.repeat(cumulative[starts], np.diff(np.r_[starts, len(keys)]))
-    result = np.empty(len(keys))
-    result[order] = cumulative - offsets
-    return result
-
-
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
     """For keys sorted into contiguous groups: the position where each element's group starts."""
     first = np.r_[0, np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1]
     return np.repeat(first, np.diff(np.r_[first, len(sorted_keys)]))
 
 
-def _before_the_day(keys: np.ndarray, day: np.ndarray, gifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(impressions, gifts) of each row's key on the days before the row's day."""
-    same_day = keys * (int(day.max()) + 1) + day
-    ones = np.ones(len(keys))
-    impressions = running_counts(keys, ones) - running_counts(same_day, ones)
-    return impressions, running_counts(keys, gifts) - running_counts(same_day, gifts)
+def _feature_day(world: World) -> np.ndarray:
+    """The day whose batch features each impression sees: its own day in training; for validation and test,
+    the first day of its split (features frozen when the evaluation period starts, as a model deployed then
+    would see them)."""
+    day = world.impressions["timestamp"] // SECONDS_PER_DAY
+    feature_day = day.copy()
+    for split in ("validation", "test"):
+        days = world.config.split_days()[split]
+        feature_day[(day >= days.start) & (day < days.stop)] = days.start
+    return feature_day
+
+
+def _before(keys: np.ndarray, day: np.ndarray, feature_day: np.ndarray, gifts: np.ndarray):
+    """(impressions, gifts) of each row's key on the days before its feature day."""
+    days = int(day.max()) + 1
+    cells = keys * days + day  # one cell per (key, day)
+    size = (int(keys.max()) + 1) * days
+    counts = []
+    for weights in (None, gifts):
+        per_day = np.bincount(cells, weights=weights, minlength=size).reshape(-1, days)
+        before = np.cumsum(per_day, axis=1) - per_day  # [keys, days]: on the days before each day
+        counts.append(before[keys, feature_day])
+    return counts[0], counts[1]
 
 
 def dense_statistics(impressions: np.ndarray, gifts: np.ndarray) -> np.ndarray:
@@ -86,17 +93,19 @@ class WorldFeatures:
             raise ValueError(f"segment_seconds must be in [1, {limit}] for this world, got {segment_seconds}")
         imp = world.impressions
         users, authors, gifts = imp["user"], imp["author"], imp["gifted"]
-        day = imp["timestamp"] // SECONDS_PER_DAY
-        user_dense = dense_statistics(*_before_the_day(users, day, gifts))
-        author_dense = dense_statistics(*_before_the_day(authors, day, gifts))
+        day, feature_day = imp["timestamp"] // SECONDS_PER_DAY, _feature_day(world)
+        user_dense = dense_statistics(*_before(users, day, feature_day, gifts))
+        author_dense = dense_statistics(*_before(authors, day, feature_day, gifts))
         stream_row = world.stream_rows(imp["stream_id"])
         seen = _segments(world.streams["content"], stream_row, imp["second"], segment_seconds, modality=0)
         actions = np.stack([np.log1p(imp["watch_seconds"]), imp["liked"], gifts], axis=-1).astype(np.float32)
         by_user = np.argsort(users, kind="stable")  # impressions are in time order, so each user's are too
         user_start = np.empty(len(users), dtype=np.int64)
         user_start[by_user] = _group_starts(users[by_user])
-        history_end = np.empty(len(users), dtype=np.int64)  # the user's first impression of the same day
-        history_end[by_user] = _group_starts(users[by_user] * (int(day.max()) + 1) + day[by_user])
+        # The user's first impression on or after the feature day (by_user is sorted by user, then time).
+        days = world.config.days + 1
+        user_days = users[by_user] * days + imp["timestamp"][by_user] // SECONDS_PER_DAY
+        history_end = np.searchsorted(user_days, users * days + feature_day, side="left")
         return cls(
             world, segment_seconds, history, stream_row, user_dense, author_dense, seen.mean(axis=1),
             actions, by_user, user_start, history_end,

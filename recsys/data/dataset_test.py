@@ -2,19 +2,13 @@ import numpy as np
 import pytest
 
 from recsys.data.batches import METAPATHS
-from recsys.data.dataset import GTRDataset, WorldFeatures, running_counts
+from recsys.data.dataset import GTRDataset, WorldFeatures
 from recsys.data.world import WORLD_PRESETS, generate_world
 
 
 @pytest.fixture(scope="module")
 def features():
     return WorldFeatures.build(generate_world(WORLD_PRESETS["tiny"]), segment_seconds=5, history=8)
-
-
-def test_running_counts_are_exclusive_sums_per_key():
-    keys = np.array([3, 1, 3, 3, 1, 2])
-    values = np.array([1.0, 5.0, 2.0, 4.0, 1.0, 7.0])
-    np.testing.assert_array_equal(running_counts(keys, values), [0, 0, 1, 3, 5, 0])
 
 
 def test_splits_partition_the_impressions_in_time(features):
@@ -26,14 +20,25 @@ def test_splits_partition_the_impressions_in_time(features):
     assert time[splits["validation"].rows].max() < time[splits["test"].rows].min()
 
 
-def test_history_holds_the_users_impressions_of_earlier_days_most_recent_first(features):
-    data = GTRDataset.from_world(features, "test")
+def feature_day(world, row):
+    """The impression's own day in training, the first day of its split otherwise."""
+    day = world.impressions["timestamp"][row] // 86_400
+    for split in ("validation", "test"):
+        days = world.config.split_days()[split]
+        if day in days:
+            return days.start
+    return day
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_history_holds_the_users_impressions_before_the_feature_day_most_recent_first(features, split):
+    data = GTRDataset.from_world(features, split)
     imp = features.world.impressions
     day = imp["timestamp"] // 86_400
     index = np.arange(0, len(data), 37)
     batch = data.batch(index)
     for i, row in zip(index, data.rows[index], strict=True):
-        earlier = np.flatnonzero((imp["user"] == imp["user"][row]) & (day < day[row]))
+        earlier = np.flatnonzero((imp["user"] == imp["user"][row]) & (day < feature_day(features.world, row)))
         expected = imp["author"][earlier[::-1][:8]]
         got = batch.history_authors[list(index).index(i)].numpy()
         np.testing.assert_array_equal(got[: len(expected)], expected)
@@ -51,11 +56,11 @@ def test_segment_is_the_last_seconds_before_arrival(features):
         np.testing.assert_array_equal(batch.visual[position].numpy(), expected)
 
 
-def test_dense_statistics_count_the_days_before(features):
+def test_dense_statistics_count_the_days_before_the_feature_day(features):
     imp = features.world.impressions
     day = imp["timestamp"] // 86_400
     for row in np.random.default_rng(0).choice(len(day), 40, replace=False):
-        before = (imp["user"] == imp["user"][row]) & (day < day[row])
+        before = (imp["user"] == imp["user"][row]) & (day < feature_day(features.world, row))
         assert features.user_dense[row, 0] == np.float32(np.log1p(before.sum()))
         assert features.user_dense[row, 1] == np.float32(np.log1p(imp["gifted"][before].sum()))
 
