@@ -102,10 +102,12 @@ def run_expansion(
     extra_tables: Mapping[str, tuple[pa.Table, str]] | None = None,
     *,
     metadata: Mapping | None = None,
+    device: str = "cpu",
     progress: bool = True,
 ) -> Snapshot:
     """Compute Swing, the five metapath lists and GraphCL Theta from `edges` and write them (plus
-    `extra_tables`: name -> (table, key column)) as a new snapshot at `out_dir`; returns it opened."""
+    `extra_tables`: name -> (table, key column)) as a new snapshot at `out_dir`; returns it opened. GraphCL
+    trains on `device` (e.g. "cuda")."""
     config = config or ExpansionConfig()
     users, authors, gifts = edge_arrays(edges)
     matrix = gift_matrix(users, authors, gifts, num_users, num_authors)  # [U+1, A+1]
@@ -122,6 +124,7 @@ def run_expansion(
         config.graphcl,
         user_positives=neighbours["u2a2u"][0],
         author_positives=neighbours["a2u2a"][0],
+        device=device,
         progress=progress,
     )
     timings["graphcl"] = time.perf_counter() - began
@@ -223,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="new snapshot directory")
     parser.add_argument("--k", type=int, default=ExpansionConfig.k)
     parser.add_argument("--graphcl-epochs", type=int, default=ExpansionConfig().graphcl.epochs)
+    parser.add_argument("--device", default="cpu", help="where GraphCL trains (cpu, cuda, cuda:1, ...)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     base = ExpansionConfig()
@@ -235,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         args.num_authors,
         config,
         args.out,
+        device=args.device,
     )
     logger.info("wrote %s", snapshot)
     return 0

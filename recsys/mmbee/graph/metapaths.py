@@ -152,6 +152,23 @@ def _diagonal(num_rows: int, offset: int, num_cols: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(num_rows), (rows, rows + offset)), shape=(num_rows, num_cols))
 
 
+def co_occurrence_neighbours(
+    matrix: sp.spmatrix, k: int, *, row_batch: int = 2048, score_bits: int = 30
+) -> np.ndarray:
+    """Top-`k` rows sharing columns with each row (M M^T without the diagonal, weights included), computed one
+    row batch at a time: int64 [N, k], 0 = padding. u2a2u of `matrix`, or a2u2a of its transpose."""
+    matrix = sp.csr_matrix(matrix, dtype=np.float64)
+    transposed = matrix.T.tocsr()
+    out = np.zeros((matrix.shape[0], k), dtype=np.int64)
+    for start in range(0, matrix.shape[0], row_batch):
+        rows = matrix[start : start + row_batch]
+        own = _diagonal(rows.shape[0], start, matrix.shape[0])
+        out[start : start + rows.shape[0]] = top_k_rows(
+            rows @ transposed, k, exclude=own, score_bits=score_bits
+        )[0]
+    return out
+
+
 def _check_graph(matrix: sp.spmatrix, similarity: sp.spmatrix | None) -> sp.csr_matrix:
     matrix = sp.csr_matrix(matrix, dtype=np.float64)
     if matrix[0].nnz or matrix[:, 0].nnz:
