@@ -73,43 +73,57 @@ class ServingFeaturizer:
     """RankRequest -> GTRBatch from a snapshot (`recsys.features.Snapshot`) written with `serving_tables`."""
 
     def __init__(self, snapshot, *, num_users: int, num_authors: int, segment_seconds: int, history: int,
-                 content_dim: int, max_segment_seconds: int) -> None:  # fmt: skip
+                 content_dim: int, max_segment_seconds: int, cache_rows: int = 100_000) -> None:  # fmt: skip
         self.snapshot = snapshot
         self.num_users, self.num_authors = num_users, num_authors
         self.segment_seconds, self.history, self.content_dim = segment_seconds, history, content_dim
         self.max_segment_seconds = max_segment_seconds
         self.neighbours = {name: snapshot.array(f"neighbours_{name}") for name in METAPATHS}
+        self.cache_rows = cache_rows
+        self._caches: dict[str, dict] = {}
+
+    def _dense(self, row: dict | None) -> np.ndarray:
+        if row is None:
+            return dense_statistics(np.zeros(1), np.zeros(1))[0]
+        return np.asarray(row["dense"], np.float32)
+
+    def _segment(self, row: dict | None) -> np.ndarray | None:
+        if row is None:
+            return None
+        return np.asarray(row["segment"], np.float32).reshape(self.max_segment_seconds, 3, self.content_dim)
+
+    def _cached(self, table: str, keys: list[str], convert) -> list:
+        """Rows of `table`, converted once: streams and streamers recur across requests (every viewer of a
+        live stream scores it) and the snapshot is immutable, so a converted row never goes stale."""
+        cache = self._caches.setdefault(table, {})
+        missing = list(dict.fromkeys(key for key in keys if key not in cache))
+        if missing:
+            if len(cache) + len(missing) > self.cache_rows:
+                cache.clear()
+            for key, row in zip(missing, self.snapshot.lookup_many(table, missing), strict=True):
+                cache[key] = convert(row)
+        return [cache[key] for key in keys]
 
     def batch(self, request: RankRequest) -> GTRBatch:
         n, h, d, seconds = len(request.candidates), self.history, self.content_dim, self.segment_seconds
         user = parse_index(request.user_id, "u", self.num_users)
         row = self.snapshot.lookup("users", request.user_id) if user else None
-        user_dense = (
-            dense_statistics(np.zeros(1), np.zeros(1))[0] if row is None else np.asarray(row["dense"])
-        )
-        user_dense = _override(user_dense.astype(np.float32), request.user_numeric, USER_DENSE)
+        user_dense = _override(self._dense(row).copy(), request.user_numeric, USER_DENSE)
         history_authors = np.zeros(h, np.int64) if row is None else np.asarray(row["history_authors"])
         history_content = np.zeros((h, d), np.float32) if row is None else np.asarray(row["history_content"])
         history_actions = np.zeros((h, 3), np.float32) if row is None else np.asarray(row["history_actions"])
 
         authors = np.array([parse_index(c.author_id, "a", self.num_authors) for c in request.candidates])
-        author_rows = self.snapshot.lookup_many("authors", [c.author_id for c in request.candidates])
-        stream_rows = self.snapshot.lookup_many("streams", [c.stream_id for c in request.candidates])
-        author_dense = np.empty((n, 3), np.float32)
+        author_dense = np.stack(
+            self._cached("authors", [c.author_id for c in request.candidates], self._dense)
+        )
+        author_dense[authors == 0] = self._dense(None)  # ids outside the model's range: the cold-start row
+        streams = self._cached("streams", [c.stream_id for c in request.candidates], self._segment)
         segments = np.zeros((n, seconds, 3, d), np.float32)  # [N, L, modality, D]
         for i, candidate in enumerate(request.candidates):
-            known = author_rows[i] is not None and authors[i] > 0
-            dense = (
-                np.asarray(author_rows[i]["dense"])
-                if known
-                else dense_statistics(np.zeros(1), np.zeros(1))[0]
-            )
-            author_dense[i] = _override(dense.astype(np.float32), candidate.numeric, AUTHOR_DENSE)
-            if stream_rows[i] is not None:
-                stored = np.asarray(stream_rows[i]["segment"], np.float32).reshape(
-                    self.max_segment_seconds, 3, d
-                )
-                segments[i] = stored[-seconds:]
+            author_dense[i] = _override(author_dense[i], candidate.numeric, AUTHOR_DENSE)
+            if streams[i] is not None:
+                segments[i] = streams[i][-seconds:]
             for m, name in enumerate(("visual", "speech", "comments")):
                 if name in candidate.embeddings:
                     segments[i, :, m] = candidate.embeddings[name]
