@@ -10,9 +10,10 @@ Composed of named sub-models, as in torchrec's DLRM:
     over_arch       SIM only: MLP + linear head -> logits [B, T]; MMoE's per-task towers are its over-arch,
                     so `over_arch` is None there
 
-The candidate representation is the streamer id embedding ⊕ h_m ⊕ h_g ⊕ Θ_user ⊕ Θ_author (each part only
-when enabled). SIM searches the history with it, and its over-arch sees [user id emb, candidate, dense
-statistics, interest]; MMoE sees [user id emb, candidate, dense statistics, masked mean of the history values].
+The candidate representation is the streamer id embedding ⊕ h_m ⊕ h_g ⊕ Θ_user ⊕ Θ_author (each part
+only when enabled). SIM searches the history with it, and its over-arch sees [user id emb, candidate, dense
+statistics, interest]; MMoE sees [user id emb, candidate, dense statistics, masked mean of the history
+values].
 `forward` has no loss (the train wrapper adds it) and no data-dependent Python control flow, so
 `ExportableMMBee` exports with `torch.export` and a dynamic batch dimension.
 
@@ -206,14 +207,15 @@ class MMBeeModel(nn.Module):
         return c.h_m_enabled and c.h_g_enabled and c.gie_query_uses_h_m
 
     def fusion(self, batch: GTRBatch) -> torch.Tensor | None:
-        """h_m [B, d] (None when h_m is off). It depends on the streamer and its segment only, not on the viewer,
-        so a server can compute it once per (streamer, segment) and pass it to `forward` for every viewer."""
+        """h_m [B, d] (None when h_m is off). It depends on the streamer and its segment only, not on the
+        viewer, so a server can compute it once per (streamer, segment) and pass it to `forward` for every
+        viewer."""
         if self.fusion_arch is None:
             return None
         return self.fusion_arch(batch.authors, [getattr(batch, m) for m in self.fusion_arch.modalities])
 
     def candidate_representation(self, batch: GTRBatch, h_m: torch.Tensor | None = None) -> torch.Tensor:
-        """Streamer id embedding ⊕ h_m ⊕ h_g ⊕ Θ_user ⊕ Θ_author (enabled parts only) -> [B, candidate_dim]."""
+        """Streamer id embedding ⊕ h_m ⊕ h_g ⊕ Θ_user ⊕ Θ_author (enabled parts only) -> [B, c]."""
         parts = [self.sparse_arch.authors(batch.authors)]  # [B, e]
         if self.fusion_arch is not None:
             h_m = self.fusion(batch) if h_m is None else h_m  # [B, d]
@@ -228,8 +230,8 @@ class MMBeeModel(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, batch: GTRBatch, h_m: torch.Tensor | None = None) -> torch.Tensor:
-        """-> logits [B, len(TASKS)]. `h_m` [B, d]: the `fusion(batch)` rows computed earlier (a cache); ignored
-        when h_m is off."""
+        """-> logits [B, len(TASKS)]. `h_m` [B, d]: the `fusion(batch)` rows computed earlier (a cache);
+        ignored when h_m is off."""
         user = self.sparse_arch.users(batch.users)  # [B, e]
         candidate = self.candidate_representation(batch, h_m)  # [B, c]
         dense = torch.cat([batch.user_dense, batch.author_dense], dim=-1)  # [B, FU + FA]

@@ -185,7 +185,6 @@ def test_a_planted_content_signal_is_learned_with_mfq_and_not_without():
         return _changed(batch, labels=signal[:, None].expand(-1, len(TASKS)).contiguous())
 
     train, test = data(512, 1), data(512, 2)
-    torch.set_num_threads(1)
     results = {}
     for use_mfq in (True, False):
         model = _model(use_mfq=use_mfq, use_gie=False, backbone="sim").train()

@@ -9,7 +9,8 @@ with `torch.export` (no fast-path branches on the inputs) and runs the fused SDP
   Self-attention is the block called with context = x.
 - `masked_attention_pool`: softmax pooling of values under a key mask, with a caller-given vector for rows
   that have no valid key. Padding is excluded by a `torch.where` on the logits (weight exactly 0: any
-  finite padded values give the same output) and an all-padding row returns the `empty` vector; no NaN, no data-dependent branch.
+  finite padded values give the same output) and an all-padding row returns the `empty` vector; no NaN,
+  no data-dependent branch.
 """
 
 from __future__ import annotations

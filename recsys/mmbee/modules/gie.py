@@ -116,7 +116,7 @@ class GIE(nn.Module):
         neighbours: Mapping[str, torch.Tensor],
         query_context: torch.Tensor | None = None,
     ) -> GIEOutput:
-        """users, authors [B] long; neighbours: metapath -> [B, K_p] long; query_context [B, query_context_dim]."""
+        """users, authors [B] long; neighbours: metapath -> [B, K_p] long; query_context [B, c] or None."""
         theta_user = self.embed_users(users)  # [B, d]
         theta_author = self.embed_authors(authors)  # [B, d]
         if self.output is None or self.query_projection is None:
@@ -139,7 +139,9 @@ class GIE(nn.Module):
             span = slice(first, first + len(paths))
             first += len(paths)
             lists = [neighbours[p] for p in paths]
-            index = torch.stack([n if n.shape[1] == width else F.pad(n, (0, width - n.shape[1])) for n in lists], 1)
+            index = torch.stack(
+                [n if n.shape[1] == width else F.pad(n, (0, width - n.shape[1])) for n in lists], 1
+            )
             mask = index > 0  # [B, P_s, K]
             nodes = F.embedding(index, table)  # [B, P_s, K, d_θ] raw Θ rows, projected after pooling
             # ⟨W θ_k + b, q⟩ = ⟨θ_k, Wᵀ q⟩ + ⟨b, q⟩, the last term the same for every k (softmax ignores it)

@@ -31,6 +31,6 @@ class BehaviourEncoder(nn.Module):
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of values [B, H, d] over the positions where mask [B, H] holds -> [B, d]; zeros for an empty row."""
+    """Mean of values [B, H, d] where mask [B, H] holds -> [B, d]; zeros for an empty row."""
     weights = mask.to(values.dtype).unsqueeze(-1)  # [B, H, 1]
     return (values * weights).sum(1) / weights.sum(1).clamp_min(1.0)
