@@ -13,7 +13,7 @@ The feature day is the impression's own day in training and the first day of its
 second: a running gift count or history that includes the user's earlier gifts of the evaluation period scores
 every later row above the gift itself, which drags the per-user AUCs (UAUC, GAUC) below 0.5 for a reason that
 has nothing to do with ranking streams (measured: UAUC 0.26 for a running gift count alone).
-- neighbours: rows of the expansion snapshot's neighbour arrays (built from the training period's gifts only).
+- neighbours: rows of the expansion snapshot's neighbour arrays (built from the graph period's gifts only, the days before the training rows).
 Labels are the impression's gift, like and comment (`batches.TASKS`).
 """
 

@@ -3,7 +3,7 @@ import pytest
 
 from recsys.data.batches import METAPATHS
 from recsys.data.dataset import GTRDataset, WorldFeatures
-from recsys.data.world import WORLD_PRESETS, generate_world
+from recsys.data.world import SPLITS, WORLD_PRESETS, generate_world
 
 
 @pytest.fixture(scope="module")
@@ -12,7 +12,7 @@ def features():
 
 
 def test_splits_partition_the_impressions_in_time(features):
-    splits = {name: GTRDataset.from_world(features, name) for name in ("train", "validation", "test")}
+    splits = {name: GTRDataset.from_world(features, name) for name in SPLITS}
     rows = np.concatenate([d.rows for d in splits.values()])
     assert len(rows) == len(np.unique(rows)) == features.world.num_impressions
     time = features.world.impressions["timestamp"]

@@ -10,9 +10,11 @@ What is planted (and why each MMBee module should help):
   streamer's average. Every second yields one token per modality: X_v = W_v z + noise (sees the whole latent),
   X_s (sees the first half of its dimensions), X_t (comments: the second half, noisiest). Visual is the most
   informative modality, by construction.
+- **Hype scenes** (`hype_rate` of them: PK battles, performances) add a fixed direction to every modality's
+  tokens (strongest on screen) and make everyone gift more.
 - **Gifting** (about 1-2% of impressions, heavy-tailed by user): P(gift) = σ(bias + a_u + w_match·⟨taste_u, z_now⟩
-  + w_comm·[same community]) where z_now is the scene on screen when the user arrives and a_u a log-normal-ish
-  per-user propensity (most users rarely gift). So the gift depends on the *current segment's* content (MFQ) and
+  + w_comm·[same community] + w_hype·hype_now) where z_now is the scene on screen when the user arrives and a_u
+  a normal per-user propensity in log-odds (most users rarely gift). So the gift depends on the *current segment's* content (MFQ) and
   on community structure: users who gift the same streamers share taste, which graph expansion can recover for
   users with few gifts of their own (GIE).
 - **Viewing**: a broadcast draws Poisson(viewers × popularity) viewers, `community_loyalty` of them from the
@@ -45,7 +47,7 @@ logger = logging.getLogger(__name__)
 STREAMS_PER_DAY = 100_000
 MODALITIES = ("visual", "speech", "comments")
 SECONDS_PER_DAY = 86_400
-SPLITS = ("train", "validation", "test")
+SPLITS = ("graph", "train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class WorldConfig:
     num_users: int = 3000
     num_authors: int = 150
     num_communities: int = 8
-    days: int = 14
+    days: int = 20
     broadcasts_per_author_day: float = 0.6
     """Mean broadcasts a streamer starts per day (Poisson)."""
     broadcast_seconds: int = 120
@@ -64,35 +66,48 @@ class WorldConfig:
     viewers_per_broadcast: float = 110.0
     """Mean viewers of a broadcast of a streamer of popularity 1."""
     community_loyalty: float = 0.7
-    personal_spread: float = 0.7
+    personal_spread: float = 0.35
     """Size of a user's / streamer's personal offset from its community centroid (relative to the centroid)."""
     scene_spread: float = 1.5
     """Size of a scene's offset from its streamer's style: how much the content on screen varies."""
     noise_visual: float = 0.4
     noise_speech: float = 0.7
     noise_comments: float = 1.0
-    gift_bias: float = -7.2
-    gift_match: float = 4.0
-    gift_community: float = 0.8
-    gift_propensity_spread: float = 1.0
+    gift_bias: float = -8.7
+    gift_match: float = 5.0
+    gift_community: float = 1.2
+    gift_propensity_spread: float = 0.7
+    hype_rate: float = 0.2
+    """Share of scenes that are hype moments (PK battles, performances)."""
+    gift_hype: float = 1.5
+    """Gift log-odds added during a hype scene, for every viewer."""
     max_segment_seconds: int = 20
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
+    graph_fraction: float = 0.5
+    """Share of the days before validation whose gifts build the expansion graph (the rest are training rows)."""
 
     def scaled(self, **changes) -> WorldConfig:
         return replace(self, **changes)
 
     def split_days(self) -> dict[str, range]:
-        """Temporal split by broadcast day: train first, then validation, then test (no day in two splits)."""
+        """Temporal split by broadcast day, in this order, no day in two splits:
+        `graph` (the gifts the expansion graph is built from), `train` (the rows models learn from), then
+        `validation` and `test`. Why a graph period apart from the training rows: a graph that holds a training
+        row's own gift tells the model its label (GIE overfits to it: measured train AUC 0.94 against 0.58 on
+        validation), while at serving time the graph only ever holds the past."""
         test_days = max(1, round(self.days * self.test_fraction))
         validation_days = max(1, round(self.days * self.validation_fraction))
-        train_days = self.days - test_days - validation_days
-        if train_days < 1:
-            raise ValueError(f"days={self.days} is too few for a train/validation/test split")
+        learn_days = self.days - test_days - validation_days
+        graph_days = round(learn_days * self.graph_fraction)
+        if graph_days < 1 or learn_days - graph_days < 1:
+            raise ValueError(f"days={self.days} is too few for a graph/train/validation/test split")
+        validation_start = learn_days
         return {
-            "train": range(0, train_days),
-            "validation": range(train_days, train_days + validation_days),
-            "test": range(train_days + validation_days, self.days),
+            "graph": range(0, graph_days),
+            "train": range(graph_days, learn_days),
+            "validation": range(validation_start, validation_start + validation_days),
+            "test": range(validation_start + validation_days, self.days),
         }
 
 
@@ -101,7 +116,7 @@ WORLD_PRESETS: dict[str, WorldConfig] = {
     "tiny": WorldConfig(
         num_users=400, num_authors=24, num_communities=4, days=6, viewers_per_broadcast=120.0
     ),
-    # The embedded default and `kmono mmbee eval`: about 150k impressions.
+    # The embedded default and `kmono mmbee eval`: about 200k impressions.
     "default": WorldConfig(),
     # Scale runs (written to Parquet, never held in memory): about 20M impressions.
     "large": WorldConfig(num_users=300_000, num_authors=6000, num_communities=32, days=28),
@@ -121,6 +136,7 @@ class Population:
     author_style: np.ndarray  # [A+1, k]
     author_popularity: np.ndarray  # [A+1]
     projections: dict[str, np.ndarray]  # modality -> [D, k]
+    hype_directions: dict[str, np.ndarray]  # modality -> [D]: what a hype scene adds to its tokens
 
 
 @dataclass
@@ -191,9 +207,13 @@ def make_population(config: WorldConfig) -> Population:
         matrix = np.zeros((config.content_dim, k))
         matrix[:, seen] = rng.normal(size=(config.content_dim, k))[:, seen] / np.sqrt(k)
         projections[name] = matrix.astype(np.float32)
+    strength = {"visual": 1.2, "speech": 0.8, "comments": 0.8}
+    hype_directions = {
+        name: strength[name] * _unit(rng.normal(size=config.content_dim)) for name in MODALITIES
+    }
     return Population(
         centroids, user_community, user_taste, propensity, view_activity,
-        author_community, author_style, popularity, projections,
+        author_community, author_style, popularity, projections, hype_directions,
     )  # fmt: skip
 
 
@@ -225,10 +245,14 @@ def generate_day(config: WorldConfig, population: Population, day: int) -> Day:
     scene_topics = _unit(p.author_style[authors][:, None, :] + scene_offsets)  # [S, scenes, k]
     topics = np.take_along_axis(scene_topics, scene_index[:, :, None], axis=1)  # [S, T, k]
     topics = topics + 0.05 * rng.normal(size=topics.shape)
+    # Hype scenes (a PK battle, a performance): everyone gifts more; seen in every modality, best on screen.
+    hype_scenes = rng.random((num_streams, max_scenes)) < config.hype_rate
+    hype = np.take_along_axis(hype_scenes, scene_index, axis=1).astype(np.float64)  # [S, T]
     noise = (config.noise_visual, config.noise_speech, config.noise_comments)
     content = np.stack(
         [
             topics @ p.projections[name].T
+            + hype[:, :, None] * p.hype_directions[name]
             + scale * rng.normal(size=(num_streams, seconds, config.content_dim))
             for name, scale in zip(MODALITIES, noise, strict=True)
         ],
@@ -250,9 +274,10 @@ def generate_day(config: WorldConfig, population: Population, day: int) -> Day:
     ticks = rng.integers(config.max_segment_seconds - 1, seconds, size=len(rows))
     match = np.einsum("nk,nk->n", p.user_taste[users], topics[rows, ticks])
     same_community = p.user_community[users] == p.author_community[authors[rows]]
+    hype_now = hype[rows, ticks]
     gift_logit = (
         config.gift_bias + p.user_propensity[users] + config.gift_match * match
-        + config.gift_community * same_community
+        + config.gift_community * same_community + config.gift_hype * hype_now
     )  # fmt: skip
     gifted = rng.random(len(rows)) < _sigmoid(gift_logit)
     remaining = seconds - ticks

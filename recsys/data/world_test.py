@@ -71,6 +71,7 @@ def test_visual_tokens_carry_more_of_the_scene_than_comments():
 
 def test_temporal_split_has_no_shared_day():
     days = TINY.split_days()
+    assert days["graph"].start == 0 and days["graph"].stop == days["train"].start
     assert days["train"].stop == days["validation"].start and days["validation"].stop == days["test"].start
     assert days["test"].stop == TINY.days
     with pytest.raises(ValueError, match="too few"):

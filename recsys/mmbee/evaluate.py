@@ -6,7 +6,7 @@ the claim, not the values):
 - `modalities` (Table 4): the full SIM model without X_v, X_s or X_t.
 - `components` (Table 7): without each metapath, without Θ (random learnable node embeddings), h_g, h_m, q_m.
 - `segments` (Table 6): segment length 5 / 10 / 20 seconds.
-- `activity`: AUC by the user's gifts in the training period, backbone vs full model (GIE should help sparse
+- `activity`: AUC by the user's gifts in the graph period, backbone vs full model (GIE should help sparse
   gifters most).
 Every run trains from the same world and snapshot; only the training seed changes between repeats. Results are
 written as JSON and PNG plots (metric per variant with error bars).
@@ -139,7 +139,7 @@ def format_tables(results: dict) -> str:
             lines.append(f"{name:<18}{cells}   {'/'.join(f'{v:.4f}' for v in paper) if paper else ''}")
     activity = [name for name in ("SIM", "SIM+MFQ+GIE", "MMoE", "MMoE+MFQ+GIE") if name in results]
     if activity:
-        lines.append("\n## activity   (AUC by the user's gifts in the training period)")
+        lines.append("\n## activity   (AUC by the user's gifts in the graph period)")
         buckets = [f"auc_gifts_{bucket_name(low, high)}" for low, high in ACTIVITY_BUCKETS]
         lines.append(f"{'variant':<18}" + "".join(f"{b.removeprefix('auc_'):>20}" for b in buckets))
         for name in activity:

@@ -6,8 +6,8 @@ export of a servable model folder. `kmono mmbee train` and `kmono mmbee eval` ar
     metrics = evaluate(model, prepared.test)                    # AUC, UAUC, GAUC, AUC per user-activity bucket
     save_model_folder(out, model, prepared, metrics)           # what `kmono serve rank --model out` loads
 
-The expansion graph is built from the training period's gifts only, so validation and test impressions are
-never in the graph they are scored with. Feature tables for serving describe the end of the logged data.
+The expansion graph is built from the gifts of the graph period, the days before the training rows
+(`WorldConfig.split_days`), so no row is ever scored with a graph that holds its own gift. Feature tables for serving describe the end of the logged data.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from recsys.mmbee.training import TrainConfig, TrainResult, train
 logger = logging.getLogger(__name__)
 
 ACTIVITY_BUCKETS = ((0, 0), (1, 2), (3, 9), (10, None))
-"""Users by their gifts in the training period: the paper's claim is that GIE helps sparse gifters most."""
+"""Users by their gifts in the graph period: the paper's claim is that GIE helps sparse gifters most."""
 
 
 @dataclass
@@ -47,14 +47,14 @@ class Prepared:
     validation: GTRDataset
     test: GTRDataset
     train_gifts: np.ndarray
-    """Gifts per user index in the training period ([U+1])."""
+    """Gifts per user index in the graph period ([U+1]): what the graph knows of each user."""
 
 
 def train_edges(world: World) -> dict[str, np.ndarray]:
-    """The user→streamer gift edges of the training period (weight: gifts sent)."""
+    """The user→streamer gift edges of the graph period (weight: gifts sent)."""
     imp = world.impressions
-    train_days = world.config.split_days()["train"]
-    gifted = (imp["gifted"] > 0) & (imp["timestamp"] // 86_400 < train_days.stop)
+    graph_days = world.config.split_days()["graph"]
+    gifted = (imp["gifted"] > 0) & (imp["timestamp"] // 86_400 < graph_days.stop)
     return {
         "user": imp["user"][gifted],
         "author": imp["author"][gifted],
