@@ -1,5 +1,6 @@
-"""The exported MMBee scorer (torch.export, dynamic batch) and the model folder the ranking service loads
-(config.json, model.safetensors, scorer.pt2, metrics.json); see `scorer` for the layout.
+"""The exported MMBee programs (torch.export, dynamic batch: fusion.pt2 -> h_m per streamer and segment, and
+scorer.pt2 taking h_m) and the model folder the ranking service loads (config.json, model.safetensors,
+scorer.pt2, fusion.pt2, metrics.json); see `scorer` for the layout.
 
 from recsys.mmbee.export import save_model_folder, load_model_folder, export_scorer, load_scorer, verify_export
 """
@@ -7,6 +8,7 @@ from recsys.mmbee.export import save_model_folder, load_model_folder, export_sco
 from recsys.mmbee.export.scorer import (
     FORMAT_VERSION,
     MAX_BATCH,
+    CheckedProgram,
     ExportMismatchError,
     ModelFolderError,
     Scorer,
@@ -20,6 +22,7 @@ from recsys.mmbee.export.scorer import (
 __all__ = [
     "FORMAT_VERSION",
     "MAX_BATCH",
+    "CheckedProgram",
     "ExportMismatchError",
     "ModelFolderError",
     "Scorer",

@@ -1,31 +1,48 @@
-"""The exported MMBee scorer and the model folder the ranking service loads.
+"""The exported MMBee programs and the model folder the ranking service loads.
 
-`export_scorer` runs `torch.export.export` on `ExportableMMBee(model)` (flat tensors in `FLAT_INPUT_NAMES` order
--> GTR probability [B]) with the batch dimension dynamic (`Dim("batch", min=1, max=MAX_BATCH)`) and saves the
-program with `torch.export.save`. The program carries its weights, so serving needs neither the model's Python
-classes nor its config: `load_scorer(path)` gives a callable `score(batch) -> np.ndarray [B]`. Every other
-dimension (segment tokens L, history H, neighbours K, content D) is fixed to the example batch's: the featurizer
-that builds serving batches uses the same settings, and a batch of another shape is refused with the name of the
-field, not a guard failure from inside the program. Batches above MAX_BATCH rows are scored in chunks.
+MMBee's h_m (MFQ's output, the expensive part: attention over every token of every candidate's segment) depends
+on the streamer and its segment only, not on the viewer, so a model with h_m on is exported as two programs
+(`torch.export`, batch dimension dynamic `Dim("batch", min=1, max=MAX_BATCH)`, saved with `torch.export.save`):
 
-Our choices: the program is exported from a CPU copy of the model in eval mode (the service scores on CPU; the
-caller's model is left where it is); an example batch of one row is tiled to two, because torch.export
-specialises a dimension whose example size is 0 or 1.
+    fusion.pt2   `ExportableFusion`: authors, visual, speech, comments -> h_m [B, d]
+    scorer.pt2   `ExportableMMBee(model, takes_h_m=True)`: the batch without its segment tokens, plus h_m
+                 (`H_M_SCORER_INPUT_NAMES`) -> GTR probability [B]
 
-Model folder layout (`save_model_folder` / `load_model_folder`):
+and a server computes h_m once per (streamer, segment) and scores every viewer with the cached rows
+(`recsys.mmbee.engine`). A model without h_m (`use_mfq=False` or `use_h_m=False`) has no fusion program and its
+scorer takes `flatten_batch(batch)` (`FLAT_INPUT_NAMES`) as before. The programs carry their weights, so serving
+needs neither the model's Python classes nor its config: `Scorer` holds both programs, `scorer(batch, h_m=None)
+-> np.ndarray [B]` (h_m computed by the fusion program when not given, so `scorer(batch)` is always the whole
+model) and `scorer.h_m(batch, rows)` -> the fusion rows. Every dimension but the batch (segment tokens L,
+history H, neighbours K, content D, h_m's d) is fixed to the example batch's: the featurizer that builds
+serving batches uses the same settings, and a batch of another shape is refused with the name of the field,
+not a guard failure from inside the program. Batches above MAX_BATCH rows are run in chunks.
 
-    config.json         {"format_version": 1, "config": MMBeeConfig.to_dict(), "inputs": {name: {"shape":
-                        [null, ...], "dtype": ...}}, "max_batch": 4096, "sha256": {file: digest}}
+Our choices: the programs are exported from a CPU copy of the model in eval mode (the service scores on CPU;
+the caller's model is left where it is); an example batch of one row is tiled to two, because torch.export
+specialises a dimension whose example size is 0 or 1. The fusion program takes every segment field whatever
+`modalities` the model fuses, as the scorer takes every metapath: one signature for every ablation.
+
+Model folder layout (`save_model_folder` / `load_model_folder`), format 2:
+
+    config.json         {"format_version": 2, "config": MMBeeConfig.to_dict(),
+                         "programs": {"scorer": {"file": "scorer.pt2", "inputs": {name: {"shape": [null, ...],
+                         "dtype": ...}}}, "fusion": {"file": "fusion.pt2", "inputs": {...}}},  (fusion: h_m on)
+                         "max_batch": 4096, "sha256": {file: digest of every other file}}
                         written last: a folder without it is incomplete
     model.safetensors   the eager model's state dict, Θ buffers included (MMBeeModel(config) + load_state_dict
                         rebuilds it: for evaluation, fine-tuning or a re-export)
-    scorer.pt2          the exported program (what the service runs)
+    scorer.pt2          the exported scorer (what the service runs for every request)
+    fusion.pt2          the exported fusion (what the service runs for the (streamer, segment)s it has not seen)
     metrics.json        the evaluation metrics the folder was released with (NaN written as null)
 
-Other files (the service's engine.json, the feature snapshot) may live beside these; they are not touched.
-`load_model_folder` checks that every file is present, that each matches the digest in config.json (a truncated
-or replaced file is named, not half-loaded), that the format version is known and that the weights fit the
-config, raising `ModelFolderError` (or `FileNotFoundError` for a missing file) with the folder and the file.
+Format 1 (one whole-model scorer.pt2) is refused with the format named: re-export the model (`kmono mmbee
+train`, or `save_model_folder` from its model.safetensors). Other files (the service's engine.json, the feature
+snapshot) may live beside these; they are not touched. `save_model_folder` checks the programs against the eager
+model (`verify_export`) before writing config.json. `load_model_folder` checks that every file is present, that
+each matches the digest in config.json (a truncated or replaced file is named, not half-loaded), that the
+format version is known and that the weights fit the config, raising `ModelFolderError` (or
+`FileNotFoundError` for a missing file) with the folder and the file.
 """
 
 from __future__ import annotations
@@ -48,29 +65,32 @@ from safetensors.torch import load_model, save_model
 from recsys.data.batches import GTRBatch
 from recsys.mmbee.models.mmbee import (
     FLAT_INPUT_NAMES,
+    FUSION_INPUT_NAMES,
+    H_M_SCORER_INPUT_NAMES,
+    ExportableFusion,
     ExportableMMBee,
     MMBeeConfig,
     MMBeeModel,
-    flatten_batch,
+    batch_inputs,
 )
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAX_BATCH = 4096
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SCORER_FILE = "scorer.pt2"
+FUSION_FILE = "fusion.pt2"
 METRICS_FILE = "metrics.json"
-_CHECKED_FILES = (WEIGHTS_FILE, SCORER_FILE, METRICS_FILE)
 
 
 class ModelFolderError(ValueError):
-    """A model folder or scorer file that cannot be used (corrupt, incompatible or inconsistent)."""
+    """A model folder or program file that cannot be used (corrupt, incompatible or inconsistent)."""
 
 
 class ExportMismatchError(AssertionError):
-    """The exported scorer disagrees with the eager model."""
+    """The exported programs disagree with the eager model."""
 
 
 @dataclass(frozen=True)
@@ -81,16 +101,17 @@ class InputSpec:
     dtype: torch.dtype
 
 
-def input_specs(example_batch: GTRBatch) -> tuple[InputSpec, ...]:
-    """The flat inputs' shapes (batch dimension None) and dtypes, as the scorer will require them."""
+def input_specs(names: tuple[str, ...], example: tuple[torch.Tensor, ...]) -> tuple[InputSpec, ...]:
+    """The inputs' shapes (batch dimension None) and dtypes, as the program will require them."""
     return tuple(
         InputSpec(name, (None, *tensor.shape[1:]), tensor.dtype)
-        for name, tensor in zip(FLAT_INPUT_NAMES, flatten_batch(example_batch), strict=True)
+        for name, tensor in zip(names, example, strict=True)
     )
 
 
-class Scorer:
-    """A loaded `scorer.pt2`: `scorer(batch) -> np.ndarray [B]` of GTR probabilities (float32)."""
+class CheckedProgram:
+    """A loaded exported program: `program(*inputs) -> Tensor`, inputs checked by name against `specs` and run
+    in chunks of `max_batch` rows."""
 
     def __init__(
         self, program: torch.export.ExportedProgram, specs: tuple[InputSpec, ...], max_batch: int
@@ -100,121 +121,255 @@ class Scorer:
         self.max_batch = max_batch
         self._module = program.module()
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.specs)
+
     @torch.no_grad()
-    def __call__(self, batch: GTRBatch) -> np.ndarray:
-        flat = flatten_batch(batch.to("cpu"))
-        self._check(flat)
-        rows = int(flat[0].shape[0])
-        scores = [
-            self._module(*(tensor[start : start + self.max_batch] for tensor in flat))
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        self._check(inputs)
+        rows = int(inputs[0].shape[0])
+        if rows == 0:
+            raise ValueError("no rows to run (an exported program takes at least one)")
+        chunks = [
+            self._module(*(tensor[start : start + self.max_batch] for tensor in inputs))
             for start in range(0, rows, self.max_batch)
         ]
-        if not scores:
-            return np.zeros(0, dtype=np.float32)
-        return torch.cat(scores).float().numpy()  # [B]
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
-    def _check(self, flat: tuple[torch.Tensor, ...]) -> None:
-        rows = int(flat[0].shape[0])
-        for spec, tensor in zip(self.specs, flat, strict=True):
+    def _check(self, inputs: tuple[torch.Tensor, ...]) -> None:
+        if len(inputs) != len(self.specs):
+            raise ValueError(
+                f"expected {len(self.specs)} inputs ({', '.join(self.names)}), got {len(inputs)}"
+            )
+        rows = int(inputs[0].shape[0])
+        for spec, tensor in zip(self.specs, inputs, strict=True):
             if tensor.dtype != spec.dtype:
-                raise ValueError(f"{spec.name} has dtype {tensor.dtype}, the scorer takes {spec.dtype}")
+                raise ValueError(f"{spec.name} has dtype {tensor.dtype}, the program takes {spec.dtype}")
             expected = (rows, *spec.shape[1:])
             if tuple(tensor.shape) != expected:
                 raise ValueError(
-                    f"{spec.name} has shape {tuple(tensor.shape)}, the scorer takes {expected} "
+                    f"{spec.name} has shape {tuple(tensor.shape)}, the program takes {expected} "
                     "(every dimension but the batch is fixed at export)"
                 )
 
 
-def export_scorer(model: MMBeeModel, example_batch: GTRBatch, path: str | os.PathLike) -> Scorer:
-    """Export `ExportableMMBee(model)` with a dynamic batch to `path` (a .pt2 file); returns it loaded."""
+class Scorer:
+    """The loaded programs of a model folder: `scorer(batch, h_m=None) -> np.ndarray [B]` of GTR probabilities
+    (float32) and, for a model with h_m on, `scorer.h_m(batch, rows=None) -> Tensor [R, d]`."""
+
+    def __init__(self, scorer: CheckedProgram, fusion: CheckedProgram | None = None) -> None:
+        expected = H_M_SCORER_INPUT_NAMES if fusion is not None else FLAT_INPUT_NAMES
+        if scorer.names != expected:
+            raise ModelFolderError(f"the scorer takes {scorer.names}, expected {expected}")
+        if fusion is not None and fusion.names != FUSION_INPUT_NAMES:
+            raise ModelFolderError(f"the fusion program takes {fusion.names}, expected {FUSION_INPUT_NAMES}")
+        self.scorer = scorer
+        self.fusion = fusion
+
+    @property
+    def program(self) -> torch.export.ExportedProgram:
+        """The scorer's exported program (the fusion's is `fusion.program`)."""
+        return self.scorer.program
+
+    @property
+    def specs(self) -> tuple[InputSpec, ...]:
+        """The scorer's inputs."""
+        return self.scorer.specs
+
+    @property
+    def takes_h_m(self) -> bool:
+        """Whether the model has h_m on: the scorer takes h_m rows, which `h_m` computes."""
+        return self.fusion is not None
+
+    @property
+    def max_batch(self) -> int:
+        return self.scorer.max_batch
+
+    @max_batch.setter
+    def max_batch(self, rows: int) -> None:
+        self.scorer.max_batch = rows
+        if self.fusion is not None:
+            self.fusion.max_batch = rows
+
+    def h_m(self, batch: GTRBatch, rows: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
+        """h_m [R, d] of the batch's `rows` (all when None) from the fusion program."""
+        if self.fusion is None:
+            raise ValueError("this model has no h_m (it was exported with use_mfq or use_h_m off)")
+        inputs = batch_inputs(batch.to("cpu"), FUSION_INPUT_NAMES)
+        if rows is not None:
+            index = torch.as_tensor(rows, dtype=torch.long)
+            inputs = tuple(tensor[index] for tensor in inputs)
+        return self.fusion(*inputs)  # [R, d]
+
+    def __call__(self, batch: GTRBatch, h_m: torch.Tensor | None = None) -> np.ndarray:
+        """GTR probabilities [B]; `h_m` [B, d]: the fusion rows computed earlier (computed here when None;
+        ignored when the model has no h_m)."""
+        batch = batch.to("cpu")
+        if len(batch) == 0:
+            return np.zeros(0, dtype=np.float32)
+        if self.takes_h_m and h_m is None:
+            h_m = self.h_m(batch)
+        inputs = batch_inputs(batch, self.scorer.names, h_m if self.takes_h_m else None)
+        return self.scorer(*inputs).float().numpy()  # [B]
+
+
+def export_scorer(model: MMBeeModel, example_batch: GTRBatch, directory: str | os.PathLike) -> Scorer:
+    """Export the model to `directory`: scorer.pt2, and fusion.pt2 when h_m is on (see the module docstring),
+    each with a dynamic batch; returns them loaded."""
     if len(example_batch) < 1:
         raise ValueError("the example batch is empty")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     example = example_batch.to("cpu")
     if len(example) == 1:  # torch.export specialises a dimension whose example size is 1
         example = _tile(example, 2)
-    exportable = ExportableMMBee(copy.deepcopy(model).to("cpu")).eval()
-    flat = flatten_batch(example)
+    cpu_model = copy.deepcopy(model).to("cpu").eval()
+    fusion = None
+    h_m = None
+    if cpu_model.fusion_arch is not None:
+        exportable = ExportableFusion(cpu_model).eval()
+        inputs = batch_inputs(example, FUSION_INPUT_NAMES)
+        fusion = _export(exportable, FUSION_INPUT_NAMES, inputs, directory / FUSION_FILE, star_args=False)
+        with torch.no_grad():
+            h_m = exportable(*inputs)  # [B, d]
+    exportable = ExportableMMBee(cpu_model, takes_h_m=fusion is not None).eval()
+    inputs = batch_inputs(example, exportable.input_names, h_m)
+    scorer = _export(exportable, exportable.input_names, inputs, directory / SCORER_FILE, star_args=True)
+    logger.info("exported the MMBee %s to %s", "fusion and scorer" if fusion else "scorer", directory)
+    return Scorer(scorer, fusion)
+
+
+def _export(module, names, inputs, path: Path, *, star_args: bool) -> CheckedProgram:
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    dynamic = tuple({0: batch} for _ in inputs)
     with torch.no_grad():
-        program = torch.export.export(exportable, flat, dynamic_shapes=(tuple({0: batch} for _ in flat),))
-    path = Path(path)
+        program = torch.export.export(module, inputs, dynamic_shapes=(dynamic,) if star_args else dynamic)
     _atomic(path, lambda tmp: torch.export.save(program, tmp))
-    logger.info("exported the MMBee scorer to %s", path)
-    return Scorer(program, input_specs(example), MAX_BATCH)
+    return CheckedProgram(program, input_specs(names, inputs), MAX_BATCH)
 
 
-def load_scorer(path: str | os.PathLike) -> Scorer:
-    """Load a `scorer.pt2`; the input shapes it accepts are read from the program's inputs. A model folder's
-    scorer is better loaded with `load_model_folder`, which also checks the file against its digest."""
-    path = Path(path)
+def load_scorer(directory: str | os.PathLike) -> Scorer:
+    """Load the scorer.pt2 (and fusion.pt2 when the scorer takes h_m) of `directory`; the input shapes are read
+    from the programs. A model folder is better loaded with `load_model_folder`, which also checks the files
+    against their digests."""
+    directory = Path(directory)
+    scorer = _load_program(directory / SCORER_FILE)
+    fusion = None
+    if len(scorer.specs) == len(H_M_SCORER_INPUT_NAMES):
+        fusion = _load_program(directory / FUSION_FILE, FUSION_INPUT_NAMES)
+        scorer.specs = _renamed(scorer.specs, H_M_SCORER_INPUT_NAMES)
+    elif len(scorer.specs) == len(FLAT_INPUT_NAMES):
+        scorer.specs = _renamed(scorer.specs, FLAT_INPUT_NAMES)
+    else:
+        raise ModelFolderError(
+            f"{directory / SCORER_FILE} takes {len(scorer.specs)} inputs; an MMBee scorer takes "
+            f"{len(FLAT_INPUT_NAMES)} (the whole model) or {len(H_M_SCORER_INPUT_NAMES)} (with h_m)"
+        )
+    return Scorer(scorer, fusion)
+
+
+def _load_program(path: Path, names: tuple[str, ...] | None = None) -> CheckedProgram:
     if not path.is_file():
-        raise FileNotFoundError(f"no scorer at {path}")
+        raise FileNotFoundError(f"no exported program at {path}")
     try:
         program = torch.export.load(path)
     except Exception as error:  # torch raises RuntimeError, ValueError, KeyError... on damaged archives
         raise ModelFolderError(
             f"{path} is not a readable exported program ({type(error).__name__}: {error})"
         ) from error
-    return Scorer(program, _specs_from_program(program), MAX_BATCH)
+    specs = _specs_from_program(program)
+    if names is not None:
+        if len(specs) != len(names):
+            raise ModelFolderError(f"{path} takes {len(specs)} inputs, expected {len(names)} ({names})")
+        specs = _renamed(specs, names)
+    return CheckedProgram(program, specs, MAX_BATCH)
 
 
 def verify_export(
     model: MMBeeModel, scorer: Scorer, batches: Iterable[GTRBatch], atol: float = 1e-5
 ) -> float:
-    """Compare the scorer with the eager model (eval mode) on `batches`; returns the largest absolute difference
-    and raises `ExportMismatchError` naming it when it exceeds `atol`."""
+    """Compare the programs with the eager model (eval mode) on `batches`: `scorer(batch)` (fusion then scorer
+    program) against `sigmoid(model(batch))` and, with h_m on, the fusion program's h_m against
+    `model.fusion(batch)` and the scorer program fed the eager h_m against the eager scores. Returns the largest
+    absolute difference and raises `ExportMismatchError` naming what differs when it exceeds `atol`."""
     was_training = model.training
     model.eval()
-    worst = 0.0
+    worst: dict[str, float] = {}
+
+    def compare(what: str, exported: np.ndarray, eager: np.ndarray) -> None:
+        if exported.shape != eager.shape:
+            raise ExportMismatchError(
+                f"{what}: the export returned shape {exported.shape}, eager {eager.shape}"
+            )
+        if eager.size:
+            difference = float(np.max(np.abs(exported - eager)))
+            if not math.isfinite(difference):
+                raise ExportMismatchError(
+                    f"{what}: the export or the eager model returned a non-finite value"
+                )
+            worst[what] = max(worst.get(what, 0.0), difference)
+
     try:
         with torch.no_grad():
             for batch in batches:
                 device = next(model.parameters()).device
-                eager = torch.sigmoid(model(batch.to(device))[:, 0]).float().cpu().numpy()  # [B]
-                exported = scorer(batch)
-                if exported.shape != eager.shape:
-                    raise ExportMismatchError(
-                        f"the scorer returned shape {exported.shape}, eager {eager.shape}"
-                    )
-                if len(eager):
-                    difference = float(np.max(np.abs(exported - eager)))
-                    if not math.isfinite(difference):
-                        raise ExportMismatchError("the scorer or the eager model returned a non-finite score")
-                    worst = max(worst, difference)
+                on_device = batch.to(device)
+                eager = torch.sigmoid(model(on_device)[:, 0]).float().cpu().numpy()  # [B]
+                compare("scores", scorer(batch), eager)
+                if scorer.takes_h_m and len(batch):
+                    eager_h_m = model.fusion(on_device).float().cpu()  # [B, d]
+                    compare("h_m", scorer.h_m(batch).numpy(), eager_h_m.numpy())
+                    compare("scores from the eager h_m", scorer(batch, eager_h_m), eager)
     finally:
         model.train(was_training)
-    if worst > atol:
-        raise ExportMismatchError(f"exported scores differ from eager by up to {worst:.3g} (atol {atol:.3g})")
-    return worst
+    over = {what: value for what, value in worst.items() if value > atol}
+    if over:
+        raise ExportMismatchError(
+            "exported programs differ from eager: "
+            + "; ".join(f"{what} differ from eager by up to {value:.3g}" for what, value in over.items())
+            + f" (atol {atol:.3g})"
+        )
+    return max(worst.values(), default=0.0)
 
 
 def save_model_folder(
     directory: str | os.PathLike, model: MMBeeModel, example_batch: GTRBatch, metrics: dict | None = None
 ) -> Path:
-    """Write config.json, model.safetensors, scorer.pt2 and metrics.json (see the module docstring) after
-    checking the export against the eager model on the example batch."""
+    """Write config.json, model.safetensors, scorer.pt2 (+ fusion.pt2 with h_m on) and metrics.json (see the
+    module docstring) after checking the export against the eager model on the example batch."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CONFIG_FILE).unlink(missing_ok=True)  # the folder is incomplete until config.json is back
+    (directory / FUSION_FILE).unlink(missing_ok=True)  # a previous export's, if this model has no h_m
     cpu_model = copy.deepcopy(model).to("cpu").eval()
     _atomic(
         directory / WEIGHTS_FILE,
         lambda tmp: save_model(cpu_model, str(tmp), metadata={"format": "mmbee"}, force_contiguous=True),
     )
-    scorer = export_scorer(cpu_model, example_batch, directory / SCORER_FILE)
+    scorer = export_scorer(cpu_model, example_batch, directory)
     verify_export(cpu_model, scorer, [example_batch])
     metrics_text = json.dumps(_json_safe(metrics or {}), indent=2, sort_keys=True, allow_nan=False)
     _atomic(directory / METRICS_FILE, lambda tmp: tmp.write_text(metrics_text))
+    programs = {"scorer": (SCORER_FILE, scorer.scorer)}
+    if scorer.fusion is not None:
+        programs["fusion"] = (FUSION_FILE, scorer.fusion)
+    files = (WEIGHTS_FILE, *(file for file, _ in programs.values()), METRICS_FILE)
     manifest = {
         "format_version": FORMAT_VERSION,
         "config": model.config.to_dict(),
-        "inputs": {
-            spec.name: {"shape": list(spec.shape), "dtype": str(spec.dtype).removeprefix("torch.")}
-            for spec in scorer.specs
+        "programs": {
+            name: {
+                "file": file,
+                "inputs": {
+                    spec.name: {"shape": list(spec.shape), "dtype": str(spec.dtype).removeprefix("torch.")}
+                    for spec in program.specs
+                },
+            }
+            for name, (file, program) in programs.items()
         },
         "max_batch": MAX_BATCH,
-        "sha256": {name: _sha256(directory / name) for name in _CHECKED_FILES},
+        "sha256": {name: _sha256(directory / name) for name in files},
     }
     _atomic(directory / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(manifest, indent=2)))
     logger.info("saved the MMBee model folder %s", directory)
@@ -222,36 +377,52 @@ def save_model_folder(
 
 
 def load_model_folder(directory: str | os.PathLike) -> tuple[MMBeeConfig, MMBeeModel, Scorer]:
-    """(config, eager model in eval mode on the CPU, exported scorer) of a folder `save_model_folder` wrote."""
+    """(config, eager model in eval mode on the CPU, exported programs) of a folder `save_model_folder`
+    wrote."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a directory (an MMBee model folder was expected)")
-    missing = [name for name in (CONFIG_FILE, *_CHECKED_FILES) if not (directory / name).is_file()]
-    if missing:
+    if not (directory / CONFIG_FILE).is_file():
         raise FileNotFoundError(
-            f"MMBee model folder {directory} is incomplete: {', '.join(missing)} missing "
-            f"(a folder holds {CONFIG_FILE}, {', '.join(_CHECKED_FILES)})"
+            f"MMBee model folder {directory} is incomplete: {CONFIG_FILE} missing (a folder holds "
+            f"{CONFIG_FILE}, {WEIGHTS_FILE}, {SCORER_FILE}, {FUSION_FILE} when h_m is on, {METRICS_FILE})"
         )
     try:
         manifest = json.loads((directory / CONFIG_FILE).read_text())
         version = manifest["format_version"]
-        digests = manifest["sha256"]
-        inputs = manifest["inputs"]
-        config = MMBeeConfig.from_dict(manifest["config"])
-        specs = tuple(
-            InputSpec(name, tuple(inputs[name]["shape"]), getattr(torch, inputs[name]["dtype"]))
-            for name in FLAT_INPUT_NAMES
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise ModelFolderError(
             f"{directory / CONFIG_FILE} is damaged ({type(error).__name__}: {error})"
         ) from error
     if version != FORMAT_VERSION:
         raise ModelFolderError(
-            f"{directory} has model folder format {version}; this code reads format {FORMAT_VERSION}"
+            f"{directory} has model folder format {version}; this code reads format {FORMAT_VERSION} "
+            "(re-export the model: `kmono mmbee train`, or save_model_folder from its model.safetensors)"
         )
-    for name in _CHECKED_FILES:
-        if _sha256(directory / name) != digests.get(name):
+    try:
+        digests = manifest["sha256"]
+        config = MMBeeConfig.from_dict(manifest["config"])
+        programs = {
+            name: (entry["file"], _manifest_specs(entry["inputs"]))
+            for name, entry in manifest["programs"].items()
+        }
+        if set(programs) != ({"scorer", "fusion"} if config.h_m_enabled else {"scorer"}):
+            raise ValueError(f"programs {sorted(programs)} do not fit the config (h_m {config.h_m_enabled})")
+        files = (WEIGHTS_FILE, *(file for file, _ in programs.values()), METRICS_FILE)
+        if not set(files) <= set(digests):
+            raise ValueError(f"no digest for {sorted(set(files) - set(digests))}")
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ModelFolderError(
+            f"{directory / CONFIG_FILE} is damaged ({type(error).__name__}: {error})"
+        ) from error
+    missing = [name for name in files if not (directory / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"MMBee model folder {directory} is incomplete: {', '.join(missing)} missing "
+            f"(its {CONFIG_FILE} lists {', '.join(files)})"
+        )
+    for name in files:
+        if _sha256(directory / name) != digests[name]:
             raise ModelFolderError(
                 f"{directory / name} does not match its digest in {CONFIG_FILE} (corrupt, truncated or replaced)"
             )
@@ -261,26 +432,42 @@ def load_model_folder(directory: str | os.PathLike) -> tuple[MMBeeConfig, MMBeeM
     except (SafetensorError, RuntimeError, OSError) as error:
         raise ModelFolderError(f"{directory / WEIGHTS_FILE} does not fit its config: {error}") from error
     model.eval()
-    scorer = load_scorer(directory / SCORER_FILE)
-    scorer.specs = specs
-    scorer.max_batch = int(manifest.get("max_batch", MAX_BATCH))
-    return config, model, scorer
+    max_batch = int(manifest.get("max_batch", MAX_BATCH))
+    loaded = {}
+    for name, (file, specs) in programs.items():
+        program = _load_program(directory / file)
+        if [(s.shape[1:], s.dtype) for s in program.specs] != [(s.shape[1:], s.dtype) for s in specs]:
+            raise ModelFolderError(f"{directory / file} does not take the inputs {CONFIG_FILE} lists")
+        program.specs, program.max_batch = specs, max_batch
+        loaded[name] = program
+    return config, model, Scorer(loaded["scorer"], loaded.get("fusion"))
+
+
+def _manifest_specs(inputs: dict) -> tuple[InputSpec, ...]:
+    dtypes = {}
+    for name, entry in inputs.items():
+        dtype = getattr(torch, entry["dtype"])
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"{entry['dtype']!r} is not a dtype")
+        dtypes[name] = dtype
+    return tuple(InputSpec(name, tuple(entry["shape"]), dtypes[name]) for name, entry in inputs.items())
+
+
+def _renamed(specs: tuple[InputSpec, ...], names: tuple[str, ...]) -> tuple[InputSpec, ...]:
+    return tuple(InputSpec(name, spec.shape, spec.dtype) for name, spec in zip(names, specs, strict=True))
 
 
 def _specs_from_program(program: torch.export.ExportedProgram) -> tuple[InputSpec, ...]:
-    """Input shapes from the placeholders' fake tensors: the batch dimension is the symbolic one."""
+    """Input shapes from the placeholders' fake tensors (the batch dimension is the symbolic one), named by
+    position until the caller knows which program this is."""
     placeholders = [
         node.meta["val"]
         for node in program.graph.nodes
         if node.op == "placeholder" and node.name in program.graph_signature.user_inputs
     ]
-    if len(placeholders) != len(FLAT_INPUT_NAMES):
-        raise ModelFolderError(
-            f"the program takes {len(placeholders)} inputs, MMBee's scorer {len(FLAT_INPUT_NAMES)}"
-        )
     return tuple(
-        InputSpec(name, (None, *(int(size) for size in value.shape[1:])), value.dtype)
-        for name, value in zip(FLAT_INPUT_NAMES, placeholders, strict=True)
+        InputSpec(f"input_{i}", (None, *(int(size) for size in value.shape[1:])), value.dtype)
+        for i, value in enumerate(placeholders)
     )
 
 

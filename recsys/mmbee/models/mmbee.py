@@ -36,7 +36,9 @@ Ablations are config only (*our* readings of the paper's ablation rows):
 
 Serving: h_m is viewer-independent, so `fusion(batch)` can run once per (streamer, segment) and its rows be
 passed to `forward(batch, h_m)` for every viewer; that is what keeps MMBee's online cost near the backbone's
-(measured in `recsys.mmbee.models.latency`).
+(measured in `recsys.mmbee.models.latency`). The export wrappers follow that split: `ExportableFusion`
+(streamer + segment tokens -> h_m) and `ExportableMMBee(model, takes_h_m=True)` (the batch without its tokens,
+plus h_m -> GTR probability); `ExportableMMBee(model)` is the whole model in one program.
 """
 
 from __future__ import annotations
@@ -258,6 +260,14 @@ FLAT_INPUT_NAMES = (
     "history_actions",
 ) + tuple(f"neighbours_{name}" for name in METAPATHS)
 """The order of `flatten_batch`'s tensors (every one has the batch as dimension 0); labels are not inputs."""
+SEGMENT_INPUT_NAMES = ("visual", "speech", "comments")
+"""The segment token fields: what MFQ reads (and nothing else does)."""
+FUSION_INPUT_NAMES = ("authors", *SEGMENT_INPUT_NAMES)
+"""`ExportableFusion`'s inputs: what h_m depends on (the streamer and its segment, not the viewer)."""
+H_M_SCORER_INPUT_NAMES = tuple(name for name in FLAT_INPUT_NAMES if name not in SEGMENT_INPUT_NAMES) + (
+    "h_m",
+)
+"""`ExportableMMBee(model, takes_h_m=True)`'s inputs: the batch without its segment tokens, then h_m [B, d]."""
 
 
 def flatten_batch(batch: GTRBatch) -> tuple[torch.Tensor, ...]:
@@ -266,22 +276,70 @@ def flatten_batch(batch: GTRBatch) -> tuple[torch.Tensor, ...]:
     return fixed + tuple(batch.neighbours[name] for name in METAPATHS)
 
 
+def batch_inputs(
+    batch: GTRBatch, names: tuple[str, ...], h_m: torch.Tensor | None = None
+) -> tuple[torch.Tensor, ...]:
+    """The tensors `names` (`FLAT_INPUT_NAMES` entries, or "h_m" for the `h_m` argument) of `batch`, in order."""
+    tensors = []
+    for name in names:
+        if name == "h_m":
+            if h_m is None:
+                raise ValueError("these inputs include h_m: pass the fusion rows")
+            tensors.append(h_m)
+        elif name.startswith("neighbours_"):
+            tensors.append(batch.neighbours[name.removeprefix("neighbours_")])
+        else:
+            tensors.append(getattr(batch, name))
+    return tuple(tensors)
+
+
 class ExportableMMBee(nn.Module):
-    """`forward(*flatten_batch(batch))` -> GTR probability sigmoid(logit of task 0) [B]; a flat tensor
-    signature for `torch.export` (the same for every config, so serving code does not depend on ablations)."""
+    """`forward(*inputs)` -> GTR probability sigmoid(logit of task 0) [B]; a flat tensor signature for
+    `torch.export` (the same for every config, so serving code does not depend on ablations).
+
+    `takes_h_m=False`: `inputs` are `flatten_batch(batch)` (`FLAT_INPUT_NAMES`), h_m is computed inside.
+    `takes_h_m=True` (a model with h_m on): `inputs` are `H_M_SCORER_INPUT_NAMES`, the segment tokens replaced
+    by the `ExportableFusion` rows h_m [B, d] computed earlier (and cached per streamer and segment by the
+    server); the scores are `model(batch, h_m)`'s."""
+
+    def __init__(self, model: MMBeeModel, takes_h_m: bool = False) -> None:
+        super().__init__()
+        if takes_h_m and model.fusion_arch is None:
+            raise ValueError("takes_h_m needs a model with h_m on (use_mfq and use_h_m)")
+        self.model = model
+        self.takes_h_m = takes_h_m
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return H_M_SCORER_INPUT_NAMES if self.takes_h_m else FLAT_INPUT_NAMES
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        names = self.input_names
+        if len(inputs) != len(names):
+            raise ValueError(f"expected {len(names)} tensors ({names}), got {len(inputs)}")
+        named = dict(zip(names, inputs, strict=True))
+        h_m = named.pop("h_m", None)
+        neighbours = {name: named.pop(f"neighbours_{name}") for name in METAPATHS}
+        users = named["users"]
+        if h_m is not None:  # the model reads h_m instead of the tokens: empty [B, 0, 0] stand-ins
+            named.update({name: h_m.new_zeros(users.shape[0], 0, 0) for name in SEGMENT_INPUT_NAMES})
+        labels = torch.zeros(users.shape[0], len(TASKS), dtype=named["visual"].dtype, device=users.device)
+        batch = GTRBatch(**named, neighbours=neighbours, labels=labels)
+        return torch.sigmoid(self.model(batch, h_m)[:, 0])
+
+
+class ExportableFusion(nn.Module):
+    """`forward(authors [B], visual, speech, comments [B, L, D])` -> h_m [B, d] (`MMBeeModel.fusion`); every
+    segment field is an input whatever `modalities` the model fuses (one signature for every config)."""
 
     def __init__(self, model: MMBeeModel) -> None:
         super().__init__()
-        self.model = model
+        if model.fusion_arch is None:
+            raise ValueError("the model has no h_m to export (use_mfq or use_h_m is off)")
+        self.fusion_arch = model.fusion_arch
 
-    def forward(self, *flat: torch.Tensor) -> torch.Tensor:
-        if len(flat) != len(FLAT_INPUT_NAMES):
-            raise ValueError(
-                f"expected {len(FLAT_INPUT_NAMES)} tensors ({FLAT_INPUT_NAMES}), got {len(flat)}"
-            )
-        fixed = dict(zip(FLAT_INPUT_NAMES[: -len(METAPATHS)], flat, strict=False))
-        neighbours = dict(zip(METAPATHS, flat[-len(METAPATHS) :], strict=True))
-        users = fixed["users"]
-        labels = torch.zeros(users.shape[0], len(TASKS), dtype=fixed["visual"].dtype, device=users.device)
-        batch = GTRBatch(**fixed, neighbours=neighbours, labels=labels)
-        return torch.sigmoid(self.model(batch)[:, 0])
+    def forward(
+        self, authors: torch.Tensor, visual: torch.Tensor, speech: torch.Tensor, comments: torch.Tensor
+    ) -> torch.Tensor:
+        tokens = {"visual": visual, "speech": speech, "comments": comments}
+        return self.fusion_arch(authors, [tokens[m] for m in self.fusion_arch.modalities])  # [B, d]

@@ -9,9 +9,13 @@ from recsys.data.batches import METAPATHS, TASKS, GTRBatch, random_batch
 from recsys.metrics import auc
 from recsys.mmbee.models.mmbee import (
     FLAT_INPUT_NAMES,
+    FUSION_INPUT_NAMES,
+    H_M_SCORER_INPUT_NAMES,
+    ExportableFusion,
     ExportableMMBee,
     MMBeeConfig,
     MMBeeModel,
+    batch_inputs,
     flatten_batch,
 )
 
@@ -257,3 +261,38 @@ def test_a_cached_h_m_gives_the_same_scores():
     h_m = model.fusion(batch)
     torch.testing.assert_close(model(batch, h_m), model(batch))
     assert _model(use_mfq=False).fusion(batch) is None
+
+
+@pytest.mark.parametrize("overrides", [{}, {"backbone": "mmoe"}, {"modalities": ("speech",)},
+                                       {"use_queries": False}, {"gie_query_uses_h_m": False}])  # fmt: skip
+def test_fusion_and_the_h_m_scorer_export_with_a_dynamic_batch_and_compose_to_the_model(overrides):
+    model = _model(**overrides)
+    fusion, scorer = ExportableFusion(model), ExportableMMBee(model, takes_h_m=True)
+    batch_dim = torch.export.Dim("batch")
+    example = _batch(4)
+    fusion_inputs = batch_inputs(example, FUSION_INPUT_NAMES)
+    h_m = fusion(*fusion_inputs)
+    scorer_inputs = batch_inputs(example, H_M_SCORER_INPUT_NAMES, h_m)
+    fusion_program = torch.export.export(
+        fusion, fusion_inputs, dynamic_shapes=tuple({0: batch_dim} for _ in fusion_inputs)
+    ).module()
+    scorer_program = torch.export.export(
+        scorer, scorer_inputs, dynamic_shapes=(tuple({0: batch_dim} for _ in scorer_inputs),)
+    ).module()
+    for size, seed in ((3, 5), (9, 6)):
+        batch = _batch(size, seed)
+        h_m = fusion_program(*batch_inputs(batch, FUSION_INPUT_NAMES))  # [size, d]
+        torch.testing.assert_close(h_m, model.fusion(batch), atol=1e-5, rtol=0)
+        scores = scorer_program(*batch_inputs(batch, H_M_SCORER_INPUT_NAMES, h_m))  # [size]
+        torch.testing.assert_close(scores, torch.sigmoid(model(batch)[:, 0]), atol=1e-5, rtol=0)
+
+
+def test_the_h_m_scorer_reads_no_segment_tokens_and_needs_h_m_on():
+    assert not set(H_M_SCORER_INPUT_NAMES) & {"visual", "speech", "comments"}
+    assert H_M_SCORER_INPUT_NAMES[-1] == "h_m" and len(H_M_SCORER_INPUT_NAMES) == len(FLAT_INPUT_NAMES) - 2
+    with pytest.raises(ValueError, match="takes_h_m needs a model with h_m on"):
+        ExportableMMBee(_model(use_mfq=False), takes_h_m=True)
+    with pytest.raises(ValueError, match="no h_m to export"):
+        ExportableFusion(_model(use_h_m=False))
+    with pytest.raises(ValueError, match="pass the fusion rows"):
+        batch_inputs(_batch(), H_M_SCORER_INPUT_NAMES)
