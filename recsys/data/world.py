@@ -10,10 +10,13 @@ What is planted (and why each MMBee module should help):
   streamer's average. Every second yields one token per modality: X_v = W_v z + noise (sees the whole latent),
   X_s (sees the first half of its dimensions), X_t (comments: the second half, noisiest). Visual is the most
   informative modality, by construction.
+- **Fan favourites**: each community gifts some streamers far more (mostly its own, a few elsewhere), which
+  nothing in the content reveals: only the gift graph does (users who gift the same streamers share them).
 - **Hype scenes** (`hype_rate` of them: PK battles, performances) add a fixed direction to every modality's
   tokens (strongest on screen) and make everyone gift more.
 - **Gifting** (about 1-2% of impressions, heavy-tailed by user): P(gift) = σ(bias + a_u + w_match·⟨taste_u, z_now⟩
-  + w_comm·[same community] + w_hype·hype_now) where z_now is the scene on screen when the user arrives and a_u
+  + w_comm·[same community] + w_hype·hype_now + w_fav·[a favourite of the user's community]) where z_now is
+  the scene on screen when the user arrives and a_u
   a normal per-user propensity in log-odds (most users rarely gift). So the gift depends on the *current segment's* content (MFQ) and
   on community structure: users who gift the same streamers share taste, which graph expansion can recover for
   users with few gifts of their own (GIE).
@@ -53,7 +56,7 @@ SPLITS = ("graph", "train", "validation", "test")
 @dataclass(frozen=True)
 class WorldConfig:
     seed: int = 0
-    num_users: int = 3000
+    num_users: int = 1000
     num_authors: int = 150
     num_communities: int = 8
     days: int = 20
@@ -73,7 +76,7 @@ class WorldConfig:
     noise_visual: float = 0.4
     noise_speech: float = 0.7
     noise_comments: float = 1.0
-    gift_bias: float = -8.7
+    gift_bias: float = -9.4
     gift_match: float = 5.0
     gift_community: float = 1.2
     gift_propensity_spread: float = 0.7
@@ -81,6 +84,11 @@ class WorldConfig:
     """Share of scenes that are hype moments (PK battles, performances)."""
     gift_hype: float = 1.5
     """Gift log-odds added during a hype scene, for every viewer."""
+    favourite_rate: float = 0.3
+    """Share of a community's own streamers that are its fan favourites (a quarter of that elsewhere)."""
+    gift_favourite: float = 1.5
+    """Gift log-odds added when the streamer is a favourite of the viewer's community: a taste that shows only
+    in who gifts whom (the graph), not in the content."""
     max_segment_seconds: int = 20
     validation_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -137,6 +145,7 @@ class Population:
     author_popularity: np.ndarray  # [A+1]
     projections: dict[str, np.ndarray]  # modality -> [D, k]
     hype_directions: dict[str, np.ndarray]  # modality -> [D]: what a hype scene adds to its tokens
+    fan_favourites: np.ndarray  # [C, A+1] bool: the streamers each community's fans gift most
 
 
 @dataclass
@@ -211,9 +220,14 @@ def make_population(config: WorldConfig) -> Population:
     hype_directions = {
         name: strength[name] * _unit(rng.normal(size=config.content_dim)) for name in MODALITIES
     }
+    # A community's fan favourites: mostly its own streamers, a few from elsewhere.
+    own = author_community[None, :] == np.arange(c)[:, None]  # [C, A+1]
+    rate = np.where(own, config.favourite_rate, config.favourite_rate / 4)
+    fan_favourites = rng.random((c, config.num_authors + 1)) < rate
+    fan_favourites[:, 0] = False
     return Population(
         centroids, user_community, user_taste, propensity, view_activity,
-        author_community, author_style, popularity, projections, hype_directions,
+        author_community, author_style, popularity, projections, hype_directions, fan_favourites,
     )  # fmt: skip
 
 
@@ -278,6 +292,7 @@ def generate_day(config: WorldConfig, population: Population, day: int) -> Day:
     gift_logit = (
         config.gift_bias + p.user_propensity[users] + config.gift_match * match
         + config.gift_community * same_community + config.gift_hype * hype_now
+        + config.gift_favourite * p.fan_favourites[p.user_community[users], authors[rows]]
     )  # fmt: skip
     gifted = rng.random(len(rows)) < _sigmoid(gift_logit)
     remaining = seconds - ticks

@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=DEFAULT_MODEL_PATH, help="model folder (default: %(default)s)"
     )
     train.add_argument("--backbone", choices=("sim", "mmoe"), default="sim")
-    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--epochs", type=int, default=2)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--workdir", type=Path, default=Path("out/mmbee-work"), help="snapshot cache")
     train.set_defaults(func=_train)
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--dataset", choices=("world", "movielens"), default="world")
     evaluate.add_argument("--tables", nargs="+", default=["main", "modalities", "components", "segments"])
     evaluate.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    evaluate.add_argument("--epochs", type=int, default=3)
+    evaluate.add_argument("--epochs", type=int, default=2)
     evaluate.add_argument("--out-dir", type=Path, default=Path("out/mmbee-eval"), help="JSON + PNG plots")
     evaluate.add_argument("--workdir", type=Path, default=Path("out/mmbee-work"), help="snapshot cache")
     evaluate.set_defaults(func=_eval)

@@ -186,7 +186,9 @@ def plot(results: dict, out_dir: str | Path) -> list[Path]:
 
 
 def save(results: dict, out_dir: str | Path) -> Path:
-    path = Path(out_dir) / "mmbee_eval.json"
+    """`mmbee_eval_<tables>.json`, so runs of different tables (e.g. in parallel) can share an out dir."""
+    tables = sorted({entry["table"] for entry in results.values()}, key=TABLES.index)
+    path = Path(out_dir) / f"mmbee_eval_{'-'.join(tables)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
     return path
