@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from libs.cli.main import UsageError, add_subcommand
-from recsys.mmbee.defaults import DEFAULT_MODEL_PATH, DEFAULT_WORLD_PRESET
+from recsys.mmbee.defaults import DEFAULT_EPOCHS, DEFAULT_MODEL_PATH, DEFAULT_WORLD_PRESET, TASK_WEIGHTS
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=DEFAULT_MODEL_PATH, help="model folder (default: %(default)s)"
     )
     train.add_argument("--backbone", choices=("sim", "mmoe"), default="sim")
-    train.add_argument("--epochs", type=int, default=2)
+    train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--workdir", type=Path, default=Path("out/mmbee-work"), help="snapshot cache")
     train.set_defaults(func=_train)
@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--dataset", choices=("world", "movielens"), default="world")
     evaluate.add_argument("--tables", nargs="+", default=["main", "modalities", "components", "segments"])
     evaluate.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    evaluate.add_argument("--epochs", type=int, default=2)
+    evaluate.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     evaluate.add_argument("--out-dir", type=Path, default=Path("out/mmbee-eval"), help="JSON + PNG plots")
     evaluate.add_argument("--workdir", type=Path, default=Path("out/mmbee-work"), help="snapshot cache")
     evaluate.set_defaults(func=_eval)
@@ -115,7 +115,9 @@ def _train(args: argparse.Namespace) -> int:
 
     prepared = prepare(_world_config(args), args.workdir)
     model, result = fit(
-        prepared, ModelOptions(backbone=args.backbone), TrainConfig(epochs=args.epochs, seed=args.seed)
+        prepared,
+        ModelOptions(backbone=args.backbone),
+        TrainConfig(epochs=args.epochs, seed=args.seed, task_weights=TASK_WEIGHTS),
     )
     metrics = evaluate(model, prepared.test, prepared.train_gifts)
     version = save_model_folder(args.out, model, prepared, metrics)
@@ -142,7 +144,7 @@ def _eval(args: argparse.Namespace) -> int:
         args.workdir,
         tables=args.tables,
         seeds=args.seeds,
-        train_config=TrainConfig(epochs=args.epochs, progress=False),
+        train_config=TrainConfig(epochs=args.epochs, progress=False, task_weights=TASK_WEIGHTS),
     )
     print(evaluate.format_tables(results))
     print("\nclaims (beyond the spread on AUC, UAUC and GAUC):")
