@@ -1,26 +1,43 @@
 """The ranking engine: `RankingEngine.load([model_dir, ...]).score(request) -> RankResult`.
 
 A model folder (written by `recsys.mmbee.pipeline.train_default` / `kmono mmbee train`) holds
-- the exported scorer and its eager twin (`recsys.mmbee.export`: config.json, model.safetensors, scorer.pt2);
+- the exported programs and their eager twin (`recsys.mmbee.export`: config.json, model.safetensors, scorer.pt2
+  and, for a model with h_m on, fusion.pt2);
 - `engine.json`: the version string requests pin, and what the featurizer must know (id-space sizes, segment
   seconds, history length, content width);
 - `snapshot/`: the expansion snapshot the model was trained with (neighbour lists, Θ, and the serving feature
   tables of `recsys.mmbee.featurize`).
 The engine answers with the model's and the snapshot's versions. Several folders may be loaded (for experiments
-pinned by `model_version`); the first is the default. One forward scores all of a request's candidates.
+pinned by `model_version`); the first is the default. One scorer forward scores all of a request's candidates.
+
+h_m is cached. MFQ's h_m (the expensive part of MMBee: attention over every token of every candidate's
+segment) depends on the streamer and its segment only, and one live stream is scored for every viewer who
+opens the feed, so `CachedScorer` keeps h_m rows in a bounded LRU (`H_M_CACHE_ROWS` per loaded model) and each
+request runs the fusion program once, on the candidates whose key it has not seen, then the scorer with every
+candidate's row. The keys (`segment_keys`) are (stream id, author index, None) for a segment read from the
+snapshot (immutable while the model is loaded, so such a row never goes stale) and (stream id, author index,
+digest of the segment's bytes) when the request sends segment tokens itself, so an override is never served
+the h_m of another segment. Concurrent requests (the servicer scores from several threads) share the cache
+under a lock; the fusion runs outside it, and when two requests computed the same key the first stored row is
+the one both use, so every request after that sees the same row. Scores equal the uncached model's within
+float rounding (tested at 1e-5). A model without h_m is scored as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from recsys.data.batches import AUTHOR_DENSE, USER_DENSE
+from recsys.data.batches import AUTHOR_DENSE, USER_DENSE, GTRBatch
 from recsys.mmbee.featurize import ServingFeaturizer
 from recsys.mmbee.requests import RankRequest, RankResult, RankSpec, ScoredStream, check_request
 
@@ -28,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 ENGINE_FILE = "engine.json"
 SNAPSHOT_DIR = "snapshot"
+H_M_CACHE_ROWS = 100_000
+"""h_m rows a loaded model keeps (each d float32: 100k x 32 floats is 13 MB)."""
+_SEGMENT_FIELDS = ("visual", "speech", "comments")
 
 
 class UnknownModelVersion(LookupError):
@@ -37,17 +57,119 @@ class UnknownModelVersion(LookupError):
         self.available = tuple(available)
 
 
+class HmCache:
+    """A bounded, thread-safe LRU of h_m rows (np.ndarray [d]) by key; the first row stored for a key wins."""
+
+    def __init__(self, capacity: int = H_M_CACHE_ROWS) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self._rows: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def get_many(self, keys: Sequence[Hashable]) -> list[np.ndarray | None]:
+        """The row of each key (None when absent); the found ones become the most recently used."""
+        with self._lock:
+            rows = [self._rows.get(key) for key in keys]
+            for key, row in zip(keys, rows, strict=True):
+                if row is not None:
+                    self._rows.move_to_end(key)
+        return rows
+
+    def put_many(self, keys: Sequence[Hashable], rows: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Store each key's row unless another request stored one first; returns the stored rows (the ones every
+        later request will read), evicting the least recently used beyond `capacity`."""
+        with self._lock:
+            stored = [self._rows.setdefault(key, row) for key, row in zip(keys, rows, strict=True)]
+            while len(self._rows) > self.capacity:
+                self._rows.popitem(last=False)
+        return stored
+
+
+class CachedScorer:
+    """`scorer(batch, keys=None) -> np.ndarray [B]`: the model folder's `Scorer` with h_m cached per key.
+
+    `keys[i]` must identify what h_m of row i depends on, the streamer and the segment tokens (`segment_keys`
+    gives them from a request); without keys, row i's key is its author index and a digest of its segment's
+    bytes (always right, slower to compute). `capacity=0`, or a model without h_m, scores uncached."""
+
+    def __init__(self, scorer, capacity: int = H_M_CACHE_ROWS) -> None:
+        self.scorer = scorer
+        self.cache = HmCache(capacity) if capacity and scorer.takes_h_m else None
+
+    @property
+    def program(self):
+        """The scorer's exported program."""
+        return self.scorer.program
+
+    def __call__(self, batch: GTRBatch, keys: Sequence[Hashable] | None = None) -> np.ndarray:
+        if self.cache is None or len(batch) == 0:
+            return self.scorer(batch)
+        return self.scorer(batch, self.h_m(batch, content_keys(batch) if keys is None else keys))
+
+    def h_m(self, batch: GTRBatch, keys: Sequence[Hashable]) -> torch.Tensor:
+        """h_m [B, d] of every row: cached rows, and one fusion call over the rows of unseen keys."""
+        if self.cache is None:
+            raise ValueError("this scorer caches no h_m (a model without h_m, or capacity 0)")
+        if len(keys) != len(batch):
+            raise ValueError(f"{len(keys)} keys for {len(batch)} rows")
+        rows = self.cache.get_many(keys)
+        first = {}  # unseen key -> the first row that has it
+        for i, (key, row) in enumerate(zip(keys, rows, strict=True)):
+            if row is None:
+                first.setdefault(key, i)
+        if first:
+            computed = self.scorer.h_m(batch, np.fromiter(first.values(), np.int64, len(first))).numpy()
+            stored = dict(
+                zip(first, self.cache.put_many(list(first), [row.copy() for row in computed]), strict=True)
+            )
+            rows = [stored[key] if row is None else row for key, row in zip(keys, rows, strict=True)]
+        return torch.from_numpy(np.stack(rows))  # [B, d]
+
+
+def segment_keys(request: RankRequest, batch: GTRBatch) -> list[tuple]:
+    """The h_m cache key of each candidate of `batch` (built from `request`): (stream id, author index, None)
+    for a segment from the snapshot, (stream id, author index, digest of the segment) for a request's own."""
+    authors = batch.authors.tolist()
+    overridden = [i for i, candidate in enumerate(request.candidates) if candidate.embeddings]
+    digests = dict(zip(overridden, _segment_digests(batch, overridden), strict=True))
+    return [
+        (candidate.stream_id, author, digests.get(i))
+        for i, (candidate, author) in enumerate(zip(request.candidates, authors, strict=True))
+    ]
+
+
+def content_keys(batch: GTRBatch) -> list[tuple]:
+    """(author index, digest of the segment) of each row: what h_m depends on, whatever the row's origin."""
+    return list(zip(batch.authors.tolist(), _segment_digests(batch, range(len(batch))), strict=True))
+
+
+def _segment_digests(batch: GTRBatch, rows) -> list[bytes]:
+    """A 128-bit digest of the segment tokens (every segment field) of each of `rows`."""
+    rows = list(rows)
+    if not rows:
+        return []
+    index = torch.as_tensor(rows, dtype=torch.long)
+    tokens = torch.cat([getattr(batch, name)[index].flatten(1) for name in _SEGMENT_FIELDS], 1)  # [R, 3 L D]
+    tokens = np.ascontiguousarray(tokens.numpy())
+    return [hashlib.blake2b(row.data, digest_size=16).digest() for row in tokens]
+
+
 @dataclass
 class LoadedRanker:
     version: str
     spec: RankSpec
     featurizer: ServingFeaturizer
-    scorer: object
-    """`scorer(batch) -> np.ndarray [B]` of GTR probabilities (the exported program)."""
+    scorer: CachedScorer
+    """`scorer(batch, keys) -> np.ndarray [B]` of GTR probabilities (the exported programs, h_m cached)."""
     snapshot_version: str
 
     def score(self, request: RankRequest) -> RankResult:
-        scores = np.asarray(self.scorer(self.featurizer.batch(request)), dtype=np.float64)
+        batch = self.featurizer.batch(request)
+        scores = np.asarray(self.scorer(batch, segment_keys(request, batch)), dtype=np.float64)
         order = np.argsort(-scores, kind="stable")  # ties keep the request's order
         if request.top_k:
             order = order[: request.top_k]
@@ -70,7 +192,8 @@ def read_engine_file(model_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load_ranker(model_dir: str | Path) -> LoadedRanker:
+def load_ranker(model_dir: str | Path, h_m_cache_rows: int = H_M_CACHE_ROWS) -> LoadedRanker:
+    """The model folder loaded for serving; `h_m_cache_rows=0` scores without the h_m cache."""
     from recsys.features import Snapshot
     from recsys.mmbee.export import load_model_folder
 
@@ -96,7 +219,8 @@ def load_ranker(model_dir: str | Path) -> LoadedRanker:
     logger.info(
         "loaded MMBee model %s (snapshot %s) from %s", settings["version"], snapshot.version, model_dir
     )
-    return LoadedRanker(settings["version"], spec, featurizer, scorer, snapshot.version)
+    cached = CachedScorer(scorer, h_m_cache_rows)
+    return LoadedRanker(settings["version"], spec, featurizer, cached, snapshot.version)
 
 
 class RankingEngine:
@@ -107,8 +231,8 @@ class RankingEngine:
         self.default = rankers[0]
 
     @classmethod
-    def load(cls, model_dirs: Sequence[str | Path]) -> RankingEngine:
-        return cls([load_ranker(path) for path in model_dirs])
+    def load(cls, model_dirs: Sequence[str | Path], h_m_cache_rows: int = H_M_CACHE_ROWS) -> RankingEngine:
+        return cls([load_ranker(path, h_m_cache_rows) for path in model_dirs])
 
     @property
     def versions(self) -> tuple[str, ...]:
