@@ -8,8 +8,10 @@ online they describe "now", the end of the logged data:
 - `users` (key `u<index>`): statistics over all the user's impressions, and the last `history` impressions,
   most recent first;
 - `authors` (key `a<index>`): the streamer's statistics;
-- `streams` (key `s<stream_id>`): the streamer and the last `max_segment_seconds` of the broadcast (a live
-  system would refresh this row every few seconds; requests can send the current segment themselves).
+- `streams` (key `s<stream_id>`): the broadcasts of the last day, "live now" (a feature store of live streams,
+  not of every past broadcast), each with its streamer and its last `max_segment_seconds` (a live system would
+  refresh this row every few seconds; requests can send the current segment themselves). Any other stream is
+  scored with a zero segment unless the request sends one.
 Unknown users, streamers and streams get the cold-start row: index 0, zero counts, empty history, zero segment.
 """
 
@@ -23,6 +25,9 @@ from recsys.data.batches import AUTHOR_DENSE, METAPATH_SOURCE, METAPATHS, USER_D
 from recsys.data.dataset import WorldFeatures, dense_statistics
 from recsys.data.world import author_id, parse_index, user_id
 from recsys.mmbee.requests import RankRequest
+
+SERVING_TABLES_VERSION = 2
+"""Bumped when `serving_tables` changes what it writes, so cached snapshots are rebuilt (pipeline.prepare)."""
 
 
 def stream_key(stream_id: int) -> str:
@@ -60,10 +65,11 @@ def serving_tables(features: WorldFeatures) -> dict[str, tuple[pa.Table, str]]:
         "key": [author_id(a) for a in seen_authors],
         "dense": list(dense_statistics(*(c[seen_authors].astype(np.float64) for c in counts["author"]))),
     })  # fmt: skip
-    content = world.streams["content"][:, -world.config.max_segment_seconds :]  # [S, Lmax, 3, D]
+    live = world.streams["day"] == world.streams["day"].max()  # the broadcasts of the last day: "live now"
+    content = world.streams["content"][live, -world.config.max_segment_seconds :]  # [S, Lmax, 3, D]
     stream_table = pa.table({
-        "key": [stream_key(s) for s in world.streams["stream_id"]],
-        "author": world.streams["author"],
+        "key": [stream_key(s) for s in world.streams["stream_id"][live]],
+        "author": world.streams["author"][live],
         "segment": list(content.reshape(len(content), -1)),
     })  # fmt: skip
     return {"users": (user_table, "key"), "authors": (author_table, "key"), "streams": (stream_table, "key")}

@@ -26,7 +26,7 @@ from recsys.data.dataset import DEFAULT_HISTORY, DEFAULT_SEGMENT_SECONDS, GTRDat
 from recsys.data.world import World, WorldConfig, generate_world
 from recsys.metrics.ranking import auc, grouped_auc
 from recsys.mmbee.engine import ENGINE_FILE, SNAPSHOT_DIR
-from recsys.mmbee.featurize import serving_tables
+from recsys.mmbee.featurize import SERVING_TABLES_VERSION, serving_tables
 from recsys.mmbee.graph import ExpansionConfig, run_expansion
 from recsys.mmbee.models.mmbee import MMBeeConfig, MMBeeModel
 from recsys.mmbee.training import TrainConfig, TrainResult, train
@@ -78,7 +78,8 @@ def prepare(
     expansion = expansion or ExpansionConfig()
     key = hashlib.sha256(
         json.dumps(
-            [asdict(world_config), asdict(expansion), segment_seconds, history], sort_keys=True
+            [asdict(world_config), asdict(expansion), segment_seconds, history, SERVING_TABLES_VERSION],
+            sort_keys=True,
         ).encode()
     ).hexdigest()[:12]
     snapshot_dir = Path(workdir) / f"snapshot-{key}"
