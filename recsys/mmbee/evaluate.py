@@ -137,14 +137,19 @@ def format_tables(results: dict) -> str:
             paper = PAPER_TABLE_2.get(name)
             cells = "".join(f"{summary(entry['metrics'][m]):>20}" for m in METRICS)
             lines.append(f"{name:<18}{cells}   {'/'.join(f'{v:.4f}' for v in paper) if paper else ''}")
-    activity = [name for name in ("SIM", "SIM+MFQ+GIE", "MMoE", "MMoE+MFQ+GIE") if name in results]
+    activity = [name for name, entry in results.items() if entry["table"] == "main"]
     if activity:
-        lines.append("\n## activity   (AUC by the user's gifts in the graph period)")
+        lines.append("\n## activity   (AUC by the user's gifts in the graph period; GIE gain = +MFQ+GIE minus +MFQ)")
         buckets = [f"auc_gifts_{bucket_name(low, high)}" for low, high in ACTIVITY_BUCKETS]
         lines.append(f"{'variant':<18}" + "".join(f"{b.removeprefix('auc_'):>20}" for b in buckets))
         for name in activity:
             cells = "".join(f"{summary(results[name]['metrics'][b]):>20}" for b in buckets)
             lines.append(f"{name:<18}{cells}")
+        for label in ("SIM", "MMoE"):
+            with_gie, without = results.get(f"{label}+MFQ+GIE"), results.get(f"{label}+MFQ")
+            if with_gie and without:
+                gains = [np.subtract(with_gie["metrics"][b], without["metrics"][b]) for b in buckets]
+                lines.append(f"{label + ' GIE gain':<18}" + "".join(f"{summary(g):>20}" for g in gains))
     return "\n".join(lines)
 
 
