@@ -15,7 +15,7 @@ from services import SERVICE_FULL_NAMES, SERVICE_NAMES
 from services.cli import register
 
 # Services whose engine is built answer their probe call; the others are still skeletons.
-BUILT = ("masks", "video")
+BUILT = ("masks", "video", "rank")
 SKELETONS = [name for name in SERVICE_NAMES if name not in BUILT]
 
 
