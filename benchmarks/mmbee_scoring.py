@@ -11,8 +11,8 @@ and exported the same way (`save_model_folder`: torch.export scorer + serving sn
 embedded default's recipe) and `ModelOptions(use_mfq=False, use_gie=False)` (the backbone alone). The folders
 live in a temporary directory, removed at the end.
 
-Requests: `--requests` requests of `--candidates` distinct streams the snapshot knows (with their streamers),
-each for a random known user; the same list for every measurement. The first `--warmup` of each are run before
+Requests: `--requests` requests of `--candidates` distinct streams (the live streams the snapshot knows, then
+broadcasts that send their current segment in the request), each for a random known user; the same list for every measurement. The first `--warmup` of each are run before
 the clock and not counted. Times are p50 and p99 over requests, in ms per request.
 
 (a) in-process, `RankingEngine.score(request)`: request checks, the serving featurizer (snapshot point lookups
@@ -75,23 +75,32 @@ def build_folders(args: argparse.Namespace, tmp: Path) -> dict[str, Path]:
 
 
 def make_requests(ranker, args: argparse.Namespace) -> list:
-    """Random known users, each with `--candidates` distinct known streams (and their streamers)."""
+    """Random known users, each with `--candidates` distinct streams: the live streams the snapshot holds (with
+    their streamers) and, beyond those, other broadcasts of known streamers that send their current segment
+    in the request (what a client does for a stream the feature store has not caught up with)."""
     from recsys.mmbee.requests import CandidateInput, RankRequest
 
     snapshot = ranker.featurizer.snapshot
+    spec = ranker.spec
     users = snapshot.table("users", ["key"])["key"].to_pylist()
     streams = snapshot.table("streams", ["key", "author"])
     stream_keys, authors = streams["key"].to_pylist(), streams["author"].to_pylist()
-    if len(stream_keys) < args.candidates:
-        raise SystemExit(
-            f"the snapshot knows {len(stream_keys)} streams, fewer than --candidates {args.candidates}"
-        )
     rng = np.random.default_rng(args.seed)
+    extra = max(0, args.candidates - len(stream_keys))
+    segments = rng.normal(size=(extra, 3, spec.segment_seconds, spec.content_dim)).astype(np.float32)
+    pool = [CandidateInput(key, f"a{author}") for key, author in zip(stream_keys, authors, strict=True)]
+    pool += [
+        CandidateInput(
+            f"live-extra-{i}",
+            f"a{authors[i % len(authors)]}",
+            embeddings={name: segments[i, m] for m, name in enumerate(("visual", "speech", "comments"))},
+        )
+        for i in range(extra)
+    ]
     requests = []
     for _ in range(args.warmup + args.requests):
-        chosen = rng.choice(len(stream_keys), args.candidates, replace=False)
-        candidates = tuple(CandidateInput(stream_keys[i], f"a{authors[i]}") for i in chosen)
-        requests.append(RankRequest(users[rng.integers(len(users))], candidates))
+        chosen = rng.choice(len(pool), args.candidates, replace=False)
+        requests.append(RankRequest(users[rng.integers(len(users))], tuple(pool[i] for i in chosen)))
     return requests
 
 
@@ -194,12 +203,14 @@ def stop_server(process: subprocess.Popen) -> None:
 def to_proto(request):
     from kmono.rank.v1 import rank_pb2
 
-    return rank_pb2.RankCandidatesRequest(
-        user_id=request.user_id,
-        candidates=[
-            rank_pb2.Candidate(stream_id=c.stream_id, author_id=c.author_id) for c in request.candidates
-        ],
-    )
+    from libs.serving.inputs import to_float_tensor
+
+    message = rank_pb2.RankCandidatesRequest(user_id=request.user_id)
+    for c in request.candidates:
+        candidate = message.candidates.add(stream_id=c.stream_id, author_id=c.author_id)
+        for name, tokens in c.embeddings.items():
+            candidate.features.embeddings[name].CopyFrom(to_float_tensor(tokens))
+    return message
 
 
 def print_rows(rows: list[tuple[str, np.ndarray]], baseline: str) -> float:

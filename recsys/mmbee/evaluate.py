@@ -139,7 +139,9 @@ def format_tables(results: dict) -> str:
             lines.append(f"{name:<18}{cells}   {'/'.join(f'{v:.4f}' for v in paper) if paper else ''}")
     activity = [name for name, entry in results.items() if entry["table"] == "main"]
     if activity:
-        lines.append("\n## activity   (AUC by the user's gifts in the graph period; GIE gain = +MFQ+GIE minus +MFQ)")
+        lines.append(
+            "\n## activity   (AUC by the user's gifts in the graph period; GIE gain = +MFQ+GIE minus +MFQ)"
+        )
         buckets = [f"auc_gifts_{bucket_name(low, high)}" for low, high in ACTIVITY_BUCKETS]
         lines.append(f"{'variant':<18}" + "".join(f"{b.removeprefix('auc_'):>20}" for b in buckets))
         for name in activity:
