@@ -13,21 +13,24 @@ from recsys.mmbee.requests import CandidateInput, RankRequest, RankResult
 def rank_request(request: rank_pb2.RankCandidatesRequest) -> RankRequest:
     return RankRequest(
         user_id=request.user_id,
-        candidates=tuple(
-            CandidateInput(
-                stream_id=candidate.stream_id,
-                author_id=candidate.author_id,
-                numeric=dict(candidate.features.numeric_features),
-                embeddings=_embeddings(candidate.features, f"candidates[{i}].features"),
-                categorical=dict(candidate.features.categorical_features),
-            )
-            for i, candidate in enumerate(request.candidates)
-        ),
+        candidates=tuple(_candidate(candidate, i) for i, candidate in enumerate(request.candidates)),
         top_k=request.top_k,
         user_numeric=dict(request.user_features.numeric_features),
         user_embeddings=_embeddings(request.user_features, "user_features"),
         user_categorical=dict(request.user_features.categorical_features),
         model_version=request.model_version,
+    )
+
+
+def _candidate(candidate: rank_pb2.Candidate, index: int) -> CandidateInput:
+    if not candidate.HasField("features"):  # the common case: only ids (cheap: no map conversions)
+        return CandidateInput(stream_id=candidate.stream_id, author_id=candidate.author_id)
+    return CandidateInput(
+        stream_id=candidate.stream_id,
+        author_id=candidate.author_id,
+        numeric=dict(candidate.features.numeric_features),
+        embeddings=_embeddings(candidate.features, f"candidates[{index}].features"),
+        categorical=dict(candidate.features.categorical_features),
     )
 
 
