@@ -74,22 +74,19 @@ class GTRBatch:
         return int(self.users.shape[0])
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> GTRBatch:
-        def move(value):
-            if isinstance(value, dict):
-                return {key: tensor.to(device, non_blocking=non_blocking) for key, tensor in value.items()}
-            return value.to(device, non_blocking=non_blocking)
-
-        return replace(self, **{f.name: move(getattr(self, f.name)) for f in fields(self)})
+        return self._map(lambda tensor: tensor.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> GTRBatch:
         """Called by DataLoader(pin_memory=True) for custom batch types."""
+        return self._map(lambda tensor: tensor.pin_memory())
 
-        def pin(value):
-            if isinstance(value, dict):
-                return {key: tensor.pin_memory() for key, tensor in value.items()}
-            return value.pin_memory()
+    def _map(self, apply) -> GTRBatch:
+        """The batch with `apply` run on every tensor (the neighbour dict's included)."""
 
-        return replace(self, **{f.name: pin(getattr(self, f.name)) for f in fields(self)})
+        def one(value):
+            return {key: apply(t) for key, t in value.items()} if isinstance(value, dict) else apply(value)
+
+        return replace(self, **{f.name: one(getattr(self, f.name)) for f in fields(self)})
 
 
 def random_batch(
