@@ -15,7 +15,11 @@ Online, per impression:
   with h_m when the caller passes it (`query_context`), mapped to d by a per-metapath linear layer; the
   neighbours' projected Θ rows are keys and values; logits are scaled dot products. Padding is masked (weight
   exactly 0) and an all-padding list yields a learned per-metapath "empty" vector (`masked_attention_pool`).
-- **h_g** = Linear(concat of the per-metapath vectors) [B, d], in the order of `metapaths`. With no metapaths
+- **h_g** = Linear(concat of the per-metapath vectors ⊕ each metapath's best attention logit) [B, d], in the
+  order of `metapaths`. The best logit (0 for an empty list) is *our* addition: it says outright how close the
+  viewer's nearest expansion is to the candidate ("a streamer my neighbours gift"), a comparison an MLP over the
+  pooled vectors alone learns slowly (measured on one seed: MMoE+GIE test AUC 0.695 with it, 0.671 without,
+  0.676 for MMoE alone). With no metapaths
   (the "w/o h_g" ablation) nothing is pooled, `h_g` is None and no neighbour list is read.
 - GIE also returns the projected Θ rows of the viewer and of the candidate streamer themselves
   (`theta_user`, `theta_author` [B, d]), which the model feeds to the backbone even without h_g.
@@ -101,7 +105,8 @@ class GIE(nn.Module):
         num_paths = len(self.metapaths)
         self.query_projection = nn.Linear(dim + query_context_dim, num_paths * dim) if num_paths else None
         self.empty = nn.Parameter(torch.zeros(num_paths, dim))
-        self.output = nn.Linear(num_paths * dim, dim) if num_paths else None
+        # h_g reads the pooled vectors and, per metapath, how close its best neighbour is to the candidate
+        self.output = nn.Linear(num_paths * (dim + 1), dim) if num_paths else None
 
     def embed_users(self, users: torch.Tensor) -> torch.Tensor:
         return self.user_projection(F.embedding(users, self.theta_users))  # [..., d]
@@ -129,7 +134,7 @@ class GIE(nn.Module):
         query = theta_author if query_context is None else torch.cat([theta_author, query_context], dim=-1)
         q = self.query_projection(query).unflatten(-1, (len(self.metapaths), self.dim))  # [B, P, d]
         q = q / math.sqrt(self.dim)
-        pooled, first = [], 0
+        pooled, closest, first = [], [], 0
         for paths, table, projection in (
             (self.user_metapaths, self.theta_users, self.user_projection),
             (self.author_metapaths, self.theta_authors, self.author_projection),
@@ -149,5 +154,10 @@ class GIE(nn.Module):
             pooled_theta = masked_attention_pool(logits, nodes, mask, nodes.new_zeros(()))  # [B, P_s, d_θ]
             # Σ_k w_k (W θ_k + b) = W (Σ_k w_k θ_k) + b since the weights sum to 1
             pooled.append(torch.where(mask.any(-1, keepdim=True), projection(pooled_theta), self.empty[span]))
+            # the best neighbour's attention logit (0 for an empty list): "is the candidate among my expansions"
+            best = torch.where(mask, logits, torch.finfo(logits.dtype).min).amax(-1)  # [B, P_s]
+            best = best + (q[:, span] * projection.bias).sum(-1)  # + ⟨b, q⟩: the full ⟨W θ_k + b, q⟩
+            closest.append(torch.where(mask.any(-1), best, 0.0))
         pooled_all = torch.cat(pooled, dim=1)  # [B, P, d]
-        return GIEOutput(self.output(pooled_all.flatten(1)), theta_user, theta_author)
+        features = torch.cat([pooled_all.flatten(1), torch.cat(closest, dim=1)], dim=-1)  # [B, P * (d + 1)]
+        return GIEOutput(self.output(features), theta_user, theta_author)

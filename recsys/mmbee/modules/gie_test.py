@@ -42,7 +42,7 @@ def test_all_padding_lists_give_the_learned_empty_vectors():
         gie.empty.normal_()
     empty = {"a2a": torch.zeros(2, 3, dtype=torch.long)}
     h_g = gie(torch.tensor([1, 2]), torch.tensor([1, 2]), empty).h_g
-    torch.testing.assert_close(h_g, gie.output(gie.empty[0]).expand(2, -1))
+    torch.testing.assert_close(h_g, gie.output(torch.cat([gie.empty[0], torch.zeros(1)])).expand(2, -1))
     assert not torch.equal(
         h_g, gie(torch.tensor([1, 2]), torch.tensor([1, 2]), {"a2a": torch.ones(2, 3, dtype=torch.long)}).h_g
     )
@@ -104,7 +104,7 @@ def test_pooling_all_metapaths_at_once_equals_pooling_each_alone():
     neighbours = _neighbours(batch=3, k=4)
     neighbours["a2a"] = neighbours["a2a"][:, :2]  # lists of unequal length
     neighbours["a2a"][0] = 0
-    pooled = []
+    pooled, closest = [], []
     order = gie.user_metapaths + gie.author_metapaths
     assert order == ("u2a2u", "a2a", "a2u2a")
     query = gie.query_projection(gie.embed_authors(authors)).unflatten(-1, (3, 8))  # [B, P, d]
@@ -115,5 +115,7 @@ def test_pooling_all_metapaths_at_once_equals_pooling_each_alone():
         weights = torch.softmax(logits.masked_fill(index == 0, float("-inf")), dim=-1).nan_to_num()
         empty_rows = (index == 0).all(1, keepdim=True)
         pooled.append(torch.where(empty_rows, gie.empty[p], torch.einsum("bk,bkd->bd", weights, nodes)))
-    expected = gie.output(torch.cat(pooled, dim=-1))
+        best = logits.masked_fill(index == 0, float("-inf")).amax(-1)
+        closest.append(torch.where(empty_rows.squeeze(1), 0.0, best))
+    expected = gie.output(torch.cat([*pooled, torch.stack(closest, dim=1)], dim=-1))
     torch.testing.assert_close(gie(users, authors, neighbours).h_g, expected)
