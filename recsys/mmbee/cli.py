@@ -88,13 +88,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     expand.add_argument("--spark-master", default="local[*]")
     expand.set_defaults(func=_expand)
 
-    serve = add_subcommand(
-        commands,
+    # Every argument after `serve` belongs to the service (`--port`, `--help`, ...): this parser claims none of
+    # them ("+" is its only option prefix), so they all reach `python -m services.rank` untouched.
+    serve = commands.add_parser(
         "serve",
-        "run the RankingService (the same as `kmono serve rank`; every flag is passed on)",
-        "  kmono mmbee serve --port 50053 --model recsys/mmbee/defaults/model\n",
+        help="run the RankingService (= kmono serve rank; all flags passed on, see `kmono mmbee serve --help`)",
+        prefix_chars="+",
+        add_help=False,
     )
-    serve.add_argument("args", nargs=argparse.REMAINDER, help="flags of `kmono serve rank` (see its --help)")
+    serve.add_argument("args", nargs=argparse.REMAINDER, help="flags of `kmono serve rank`")
     serve.set_defaults(func=_serve)
 
 
