@@ -4,6 +4,9 @@ versions, the cold-start path, request overrides, and every bad input answered w
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 
 import grpc
 import numpy as np
@@ -12,9 +15,11 @@ from google.rpc import error_details_pb2
 from kmono.common.v1 import features_pb2, tensor_pb2
 from kmono.rank.v1 import rank_pb2, rank_pb2_grpc
 
+from libs.cli.main import main as kmono_main
 from libs.serving import find_detail
 from libs.serving.inputs import to_float_tensor
 from libs.serving.testing.loopback import loopback_server, run_async, status_of
+from recsys.mmbee import cli as mmbee_cli
 from recsys.mmbee.engine import RankingEngine
 from recsys.mmbee.testing import tiny_model_folder
 from services.rank import server
@@ -152,3 +157,23 @@ def test_an_unknown_model_version_is_not_found_naming_the_loaded_ones(folder, kn
     (error,) = call(folder, request(known, model_version="mmbee-v999"))
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert "mmbee-v999" in error.details() and "mmbee-sim-" in error.details()
+
+
+def test_kmono_mmbee_serve_passes_every_flag_to_the_rank_service():
+    """`kmono mmbee serve --port 0 --help` is `kmono serve rank --port 0 --help` (run as `python -m services.rank`)."""
+    code = (
+        f"import sys; from {kmono_main.__module__} import main; from {mmbee_cli.__name__} import register; "
+        "sys.exit(main(sys.argv[1:], registrars=[('mmbee', register)]))"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", code, "mmbee", "serve", "--port", "0", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(sys.path),
+        },  # the same imports as this process (Bazel)
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert "kmono serve rank" in answer.stdout and "--model" in answer.stdout

@@ -1,7 +1,3 @@
-import os
-import subprocess
-import sys
-
 from libs.cli.main import main
 from recsys.features import Snapshot
 from recsys.mmbee.cli import register
@@ -23,18 +19,3 @@ def test_world_then_expand_writes_a_snapshot_with_the_serving_tables(tmp_path, c
 def test_expand_without_a_world_says_how_to_make_one(tmp_path, capsys):
     assert kmono("mmbee", "expand", "--world", str(tmp_path), "--out", str(tmp_path / "snap")) == 2
     assert "kmono mmbee world" in capsys.readouterr().err
-
-
-def test_serve_passes_every_flag_to_the_rank_service():
-    answer = subprocess.run(
-        [sys.executable, "-m", "libs.cli.main", "mmbee", "serve", "--port", "0", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(sys.path),
-        },  # the same imports as this process (Bazel)
-    )
-    assert answer.returncode == 0, answer.stderr
-    assert "kmono serve rank" in answer.stdout and "--model" in answer.stdout
