@@ -1,6 +1,6 @@
 """`kmono mmbee ...`: MMBee gift-through-rate ranking — train, evaluate, run the graph expansion, serve.
 
-kmono mmbee train --out recsys/mmbee/defaults/model            # the embedded default (default world, ~10 min)
+kmono mmbee train --out recsys/mmbee/defaults/model            # the embedded default (default world, ~2 min)
 kmono mmbee train --preset tiny --epochs 1 --out /tmp/mmbee      # a quick model on the tiny world
 kmono mmbee eval --out-dir out/mmbee-eval                        # the paper's tables over 3 seeds + PNG plots
 kmono mmbee eval --dataset movielens --out-dir out/mmbee-ml      # GIE vs LightGCN vs popularity, MovieLens-100k
