@@ -2,7 +2,7 @@
 (torch-free, so configs and CLIs import it cheaply).
 
 The folder is produced by `kmono mmbee train --preset default --out recsys/mmbee/defaults/model` (about 2 CPU
-minutes; see `recsys.mmbee.pipeline`) and committed (model + snapshot, a few MB), so `kmono serve rank` scores
+minutes; see `recsys.mmbee.pipeline`) and committed (model + snapshot, 21 MB), so `kmono serve rank` scores
 for real out of the box.
 """
 
