@@ -132,9 +132,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     if args.dataset == "movielens":
-        from recsys.mmbee.movielens.evaluate import main as movielens_main
-
-        return movielens_main(["--seeds", *map(str, args.seeds), "--out-dir", str(args.out_dir)])
+        return _eval_movielens(args)
     from recsys.mmbee import evaluate
     from recsys.mmbee.training import TrainConfig
 
@@ -155,6 +153,18 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"\nwrote {evaluate.save(results, args.out_dir)}")
     for path in evaluate.plot(results, args.out_dir):
         print(f"wrote {path}")
+    return 0
+
+
+def _eval_movielens(args: argparse.Namespace) -> int:
+    from recsys.mmbee.movielens.evaluate import evaluate_movielens, format_table, plot
+
+    report = evaluate_movielens(tuple(args.seeds))
+    print(format_table(report))
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "movielens.json").write_text(report.to_json())
+    plot(report, args.out_dir / "movielens.png")
+    print(f"wrote {args.out_dir / 'movielens.json'} and {args.out_dir / 'movielens.png'}")
     return 0
 
 

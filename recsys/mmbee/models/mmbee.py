@@ -36,7 +36,7 @@ Ablations are config only (*our* readings of the paper's ablation rows):
 
 Serving: h_m is viewer-independent, so `fusion(batch)` can run once per (streamer, segment) and its rows be
 passed to `forward(batch, h_m)` for every viewer; that is what keeps MMBee's online cost near the backbone's
-(measured in `recsys.mmbee.models.latency`). The export wrappers follow that split: `ExportableFusion`
+(measured in `benchmarks/mmbee_model_latency.py`). The export wrappers follow that split: `ExportableFusion`
 (streamer + segment tokens -> h_m) and `ExportableMMBee(model, takes_h_m=True)` (the batch without its tokens,
 plus h_m -> GTR probability); `ExportableMMBee(model)` is the whole model in one program.
 """

@@ -28,7 +28,7 @@ sequence is shorter), never zero-filled. Every block is one post-norm transforme
 
 Cost: MFQ attends over every token of every candidate's segment, so it is the expensive part of MMBee: about
 50 us of one CPU thread per candidate at the defaults with 10 tokens per modality, 5-13x the small SIM/MMoE
-backbones of this project (`python -m recsys.mmbee.models.latency`). h_m depends on the streamer and its
+backbones of this project (`benchmarks/mmbee_model_latency.py`). h_m depends on the streamer and its
 segment only, not on the viewer: a server computes it once per (streamer, segment) and shares it across
 viewers (`MMBeeModel.fusion`, `MMBeeModel.forward(batch, h_m)`).
 """

@@ -6,7 +6,7 @@ mean-pooled behaviour sequence, the candidate representation with h_m/h_g when e
 
 Experts are one ReLU layer each, computed as one [F, E·h] matmul; gates are one [F, T·E] matmul with a
 softmax over experts; towers are a ReLU layer and a linear output per task. Our choice of sizes: 4 experts of
-width 32, towers of width 16 (small: see `recsys.mmbee.models.latency`).
+width 32, towers of width 16 (small: see `benchmarks/mmbee_model_latency.py`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """MMBee's MovieLens-100k table (paper Table 3): the GIE-based model against PyG's LightGCN and popularity.
 
-    python -m recsys.mmbee.movielens.evaluate --seeds 0 1 2 --out-dir out/movielens
+    kmono mmbee eval --dataset movielens --seeds 0 1 2 --out-dir out/movielens
     kmono mmbee eval --dataset movielens      (the CLI calls `main`)
 
 Every model is measured under `protocol.py` (per-user temporal 80/10/10 split, full ranking, @10), over the
@@ -13,7 +13,6 @@ a reference point, not a like-for-like comparison), `plot` draws the same as bar
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -240,25 +239,3 @@ def plot(report: Report, path: str | Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m recsys.mmbee.movielens.evaluate", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out-dir", type=Path, default=None, help="write report.json and movielens.png here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    report = evaluate_movielens(tuple(args.seeds))
-    print(format_table(report))  # noqa: T201
-    if args.out_dir is not None:
-        args.out_dir.mkdir(parents=True, exist_ok=True)
-        (args.out_dir / "report.json").write_text(report.to_json())
-        plot(report, args.out_dir / "movielens.png")
-        print(f"wrote {args.out_dir / 'report.json'} and {args.out_dir / 'movielens.png'}")  # noqa: T201
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """How much MFQ and GIE add to the backbone when scoring one viewer's candidates (the paper: ~1 ms online).
 
-    OMP_NUM_THREADS=1 python -m recsys.mmbee.models.latency [--candidates 200] [--threads 1]
+    OMP_NUM_THREADS=1 python benchmarks/mmbee_model_latency.py [--candidates 200] [--threads 1]
 
 Random weights and inputs at the synthetic world's sizes (3,000 viewers, 150 streamers, content dim 16,
 segments of 10 tokens, 50 behaviours unless `--history`, 10 neighbours per metapath) and the default
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
         for name, ms in interleaved_median_ms(calls, args.repeats).items():
             results[backbone, name] = ms
             ratio = ms / results[backbone, "backbone"]
-            print(f"{backbone:5s} {name:18s} {ms:7.2f} ms  x{ratio:.2f}")  # noqa: T201
+            print(f"{backbone:5s} {name:18s} {ms:7.2f} ms  x{ratio:.2f}")
     return results
 
 
