@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recsys.data.batches import METAPATHS
 from recsys.data.dataset import DEFAULT_HISTORY, DEFAULT_SEGMENT_SECONDS, GTRDataset, WorldFeatures
 from recsys.data.world import World, WorldConfig, generate_world
 from recsys.metrics.ranking import auc, grouped_auc
@@ -83,11 +84,11 @@ def prepare(
         ).encode()
     ).hexdigest()[:12]
     snapshot_dir = Path(workdir) / f"snapshot-{key}"
+    edges = train_edges(world)
     try:
         snapshot = Snapshot.open(snapshot_dir)
         logger.info("reusing expansion snapshot %s", snapshot_dir)
     except SnapshotError:
-        edges = train_edges(world)
         snapshot = run_expansion(
             edges,
             world_config.num_users,
@@ -96,19 +97,12 @@ def prepare(
             snapshot_dir,
             extra_tables=serving_tables(features),
         )
-    neighbours = {name[len("neighbours_") :]: snapshot.array(name) for name in _neighbour_arrays(snapshot)}
+    neighbours = {name: snapshot.array(f"neighbours_{name}") for name in METAPATHS}
     splits = {
         name: GTRDataset.from_world(features, name, neighbours) for name in ("train", "validation", "test")
     }
-    edges = train_edges(world)
     train_gifts = np.bincount(edges["user"], minlength=world_config.num_users + 1)
     return Prepared(world, features, snapshot, snapshot_dir, **splits, train_gifts=train_gifts)
-
-
-def _neighbour_arrays(snapshot) -> list[str]:
-    from recsys.data.batches import METAPATHS
-
-    return [f"neighbours_{name}" for name in METAPATHS]
 
 
 @dataclass(frozen=True)
