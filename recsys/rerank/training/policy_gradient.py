@@ -52,6 +52,9 @@ unbiased for KL(pi || ref)), d = log ref - log pi:
     KL[b, j]   = sum_k (exp(d[b, j, k]) - d[b, j, k] - 1)
     L_LDRO     = mean_{b, j} (L_PG[b, j] + beta * KL[b, j])                              (beta = `kl_weight`)
 
+The anchor is shared with GRPO (`grpo_loss(kl_weight=...)`): the online comparison gives both the same beta, so
+it compares the advantages and the credit, not the anchor.
+
 Properties (tested): per request and slot the advantages sum to zero; |A| <= 1; with a = 1 they are invariant
 to positive affine transforms of the rewards (list and slot rewards transformed alike); GRPO's equal the
 formula; on a toy policy one step of either loss raises the log-prob of the best page.
@@ -79,15 +82,11 @@ class LDROConfig:
     """lam: share of the per-slot credit in each slot's advantage (used only when slot rewards are observed)."""
     position_weighted: bool = True
     """Weight each slot's term by its examination weight (else every slot weighs 1)."""
-    kl_weight: float = 0.0
-    """beta: weight of the KL anchor to the reference policy."""
 
     def __post_init__(self) -> None:
         for name in ("rank_share", "slot_credit"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.kl_weight < 0:
-            raise ValueError(f"kl_weight must be >= 0, got {self.kl_weight}")
 
 
 @dataclass
@@ -229,6 +228,7 @@ def ldro_loss(
     slot_rewards: torch.Tensor | None = None,
     position_weights: torch.Tensor | None = None,
     reference_log_probs: torch.Tensor | None = None,
+    kl_weight: float = 0.0,
     config: LDROConfig = LDROConfig(),
     scale: float | None = None,
 ) -> PolicyLoss:
@@ -249,6 +249,6 @@ def ldro_loss(
     else:
         weights = position_weights.to(log_probs.device)
     terms = weights.unsqueeze(1) * advantages * log_probs  # [B, K, m]
-    anchor, kl = _anchor(log_probs, reference_log_probs, config.kl_weight)
+    anchor, kl = _anchor(log_probs, reference_log_probs, kl_weight)
     loss = -terms.sum(dim=-1).mean() + anchor
     return PolicyLoss(loss, advantages, kl)

@@ -163,7 +163,7 @@ def test_kl_anchor_pulls_back_towards_the_reference():
         log_probs,
         rewards,
         reference_log_probs=reference.gather(-1, orders).unsqueeze(-1),
-        config=LDROConfig(kl_weight=1.0),
+        kl_weight=1.0,
     )
     assert out.kl > 0
     out.loss.backward()
