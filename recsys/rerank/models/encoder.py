@@ -1,0 +1,87 @@
+"""The candidate encoder every reranker shares: a transformer over the unordered candidate set.
+
+    tokens   = Linear([features, weighted score]) + condition          [B, n, d]
+    condition = Linear(options) + layout embedding                     [B, d]   (added to every token)
+    blocks   : self-attention among the valid candidates, with a same-author bias
+    items    = LayerNorm(tokens), zero at padding                     [B, n, d]
+    context  = MLP([masked mean of items, condition])                  [B, d]
+
+No candidate-position embedding: the set is unordered (the upstream ranking survives only as the upstream
+scores, which are features). *Our* choices where the issue is silent:
+
+- Each token also reads the options-weighted upstream score (`weighted_scores`, the score-and-sort key): a
+  product of two inputs is hard for a small MLP to form, and every reranker should at least know the baseline's
+  order under the request's own weights.
+- Same-author relation: in every layer, each head adds a learned scalar × [same known author, different
+  position] to its attention logits (zero-initialised, so an untrained encoder ignores authors), which lets the
+  models see author duplicates (per-author caps, fatigue) without an author-id vocabulary.
+- Padding (valid=False) is blocked as a key everywhere and its output rows are zero; the context pools valid
+  items only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recsys.rerank.models.config import RerankModelConfig
+from recsys.rerank.models.layers import Block, key_padding_bias, same_author
+from recsys.rerank.pages import FEATURES, LAYOUTS, OBJECTIVES, OPTIONS, PageBatch
+
+ITEM_INPUTS = len(FEATURES) + 1
+"""Per-candidate input width: the features, then the options-weighted upstream score."""
+
+
+def weighted_scores(batch: PageBatch) -> torch.Tensor:
+    """The options-weighted upstream score of every candidate (the score-and-sort key): float [B, n]."""
+    objectives = len(OBJECTIVES)
+    return (batch.features[..., :objectives] * batch.options[:, None, :objectives]).sum(dim=-1)
+
+
+def item_inputs(batch: PageBatch) -> torch.Tensor:
+    """What a model reads of each candidate: [features, weighted score]: float [B, n, ITEM_INPUTS]."""
+    return torch.cat([batch.features, weighted_scores(batch).unsqueeze(-1)], dim=-1)
+
+
+def masked_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean over the kept rows: [B, n, d], bool [B, n] -> [B, d] (zero when nothing is kept)."""
+    weights = keep.to(values.dtype).unsqueeze(-1)
+    return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+class Condition(nn.Module):
+    """What the request asks for, as one vector: Linear(options) + layout embedding: [B, d]."""
+
+    def __init__(self, config: RerankModelConfig) -> None:
+        super().__init__()
+        self.options = nn.Linear(len(OPTIONS), config.d_model)
+        self.layout = nn.Embedding(len(LAYOUTS), config.d_model)
+
+    def forward(self, batch: PageBatch) -> torch.Tensor:
+        return self.options(batch.options) + self.layout(batch.layout)
+
+
+class CandidateEncoder(nn.Module):
+    """`forward(batch) -> (items [B, n, d], context [B, d])` (see the module docstring)."""
+
+    def __init__(self, config: RerankModelConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.heads = config.heads
+        self.item_in = nn.Linear(ITEM_INPUTS, d)
+        self.condition = Condition(config)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.same_author_bias = nn.Parameter(torch.zeros(config.layers, config.heads))
+        self.norm = nn.LayerNorm(d)
+        self.context = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d))
+
+    def forward(self, batch: PageBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        condition = self.condition(batch)  # [B, d]
+        x = self.item_in(item_inputs(batch)) + condition.unsqueeze(1)  # [B, n, d]
+        padding = key_padding_bias(batch.valid)  # [B, 1, 1, n]
+        duplicates = same_author(batch.authors).unsqueeze(1)  # [B, 1, n, n]
+        for block, per_head in zip(self.blocks, self.same_author_bias, strict=True):
+            x = block(x, padding + per_head.view(1, self.heads, 1, 1) * duplicates)
+        items = self.norm(x) * batch.valid.unsqueeze(-1)  # [B, n, d], zero at padding
+        pooled = masked_mean(items, batch.valid)
+        return items, self.context(torch.cat([pooled, condition], dim=-1))

@@ -1,0 +1,62 @@
+"""The page evaluator: predicted engagement of every slot of a given page, and the page's expected utility
+(the engine's "expected utility"; trained on logged engagement by `recsys.rerank.training`).
+
+    token k   = Linear([features, weighted score] of the item at slot k) + slot embedding(layout, k)
+                + condition(options, layout)                                           [B*K, m, d]
+    blocks    : self-attention among the placed items (no mask: a slot's engagement may depend on every
+                neighbour, above and below), with the encoder's same-author bias
+    engagement = Linear(token k): per objective (`OBJECTIVES`), unbounded                [B, K, m, O]
+    utility   = Σ_slots Σ_o options[o] · engagement[o] + options[diversity] · page_diversity   [B, K]
+
+The slot embeddings give it position bias, the attention neighbour effects (fatigue, complementary pairs).
+*Our* choices: engagement is a plain linear read-out (no sigmoid), so it can regress any expected engagement
+the logs hold (clicks, watch fraction, a rating in [-1, 1] times a click) with a squared error; diversity is
+not predicted but computed exactly (`page_diversity`, the simulator's own definition).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recsys.rerank.models.config import RerankModelConfig
+from recsys.rerank.models.encoder import ITEM_INPUTS, Condition, item_inputs
+from recsys.rerank.models.layers import Block, SlotEmbedding, same_author
+from recsys.rerank.pages import OBJECTIVES, PageBatch, gather_pages, page_diversity
+
+
+class PageEvaluator(nn.Module):
+    """`engagement(batch, orders) -> [B, K, m, O]`, `utility(batch, orders) -> [B, K]` (module docstring)."""
+
+    def __init__(self, config: RerankModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.heads = config.heads
+        self.item_in = nn.Linear(ITEM_INPUTS, config.d_model)
+        self.condition = Condition(config)
+        self.slot_embedding = SlotEmbedding(config)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
+        self.same_author_bias = nn.Parameter(torch.zeros(config.layers, config.heads))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.head = nn.Linear(config.d_model, len(OBJECTIVES))
+
+    def engagement(self, batch: PageBatch, orders: torch.Tensor) -> torch.Tensor:
+        """Predicted engagement per slot and objective (unweighted): orders [B, K, m] -> [B, K, m, O]."""
+        size, pages, slots = orders.shape
+        placed = gather_pages(item_inputs(batch), orders)  # [B, K, m, ITEM_INPUTS]
+        where = self.slot_embedding(batch.layout, slots) + self.condition(batch).unsqueeze(1)  # [B, m, d]
+        x = (self.item_in(placed) + where.unsqueeze(1)).reshape(size * pages, slots, -1)  # [B*K, m, d]
+        duplicates = same_author(gather_pages(batch.authors, orders)).view(size * pages, 1, slots, slots)
+        for block, per_head in zip(self.blocks, self.same_author_bias, strict=True):
+            x = block(x, per_head.view(1, self.heads, 1, 1) * duplicates)
+        return self.head(self.norm(x)).view(size, pages, slots, len(OBJECTIVES))
+
+    def utility(self, batch: PageBatch, orders: torch.Tensor) -> torch.Tensor:
+        """Expected utility of each page under the request's options: orders [B, K, m] -> [B, K]."""
+        objectives = len(OBJECTIVES)
+        weights = batch.options[:, None, None, :objectives]  # [B, 1, 1, O]
+        engaged = (self.engagement(batch, orders) * weights).sum(dim=(-1, -2))
+        return engaged + batch.options[:, -1:] * page_diversity(batch, orders)
+
+    def forward(self, batch: PageBatch, orders: torch.Tensor) -> torch.Tensor:
+        return self.engagement(batch, orders)

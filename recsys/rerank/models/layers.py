@@ -1,0 +1,119 @@
+"""The building blocks every rerank model shares: attention with an additive bias, a pre-norm transformer
+block, layout-aware slot embeddings and the pointer (slot query · candidate key) head.
+
+Masks are additive biases with a large negative *finite* value (`MASKED`) rather than -inf, so that a query
+whose keys are all masked (a padding token) averages harmlessly instead of producing NaN; such rows are never
+read. Attention runs through `F.scaled_dot_product_attention` (one fused kernel on CPU and GPU).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.rerank.models.config import RerankModelConfig
+from recsys.rerank.pages import LAYOUTS
+
+MASKED = -1e9
+"""Additive attention bias of a blocked key (finite: fully blocked rows stay NaN-free)."""
+
+
+def key_padding_bias(keep: torch.Tensor) -> torch.Tensor:
+    """Additive bias that blocks the keys where `keep` is False: bool [B, Lk] -> float [B, 1, 1, Lk]."""
+    return torch.zeros(keep.shape, dtype=torch.float32, device=keep.device).masked_fill(~keep, MASKED)[
+        :, None, None
+    ]
+
+
+def same_author(authors: torch.Tensor) -> torch.Tensor:
+    """1.0 where two different positions hold items by the same known author: long [..., L] -> float [..., L, L]."""
+    same = (authors.unsqueeze(-1) == authors.unsqueeze(-2)) & (authors >= 0).unsqueeze(-1)
+    eye = torch.eye(authors.shape[-1], dtype=torch.bool, device=authors.device)
+    return (same & ~eye).to(torch.float32)
+
+
+class Attention(nn.Module):
+    """Multi-head attention of `x` [B, Lq, d] over `memory` [B, Lk, d] plus an additive bias broadcastable to
+    [B, heads, Lq, Lk]."""
+
+    def __init__(self, d_model: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.query = nn.Linear(d_model, d_model)
+        self.key_value = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        batch, queries, width = x.shape
+        keys = memory.shape[1]
+        q = self.query(x).view(batch, queries, self.heads, -1).transpose(1, 2)  # [B, h, Lq, dh]
+        k, v = self.key_value(memory).view(batch, keys, 2, self.heads, -1).unbind(2)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # [B, h, Lk, dh]
+        mixed = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
+        )  # [B, h, Lq, dh]
+        return self.out(mixed.transpose(1, 2).reshape(batch, queries, width))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: self-attention, then (with `cross`) attention to a memory, then an MLP."""
+
+    def __init__(self, config: RerankModelConfig, cross: bool = False) -> None:
+        super().__init__()
+        d = config.d_model
+        self.self_norm = nn.LayerNorm(d)
+        self.self_attention = Attention(d, config.heads, config.dropout)
+        self.cross_norm = nn.LayerNorm(d) if cross else None
+        self.cross_attention = Attention(d, config.heads, config.dropout) if cross else None
+        self.mlp_norm = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(config.dropout)
+        )
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        self_bias: torch.Tensor | None,
+        memory: torch.Tensor | None = None,
+        memory_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        normed = self.self_norm(x)
+        x = x + self.self_attention(normed, normed, self_bias)
+        if self.cross_attention is not None:
+            x = x + self.cross_attention(self.cross_norm(x), memory, memory_bias)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class SlotEmbedding(nn.Module):
+    """One learned vector per (layout, slot): slot 3 of the grid (row 1, right column) and slot 3 of a single
+    column are different places on screen, so they get different embeddings (*our* choice)."""
+
+    def __init__(self, config: RerankModelConfig) -> None:
+        super().__init__()
+        self.max_slots = config.max_slots
+        self.table = nn.Embedding(len(LAYOUTS) * config.max_slots, config.d_model)
+
+    def forward(self, layout: torch.Tensor, num_slots: int) -> torch.Tensor:
+        """layout long [B] -> [B, m, d]."""
+        if not 1 <= num_slots <= self.max_slots:
+            raise ValueError(f"num_slots {num_slots} is outside 1..{self.max_slots} (the config's max_slots)")
+        slots = torch.arange(num_slots, device=layout.device)
+        return self.table(layout.unsqueeze(-1) * self.max_slots + slots)
+
+
+class Pointer(nn.Module):
+    """Pointer logits: scaled dot product of each slot query with each candidate's key: [B, m, d] x [B, n, d]
+    -> [B, m, n]."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(d_model, d_model)
+        self.key = nn.Linear(d_model, d_model)
+        self.scale = 1.0 / math.sqrt(d_model)
+
+    def forward(self, queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.query(queries) @ self.key(items).transpose(-1, -2)
