@@ -13,11 +13,13 @@ with position bias"):
    truth of the pages. No later rating reaches a feature (tested by changing every later rating).
 2. **Upstream model** (`fit_upstream`, numpy, deterministic): global mean + user and item biases (alternating
    ridge means, shrinkage `BIAS_SHRINKAGE`) + a rank-`UPSTREAM_DIMS` SVD of the bias residuals (unrated cells
-   are 0, which shrinks the low-rank term towards the biases). About three users in four who rate in the later
-   period are new then: for them the upstream knows only the items, as a production ranker does for new users.
+   are 0, which shrinks the low-rank term towards the biases). Three in four of the users the pages are drawn
+   for (192 of 254 at n = 8) are new in the later period: for them the upstream knows only the items, as a
+   production ranker does for new users. RMSE on the later ratings: 1.119 (global mean), 1.031 (+ biases),
+   1.029 (+ SVD).
 3. **Features** (the contract's `OBJECTIVES` from the predicted rating p, clipped to [1, 5]): ctr =
    sigmoid(`CTR_SLOPE` * (p - 3.5)), a logistic stand-in for P(rating >= 4), not calibrated; watch_time = p / 5;
-   satisfaction = (p - 3) / 2. **Categories**: k-means (k-means++ seeded by `CATEGORY_SEED`, Lloyd) of the
+   satisfaction = (p - 3) / 2. **Categories**: k-means (greedy k-means++ seeded by `CATEGORY_SEED`, Lloyd) of the
    unit-normalised item factors of the items with at least `CATEGORY_MIN_RATINGS` earlier ratings into the 8
    `CATEGORIES` slots; the names are only labels (cluster 0 is "gaming", ...); every other item is unknown
    (all-zero one-hot). No authors (-1), no author cap (0), the default options (`options_vector()`).
@@ -36,6 +38,16 @@ The truth (`MovieLensUtility`), with constants of our own, *not* the simulator's
 - after a click, watch_time = r / 5 and satisfaction = (r - 3) / 2;
 - expected engagement per slot = P(click) * (1, r / 5, (r - 3) / 2); utility = the options-weighted sum over
   slots + diversity weight * `page_diversity` (0 with the default options); `sample_reward` draws the clicks.
+
+Measured (1000 pages, n = 8, m = 4, seed 0, default options; % of the brute-force optimum as a ratio of means;
+random = the exact mean over all 1680 pages; seeds 1 and 2 within 0.5 points):
+
+    layout   random          upstream sort   true-rating sort   optimum
+    column   2.784 (59.9%)   3.504 (75.3%)   4.603 (99.0%)      4.652
+    grid     3.127 (60.1%)   3.912 (75.2%)   5.144 (98.9%)      5.203
+
+The upstream sort is also the simulator's score-and-sort (`weighted_scores` is monotone in the predicted
+rating); the fatigue makes the true-rating sort miss the optimum on 48% of the pages.
 """
 
 from __future__ import annotations

@@ -282,9 +282,12 @@ def test_the_page_set_separates_random_upstream_truth_and_optimum(pages):
 
 
 def test_upstream_sort_is_the_feature_score_sort(pages):
-    # a score-and-sort on the features with the default weights orders as the predicted rating does
+    # score-and-sort on the features with the default weights, summed (as the simulator's baseline) or as
+    # ctr * value of a click, orders the candidates as the predicted rating does
     ctr, watch, satisfaction = pages.batch.features[..., :3].unbind(-1)
     weights = options_vector()
-    score = ctr * (weights[0] + weights[1] * watch + weights[2] * satisfaction)
-    by_prediction = score.gather(1, pages.predicted.argsort(dim=1))
-    assert (by_prediction.diff(dim=1) >= -1e-6).all()
+    summed = weights[0] * ctr + weights[1] * watch + weights[2] * satisfaction
+    product = ctr * (weights[0] + weights[1] * watch + weights[2] * satisfaction)
+    for score in (summed, product):
+        by_prediction = score.gather(1, pages.predicted.argsort(dim=1))
+        assert (by_prediction.diff(dim=1) >= -1e-6).all()
