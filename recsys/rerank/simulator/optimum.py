@@ -1,0 +1,132 @@
+"""Reference pages: the brute-force optimum, uniformly random pages and the score-and-sort page.
+
+- `brute_force_optimum` enumerates every ordered page of m out of n candidates once
+  (`itertools.permutations(range(n), m)`), scores them for all requests at once in chunks of pages (so it works
+  with any `PageUtility`, which is bound to its whole batch), and drops per request the pages that hold a padded
+  candidate or break the author cap. n = 8, m = 4 is 1680 pages; more than `MAX_PAGES` pages is refused.
+- `capped_greedy_orders` fills the slots one by one with the highest-keyed candidate that is valid, unused and
+  whose author is below the cap. With the options-weighted upstream scores as keys it is score-and-sort
+  (`score_sort_orders`); with keys perturbed by Gumbel noise it draws a Plackett-Luce page restricted to the
+  feasible pages (the logging policy, `logs.py`). It never dead-ends when a feasible page exists: an author
+  below the cap always has a candidate left as long as fewer than m slots are filled.
+- `random_orders` draws pages uniformly from the feasible pages. Small pages (n P m <= `EXACT_RANDOM_PAGES`,
+  n = 8, m = 4 included): exactly, by drawing among the enumerated feasible pages. Larger ones: by rejection
+  (a uniform top-m of random keys, redrawn where the cap is broken) for up to `max_rounds` rounds; the pages
+  still infeasible then take the greedy page of their random keys (feasible, no longer exactly uniform).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+
+from recsys.rerank.pages import OBJECTIVES, PageBatch, PageUtility, gather_pages, within_author_cap
+
+MAX_PAGES = 100_000
+"""The most pages (n P m) `brute_force_optimum` enumerates."""
+EXACT_RANDOM_PAGES = 5_000
+"""Up to this many pages (n P m), `random_orders` draws among the enumerated feasible pages."""
+
+
+def all_pages(num_candidates: int, num_slots: int) -> torch.Tensor:
+    """Every ordered page of `num_slots` out of `num_candidates`: long [n P m, m]."""
+    count = math.perm(num_candidates, num_slots)
+    if count > MAX_PAGES:
+        raise ValueError(
+            f"brute force over {num_candidates} P {num_slots} = {count} pages exceeds the limit of {MAX_PAGES}; "
+            "use fewer candidates or slots"
+        )
+    return torch.tensor(list(itertools.permutations(range(num_candidates), num_slots)), dtype=torch.long)
+
+
+def feasible(batch: PageBatch, orders: torch.Tensor) -> torch.Tensor:
+    """Whether each page holds only valid candidates and keeps the author cap: [B, K, m] -> bool [B, K]."""
+    valid = gather_pages(batch.valid, orders).all(dim=-1)
+    return valid & within_author_cap(batch, orders)
+
+
+def brute_force_optimum(
+    source, user: PageUtility | None = None, *, chunk: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best feasible page of each request: (orders long [B, m], values float [B]).
+
+    source: a `world.Requests`, or a `PageBatch` together with its `user`; chunk: pages scored at once."""
+    batch, user = (source.batch, source.user) if user is None else (source, user)
+    pages = all_pages(batch.num_candidates, batch.num_slots).to(batch.features.device)
+    best_value = torch.full((batch.size,), -math.inf, device=pages.device)
+    best_index = torch.zeros(batch.size, dtype=torch.long, device=pages.device)
+    for start in range(0, pages.shape[0], chunk):
+        orders = pages[start : start + chunk].unsqueeze(0).expand(batch.size, -1, -1)  # [B, c, m]
+        values = user.utility(orders).masked_fill(~feasible(batch, orders), -math.inf)
+        value, index = values.max(dim=1)
+        better = value > best_value
+        best_value = torch.where(better, value, best_value)
+        best_index = torch.where(better, index + start, best_index)
+    if torch.isinf(best_value).any():
+        rows = torch.nonzero(torch.isinf(best_value)).flatten().tolist()
+        raise ValueError(
+            f"no feasible page (too few valid candidates or authors for the cap) in requests {rows}"
+        )
+    return pages[best_index], best_value
+
+
+def weighted_scores(batch: PageBatch) -> torch.Tensor:
+    """Options-weighted upstream score of each candidate, sum_o w_o * features[..., o]: float [B, n]."""
+    objectives = len(OBJECTIVES)
+    return (batch.features[..., :objectives] * batch.options[:, None, :objectives]).sum(dim=-1)
+
+
+def capped_greedy_orders(batch: PageBatch, keys: torch.Tensor) -> torch.Tensor:
+    """Fill the slots in order with the highest-keyed allowed candidate: keys [B, K, n] -> orders long [B, K, m]."""
+    size, pages, _ = keys.shape
+    authors = batch.authors.unsqueeze(1).expand(-1, pages, -1)  # [B, K, n]
+    has_author = authors >= 0
+    cap = batch.author_cap.view(-1, 1, 1)
+    allowed = batch.valid.unsqueeze(1).expand(-1, pages, -1).clone()
+    placed_by_author = torch.zeros_like(keys)  # how many placed items share each candidate's author
+    orders = []
+    for _ in range(batch.num_slots):
+        at_cap = (cap > 0) & has_author & (placed_by_author >= cap)
+        pick = keys.masked_fill(~allowed | at_cap, -math.inf).argmax(dim=-1)  # [B, K]
+        orders.append(pick)
+        allowed.scatter_(-1, pick.unsqueeze(-1), False)
+        picked_author = authors.gather(-1, pick.unsqueeze(-1))
+        placed_by_author += (authors == picked_author).to(keys.dtype)
+    return torch.stack(orders, dim=-1)
+
+
+def score_sort_orders(batch: PageBatch) -> torch.Tensor:
+    """Score-and-sort: candidates by options-weighted upstream score, skipping authors at the cap: long [B, m]."""
+    return capped_greedy_orders(batch, weighted_scores(batch).unsqueeze(1)).squeeze(1)
+
+
+def random_orders(
+    batch: PageBatch, pages: int, generator: torch.Generator, *, max_rounds: int = 32
+) -> torch.Tensor:
+    """`pages` feasible pages per request drawn uniformly (see the module docstring): long [B, K, m]."""
+    device = batch.features.device
+    if math.perm(batch.num_candidates, batch.num_slots) <= EXACT_RANDOM_PAGES:
+        every = all_pages(batch.num_candidates, batch.num_slots).to(device)
+        allowed = feasible(batch, every.unsqueeze(0).expand(batch.size, -1, -1)).to(torch.float32)  # [B, P]
+        if bool((allowed.sum(dim=1) == 0).any()):
+            raise ValueError(
+                "a request has no feasible page (too few valid candidates or authors for the cap)"
+            )
+        return every[torch.multinomial(allowed, pages, replacement=True, generator=generator)]
+    shape = (batch.size, pages, batch.num_candidates)
+    orders = torch.zeros(batch.size, pages, batch.num_slots, dtype=torch.long, device=device)
+    done = torch.zeros(batch.size, pages, dtype=torch.bool, device=device)
+    keys = torch.zeros(shape, device=device)
+    for _ in range(max_rounds):
+        keys = torch.rand(shape, generator=generator, device=device).masked_fill(
+            ~batch.valid.unsqueeze(1), -1.0
+        )
+        drawn = keys.topk(batch.num_slots, dim=-1).indices  # a uniform ordered page of valid candidates
+        take = ~done & feasible(batch, drawn)
+        orders = torch.where(take.unsqueeze(-1), drawn, orders)
+        done |= take
+        if bool(done.all()):
+            return orders
+    return torch.where(done.unsqueeze(-1), orders, capped_greedy_orders(batch, keys))
