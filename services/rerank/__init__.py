@@ -1,1 +1,1 @@
-"""RerankService: orders a candidate list into slots (Dual-Rerank NAR student)."""
+"""RerankService: orders a candidate list into the slots of a page (Dual-Rerank NAR student, AR teacher)."""

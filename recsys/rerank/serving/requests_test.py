@@ -3,7 +3,7 @@ import math
 import pytest
 
 from libs.errors import FieldError
-from recsys.rerank.requests import (
+from recsys.rerank.serving.requests import (
     MAX_ITEMS,
     AuthorCapInfeasible,
     FeatureInput,
