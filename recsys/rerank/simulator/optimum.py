@@ -3,7 +3,7 @@
 - `brute_force_optimum` enumerates every ordered page of m out of n candidates once
   (`itertools.permutations(range(n), m)`), scores them for all requests at once in chunks of pages (so it works
   with any `PageUtility`, which is bound to its whole batch), and drops per request the pages that hold a padded
-  candidate or break the author cap. n = 8, m = 4 is 1680 pages; more than `MAX_PAGES` pages is refused.
+  candidate or break the author cap. n = 8, m = 4 is 1680 pages (2000 requests: about 2.5 s on 2 CPU cores); more than `MAX_PAGES` pages is refused.
 - `capped_greedy_orders` fills the slots one by one with the highest-keyed candidate that is valid, unused and
   whose author is below the cap. With the options-weighted upstream scores as keys it is score-and-sort
   (`score_sort_orders`); with keys perturbed by Gumbel noise it draws a Plackett-Luce page restricted to the
@@ -79,7 +79,9 @@ def weighted_scores(batch: PageBatch) -> torch.Tensor:
 
 
 def capped_greedy_orders(batch: PageBatch, keys: torch.Tensor) -> torch.Tensor:
-    """Fill the slots in order with the highest-keyed allowed candidate: keys [B, K, n] -> orders long [B, K, m]."""
+    """Fill the slots in order with the highest-keyed allowed candidate: keys [B, K, n] -> orders long [B, K, m].
+
+    Raises ValueError where a request has no feasible page."""
     size, pages, _ = keys.shape
     authors = batch.authors.unsqueeze(1).expand(-1, pages, -1)  # [B, K, n]
     has_author = authors >= 0
@@ -89,7 +91,12 @@ def capped_greedy_orders(batch: PageBatch, keys: torch.Tensor) -> torch.Tensor:
     orders = []
     for _ in range(batch.num_slots):
         at_cap = (cap > 0) & has_author & (placed_by_author >= cap)
-        pick = keys.masked_fill(~allowed | at_cap, -math.inf).argmax(dim=-1)  # [B, K]
+        open_slots = allowed & ~at_cap
+        if not bool(open_slots.any(dim=-1).all()):
+            raise ValueError(
+                "no feasible page (too few valid candidates or authors for the cap) in some request"
+            )
+        pick = keys.masked_fill(~open_slots, -math.inf).argmax(dim=-1)  # [B, K]
         orders.append(pick)
         allowed.scatter_(-1, pick.unsqueeze(-1), False)
         picked_author = authors.gather(-1, pick.unsqueeze(-1))

@@ -8,6 +8,10 @@ the logs and the teacher come from); every later phase draws a new taste: `boost
 `within_phase_drift` > 0, the log-taste also moves slowly within a phase: log taste(t) = log taste(phase)
 + within_phase_drift * (t / phase_length) * d, with d ~ N(0, 1) per category drawn once per phase.
 
+How much a drift point matters (seed 3, 1000 requests at each of the first three drift points, n = 8, m = 4):
+the optimal page changes on 62-88% of the requests, and the previous phase's optimal pages reach 82-95% of the
+new optimum (score-sort: 80-81%).
+
 `batch(step)` is deterministic in (seed, step) and needs no earlier step (random access), so a resumed training
 run sees the same requests and the same user.
 """
