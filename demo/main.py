@@ -7,6 +7,8 @@
    services answer one probe call (OK, or UNIMPLEMENTED naming the engine they wait for).
    The RankingService (the embedded MMBee model) ranks 50 live candidates for a frequent gifter and for a viewer
    it has never seen, and prints each top 5 with its gift-through-rate (demo/rank.py).
+   The RerankService (the embedded Dual-Rerank model; a tiny random one until it is committed) orders a page of
+   the grid feed from 8 candidates with a per-author cap, and prints the page before and after (demo/rerank.py).
 2. Draw a motion (a procedural mask sequence, sized to what the video engine generates), edit it (move one
    object and speed it up, there and back), compose it with a second object, and loop it over three clips (a
    long video, made clip by clip); generate a video for each over
@@ -40,6 +42,8 @@ from kmono.rerank.v1 import rerank_pb2, rerank_pb2_grpc
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
 from demo.rank import run_rank_calls
+from demo.rerank import model_args as rerank_model_args
+from demo.rerank import run_rerank_calls
 from services import SERVICE_FULL_NAMES, SERVICE_NAMES
 
 # One representative call per service: (stub class, method, request).
@@ -79,7 +83,13 @@ PROBE_CALLS = {
             user_id="u1", candidates=[rank_pb2.Candidate(stream_id="s1", author_id="a1")]
         ),
     ),
-    "rerank": (rerank_pb2_grpc.RerankServiceStub, "RerankList", rerank_pb2.RerankListRequest()),
+    "rerank": (
+        rerank_pb2_grpc.RerankServiceStub,
+        "RerankList",
+        rerank_pb2.RerankListRequest(
+            user_id="u1", items=[rerank_pb2.RerankItem(item_id="v1"), rerank_pb2.RerankItem(item_id="v2")]
+        ),
+    ),
     "dialogue": (dialogue_pb2_grpc.DialogueServiceStub, "CreateSession", dialogue_pb2.CreateSessionRequest()),
 }
 
@@ -292,7 +302,8 @@ def run_demo(
     engine_path = engine_path or str(SHAPES_DEFAULT_PATH)
     video_args, engine_text = video_engine_args(tiny, engine_path)
     spec = TINY_SPEC if "--tiny-engine" in video_args else spec_from_dir(engine_path)
-    extra = {**EXTRA_ARGS, "video": video_args}
+    rerank_args, rerank_text = rerank_model_args(work_dir) if "rerank" in names else ([], "")
+    extra = {**EXTRA_ARGS, "video": video_args, "rerank": rerank_args}
     ok = True
     with all_services(names, work_dir / "data", log_dir, extra) as started:
         for running in started:
@@ -306,6 +317,9 @@ def run_demo(
         rank = next((r for r in started if r.name == "rank"), None)
         if rank is not None:
             ok &= run_rank_calls(rank.port, DEFAULT_MODEL_PATH)
+        rerank = next((r for r in started if r.name == "rerank"), None)
+        if rerank is not None:
+            ok &= run_rerank_calls(rerank.port, rerank_text)
         video = next((r for r in started if r.name == "video"), None)
         if video is not None:
             print(f"video engine: {engine_text}: {spec.num_frames} frames of {spec.width}x{spec.height}")

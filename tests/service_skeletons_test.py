@@ -9,13 +9,14 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from demo import EXTRA_ARGS, PROBE_CALLS
+from demo.rerank import model_args as rerank_model_args
 from libs.serving.service import StatefulServiceConfig
 from libs.serving.testing.loopback import loopback_server, run_async, status_of
 from services import SERVICE_FULL_NAMES, SERVICE_NAMES
 from services.cli import register
 
 # Services whose engine is built answer their probe call; the others are still skeletons.
-BUILT = ("masks", "video", "rank")
+BUILT = ("masks", "video", "rank", "rerank")
 SKELETONS = [name for name in SERVICE_NAMES if name not in BUILT]
 
 
@@ -27,7 +28,9 @@ def _serve(name: str, tmp_path):
     argv = ["--port", "0", "--host", "127.0.0.1"]
     if issubclass(server.CONFIG_TYPE, StatefulServiceConfig):
         argv += ["--data-dir", str(tmp_path)]
-    config = server.CONFIG_TYPE.from_args(parser.parse_args([*argv, *EXTRA_ARGS.get(name, [])]))
+    # the rerank service serves its embedded default, or (until that is committed) the demo's tiny model
+    extra = rerank_model_args(tmp_path)[0] if name == "rerank" else EXTRA_ARGS.get(name, [])
+    config = server.CONFIG_TYPE.from_args(parser.parse_args([*argv, *extra]))
     registrations, on_startup, on_shutdown = server.build(config)
     return config, loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown)
 

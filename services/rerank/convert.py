@@ -54,10 +54,15 @@ def _item(item: rerank_pb2.RerankItem) -> ItemInput:
 
 
 def _features(features: features_pb2.FeatureSet) -> FeatureInput:
-    return FeatureInput(
-        categorical=dict(features.categorical_features),
-        numeric=dict(features.numeric_features),
-        embeddings=tuple(sorted(features.embeddings)),
+    categorical, numeric, embeddings = (
+        features.categorical_features,
+        features.numeric_features,
+        features.embeddings,
+    )
+    return FeatureInput(  # empty maps (the common case: only a category) convert to nothing
+        categorical=dict(categorical) if categorical else {},
+        numeric=dict(numeric) if numeric else {},
+        embeddings=tuple(sorted(embeddings)) if embeddings else (),
     )
 
 

@@ -12,8 +12,9 @@ author cap, the layout and m = the slots the request asks for. Then:
    reason instead of decoded into a page that breaks it;
 2. the chosen decoder (`greedy` with the student, NAR, one forward; or the teacher, AR, slot by slot) orders m
    items; both mask items already placed and authors at their cap;
-3. one teacher-forced `step_logits` forward along the chosen order gives each slot's score (the chosen item's
-   logit at its step), and the evaluator the page's expected utility.
+3. each slot's score is the chosen item's raw logit at its step: the student's matching matrix (the same forward
+   that decoded the page), or, for the teacher, one teacher-forced `step_logits` forward along the chosen page;
+   the evaluator gives the page's expected utility.
 Everything runs in `torch.inference_mode()`; nothing is sampled, so the same request always gets the same page.
 """
 
@@ -80,6 +81,19 @@ def page_batch(request: RerankRequest) -> PageBatch:
     )
 
 
+class _MatchingMatrix:
+    """The NAR student's matching matrix, computed once, as a policy `greedy` decodes (its NAR contract:
+    `logits(batch) -> [B, m, n]`), so decoding and the slot scores share one forward."""
+
+    decodes_autoregressively = False
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self._logits = logits
+
+    def logits(self, batch: PageBatch) -> torch.Tensor:
+        return self._logits
+
+
 @dataclass
 class LoadedReranker:
     version: str
@@ -88,15 +102,18 @@ class LoadedReranker:
 
     def rerank(self, request: RerankRequest) -> RerankResult:
         decoder = request.decoder or DEFAULT_DECODER
-        policy = self.models.teacher if decoder == DECODER_AR else self.models.student
         batch = page_batch(request)
         with torch.inference_mode():
-            decoded = greedy(policy, batch)
-            orders = decoded.orders[:, None]  # [1, 1, m]
-            logits = policy.step_logits(batch, orders)[0, 0]  # [m, n]
-            chosen = orders[0, 0]  # [m]
+            if decoder == DECODER_AR:
+                decoded = greedy(self.models.teacher, batch)
+                # teacher forcing along the chosen page: slot k's logits given slots < k (one forward)
+                logits = self.models.teacher.step_logits(batch, decoded.orders[:, None])[0, 0]  # [m, n]
+            else:
+                logits = self.models.student.logits(batch)[0]  # [m, n]: the whole page in one forward
+                decoded = greedy(_MatchingMatrix(logits[None]), batch)
+            chosen = decoded.orders[0]  # [m]
             scores = logits.gather(1, chosen[:, None])[:, 0]  # [m]
-            utility = self.models.evaluator.utility(batch, orders)[0, 0]
+            utility = self.models.evaluator.utility(batch, decoded.orders[:, None])[0, 0]
         ids = [request.items[i].item_id for i in chosen.tolist()]
         slots = tuple(
             PlacedItem(position, item_id, score, probability)

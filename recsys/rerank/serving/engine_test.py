@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from libs.errors import FieldError
+from recsys.rerank.models import chosen_log_probs, step_log_probs
 from recsys.rerank.pages import CATEGORIES, FEATURES, LAYOUTS, OBJECTIVES, options_vector, within_author_cap
 from recsys.rerank.serving.engine import RerankEngine, UnknownModelVersion, page_batch
 from recsys.rerank.serving.requests import AuthorCapInfeasible, FeatureInput, ItemInput, RerankRequest
@@ -66,19 +67,28 @@ def test_rerank_fills_the_slots_with_distinct_items_and_probabilities(engine, de
     assert engine.rerank(request) == result  # deterministic
 
 
-def test_the_score_is_the_chosen_items_logit_and_probabilities_its_softmax_share(engine):
-    """The slot's probability grows with its score among the items still available: the first slot's item is the
-    argmax of the first step, so its score is the largest logit of that step."""
-    request = page(decoder="nar")
+@pytest.mark.parametrize("decoder", ["nar", "ar"])
+def test_scores_are_the_chosen_logits_and_probabilities_the_masked_softmax_at_each_step(engine, decoder):
+    """Checked against the policy's own teacher-forced `step_logits` along the returned page: slot k's score is
+    the chosen item's logit given slots < k, its probability the softmax over the items still available."""
+    request = page(decoder=decoder, authors="aaabbbcc", max_items_per_author=2)
     result = engine.rerank(request)
-    reranker = engine.default
+    models = engine.default.models
+    policy = models.teacher if decoder == "ar" else models.student
     batch = page_batch(request)
-    order = torch.tensor([[[int(s.item_id[1:]) for s in result.slots]]])
+    orders = torch.tensor([[[int(s.item_id[1:]) for s in result.slots]]])
     with torch.inference_mode():
-        logits = reranker.models.student.step_logits(batch, order)[0, 0]  # [m, n]
-    assert result.slots[0].score == pytest.approx(logits[0].max().item(), abs=1e-5)
-    first = torch.softmax(logits[0], dim=-1).max().item()
-    assert result.slots[0].probability == pytest.approx(first, abs=1e-5)
+        logits = policy.step_logits(batch, orders)  # [1, 1, m, n]
+        probabilities = chosen_log_probs(step_log_probs(logits, orders, batch), orders).exp()[0, 0]
+        utility = models.evaluator.utility(batch, orders)[0, 0]
+    expected = logits[0, 0].gather(1, orders[0, 0, :, None])[:, 0]
+    assert [s.score for s in result.slots] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert [s.probability for s in result.slots] == pytest.approx(probabilities.tolist(), abs=1e-5)
+    assert result.expected_utility == pytest.approx(utility.item(), abs=1e-5)
+    first = logits[0, 0, 0]
+    assert result.slots[0].score == pytest.approx(
+        first.max().item(), abs=1e-5
+    )  # greedy: slot 0 is the argmax
 
 
 def test_the_author_cap_is_kept_by_both_decoders(engine):

@@ -1,0 +1,244 @@
+"""What gRPC costs on top of the rerank engine: per-request latency of RerankList through a RerankService process
+against `RerankEngine.rerank` in this process, on the same requests, for pages of n = 50 candidates into m = 10
+slots and n = 8 into m = 4 (the issue's first screen of the grid feed).
+
+    .venv/bin/python benchmarks/rerank_grpc.py                       # about a minute on a 2-core CPU
+    .venv/bin/python benchmarks/rerank_grpc.py --requests 1000 --decoder ar --model DIR
+
+Model: `--model DIR` when given; else the embedded default (`recsys.rerank.defaults.DEFAULT_MODEL_PATH`) when it
+exists; else a tiny random model (`recsys.rerank.serving.testing.tiny_model_folder`) in a temporary directory. The
+output says which. Weights do not matter for speed; the sizes do, so compare only runs on the same model.
+
+Requests: `--requests` per page size (+ `--warmup` untimed first), each with random upstream scores for the three
+objectives, a category and one of n / 3 authors, a per-author cap of 3 and the grid layout; prebuilt protos.
+Three calls alternate ABBA-style per request so that load drift hits all of them:
+- in-process `engine.rerank(request)` (the baseline): checks, the PageBatch, decoding, scores and utility;
+- in-process + the proto conversions of `services.rerank.convert` (what the servicer adds without transport);
+- gRPC `RerankList` to `python -m services.rerank --model DIR --torch-threads N` on 127.0.0.1, one channel,
+  sequential calls;
+- gRPC `Health.Check` on the same channel: what any RPC to this server costs (the transport's floor).
+ratio = gRPC / in-process at p50; the issue's goal: <= 1.2x. "goal met"/"goal missed" is printed, nothing is
+asserted. The machine may be loaded by others: only numbers of the same run compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+GRPC_GOAL = 1.2
+LOCAL = "in-process engine.rerank (baseline)"
+CONVERTED = "in-process + proto conversions (convert.py)"
+REMOTE = "gRPC RerankList"
+FLOOR = "gRPC Health.Check (the transport's floor)"
+SIZES = ((50, 10), (8, 4))
+CAP = 3
+
+
+def make_protos(count: int, n: int, m: int, decoder: int, seed: int) -> list:
+    from kmono.rerank.v1 import rerank_pb2
+
+    from recsys.rerank.pages import CATEGORIES
+
+    rng = np.random.default_rng(seed)
+    protos = []
+    for r in range(count):
+        request = rerank_pb2.RerankListRequest(
+            user_id=f"u{r}",
+            num_slots=m,
+            decoder=decoder,
+            layout=rerank_pb2.LAYOUT_GRID,
+            utility_options=rerank_pb2.UtilityOptions(max_items_per_author=CAP, diversity_weight=0.3),
+        )
+        scores = rng.uniform(size=(n, 3)).tolist()
+        categories = rng.integers(len(CATEGORIES), size=n).tolist()
+        authors = feasible_authors(rng, n, m)
+        for i in range(n):
+            ctr, watch, satisfaction = scores[i]
+            item = request.items.add(
+                item_id=f"r{r}-v{i}",
+                author_id=f"a{authors[i]}",
+                scores={"ctr": ctr, "watch_time": watch, "satisfaction": 2 * satisfaction - 1},
+            )
+            item.features.categorical_features["category"] = CATEGORIES[categories[i]]
+        protos.append(request)
+    return protos
+
+
+def feasible_authors(rng: np.random.Generator, n: int, m: int) -> list[int]:
+    """Each item's author, from a pool of n / 3 (so the cap binds often), redrawn until the cap can fill m slots."""
+    while True:
+        authors = rng.integers(max(1, n // 3), size=n)
+        if np.minimum(np.bincount(authors), CAP).sum() >= m:
+            return authors.tolist()
+
+
+def interleaved(calls: dict[str, Callable], count: int, warmup: int) -> dict[str, np.ndarray]:
+    """ms per request index for each call; the calls alternate order per request, the first `warmup` not kept."""
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(count):
+        for name in names if i % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            calls[name](i)
+            elapsed = (time.perf_counter() - start) * 1e3
+            if i >= warmup:
+                times[name].append(elapsed)
+    return {name: np.asarray(values) for name, values in times.items()}
+
+
+def p50_p99(values: np.ndarray) -> tuple[float, float]:
+    return float(np.percentile(values, 50)), float(np.percentile(values, 99))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(folder: Path, threads: int, log_path: Path) -> tuple[subprocess.Popen, int]:
+    """`python -m services.rerank` on a free loopback port, waited for until its health check says SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    port = free_port()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.rerank", "--host", "127.0.0.1", "--port", str(port),
+             "--model", str(folder), "--torch-threads", str(threads), "--grace-seconds", "1"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    deadline = time.monotonic() + 120
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"the rerank server exited ({process.returncode}):\n{log_path.read_text()[-3000:]}"
+                )
+            try:
+                reply = health.Check(
+                    health_pb2.HealthCheckRequest(service="kmono.rerank.v1.RerankService"), timeout=1
+                )
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return process, port
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                process.kill()
+                raise TimeoutError(
+                    f"the rerank server was not SERVING after 120 s:\n{log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def choose_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
+    from recsys.rerank.defaults import DEFAULT_MODEL_PATH
+    from recsys.rerank.models.folder import CONFIG_FILE
+    from recsys.rerank.serving.testing import tiny_model_folder
+
+    if args.model:
+        return args.model, f"--model {args.model}"
+    if (DEFAULT_MODEL_PATH / CONFIG_FILE).is_file():
+        return DEFAULT_MODEL_PATH, f"the embedded default ({DEFAULT_MODEL_PATH})"
+    tiny_model_folder(tmp / "tiny")
+    return tmp / "tiny", f"a tiny random model: the embedded default {DEFAULT_MODEL_PATH} does not exist yet"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", type=Path, default=None, help="a rerank model folder (default: see above)")
+    parser.add_argument(
+        "--requests", type=int, default=300, help="timed requests per page size (default: 300)"
+    )
+    parser.add_argument("--warmup", type=int, default=30, help="untimed requests first (default: 30)")
+    parser.add_argument("--decoder", choices=("nar", "ar"), default="nar", help="decoder of every request")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, here and in the server")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the requests")
+    args = parser.parse_args()
+
+    import grpc
+    import torch
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from kmono.rerank.v1 import rerank_pb2, rerank_pb2_grpc
+
+    from recsys.rerank.serving.engine import RerankEngine
+    from services.rerank import convert
+
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    decoder = {"nar": rerank_pb2.DECODER_NON_AUTOREGRESSIVE, "ar": rerank_pb2.DECODER_AUTOREGRESSIVE}[
+        args.decoder
+    ]
+    total = time.perf_counter()
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), cpu count {os.cpu_count()}, decoder {args.decoder}"
+    )
+    with tempfile.TemporaryDirectory(prefix="rerank-grpc-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        folder, where = choose_model(args, tmp)
+        engine = RerankEngine.load([folder])
+        print(f"model: {engine.default.version}, {where}")
+        process, port = start_server(folder, args.threads, tmp / "server.log")
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = rerank_pb2_grpc.RerankServiceStub(channel)
+                health = health_pb2_grpc.HealthStub(channel)
+                probe = health_pb2.HealthCheckRequest(service="kmono.rerank.v1.RerankService")
+                for n, m in SIZES:
+                    count = args.warmup + args.requests
+                    protos = make_protos(count, n, m, decoder, args.seed)
+                    domain = [convert.rerank_request(p) for p in protos]
+                    times = interleaved(
+                        {LOCAL: lambda i, domain=domain: engine.rerank(domain[i]),
+                         CONVERTED: lambda i, protos=protos: convert.rerank_response(
+                             engine.rerank(convert.rerank_request(protos[i]))),
+                         REMOTE: lambda i, protos=protos: stub.RerankList(protos[i], timeout=30),
+                         FLOOR: lambda i: health.Check(probe, timeout=30)},
+                        count, args.warmup,
+                    )  # fmt: skip
+                    print()
+                    print(
+                        f"n = {n} candidates, m = {m} slots: {args.requests} timed requests (+{args.warmup} warm-up)"
+                    )
+                    base = p50_p99(times[LOCAL])[0]
+                    print(f"  {'':<44} {'p50 ms':>8} {'p99 ms':>8} {'p50 ratio':>10}")
+                    for name, values in times.items():
+                        p50, p99 = p50_p99(values)
+                        print(f"  {name:<44} {p50:8.3f} {p99:8.3f} {p50 / base:10.3f}")
+                    ratio = p50_p99(times[REMOTE])[0] / base
+                    met = "met" if ratio <= GRPC_GOAL else "missed"
+                    print(f"  gRPC / in-process = {ratio:.3f}x: goal <= {GRPC_GOAL}x {met}; "
+                          f"+{p50_p99(times[REMOTE])[0] - base:.3f} ms at p50")  # fmt: skip
+        finally:
+            stop_server(process)
+    print(f"total {time.perf_counter() - total:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
