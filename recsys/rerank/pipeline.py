@@ -1,0 +1,224 @@
+"""Dual-Rerank end to end: simulator logs → evaluator → AR teacher → SKD into the NAR student → LDRO → a folder.
+
+    models, report = train_pipeline(PipelineConfig(), out=Path("runs/rerank"))
+
+The stages and their exact losses are in `training/offline.py` (evaluator, teacher imitation and improvement,
+SKD) and `training/policy_gradient.py` (LDRO). Every stage sees only the simulator's logs except the last, which
+learns online from the simulator's streaming (sampled) rewards on a stationary stream, as a deployed reranker
+would. The folder holds the LDRO student (`student`, what `kmono serve rerank` decodes with), the teacher and the
+evaluator; the SKD-only student is kept beside it in `stages/skd/` so `kmono rerank eval` can show both.
+
+Requests are mixed: both layouts, random utility options (objective weights, diversity weight) and author caps on
+a share of them, so one model serves every `UtilityOptions`. Training pages are n = 8, m = 4 (where the
+brute-force optimum is known) plus a share of larger pages (n = 20, m = 10) so the models also meet long lists.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recsys.rerank.models import RerankModelConfig, RerankModels, new_models, save_model_folder
+from recsys.rerank.simulator import DriftingStream, generate_requests, log_pages
+from recsys.rerank.training.loop import StageConfig, fit_stage
+from recsys.rerank.training.offline import (
+    LoggedData,
+    evaluator_loss,
+    skd_loss,
+    teacher_imitation_loss,
+    teacher_improvement_loss,
+    teacher_sequences,
+)
+from recsys.rerank.training.online import OnlineConfig, run_online
+
+logger = logging.getLogger(__name__)
+
+SKD_STAGE = "stages/skd"
+"""Where, inside a trained folder, the student after SKD (before LDRO) is kept."""
+
+
+@dataclass(frozen=True)
+class PageShape:
+    candidates: int
+    slots: int
+    share: float
+    """Share of the training requests of this shape."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    requests: int = 16_000
+    shapes: tuple[PageShape, ...] = (PageShape(8, 4, 0.75), PageShape(20, 10, 0.25))
+    logged_pages: int = 16
+    model: RerankModelConfig = field(default_factory=RerankModelConfig)
+    evaluator: StageConfig = StageConfig(epochs=4, batch_size=128)
+    imitation: StageConfig = StageConfig(epochs=2, batch_size=128)
+    improvement: StageConfig = StageConfig(epochs=4, batch_size=128)
+    improvement_samples: int = 32
+    distillation: StageConfig = StageConfig(epochs=4, batch_size=128)
+    distillation_sequences: int = 4
+    online: OnlineConfig = OnlineConfig(method="ldro", steps=300)
+    online_batch: int = 64
+    seed: int = 0
+
+    def for_seed(self, seed: int) -> PipelineConfig:
+        return replace(self, seed=seed)
+
+
+def tiny_config() -> PipelineConfig:
+    """Seconds on a CPU: for tests."""
+    from recsys.rerank.models import TINY
+
+    tiny_stage = StageConfig(epochs=1, batch_size=32, progress=False)
+    return PipelineConfig(
+        requests=96,
+        shapes=(PageShape(6, 3, 0.5), PageShape(8, 4, 0.5)),
+        logged_pages=4,
+        model=TINY,
+        evaluator=tiny_stage,
+        imitation=tiny_stage,
+        improvement=tiny_stage,
+        improvement_samples=4,
+        distillation=tiny_stage,
+        distillation_sequences=2,
+        online=OnlineConfig(method="ldro", steps=3, samples_per_request=4),
+        online_batch=8,
+    )
+
+
+@dataclass
+class PipelineReport:
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    online_greedy_pct: list[float] = field(default_factory=list)
+
+
+def logged_data(config: PipelineConfig) -> list[LoggedData]:
+    """The simulator's logs, one group per page shape (a minibatch never mixes shapes)."""
+    groups = []
+    for index, shape in enumerate(config.shapes):
+        seed = config.seed * 100 + index
+        requests = generate_requests(
+            max(1, round(config.requests * shape.share)),
+            shape.candidates,
+            shape.slots,
+            seed=seed,
+            options="random",
+        )
+        logs = log_pages(requests, config.logged_pages, seed=seed)
+        groups.append(LoggedData(requests.batch, logs.orders, logs.rewards, logs.engagement))
+    return groups
+
+
+class _Groups:
+    """Row indices over several groups: a minibatch's rows are mapped into the group of its first row, so
+    minibatches of the shuffled index space become single-shape minibatches (their rows are re-drawn
+    within that group, in the same shuffled order)."""
+
+    def __init__(self, groups: list[LoggedData]) -> None:
+        self.groups = groups
+        self.bounds = np.cumsum([0] + [len(g) for g in groups])
+
+    def __len__(self) -> int:
+        return int(self.bounds[-1])
+
+    def rows(self, rows: np.ndarray) -> LoggedData:
+        group = int(np.searchsorted(self.bounds, rows[0], side="right") - 1)
+        size = len(self.groups[group])
+        return self.groups[group].rows((rows - self.bounds[group]) % size)
+
+
+def train_pipeline(
+    config: PipelineConfig, *, out: Path | None = None, work_dir: Path | None = None, progress: bool = True
+) -> tuple[RerankModels, PipelineReport]:
+    """Train every stage; with `out`, save the model folder there (and the SKD student in out/stages/skd).
+
+    work_dir: where each stage checkpoints (a rerun resumes the interrupted stage); None: no checkpoints."""
+    models = new_models(config.model, config.seed)
+    report = PipelineReport()
+    data = _Groups(logged_data(config))
+    generator = torch.Generator().manual_seed(config.seed)
+
+    def stage(name: str, module, loss, stage_config: StageConfig) -> None:
+        started = time.perf_counter()
+        checkpoints = None if work_dir is None else work_dir / name
+        stage_config = replace(stage_config, seed=config.seed, progress=progress and stage_config.progress)
+        report.losses[name] = fit_stage(
+            name, module, lambda m, rows: loss(m, data.rows(rows)), len(data), stage_config,
+            checkpoint_dir=checkpoints,
+        )  # fmt: skip
+        report.seconds[name] = time.perf_counter() - started
+
+    stage("evaluator", models.evaluator, evaluator_loss, config.evaluator)
+    models.evaluator.eval().requires_grad_(False)
+    temperature = float(torch.cat([g.rewards.flatten() for g in data.groups]).std().clamp_min(1e-6))
+    stage(
+        "imitation", models.teacher,
+        lambda teacher, rows: teacher_imitation_loss(teacher, rows, temperature), config.imitation,
+    )  # fmt: skip
+    stage(
+        "improvement", models.teacher,
+        lambda teacher, rows: teacher_improvement_loss(
+            teacher, models.evaluator, rows, config.improvement_samples, generator
+        ),
+        config.improvement,
+    )  # fmt: skip
+    models.teacher.eval().requires_grad_(False)
+    stage(
+        "distillation", models.student,
+        lambda student, rows: skd_loss(
+            student, models.teacher, rows.batch,
+            teacher_sequences(models.teacher, rows.batch, config.distillation_sequences, generator),
+        ),
+        config.distillation,
+    )  # fmt: skip
+    skd_student = copy.deepcopy(models.student).eval()
+
+    started = time.perf_counter()
+    first = config.shapes[0]
+    stream = DriftingStream(
+        seed=config.seed,
+        batch_size=config.online_batch,
+        num_candidates=first.candidates,
+        num_slots=first.slots,
+        phase_length=config.online.steps + 1,
+        options="random",
+    )  # fmt: skip — phase 0 only: the stationary world
+    online = replace(config.online, seed=config.seed)
+    history = run_online(
+        models.student, stream, online, reference=skd_student, progress=progress,
+        checkpoint_dir=None if work_dir is None else work_dir / "online",
+    )  # fmt: skip
+    models.student.eval()
+    report.seconds["online"] = time.perf_counter() - started
+    report.online_greedy_pct = list(history.greedy_pct)
+
+    models.version = f"dual-rerank-seed{config.seed}"
+    models.meta = {
+        "pipeline": _jsonable(asdict(config)),
+        "losses": report.losses,
+        "seconds": report.seconds,
+        "online_greedy_pct_first_last": [history.greedy_pct[0], history.greedy_pct[-1]],
+    }
+    if out is not None:
+        save_model_folder(out, models)
+        skd = RerankModels(
+            models.config, models.teacher, skd_student, models.evaluator,
+            version=f"{models.version}-skd", meta=models.meta,
+        )  # fmt: skip
+        save_model_folder(out / SKD_STAGE, skd)
+    return models, report
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
