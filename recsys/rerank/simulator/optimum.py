@@ -9,10 +9,11 @@
   (`score_sort_orders`); with keys perturbed by Gumbel noise it draws a Plackett-Luce page restricted to the
   feasible pages (the logging policy, `logs.py`). It never dead-ends when a feasible page exists: an author
   below the cap always has a candidate left as long as fewer than m slots are filled.
-- `random_orders` draws pages uniformly from the feasible pages. Small pages (n P m <= `EXACT_RANDOM_PAGES`,
-  n = 8, m = 4 included): exactly, by drawing among the enumerated feasible pages. Larger ones: by rejection
-  (a uniform top-m of random keys, redrawn where the cap is broken) for up to `max_rounds` rounds; the pages
-  still infeasible then take the greedy page of their random keys (feasible, no longer exactly uniform).
+- `random_orders` draws pages uniformly from the feasible pages: by rejection (a uniform top-m of random keys,
+  redrawn where the cap is broken; exactly uniform) for up to `max_rounds` rounds, then, for the pages still
+  infeasible (rare: only capped requests whose authors are very unbalanced), exactly among the enumerated
+  feasible pages where n P m <= `EXACT_RANDOM_PAGES` (n = 8, m = 4 included), else the greedy page of their random
+  keys (feasible, no longer exactly uniform). 20 000 requests x 4 pages at n = 8, m = 4: about 0.2 s.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from recsys.rerank.pages import OBJECTIVES, PageBatch, PageUtility, gather_pages
 MAX_PAGES = 100_000
 """The most pages (n P m) `brute_force_optimum` enumerates."""
 EXACT_RANDOM_PAGES = 5_000
-"""Up to this many pages (n P m), `random_orders` draws among the enumerated feasible pages."""
+"""Up to this many pages (n P m), `random_orders` draws its last pages among the enumerated feasible pages."""
+EXACT_RANDOM_CELLS = 2_000_000
+"""Requests x pages checked for feasibility at once by `random_orders` (bounds its memory)."""
 
 
 def all_pages(num_candidates: int, num_slots: int) -> torch.Tensor:
@@ -109,31 +112,46 @@ def score_sort_orders(batch: PageBatch) -> torch.Tensor:
     return capped_greedy_orders(batch, weighted_scores(batch).unsqueeze(1)).squeeze(1)
 
 
+def _enumerated_random_orders(batch: PageBatch, pages: int, generator: torch.Generator) -> torch.Tensor:
+    """Exactly uniform feasible pages, drawn among the enumerated pages: long [B, K, m]."""
+    every = all_pages(batch.num_candidates, batch.num_slots).to(batch.features.device)
+    rows = max(1, EXACT_RANDOM_CELLS // every.shape[0])  # requests per chunk: bounded memory
+    parts = (batch.select(slice(start, start + rows)) for start in range(0, batch.size, rows))
+    allowed = torch.cat(
+        [feasible(part, every.unsqueeze(0).expand(part.size, -1, -1)) for part in parts]
+    )  # [B, P]
+    if bool((~allowed.any(dim=1)).any()):
+        raise ValueError("a request has no feasible page (too few valid candidates or authors for the cap)")
+    return every[torch.multinomial(allowed.to(torch.float32), pages, replacement=True, generator=generator)]
+
+
 def random_orders(
     batch: PageBatch, pages: int, generator: torch.Generator, *, max_rounds: int = 32
 ) -> torch.Tensor:
     """`pages` feasible pages per request drawn uniformly (see the module docstring): long [B, K, m]."""
+    if max_rounds < 1:
+        raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
     device = batch.features.device
-    if math.perm(batch.num_candidates, batch.num_slots) <= EXACT_RANDOM_PAGES:
-        every = all_pages(batch.num_candidates, batch.num_slots).to(device)
-        allowed = feasible(batch, every.unsqueeze(0).expand(batch.size, -1, -1)).to(torch.float32)  # [B, P]
-        if bool((allowed.sum(dim=1) == 0).any()):
-            raise ValueError(
-                "a request has no feasible page (too few valid candidates or authors for the cap)"
-            )
-        return every[torch.multinomial(allowed, pages, replacement=True, generator=generator)]
-    shape = (batch.size, pages, batch.num_candidates)
     orders = torch.zeros(batch.size, pages, batch.num_slots, dtype=torch.long, device=device)
-    done = torch.zeros(batch.size, pages, dtype=torch.bool, device=device)
-    keys = torch.zeros(shape, device=device)
+    left = torch.arange(batch.size, device=device)  # requests with a page still to draw
+    pending = torch.ones(batch.size, pages, dtype=torch.bool, device=device)  # [len(left), K]
+    rest = batch  # the requests at `left`
     for _ in range(max_rounds):
-        keys = torch.rand(shape, generator=generator, device=device).masked_fill(
-            ~batch.valid.unsqueeze(1), -1.0
-        )
+        # each round redraws only the requests with a page still pending
+        keys = torch.rand(left.numel(), pages, batch.num_candidates, generator=generator, device=device)
+        keys = keys.masked_fill(~rest.valid.unsqueeze(1), -1.0)
         drawn = keys.topk(batch.num_slots, dim=-1).indices  # a uniform ordered page of valid candidates
-        take = ~done & feasible(batch, drawn)
-        orders = torch.where(take.unsqueeze(-1), drawn, orders)
-        done |= take
-        if bool(done.all()):
+        take = pending & feasible(rest, drawn)
+        orders[left] = torch.where(take.unsqueeze(-1), drawn, orders[left])
+        pending &= ~take
+        still = pending.any(dim=1)
+        if not bool(still.any()):
             return orders
-    return torch.where(done.unsqueeze(-1), orders, capped_greedy_orders(batch, keys))
+        left, pending, keys = left[still], pending[still], keys[still]
+        rest = batch.select(left)
+    if math.perm(batch.num_candidates, batch.num_slots) <= EXACT_RANDOM_PAGES:
+        fill = _enumerated_random_orders(rest, pages, generator)
+    else:
+        fill = capped_greedy_orders(rest, keys)
+    orders[left] = torch.where(pending.unsqueeze(-1), fill, orders[left])
+    return orders

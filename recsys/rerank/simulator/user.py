@@ -38,12 +38,12 @@ loses satisfaction; and the examination curve differs by layout. Measured by `py
 requests with author cap 1), mean % of the brute-force optimum (a ratio of means):
 
     layout   optimum   score-sort   random   structure-aware   optimum != sort
-    column    1.607       85.7       55.7         99.8          94% of requests
-    grid      1.698       85.2       55.9         99.7          95% of requests
+    column    1.607       85.7       55.5         99.8          94% of requests
+    grid      1.698       85.2       55.7         99.7          95% of requests
 
 structure-aware = the brute-force optimum of `PageUser.from_features` (the user model's structure, the noisy
 upstream scores, no hidden truth), judged by the true user: the optimum is reachable from the features.
-Random options (`--options random`): score-sort 85.6 / 86.0, random 53.4 / 53.5. Where the gap comes from
+Random options (`--options random`), column / grid: score-sort 85.6 / 86.0, random 53.1 / 53.3. Where the gap comes from
 (column, same seed; score-sort %): everything 85.7; without fatigue 88.9; without complements 90.9; without the
 author penalty 85.7 (it makes caps matter, not the sort); without all three 94.5 (the sum-vs-product mismatch).
 Under random options a click can be worth less than nothing (a large satisfaction weight, a negative
