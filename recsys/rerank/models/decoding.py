@@ -61,25 +61,30 @@ def available(orders: torch.Tensor, batch: PageBatch) -> torch.Tensor:
 
 
 class _Open:
-    """Availability while decoding slot by slot, for R rows (requests, or requests × pages in a row)."""
+    """Availability while decoding slot by slot, for R rows (requests, or requests × pages in a row): `mask`
+    is bool [R, n]; `place(picks [R])` updates it in a handful of tensor ops (this runs m times per decode)."""
 
     def __init__(self, batch: PageBatch, repeats: int = 1) -> None:
-        self.authors = batch.authors.repeat_interleave(repeats, dim=0)  # [R, n]
-        self.cap = batch.author_cap.repeat_interleave(repeats, dim=0).unsqueeze(-1)  # [R, 1]
-        self.unplaced = batch.valid.repeat_interleave(repeats, dim=0).clone()  # [R, n]
+        self.mask = batch.valid.repeat_interleave(repeats, dim=0).clone()  # [R, n]
         self.capped = bool((batch.author_cap > 0).any())
-        self.held = torch.zeros_like(self.authors)  # items placed so far by each candidate's author
-
-    def mask(self) -> torch.Tensor:
-        if not self.capped:
-            return self.unplaced
-        return self.unplaced & ((self.cap <= 0) | (self.held < self.cap))
+        if self.capped:
+            candidates = batch.num_candidates
+            # authorless candidates get an author of their own (-1 - index): they only ever match themselves
+            own = -1 - torch.arange(candidates, device=batch.authors.device)
+            self.authors = torch.where(batch.authors >= 0, batch.authors, own).repeat_interleave(
+                repeats, dim=0
+            )
+            cap = batch.author_cap.repeat_interleave(repeats, dim=0)
+            room = torch.where(cap > 0, cap, candidates + 1)  # cap 0: more room than slots
+            self.room = (
+                room.unsqueeze(-1).expand_as(self.mask).clone()
+            )  # slots left to each candidate's author
 
     def place(self, picks: torch.Tensor) -> None:
-        self.unplaced.scatter_(1, picks.unsqueeze(-1), False)
+        self.mask.scatter_(1, picks.unsqueeze(-1), False)
         if self.capped:
-            author = self.authors.gather(1, picks.unsqueeze(-1))  # [R, 1]
-            self.held += ((self.authors == author) & (author >= 0)).long()
+            self.room -= (self.authors == self.authors.gather(1, picks.unsqueeze(-1))).long()
+            self.mask &= self.room > 0
 
 
 def page_capacity(batch: PageBatch) -> torch.Tensor:
@@ -133,7 +138,7 @@ def _fixed_logits_orders(scores: torch.Tensor, batch: PageBatch, repeats: int) -
     state = _Open(batch, repeats)
     picks = []
     for slot in range(batch.num_slots):
-        pick = scores[:, slot].masked_fill(~state.mask(), -torch.inf).argmax(dim=-1)  # [R]
+        pick = scores[:, slot].masked_fill(~state.mask, -torch.inf).argmax(dim=-1)  # [R]
         state.place(pick)
         picks.append(pick)
     return torch.stack(picks, dim=1)
@@ -148,12 +153,12 @@ def _autoregressive(
     if repeats > 1:
         state = state.repeat(repeats)
     open_ = _Open(batch, repeats)
-    orders = torch.zeros(open_.authors.shape[0], 0, dtype=torch.long, device=batch.valid.device)
+    orders = torch.zeros(open_.mask.shape[0], 0, dtype=torch.long, device=batch.valid.device)
     chosen = []
     for slot in range(batch.num_slots):
-        log_probs = _masked_log_softmax(policy.next_logits(state, orders), open_.mask())  # [R, n]
+        log_probs = _masked_log_softmax(policy.next_logits(state, orders), open_.mask)  # [R, n]
         keys = log_probs if noise is None else log_probs + noise[:, slot]
-        pick = keys.masked_fill(~open_.mask(), -torch.inf).argmax(dim=-1)
+        pick = keys.masked_fill(~open_.mask, -torch.inf).argmax(dim=-1)
         open_.place(pick)
         orders = torch.cat([orders, pick.unsqueeze(-1)], dim=1)
         chosen.append(log_probs.gather(1, pick.unsqueeze(-1)).squeeze(-1))
@@ -216,7 +221,7 @@ def contrastive(student: Any, batch: PageBatch, alpha: float = 0.5) -> Decoded:
     closest = torch.zeros_like(logits[:, 0])  # max similarity to the placed items: [B, n]
     picks, probs = [], []
     for slot in range(batch.num_slots):
-        keep = state.mask()
+        keep = state.mask
         p = logits[:, slot].masked_fill(~keep, -torch.inf).softmax(dim=-1)
         score = ((1 - alpha) * p - alpha * closest).masked_fill(~keep, -torch.inf)
         pick = score.argmax(dim=-1)
@@ -284,7 +289,7 @@ def sample_sequentially(
         chosen = []
         for slot in range(batch.num_slots):
             raw = policy.next_logits(state, orders) if policy.decodes_autoregressively else logits[:, slot]
-            step = _masked_log_softmax(raw, open_.mask())
+            step = _masked_log_softmax(raw, open_.mask)
             pick = torch.multinomial(step.exp(), 1, generator=generator).squeeze(-1)
             open_.place(pick)
             orders = torch.cat([orders, pick.unsqueeze(-1)], dim=1)

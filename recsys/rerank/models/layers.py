@@ -43,15 +43,21 @@ class Attention(nn.Module):
         super().__init__()
         self.heads = heads
         self.dropout = dropout
-        self.query = nn.Linear(d_model, d_model)
-        self.key_value = nn.Linear(d_model, 2 * d_model)
+        self.in_proj = nn.Linear(d_model, 3 * d_model)  # query, key, value projections in one matrix
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         batch, queries, width = x.shape
         keys = memory.shape[1]
-        q = self.query(x).view(batch, queries, self.heads, -1).transpose(1, 2)  # [B, h, Lq, dh]
-        k, v = self.key_value(memory).view(batch, keys, 2, self.heads, -1).unbind(2)
+        if memory is x:  # self-attention: one matrix product for q, k and v
+            q, k, v = self.in_proj(x).split(width, dim=-1)
+        else:
+            weight, offset = self.in_proj.weight, self.in_proj.bias
+            q = F.linear(x, weight[:width], offset[:width])
+            k, v = F.linear(memory, weight[width:], offset[width:]).split(width, dim=-1)
+        q = q.reshape(batch, queries, self.heads, -1).transpose(1, 2)  # [B, h, Lq, dh]
+        k = k.reshape(batch, keys, self.heads, -1)
+        v = v.reshape(batch, keys, self.heads, -1)
         k, v = k.transpose(1, 2), v.transpose(1, 2)  # [B, h, Lk, dh]
         mixed = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
@@ -60,13 +66,14 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: self-attention, then (with `cross`) attention to a memory, then an MLP."""
+    """Pre-norm transformer block: self-attention (unless `self_attend` is False), then (with `cross`)
+    attention to a memory, then an MLP."""
 
-    def __init__(self, config: RerankModelConfig, cross: bool = False) -> None:
+    def __init__(self, config: RerankModelConfig, cross: bool = False, self_attend: bool = True) -> None:
         super().__init__()
         d = config.d_model
-        self.self_norm = nn.LayerNorm(d)
-        self.self_attention = Attention(d, config.heads, config.dropout)
+        self.self_norm = nn.LayerNorm(d) if self_attend else None
+        self.self_attention = Attention(d, config.heads, config.dropout) if self_attend else None
         self.cross_norm = nn.LayerNorm(d) if cross else None
         self.cross_attention = Attention(d, config.heads, config.dropout) if cross else None
         self.mlp_norm = nn.LayerNorm(d)
@@ -81,8 +88,9 @@ class Block(nn.Module):
         memory: torch.Tensor | None = None,
         memory_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        normed = self.self_norm(x)
-        x = x + self.self_attention(normed, normed, self_bias)
+        if self.self_attention is not None:
+            normed = self.self_norm(x)
+            x = x + self.self_attention(normed, normed, self_bias)
         if self.cross_attention is not None:
             x = x + self.cross_attention(self.cross_norm(x), memory, memory_bias)
         return x + self.mlp(self.mlp_norm(x))

@@ -2,10 +2,13 @@
 
     items, context = CandidateEncoder(batch)                          [B, n, d], [B, d]
     slot queries   = slot embedding(layout, k) + context               [B, m, d]
-    blocks         : self-attention among the slots, cross-attention to the valid candidates, MLP
+    blocks         : cross-attention of the slot queries to the valid candidates, MLP
     logits         = Pointer(slot queries, items): the position × candidate matching matrix  [B, m, n]
 
-No slot sees what another slot chose: the sequential part (no repeats, author caps) is left to the masked
+*Our* choice: no self-attention among the slot queries. Every slot query is a function of (slot, request)
+alone, with or without it (the other slots' queries are functions of the same), so it would add parameters
+but no information, and it costs a third of the slot stack, which is all a NAR decode adds to the encoder
+(measured in `benchmarks/rerank_decoding.py`). No slot sees what another slot chose: the sequential part (no repeats, author caps) is left to the masked
 decoding of `recsys.rerank.models.decoding`, and the dependencies between slots are what sequential knowledge
 distillation from the AR teacher and list-wise RL teach the matrix. `step_logits(batch, orders)` is the matrix
 broadcast over the K pages (it does not depend on the orders), so the same losses apply to teacher and student.
@@ -32,7 +35,9 @@ class NARStudent(nn.Module):
         self.config = config
         self.encoder = CandidateEncoder(config)
         self.slot_embedding = SlotEmbedding(config)
-        self.blocks = nn.ModuleList(Block(config, cross=True) for _ in range(config.layers))
+        self.blocks = nn.ModuleList(
+            Block(config, cross=True, self_attend=False) for _ in range(config.layers)
+        )
         self.norm = nn.LayerNorm(config.d_model)
         self.pointer = Pointer(config.d_model)
 

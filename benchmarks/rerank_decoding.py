@@ -1,0 +1,119 @@
+"""Per-request decoding latency of the rerankers: AR teacher against NAR student (issue 13's goal: NAR >= 5x
+faster at n = 50 candidates, m = 10 slots), and K Gumbel-max samples at once against K sequential samples.
+
+    OMP_NUM_THREADS=1 python benchmarks/rerank_decoding.py [--candidates 50] [--slots 10] [--samples 64]
+                                                          [--author-cap 2] [--threads 1] [--repeats 50]
+
+Random weights (the default `RerankModelConfig`: d 64, 4 heads, 2 layers) and one random request
+(`recsys.rerank.models.testing.random_page_batch`, authors from a pool of n/2, so the cap binds), batch of one,
+under `torch.inference_mode`; process CPU time (other jobs on a shared machine do not count), timed in
+round-robin after warm-up, median of `--repeats`. Prints each decoder's median milliseconds and its ratio to
+the named baseline measured in the same run: "AR greedy" for the single-page decoders, "sequential" for the
+samplers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from recsys.rerank.models import (
+    ARTeacher,
+    NARStudent,
+    RerankModelConfig,
+    ScoreAndSort,
+    assignment,
+    contrastive,
+    greedy,
+    sample,
+    sample_sequentially,
+)
+from recsys.rerank.models.testing import random_page_batch
+
+GOAL = 5.0
+"""Issue 13: NAR greedy at least this many times faster than AR greedy per request."""
+
+
+def interleaved_median_ms(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median CPU milliseconds of each call, timed round-robin after 3 warm-up calls each."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    with torch.inference_mode():
+        for call in calls.values():
+            for _ in range(3):
+                call()
+        for _ in range(repeats):
+            for name, call in calls.items():
+                start = time.process_time()
+                call()
+                times[name].append(time.process_time() - start)
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}
+
+
+def print_table(title: str, results: dict[str, float], baseline: str) -> None:
+    print(f"\n{title} (baseline: {baseline})")
+    for name, ms in results.items():
+        print(f"  {name:28s} {ms:8.2f} ms   baseline / this = {results[baseline] / ms:6.2f}x")
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--candidates", type=int, default=50)
+    parser.add_argument("--slots", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=64, help="K pages per request for the samplers")
+    parser.add_argument("--author-cap", type=int, default=2, help="per-author cap of the request (0: none)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    config = RerankModelConfig()
+    teacher, student = ARTeacher(config).eval(), NARStudent(config).eval()
+    batch = random_page_batch(
+        1, args.candidates, args.slots, torch.Generator().manual_seed(args.seed), author_cap=args.author_cap
+    )
+    print(
+        f"n={args.candidates} m={args.slots} K={args.samples} cap={args.author_cap} threads={args.threads} "
+        f"d={config.d_model} layers={config.layers} heads={config.heads}"
+    )
+
+    single = interleaved_median_ms(
+        {
+            "AR greedy": lambda: greedy(teacher, batch),
+            "NAR greedy": lambda: greedy(student, batch),
+            "NAR assignment": lambda: assignment(student, batch),
+            "NAR contrastive": lambda: contrastive(student, batch),
+            "score-and-sort greedy": lambda: greedy(ScoreAndSort(), batch),
+        },
+        args.repeats,
+    )
+    print_table("one page per request", single, "AR greedy")
+    ratio = single["AR greedy"] / single["NAR greedy"]
+    print(
+        f"  NAR greedy is {ratio:.1f}x faster than AR greedy: goal >= {GOAL:.0f}x {'holds' if ratio >= GOAL else 'MISSED'}"
+    )
+
+    def sampler(function, policy):
+        return lambda: function(policy, batch, args.samples, torch.Generator().manual_seed(args.seed))
+
+    samplers = {}
+    for label, policy in (("NAR", student), ("AR", teacher)):
+        rounds = max(3, args.repeats // 5)  # the sequential AR baseline is slow; fewer repeats suffice
+        timed = interleaved_median_ms(
+            {
+                f"{label} sequential": sampler(sample_sequentially, policy),
+                f"{label} Gumbel-max": sampler(sample, policy),
+            },
+            rounds,
+        )
+        print_table(f"{args.samples} sampled pages per request, {label}", timed, f"{label} sequential")
+        samplers.update(timed)
+    return {**single, **samplers}
+
+
+if __name__ == "__main__":
+    main()
