@@ -187,3 +187,21 @@ def test_an_unknown_model_version_is_not_found_naming_the_loaded_ones(folders):
     (error,) = call(folders, request(model_version="rerank-v999"))
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert "rerank-v999" in error.details() and versions[0] in error.details()
+
+
+def test_model_folders_come_from_flags_else_the_environment_else_the_embedded_default(monkeypatch):
+    from pathlib import Path
+
+    from recsys.rerank.defaults import DEFAULT_MODEL_PATH
+
+    def config(*flags):
+        parser = argparse.ArgumentParser()
+        server.CONFIG_TYPE.add_arguments(parser)
+        return server.CONFIG_TYPE.from_args(parser.parse_args(list(flags)))
+
+    monkeypatch.delenv("KMONO_RERANK_MODELS", raising=False)
+    assert config().models == (DEFAULT_MODEL_PATH,)
+    monkeypatch.setenv("KMONO_RERANK_MODELS", "/m/a,/m/b")
+    monkeypatch.setenv("KMONO_RERANK_TORCH_THREADS", "3")
+    assert config().models == (Path("/m/a"), Path("/m/b")) and config().torch_threads == 3
+    assert config("--model", "/m/c", "--torch-threads", "1").models == (Path("/m/c"),)
