@@ -73,6 +73,10 @@ class Requests:
     def size(self) -> int:
         return self.batch.size
 
+    def to(self, device: torch.device | str) -> Requests:
+        user = self.user.to(device)
+        return Requests(batch=user.batch, user=user)
+
     def select(self, rows: torch.Tensor | slice) -> Requests:
         """The requests at `rows` (a slice or an index tensor)."""
         user = self.user.select(rows)

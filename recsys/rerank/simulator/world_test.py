@@ -82,12 +82,14 @@ def test_layout_argument_and_validation():
         generate_requests(8, 4, 5, seed=0)
 
 
-def test_select_and_taste():
+def test_select_to_and_taste():
     requests = generate_requests(10, seed=0)
     rows = torch.tensor([3, 7])
     picked = requests.select(rows)
     assert torch.equal(picked.batch.features, requests.batch.features[rows])
     assert torch.equal(picked.user.ctr, requests.user.ctr[rows]) and picked.user.batch is picked.batch
+    moved = requests.to("cpu")
+    assert moved.user.batch is moved.batch and torch.equal(moved.user.ctr, requests.user.ctr)
     taste = torch.linspace(0.5, 2.0, len(CATEGORIES))
     assert torch.equal(with_taste(requests, taste).user.taste[4], taste)
     assert torch.equal(
