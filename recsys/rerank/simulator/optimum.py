@@ -3,12 +3,14 @@
 - `brute_force_optimum` enumerates every ordered page of m out of n candidates once
   (`itertools.permutations(range(n), m)`), scores them for all requests at once in chunks of pages (so it works
   with any `PageUtility`, which is bound to its whole batch), and drops per request the pages that hold a padded
-  candidate or break the author cap. n = 8, m = 4 is 1680 pages (2000 requests: about 2.5 s on 2 CPU cores); more than `MAX_PAGES` pages is refused.
+  candidate or break the author cap. n = 8, m = 4 is 1680 pages (2000 requests: about 2.5 s on 2 CPU cores);
+  more than `MAX_PAGES` pages is refused.
 - `capped_greedy_orders` fills the slots one by one with the highest-keyed candidate that is valid, unused and
   whose author is below the cap. With the options-weighted upstream scores as keys it is score-and-sort
   (`score_sort_orders`); with keys perturbed by Gumbel noise it draws a Plackett-Luce page restricted to the
-  feasible pages (the logging policy, `logs.py`). It never dead-ends when a feasible page exists: an author
-  below the cap always has a candidate left as long as fewer than m slots are filled.
+  feasible pages (the logging policy, `logs.py`). It never dead-ends when a feasible page exists (sum over
+  authors of min(candidates, cap) >= m): each pick uses one unit of that capacity, so some stays while fewer than
+  m slots are filled.
 - `random_orders` draws pages uniformly from the feasible pages: by rejection (a uniform top-m of random keys,
   redrawn where the cap is broken; exactly uniform) for up to `max_rounds` rounds, then, for the pages still
   infeasible (rare: only capped requests whose authors are very unbalanced), exactly among the enumerated
