@@ -11,7 +11,8 @@ output says which. Weights do not matter for speed; the sizes do, so compare onl
 
 Requests: `--requests` per page size (+ `--warmup` untimed first), each with random upstream scores for the three
 objectives, a category and one of n / 3 authors, a per-author cap of 3 and the grid layout; prebuilt protos.
-Three calls alternate ABBA-style per request so that load drift hits all of them:
+The calls below run in a random order per request (seeded), so that load drift, and the server finishing an RPC
+after its answer, hit all of them alike:
 - in-process `engine.rerank(request)` (the baseline): checks, the PageBatch, decoding, scores and utility;
 - in-process + the proto conversions of `services.rerank.convert` (what the servicer adds without transport);
 - gRPC `RerankList` to `python -m services.rerank --model DIR --torch-threads N` on 127.0.0.1, one channel,
@@ -84,17 +85,20 @@ def feasible_authors(rng: np.random.Generator, n: int, m: int) -> list[int]:
             return authors.tolist()
 
 
-def interleaved(calls: dict[str, Callable], count: int, warmup: int) -> dict[str, np.ndarray]:
-    """ms per request index for each call; the calls alternate order per request, the first `warmup` not kept."""
+def interleaved(calls: dict[str, Callable], count: int, warmup: int, seed: int) -> dict[str, np.ndarray]:
+    """ms per request index for each call; the calls run in a fresh random order per request (so each follows
+    the gRPC call, whose server may still be finishing its work on the shared cores, equally often); the first
+    `warmup` requests are not kept."""
     names = list(calls)
+    rng = np.random.default_rng(seed)
     times: dict[str, list[float]] = {name: [] for name in names}
     for i in range(count):
-        for name in names if i % 2 == 0 else names[::-1]:
+        for k in rng.permutation(len(names)):
             start = time.perf_counter()
-            calls[name](i)
+            calls[names[k]](i)
             elapsed = (time.perf_counter() - start) * 1e3
             if i >= warmup:
-                times[name].append(elapsed)
+                times[names[k]].append(elapsed)
     return {name: np.asarray(values) for name, values in times.items()}
 
 
@@ -155,15 +159,17 @@ def stop_server(process: subprocess.Popen) -> None:
 
 def choose_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
     from recsys.rerank.defaults import DEFAULT_MODEL_PATH
+    from recsys.rerank.models import RerankModelConfig, new_models, save_model_folder
     from recsys.rerank.models.folder import CONFIG_FILE
-    from recsys.rerank.serving.testing import tiny_model_folder
 
     if args.model:
         return args.model, f"--model {args.model}"
     if (DEFAULT_MODEL_PATH / CONFIG_FILE).is_file():
         return DEFAULT_MODEL_PATH, f"the embedded default ({DEFAULT_MODEL_PATH})"
-    tiny_model_folder(tmp / "tiny")
-    return tmp / "tiny", f"a tiny random model: the embedded default {DEFAULT_MODEL_PATH} does not exist yet"
+    save_model_folder(tmp / "untrained", new_models(RerankModelConfig(), seed=0))
+    return tmp / "untrained", (
+        f"untrained models of the default size (RerankModelConfig()): {DEFAULT_MODEL_PATH} does not exist yet"
+    )
 
 
 def main() -> None:
@@ -220,7 +226,7 @@ def main() -> None:
                              engine.rerank(convert.rerank_request(protos[i]))),
                          REMOTE: lambda i, protos=protos: stub.RerankList(protos[i], timeout=30),
                          FLOOR: lambda i: health.Check(probe, timeout=30)},
-                        count, args.warmup,
+                        count, args.warmup, args.seed,
                     )  # fmt: skip
                     print()
                     print(
