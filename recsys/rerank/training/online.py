@@ -185,7 +185,7 @@ def run_online(
     latest = latest_checkpoint(directory) if directory is not None else None
     if latest is not None:
         accelerator.load_state(str(latest))
-        state = torch.load(latest / STATE_FILE, weights_only=False)
+        state = torch.load(latest / STATE_FILE, weights_only=True)
         start = state["step"]
         history = OnlineHistory(**state["history"])
         sampling.set_state(state["sampling"])

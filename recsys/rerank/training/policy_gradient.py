@@ -74,7 +74,7 @@ GRPO_EPS = 1e-4
 
 @dataclass(frozen=True)
 class LDROConfig:
-    """LDRO's own hyper-parameters (the defaults are the measured choice, see `recsys/rerank/training/online.py`)."""
+    """LDRO's own hyper-parameters (defaults: the measured choice, `benchmarks/rerank_online.py`)."""
 
     rank_share: float = 1.0
     """a: share of the centred-rank advantage in the list advantage; 1 - a: group-centred reward / running scale."""
