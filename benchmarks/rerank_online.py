@@ -9,6 +9,18 @@ author caps); phase 0 is the stationary world, each later phase a new hidden tas
 `NARStudent` (default config unless `--tiny`; seeded per seed) or, with `--student DIR`, the model folder the
 distillation wrote (`recsys.rerank.models.folder.load_model_folder(DIR).student`). Both methods start from the same student, see the same
 stream and generator seeds, K, optimizer, lr, clipping, steps and KL anchor; only the loss differs.
+
+Measured (2-core CPU, fresh default-config students, seeds 0-2, 300 steps, phase 100, B 32, K 16, kl 0; about 4
+minutes per line; mean ± std over seeds; * = LDRO better beyond the spread):
+
+    run                                recovery steps        post-recovery std     mean % of optimum
+    lr 1e-3   LDRO (defaults) / GRPO   25.2 ± 3.7 / 34.8 ± 10.3   2.00 ± 0.04 / 2.16 ± 0.09 *   87.9 ± 0.3 / 86.3 ± 0.7 *
+    lr 3e-3   LDRO (defaults) / GRPO   20.5 ± 2.5 / 50.8 ± 9.2 *  2.11 ± 0.17 / 2.54 ± 0.48     87.8 ± 0.2 / 85.2 ± 0.5 *
+    lr 1e-3   LDRO, no position weights 22.5 ± 1.8 *               2.11 ± 0.03                   87.8 ± 0.4 *
+    lr 1e-3   LDRO, ranks only (no slot credit, no position weights): 42.7 ± 16.2, 2.18 ± 0.13, 85.9 ± 0.4 (no gain)
+
+The drop at the drift, the jitter and the sampled reward's std do not differ beyond the spread in any run. The
+gain comes from the per-slot credit (decoupling 2); the rank advantage alone matches GRPO.
 """
 
 from __future__ import annotations
