@@ -50,7 +50,7 @@ CAP = 3
 def make_protos(count: int, n: int, m: int, decoder: int, seed: int) -> list:
     from kmono.rerank.v1 import rerank_pb2
 
-    from recsys.rerank.pages import CATEGORIES
+    from recsys.data.pages import CATEGORIES
 
     rng = np.random.default_rng(seed)
     protos = []

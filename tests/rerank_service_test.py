@@ -15,7 +15,7 @@ from kmono.rerank.v1 import rerank_pb2, rerank_pb2_grpc
 
 from libs.serving import find_detail
 from libs.serving.testing.loopback import loopback_server, run_async, status_of
-from recsys.rerank.pages import CATEGORIES
+from recsys.data.pages import CATEGORIES
 from recsys.rerank.serving.requests import MAX_ITEMS
 from recsys.rerank.serving.testing import tiny_model_folder
 from services.rerank import server

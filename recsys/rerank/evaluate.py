@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recsys.data.pages import LAYOUTS, PageBatch
 from recsys.rerank.models import (
     RerankModels,
     ScoreAndSort,
@@ -32,7 +33,6 @@ from recsys.rerank.models import (
     greedy,
     load_model_folder,
 )
-from recsys.rerank.pages import LAYOUTS, PageBatch
 from recsys.rerank.pipeline import SKD_STAGE
 from recsys.rerank.simulator import brute_force_optimum, generate_requests, random_orders
 
@@ -122,7 +122,7 @@ def simulator_table(
 
 def movielens_table(folders: list[Path], *, seeds: tuple[int, ...] = (0, 1, 2), pages: int = 1000) -> dict:
     """The same decoders on the MovieLens-100k held-out pages (preferences the simulator did not plant)."""
-    from recsys.rerank.movielens_pages import movielens_pages
+    from recsys.data.movielens_pages import movielens_pages
 
     runs: dict[str, dict[str, list[float]]] = {layout: {} for layout in LAYOUTS}
     for folder in folders:

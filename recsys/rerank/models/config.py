@@ -2,7 +2,7 @@
 
 Every model of `recsys.rerank.models` (candidate encoder, AR teacher, NAR student, page evaluator) is built from a
 `RerankModelConfig`; the input sizes are not in it because they come from the page contract
-(`recsys.rerank.pages`: `FEATURES`, `OPTIONS`, `LAYOUTS`), so a saved config cannot disagree with the code.
+(`recsys.data.pages`: `FEATURES`, `OPTIONS`, `LAYOUTS`), so a saved config cannot disagree with the code.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from recsys.rerank.pages import PageBatch
+from recsys.data.pages import PageBatch
 
 UNAVAILABLE = -1e9
 """Log-probability (and masked logit) of a candidate that cannot take the slot (finite: no NaN, no inf)."""

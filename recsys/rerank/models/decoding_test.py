@@ -4,6 +4,7 @@ import pytest
 import torch
 from scipy.stats import chi2
 
+from recsys.data.pages import PageBatch, within_author_cap
 from recsys.rerank.models.config import TINY
 from recsys.rerank.models.decoding import (
     UNAVAILABLE,
@@ -21,7 +22,6 @@ from recsys.rerank.models.score_sort import ScoreAndSort
 from recsys.rerank.models.student import NARStudent
 from recsys.rerank.models.teacher import ARTeacher
 from recsys.rerank.models.testing import random_page_batch
-from recsys.rerank.pages import PageBatch, within_author_cap
 
 
 class FixedLogits(torch.nn.Module):

@@ -24,9 +24,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys.data.pages import FEATURES, LAYOUTS, OBJECTIVES, OPTIONS, PageBatch
 from recsys.rerank.models.config import RerankModelConfig
 from recsys.rerank.models.layers import Block, key_padding_bias, same_author
-from recsys.rerank.pages import FEATURES, LAYOUTS, OBJECTIVES, OPTIONS, PageBatch
 
 ITEM_INPUTS = len(FEATURES) + 1
 """Per-candidate input width: the features, then the options-weighted upstream score."""

@@ -1,9 +1,9 @@
 import torch
 
+from recsys.data.pages import OBJECTIVES
 from recsys.rerank.models.config import TINY
 from recsys.rerank.models.encoder import CandidateEncoder, weighted_scores
 from recsys.rerank.models.testing import random_page_batch
-from recsys.rerank.pages import OBJECTIVES
 
 
 def _setup(**kwargs):

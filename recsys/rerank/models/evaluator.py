@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys.data.pages import OBJECTIVES, PageBatch, gather_pages, page_diversity
 from recsys.rerank.models.config import RerankModelConfig
 from recsys.rerank.models.encoder import ITEM_INPUTS, Condition, item_inputs
 from recsys.rerank.models.layers import Block, SlotEmbedding, same_author
-from recsys.rerank.pages import OBJECTIVES, PageBatch, gather_pages, page_diversity
 
 
 class PageEvaluator(nn.Module):

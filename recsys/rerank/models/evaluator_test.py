@@ -1,9 +1,9 @@
 import torch
 
+from recsys.data.pages import OBJECTIVES, page_diversity
 from recsys.rerank.models.config import TINY
 from recsys.rerank.models.evaluator import PageEvaluator
 from recsys.rerank.models.testing import random_page_batch
-from recsys.rerank.pages import OBJECTIVES, page_diversity
 
 
 def _setup():

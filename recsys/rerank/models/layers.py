@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recsys.data.pages import LAYOUTS
 from recsys.rerank.models.config import RerankModelConfig
-from recsys.rerank.pages import LAYOUTS
 
 MASKED = -1e9
 """Additive attention bias of a blocked key (finite: fully blocked rows stay NaN-free)."""

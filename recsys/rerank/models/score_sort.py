@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys.data.pages import PageBatch
 from recsys.rerank.models.encoder import weighted_scores
-from recsys.rerank.pages import PageBatch
 
 
 class ScoreAndSort(nn.Module):

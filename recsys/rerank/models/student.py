@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recsys.data.pages import PageBatch
 from recsys.rerank.models.config import RerankModelConfig
 from recsys.rerank.models.encoder import CandidateEncoder
 from recsys.rerank.models.layers import Block, Pointer, SlotEmbedding, key_padding_bias
-from recsys.rerank.pages import PageBatch
 
 
 class NARStudent(nn.Module):

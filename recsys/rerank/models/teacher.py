@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from recsys.data.pages import PageBatch
 from recsys.rerank.models.config import RerankModelConfig
 from recsys.rerank.models.encoder import CandidateEncoder
 from recsys.rerank.models.layers import Block, Pointer, SlotEmbedding, key_padding_bias
-from recsys.rerank.pages import PageBatch
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from recsys.rerank.pages import CATEGORIES, LAYOUTS, OBJECTIVES, OPTIONS, PageBatch
+from recsys.data.pages import CATEGORIES, LAYOUTS, OBJECTIVES, OPTIONS, PageBatch
 
 
 def random_page_batch(

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recsys.data.pages import CATEGORIES, FEATURES, LAYOUTS, OBJECTIVES, PageBatch, options_vector
 from recsys.rerank.models import RerankModels, greedy, load_model_folder
-from recsys.rerank.pages import CATEGORIES, FEATURES, LAYOUTS, OBJECTIVES, PageBatch, options_vector
 from recsys.rerank.serving.requests import (
     DECODER_AR,
     DEFAULT_DECODER,

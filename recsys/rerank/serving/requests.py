@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from libs.errors import FieldError
-from recsys.rerank.pages import LAYOUTS, OBJECTIVES
+from recsys.data.pages import LAYOUTS, OBJECTIVES
 
 MAX_ITEMS = 500
 """Most candidate items one request may rerank (one forward scores them all)."""
@@ -82,14 +82,14 @@ class RerankRequest:
     num_slots: int = 0
     """0: as many as items."""
     objective_weights: Mapping[str, float] = field(default_factory=dict)
-    """Empty: the defaults (`recsys.rerank.pages.DEFAULT_OBJECTIVE_WEIGHTS`)."""
+    """Empty: the defaults (`recsys.data.pages.DEFAULT_OBJECTIVE_WEIGHTS`)."""
     diversity_weight: float = 0.0
     max_items_per_author: int = 0
     """0: no limit."""
     decoder: str = ""
     """One of DECODERS; empty: DEFAULT_DECODER."""
     layout: str = ""
-    """One of `recsys.rerank.pages.LAYOUTS`; empty: DEFAULT_LAYOUT."""
+    """One of `recsys.data.pages.LAYOUTS`; empty: DEFAULT_LAYOUT."""
     model_version: str = ""
     user_features: FeatureInput = NO_FEATURES
 

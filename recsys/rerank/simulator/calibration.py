@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from recsys.rerank.pages import LAYOUTS
+from recsys.data.pages import LAYOUTS
 from recsys.rerank.simulator.optimum import brute_force_optimum, random_orders, score_sort_orders
 from recsys.rerank.simulator.user import PageUser
 from recsys.rerank.simulator.world import Requests, generate_requests

@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from recsys.rerank.pages import OBJECTIVES, PageBatch, PageUtility, gather_pages, within_author_cap
+from recsys.data.pages import OBJECTIVES, PageBatch, PageUtility, gather_pages, within_author_cap
 
 MAX_PAGES = 100_000
 """The most pages (n P m) `brute_force_optimum` enumerates."""

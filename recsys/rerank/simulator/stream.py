@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recsys.rerank.pages import CATEGORIES
+from recsys.data.pages import CATEGORIES
 from recsys.rerank.simulator.user import UserParams
 from recsys.rerank.simulator.world import Requests, WorldParams, generate_requests
 

@@ -57,7 +57,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from recsys.rerank.pages import (
+from recsys.data.pages import (
     CATEGORIES,
     LAYOUTS,
     OBJECTIVES,

@@ -1,6 +1,6 @@
 import torch
 
-from recsys.rerank.pages import CATEGORIES, LAYOUTS, OBJECTIVES, PageBatch, options_vector, page_diversity
+from recsys.data.pages import CATEGORIES, LAYOUTS, OBJECTIVES, PageBatch, options_vector, page_diversity
 from recsys.rerank.simulator.user import PageUser, UserParams, adjacency, examination
 from recsys.rerank.simulator.world import generate_requests
 

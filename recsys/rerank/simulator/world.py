@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from recsys.rerank.pages import CATEGORIES, LAYOUTS, OBJECTIVES, PageBatch, options_vector
+from recsys.data.pages import CATEGORIES, LAYOUTS, OBJECTIVES, PageBatch, options_vector
 from recsys.rerank.simulator.user import PageUser, UserParams
 
 CATEGORY_PROFILES = {

@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from recsys.rerank.pages import CATEGORIES, FEATURES, LAYOUTS, OBJECTIVES, OPTIONS, options_vector
+from recsys.data.pages import CATEGORIES, FEATURES, LAYOUTS, OBJECTIVES, OPTIONS, options_vector
 from recsys.rerank.simulator.optimum import feasible, random_orders
 from recsys.rerank.simulator.world import CATEGORY_PROFILES, WorldParams, generate_requests, with_taste
 

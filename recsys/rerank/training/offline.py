@@ -37,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recsys.data.pages import PageBatch
 from recsys.rerank.models.decoding import chosen_log_probs, greedy, sample, step_log_probs
-from recsys.rerank.pages import PageBatch
 
 
 @dataclass

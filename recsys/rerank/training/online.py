@@ -45,8 +45,8 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from recsys.data.pages import OBJECTIVES, OPTIONS, PageBatch, PageUtility, page_diversity
 from recsys.rerank.models import decoding
-from recsys.rerank.pages import OBJECTIVES, OPTIONS, PageBatch, PageUtility, page_diversity
 from recsys.rerank.simulator.optimum import brute_force_optimum
 from recsys.rerank.training.policy_gradient import (
     LDROConfig,

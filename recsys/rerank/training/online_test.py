@@ -4,9 +4,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from recsys.data.pages import CATEGORIES, options_vector
 from recsys.rerank.models.config import TINY
 from recsys.rerank.models.student import NARStudent
-from recsys.rerank.pages import CATEGORIES, options_vector
 from recsys.rerank.simulator.world import generate_requests, with_taste
 from recsys.rerank.training.online import OnlineConfig, latest_checkpoint, observe, run_online
 

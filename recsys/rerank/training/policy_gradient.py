@@ -66,7 +66,7 @@ from dataclasses import dataclass
 
 import torch
 
-from recsys.rerank.pages import LAYOUTS
+from recsys.data.pages import LAYOUTS
 
 GRPO_EPS = 1e-4
 """Added to the group std (TRL's GRPO value): groups of equal rewards get zero advantages, not NaN."""

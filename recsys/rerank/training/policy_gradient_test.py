@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from recsys.rerank.pages import LAYOUTS
+from recsys.data.pages import LAYOUTS
 from recsys.rerank.training.policy_gradient import (
     LDROConfig,
     RunningScale,

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from recsys.data.movielens import Interactions, MovieLensUnavailable, load_movielens_100k
-from recsys.rerank import movielens_pages as mp
-from recsys.rerank.pages import (
+from recsys.data.pages import (
     CATEGORIES,
     FEATURES,
     LAYOUTS,
@@ -15,6 +14,7 @@ from recsys.rerank.pages import (
     options_vector,
     page_diversity,
 )
+from recsys.data import movielens_pages as mp
 
 
 def synthetic(num_users=30, num_items=40, per_user=20, seed=0) -> Interactions:

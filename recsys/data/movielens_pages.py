@@ -60,7 +60,7 @@ import numpy as np
 import torch
 
 from recsys.data.movielens import Interactions, load_movielens_100k
-from recsys.rerank.pages import (
+from recsys.data.pages import (
     CATEGORIES,
     LAYOUTS,
     OBJECTIVES,
