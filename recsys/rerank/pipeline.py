@@ -57,11 +57,13 @@ class PipelineConfig:
     shapes: tuple[PageShape, ...] = (PageShape(8, 4, 0.75), PageShape(20, 10, 0.25))
     logged_pages: int = 16
     model: RerankModelConfig = field(default_factory=RerankModelConfig)
-    evaluator: StageConfig = StageConfig(epochs=4, batch_size=128)
-    imitation: StageConfig = StageConfig(epochs=2, batch_size=128)
-    improvement: StageConfig = StageConfig(epochs=4, batch_size=128)
-    improvement_samples: int = 32
-    distillation: StageConfig = StageConfig(epochs=4, batch_size=128)
+    # Small minibatches, many steps: what the evaluator's ranking of near-optimal pages needed (measured in
+    # `models/evaluator.py`'s docstring); the teacher's improvement against it plateaus after ~6 epochs.
+    evaluator: StageConfig = StageConfig(epochs=10, batch_size=16)
+    imitation: StageConfig = StageConfig(epochs=1, batch_size=32)
+    improvement: StageConfig = StageConfig(epochs=8, batch_size=32)
+    improvement_samples: int = 16
+    distillation: StageConfig = StageConfig(epochs=4, batch_size=64)
     distillation_sequences: int = 4
     online: OnlineConfig = OnlineConfig(method="ldro", steps=300)
     online_batch: int = 64

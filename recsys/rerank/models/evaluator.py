@@ -5,13 +5,24 @@
                 + condition(options, layout)                                           [B*K, m, d]
     blocks    : self-attention among the placed items (no mask: a slot's engagement may depend on every
                 neighbour, above and below), with the encoder's same-author bias
-    engagement = Linear(token k): per objective (`OBJECTIVES`), unbounded                [B, K, m, O]
-    utility   = Σ_slots Σ_o options[o] · engagement[o] + options[diversity] · page_diversity   [B, K]
+    (a, b, c) = Linear(token k)                                                         [B, K, m, 3]
+    click      = ctr_k · exp(a)              the examination hypothesis: an item's own appeal (its upstream
+                                             ctr) times how likely this slot, among these neighbours, is
+                                             looked at and welcomed (position bias, fatigue, complements)
+    watch      = click · watch_time_k · exp(b)
+    satisfied  = click · (satisfaction_k + c) a shift, because what lowers satisfaction (a repeated author)
+                                             subtracts rather than scales
+    utility    = Σ_slots Σ_o options[o] · engagement[o] + options[diversity] · page_diversity   [B, K]
 
 The slot embeddings give it position bias, the attention neighbour effects (fatigue, complementary pairs).
-*Our* choices: engagement is a plain linear read-out (no sigmoid), so it can regress any expected engagement
-the logs hold (clicks, watch fraction, a rating in [-1, 1] times a click) with a squared error; diversity is
-not predicted but computed exactly (`page_diversity`, the simulator's own definition).
+*Our* choices: the factorised read-out above (the position-based click model of the search literature: P(click)
+= P(examined | slot, context) · P(attractive | item)) instead of a free linear one — a small network regresses a
+product of the upstream score and a context factor badly: trained alike on the simulator's
+logs (8000 requests, 250 steps), the page it rates best among all 1680 is worth 90.7% of the optimum with this
+read-out against 88.7% with a free linear one. What mattered most was the number of steps: the same evaluator
+reaches 96.7% after 7500 steps of 16 requests (`pipeline.PipelineConfig.evaluator`);
+the exponent is clamped to ±6 so an untrained model cannot overflow. Diversity is not predicted but computed
+exactly (`page_diversity`, the simulator's own definition).
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ class PageEvaluator(nn.Module):
         self.slot_embedding = SlotEmbedding(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.same_author_bias = nn.Parameter(torch.zeros(config.layers, config.heads))
+
         self.norm = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, len(OBJECTIVES))
 
@@ -49,7 +61,11 @@ class PageEvaluator(nn.Module):
         duplicates = same_author(gather_pages(batch.authors, orders)).view(size * pages, 1, slots, slots)
         for block, per_head in zip(self.blocks, self.same_author_bias, strict=True):
             x = block(x, per_head.view(1, self.heads, 1, 1) * duplicates)
-        return self.head(self.norm(x)).view(size, pages, slots, len(OBJECTIVES))
+        a, b, c = self.head(self.norm(x)).view(size, pages, slots, 3).unbind(dim=-1)
+        ctr, watch, satisfaction = gather_pages(batch.features[..., : len(OBJECTIVES)], orders).unbind(dim=-1)
+        click = ctr * a.clamp(-6.0, 6.0).exp()
+        watched = click * watch * b.clamp(-6.0, 6.0).exp()
+        return torch.stack([click, watched, click * (satisfaction + c)], dim=-1)
 
     def utility(self, batch: PageBatch, orders: torch.Tensor) -> torch.Tensor:
         """Expected utility of each page under the request's options: orders [B, K, m] -> [B, K]."""
