@@ -7,7 +7,7 @@
    services answer one probe call (OK, or UNIMPLEMENTED naming the engine they wait for).
    The RankingService (the embedded MMBee model) ranks 50 live candidates for a frequent gifter and for a viewer
    it has never seen, and prints each top 5 with its gift-through-rate (demo/rank.py).
-   The RerankService (the embedded Dual-Rerank model; a tiny random one until it is committed) orders a page of
+   The RerankService (the embedded Dual-Rerank model) orders a page of
    the grid feed from 8 candidates with a per-author cap, and prints the page before and after (demo/rerank.py).
 2. Draw a motion (a procedural mask sequence, sized to what the video engine generates), edit it (move one
    object and speed it up, there and back), compose it with a second object, and loop it over three clips (a

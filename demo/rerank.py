@@ -6,9 +6,7 @@ diversity and allows one video per author (`max_items_per_author=1`). The demo p
 upstream order) and after (slot, item, category, author, the decoder's probability) and the model's expected
 utility, and checks that the answer is a page of 4 distinct candidates that keeps the cap.
 
-The service serves the embedded default model (`recsys.rerank.defaults`); until that folder is committed, the
-demo writes a tiny random model into its work directory (`model_args`), which runs every path but orders at
-random.
+The service serves the embedded default model (`recsys.rerank.defaults`, trained by `kmono rerank train`).
 """
 
 from __future__ import annotations
@@ -35,25 +33,16 @@ DIVERSITY = 0.5
 
 
 def model_args(work_dir: Path) -> tuple[list[str], str]:
-    """Flags of the rerank service and a description: the embedded default when it is there, else a tiny random
-    model written into `work_dir` (so the demo runs before the default is committed)."""
+    """Flags of the rerank service and a description: the embedded default model (`work_dir` is unused; kept so
+    every service's arguments are built alike)."""
     from recsys.rerank.defaults import DEFAULT_MODEL_PATH
-    from recsys.rerank.models.folder import CONFIG_FILE
 
-    if (DEFAULT_MODEL_PATH / CONFIG_FILE).is_file():
-        return [
-            "--model",
-            str(DEFAULT_MODEL_PATH),
-            "--torch-threads",
-            "1",
-        ], f"embedded default {DEFAULT_MODEL_PATH}"
-    from recsys.rerank.serving.testing import tiny_model_folder
-
-    tiny = work_dir / "rerank-tiny-model"
-    if not tiny.is_dir():
-        tiny_model_folder(tiny)
-    why = f"no embedded default at {DEFAULT_MODEL_PATH} yet"
-    return ["--model", str(tiny), "--torch-threads", "1"], f"tiny random model ({why}; the order is noise)"
+    return [
+        "--model",
+        str(DEFAULT_MODEL_PATH),
+        "--torch-threads",
+        "1",
+    ], f"embedded default {DEFAULT_MODEL_PATH}"
 
 
 def page_request() -> rerank_pb2.RerankListRequest:

@@ -28,7 +28,7 @@ def _serve(name: str, tmp_path):
     argv = ["--port", "0", "--host", "127.0.0.1"]
     if issubclass(server.CONFIG_TYPE, StatefulServiceConfig):
         argv += ["--data-dir", str(tmp_path)]
-    # the rerank service serves its embedded default, or (until that is committed) the demo's tiny model
+    # the rerank service serves its embedded default model
     extra = rerank_model_args(tmp_path)[0] if name == "rerank" else EXTRA_ARGS.get(name, [])
     config = server.CONFIG_TYPE.from_args(parser.parse_args([*argv, *extra]))
     registrations, on_startup, on_shutdown = server.build(config)
