@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from recsys.data import movielens_pages as mp
 from recsys.data.movielens import Interactions, MovieLensUnavailable, load_movielens_100k
 from recsys.data.pages import (
     CATEGORIES,
@@ -14,7 +15,6 @@ from recsys.data.pages import (
     options_vector,
     page_diversity,
 )
-from recsys.data import movielens_pages as mp
 
 
 def synthetic(num_users=30, num_items=40, per_user=20, seed=0) -> Interactions:
