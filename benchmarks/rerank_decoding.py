@@ -40,17 +40,17 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
+from recsys.rerank.defaults import DEFAULT_MODEL_PATH
 from recsys.rerank.models import (
-    ARTeacher,
-    NARStudent,
-    RerankModelConfig,
     ScoreAndSort,
     assignment,
     contrastive,
     greedy,
+    load_model_folder,
     sample,
     sample_sequentially,
 )
@@ -90,17 +90,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL_PATH,
+        help="a trained folder: its teacher and student are timed (default: the embedded model)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    config = RerankModelConfig()
-    teacher, student = ARTeacher(config).eval(), NARStudent(config).eval()
+    models = load_model_folder(args.model)
+    config, teacher, student = models.config, models.teacher, models.student
     batch = random_page_batch(
         1, args.candidates, args.slots, torch.Generator().manual_seed(args.seed), author_cap=args.author_cap
     )
     print(
         f"n={args.candidates} m={args.slots} K={args.samples} cap={args.author_cap} threads={args.threads} "
-        f"d={config.d_model} layers={config.layers} heads={config.heads}"
+        f"d={config.d_model} heads={config.heads} teacher layers={config.layers} "
+        f"student layers={config.student.layers} ({args.model})"
     )
 
     single = interleaved_median_ms(

@@ -17,22 +17,32 @@ class RerankModelConfig:
     """Sizes of the rerank transformers.
 
     d_model: width of every token (candidates, slots, placed items); heads: attention heads (divides d_model);
-    layers: transformer blocks of each stack (encoder, decoder, evaluator); max_slots: the largest page m the
-    slot embeddings cover; dropout: inside attention and MLPs (training only)."""
+    layers: transformer blocks of each stack (encoder, decoder, evaluator); student_layers: the NAR student's
+    blocks (its encoder and its slot stack; 0: `layers`) — a student lighter than its teacher is what
+    distillation is for; max_slots: the largest page m the slot embeddings cover; dropout: inside attention and
+    MLPs (training only)."""
 
     d_model: int = 64
     heads: int = 4
     layers: int = 2
     max_slots: int = 20
     dropout: float = 0.0
+    student_layers: int = 0
 
     def __post_init__(self) -> None:
         if self.d_model <= 0 or self.heads <= 0 or self.d_model % self.heads:
             raise ValueError(f"d_model ({self.d_model}) must be a positive multiple of heads ({self.heads})")
         if self.layers < 1 or self.max_slots < 1:
             raise ValueError(f"layers ({self.layers}) and max_slots ({self.max_slots}) must be >= 1")
+        if self.student_layers < 0:
+            raise ValueError(f"student_layers ({self.student_layers}) must be >= 0 (0: layers)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout ({self.dropout}) must be in [0, 1)")
+
+    @property
+    def student(self) -> RerankModelConfig:
+        """The NAR student's config: `layers` replaced by `student_layers` when that is set."""
+        return dataclasses.replace(self, layers=self.student_layers or self.layers, student_layers=0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; `from_dict(to_dict())` round-trips."""

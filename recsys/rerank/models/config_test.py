@@ -13,3 +13,8 @@ def test_rejects_unknown_fields_and_bad_sizes():
         RerankModelConfig.from_dict({**TINY.to_dict(), "width": 3})
     with pytest.raises(ValueError, match="multiple of heads"):
         RerankModelConfig(d_model=10, heads=4)
+
+
+def test_student_layers_must_not_be_negative():
+    with pytest.raises(ValueError, match="student_layers"):
+        RerankModelConfig(student_layers=-1)

@@ -33,6 +33,7 @@ class NARStudent(nn.Module):
     def __init__(self, config: RerankModelConfig) -> None:
         super().__init__()
         self.config = config
+        config = config.student  # its own depth (`student_layers`)
         self.encoder = CandidateEncoder(config)
         self.slot_embedding = SlotEmbedding(config)
         self.blocks = nn.ModuleList(

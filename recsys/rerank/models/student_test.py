@@ -28,3 +28,15 @@ def test_one_forward_per_greedy_decode():
     student.encoder.register_forward_hook(lambda *_: calls.__setitem__("encoder", calls["encoder"] + 1))
     greedy(student, random_page_batch(3, 8, 5, torch.Generator().manual_seed(0), author_cap=1))
     assert calls == {"student": 1, "encoder": 1}
+
+
+def test_a_student_can_be_lighter_than_its_teacher():
+    from dataclasses import replace
+
+    two = replace(TINY, layers=2)
+    light = replace(two, student_layers=1)
+    assert len(NARStudent(light).blocks) == 1 and len(NARStudent(light).encoder.blocks) == 1
+    assert len(NARStudent(two).blocks) == 2  # 0: as deep as the teacher
+    assert type(light).from_dict(light.to_dict()) == light
+    batch = random_page_batch(2, 6, 4, torch.Generator().manual_seed(0))
+    assert NARStudent(light).logits(batch).shape == (2, 4, 6)
