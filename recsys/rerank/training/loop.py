@@ -46,14 +46,16 @@ def fit_stage(
     *,
     checkpoint_dir: Path | None = None,
     stop_after_epochs: int | None = None,
+    generators: tuple[torch.Generator, ...] = (),
 ) -> list[float]:
     """Train `model` in place; returns the mean loss of each epoch run by this call.
 
+    `generators`: the ones `loss_fn` draws from; their states are checkpointed and restored with the rest.
     `stop_after_epochs` ends the call early, as an interruption would (for resume tests)."""
     accelerator = Accelerator(cpu=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
-    first_epoch = _resume(accelerator, checkpoint_dir)
+    first_epoch = _resume(accelerator, checkpoint_dir, generators)
     steps_per_epoch = max(1, -(-num_rows // config.batch_size))
     losses = []
     model.train()
@@ -81,18 +83,21 @@ def fit_stage(
         losses.append(total / steps_per_epoch)
         logger.info("%s epoch %d: loss %.5f", name, epoch + 1, losses[-1])
         if checkpoint_dir is not None:
-            _save(accelerator, checkpoint_dir, epoch + 1)
+            _save(accelerator, checkpoint_dir, epoch + 1, generators)
     model.eval()
     return losses
 
 
-def _save(accelerator: Accelerator, directory: Path, epochs_done: int) -> None:
+def _save(
+    accelerator: Accelerator, directory: Path, epochs_done: int, generators: tuple[torch.Generator, ...]
+) -> None:
     target = directory / f"epoch-{epochs_done:04d}"
     accelerator.save_state(str(target))
-    torch.save({"epochs_done": epochs_done}, target / STATE_FILE)
+    states = [g.get_state() for g in generators]
+    torch.save({"epochs_done": epochs_done, "generators": states}, target / STATE_FILE)
 
 
-def _resume(accelerator: Accelerator, directory: Path | None) -> int:
+def _resume(accelerator: Accelerator, directory: Path | None, generators: tuple[torch.Generator, ...]) -> int:
     """Load the newest complete checkpoint of `directory`; the first epoch still to run."""
     if directory is None or not directory.exists():
         return 0
@@ -100,6 +105,9 @@ def _resume(accelerator: Accelerator, directory: Path | None) -> int:
     if not done:
         return 0
     accelerator.load_state(str(done[-1]))
-    epochs_done = torch.load(done[-1] / STATE_FILE)["epochs_done"]
+    state = torch.load(done[-1] / STATE_FILE)
+    for generator, saved in zip(generators, state.get("generators", []), strict=False):
+        generator.set_state(saved)
+    epochs_done = state["epochs_done"]
     logger.info("resumed from %s", done[-1])
     return int(epochs_done)

@@ -36,3 +36,21 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_weights(tmp_path):
     assert len(first) == 2 and len(rest) == 2
     for a, b in zip(straight.parameters(), again.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_resume_restores_the_generators_the_loss_draws_from(tmp_path):
+    def run(model, generator, **kwargs):
+        def loss(m, rows):
+            index = torch.as_tensor(rows)
+            noise = 0.1 * torch.randn(len(rows), generator=generator)
+            return torch.nn.functional.mse_loss(m(X[index]).squeeze(-1), Y[index] + noise)
+
+        return fit_stage("toy", model, loss, len(X), CONFIG, generators=(generator,), **kwargs)
+
+    straight = _model()
+    run(straight, torch.Generator().manual_seed(5))
+    run(_model(), torch.Generator().manual_seed(5), checkpoint_dir=tmp_path, stop_after_epochs=3)
+    again = _model()
+    run(again, torch.Generator().manual_seed(5), checkpoint_dir=tmp_path)  # a new process, a fresh generator
+    for a, b in zip(straight.parameters(), again.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
