@@ -43,8 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--out", type=Path, default=DEFAULT_MODEL_PATH, help="model folder (default: %(default)s)"
     )
-    train.add_argument("--preset", choices=("default", "tiny"), default="default")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--preset", choices=("default", "tiny"), default="default",
+        help="default: 16k simulator requests, about 14 CPU-minutes; tiny: seconds, a smoke model (default: %(default)s)",
+    )  # fmt: skip
+    train.add_argument("--seed", type=int, default=0, help="seeds the logs, the models and every stage")
     train.add_argument(
         "--workdir", type=Path, default=None,
         help="stage checkpoints: a rerun with the same workdir resumes where it stopped (default: none)",
