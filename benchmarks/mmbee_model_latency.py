@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
+from benchmarks.common import interleaved_median_ms
 from recsys.data.batches import random_batch
 from recsys.mmbee.models.mmbee import MMBeeConfig, MMBeeModel
 
@@ -46,22 +44,6 @@ VARIANTS = {  # name: (config overrides, h_m computed before the clock starts)
     "MMBee": ({}, False),
     "MMBee, h_m cached": ({}, True),
 }
-
-
-def interleaved_median_ms(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median CPU milliseconds of each call (process time: a shared machine's other jobs do not count), timed
-    in round-robin so that what load remains (caches, memory bandwidth) hits every variant alike."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    with torch.inference_mode():
-        for call in calls.values():
-            for _ in range(5):
-                call()
-        for _ in range(repeats):
-            for name, call in calls.items():
-                start = time.process_time()
-                call()
-                times[name].append(time.process_time() - start)
-    return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
 def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:

@@ -37,16 +37,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import p50_p99, start_service, stop_service
 
 MMBEE_GOAL = 1.3
 GRPC_GOAL = 1.2
@@ -141,63 +139,8 @@ def stages(rankers: dict, requests: list, warmup: int) -> tuple[dict[str, np.nda
     return arrays(featurize), arrays(forward)
 
 
-def p50_p99(values: np.ndarray) -> tuple[float, float]:
-    return float(np.percentile(values, 50)), float(np.percentile(values, 99))
-
-
 def verdict(ratio: float, goal: float) -> str:
     return f"goal <= {goal}x {'met' if ratio <= goal else 'missed'}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(folder: Path, threads: int, log_path: Path) -> tuple[subprocess.Popen, int]:
-    """`python -m services.rank` on a free loopback port, waited for until its health check says SERVING."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    port = free_port()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.rank", "--host", "127.0.0.1", "--port", str(port),
-             "--model", str(folder), "--torch-threads", str(threads), "--grace-seconds", "1"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-    deadline = time.monotonic() + 120
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"the rank server exited ({process.returncode}):\n{log_path.read_text()[-3000:]}"
-                )
-            try:
-                reply = health.Check(
-                    health_pb2.HealthCheckRequest(service="kmono.rank.v1.RankingService"), timeout=1
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return process, port
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                process.kill()
-                raise TimeoutError(
-                    f"the rank server was not SERVING after 120 s:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.2)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def to_proto(request):
@@ -308,7 +251,10 @@ def main() -> None:
         else:
             served, local = folders[full_name], engines[full_name]
             where = f"the MMBee folder of (a): the embedded default {DEFAULT_MODEL_PATH} does not exist yet"
-        process, port = start_server(served, args.threads, tmp / "server.log")
+        process, port = start_service(
+            "services.rank", "kmono.rank.v1.RankingService",
+            ["--model", str(served), "--torch-threads", str(args.threads)], tmp / "server.log",
+        )  # fmt: skip
         try:
             protos = [to_proto(r) for r in requests]
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -320,7 +266,7 @@ def main() -> None:
                     list(range(len(requests))), args.warmup,
                 )  # fmt: skip
         finally:
-            stop_server(process)
+            stop_service(process)
         print()
         print(
             "(b) RankCandidates over gRPC (server process on 127.0.0.1, one channel, sequential) vs in-process"

@@ -37,13 +37,11 @@ cheaper encoder, not with a faster NAR decoder alone.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import interleaved_median_ms
 from recsys.rerank.defaults import DEFAULT_MODEL_PATH
 from recsys.rerank.models import (
     ScoreAndSort,
@@ -58,21 +56,6 @@ from recsys.rerank.models.testing import random_page_batch
 
 GOAL = 5.0
 """Issue 13: NAR greedy at least this many times faster than AR greedy per request."""
-
-
-def interleaved_median_ms(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median CPU milliseconds of each call, timed round-robin after 3 warm-up calls each."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    with torch.inference_mode():
-        for call in calls.values():
-            for _ in range(3):
-                call()
-        for _ in range(repeats):
-            for name, call in calls.items():
-                start = time.process_time()
-                call()
-                times[name].append(time.process_time() - start)
-    return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
 def print_table(title: str, results: dict[str, float], baseline: str) -> None:

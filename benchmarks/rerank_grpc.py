@@ -27,16 +27,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.common import p50_p99, start_service, stop_service
 
 GRPC_GOAL = 1.2
 LOCAL = "in-process engine.rerank (baseline)"
@@ -102,61 +100,6 @@ def interleaved(calls: dict[str, Callable], count: int, warmup: int, seed: int) 
     return {name: np.asarray(values) for name, values in times.items()}
 
 
-def p50_p99(values: np.ndarray) -> tuple[float, float]:
-    return float(np.percentile(values, 50)), float(np.percentile(values, 99))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(folder: Path, threads: int, log_path: Path) -> tuple[subprocess.Popen, int]:
-    """`python -m services.rerank` on a free loopback port, waited for until its health check says SERVING."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    port = free_port()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.rerank", "--host", "127.0.0.1", "--port", str(port),
-             "--model", str(folder), "--torch-threads", str(threads), "--grace-seconds", "1"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-    deadline = time.monotonic() + 120
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"the rerank server exited ({process.returncode}):\n{log_path.read_text()[-3000:]}"
-                )
-            try:
-                reply = health.Check(
-                    health_pb2.HealthCheckRequest(service="kmono.rerank.v1.RerankService"), timeout=1
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return process, port
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                process.kill()
-                raise TimeoutError(
-                    f"the rerank server was not SERVING after 120 s:\n{log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.2)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def choose_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
     from recsys.rerank.defaults import DEFAULT_MODEL_PATH
     from recsys.rerank.models import RerankModelConfig, new_models, save_model_folder
@@ -210,7 +153,10 @@ def main() -> None:
         folder, where = choose_model(args, tmp)
         engine = RerankEngine.load([folder])
         print(f"model: {engine.default.version}, {where}")
-        process, port = start_server(folder, args.threads, tmp / "server.log")
+        process, port = start_service(
+            "services.rerank", "kmono.rerank.v1.RerankService",
+            ["--model", str(folder), "--torch-threads", str(args.threads)], tmp / "server.log",
+        )  # fmt: skip
         try:
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = rerank_pb2_grpc.RerankServiceStub(channel)
@@ -242,7 +188,7 @@ def main() -> None:
                     print(f"  gRPC / in-process = {ratio:.3f}x: goal <= {GRPC_GOAL}x {met}; "
                           f"+{p50_p99(times[REMOTE])[0] - base:.3f} ms at p50")  # fmt: skip
         finally:
-            stop_server(process)
+            stop_service(process)
     print(f"total {time.perf_counter() - total:.1f} s")
 
 
