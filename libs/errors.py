@@ -8,6 +8,8 @@ caller ever has to recognise an error by its message text.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class FieldError(ValueError):
     """A bad argument. `field` is a dotted path to it, starting with the parameter's name; `reason` is the
@@ -30,3 +32,12 @@ class FieldError(ValueError):
         head, dot, rest = self.field.partition(".")
         bracket = head[head.index("[") :] if "[" in head else ""
         return FieldError(first + bracket + dot + rest, self.reason, code=self.code)
+
+
+class UnknownModelVersion(LookupError):
+    """A request pinned a model version the engine has not loaded (a service answers NOT_FOUND listing them)."""
+
+    def __init__(self, version: str, available: Sequence[str]) -> None:
+        super().__init__(f"no model version {version!r} is loaded; available: {', '.join(available)}")
+        self.version = version
+        self.available = tuple(available)

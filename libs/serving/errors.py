@@ -33,6 +33,8 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from libs.errors import UnknownModelVersion
+
 logger = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "kmono"
@@ -319,3 +321,13 @@ async def abort_with_exception(context: grpc.aio.ServicerContext, exc: BaseExcep
 
 
 _CODES_BY_NUMBER = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def model_version_not_found(error: UnknownModelVersion) -> NotFoundError:
+    """NOT_FOUND for a pinned `model_version` the engine has not loaded (the message lists the loaded ones)."""
+    return NotFoundError(
+        str(error),
+        resource_type="model_version",
+        resource_name=error.version,
+        metadata={"field": "model_version"},
+    )

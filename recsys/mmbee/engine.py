@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from libs.errors import UnknownModelVersion
 from recsys.data.batches import AUTHOR_DENSE, USER_DENSE, GTRBatch
 from recsys.mmbee.featurize import ServingFeaturizer
 from recsys.mmbee.requests import RankRequest, RankResult, RankSpec, ScoredStream, check_request
@@ -48,13 +49,6 @@ SNAPSHOT_DIR = "snapshot"
 H_M_CACHE_ROWS = 100_000
 """h_m rows a loaded model keeps (each d float32: 100k x 32 floats is 13 MB)."""
 _SEGMENT_FIELDS = ("visual", "speech", "comments")
-
-
-class UnknownModelVersion(LookupError):
-    def __init__(self, version: str, available: Sequence[str]) -> None:
-        super().__init__(f"no model version {version!r} is loaded; available: {', '.join(available)}")
-        self.version = version
-        self.available = tuple(available)
 
 
 class HmCache:

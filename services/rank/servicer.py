@@ -13,10 +13,10 @@ import asyncio
 import grpc
 from kmono.rank.v1 import rank_pb2, rank_pb2_grpc
 
-from libs.errors import FieldError
-from libs.serving.errors import NotFoundError
+from libs.errors import FieldError, UnknownModelVersion
+from libs.serving.errors import model_version_not_found
 from libs.serving.inputs import field_violation
-from recsys.mmbee.engine import RankingEngine, UnknownModelVersion
+from recsys.mmbee.engine import RankingEngine
 from services.rank import convert
 
 
@@ -36,10 +36,5 @@ class RankingServicer(rank_pb2_grpc.RankingServiceServicer):
         except FieldError as error:
             raise field_violation(error) from None
         except UnknownModelVersion as error:
-            raise NotFoundError(
-                str(error),
-                resource_type="model_version",
-                resource_name=error.version,
-                metadata={"field": "model_version"},
-            ) from None
+            raise model_version_not_found(error) from None
         return convert.rank_response(result)

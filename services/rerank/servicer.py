@@ -16,10 +16,10 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from kmono.rerank.v1 import rerank_pb2, rerank_pb2_grpc
 
-from libs.errors import FieldError
-from libs.serving.errors import FailedPreconditionError, NotFoundError
+from libs.errors import FieldError, UnknownModelVersion
+from libs.serving.errors import FailedPreconditionError, model_version_not_found
 from libs.serving.inputs import field_violation
-from recsys.rerank.serving.engine import RerankEngine, UnknownModelVersion
+from recsys.rerank.serving.engine import RerankEngine
 from recsys.rerank.serving.requests import AuthorCapInfeasible
 from services.rerank import convert
 
@@ -61,10 +61,5 @@ class RerankServicer(rerank_pb2_grpc.RerankServiceServicer):
         except AuthorCapInfeasible as error:
             raise AuthorCapError(error) from None
         except UnknownModelVersion as error:
-            raise NotFoundError(
-                str(error),
-                resource_type="model_version",
-                resource_name=error.version,
-                metadata={"field": "model_version"},
-            ) from None
+            raise model_version_not_found(error) from None
         return convert.rerank_response(result)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from libs.errors import UnknownModelVersion
 from recsys.data.pages import CATEGORIES, FEATURES, LAYOUTS, OBJECTIVES, PageBatch, options_vector
 from recsys.rerank.models import RerankModels, greedy, load_model_folder
 from recsys.rerank.serving.requests import (
@@ -45,13 +46,6 @@ from recsys.rerank.serving.requests import (
 logger = logging.getLogger(__name__)
 
 _CATEGORY_COLUMN = {name: len(OBJECTIVES) + i for i, name in enumerate(CATEGORIES)}
-
-
-class UnknownModelVersion(LookupError):
-    def __init__(self, version: str, available: Sequence[str]) -> None:
-        super().__init__(f"no model version {version!r} is loaded; available: {', '.join(available)}")
-        self.version = version
-        self.available = tuple(available)
 
 
 def page_batch(request: RerankRequest) -> PageBatch:

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from libs.errors import FieldError
+from libs.errors import FieldError, UnknownModelVersion
 from recsys.data.pages import CATEGORIES, FEATURES, LAYOUTS, OBJECTIVES, options_vector, within_author_cap
 from recsys.rerank.models import chosen_log_probs, step_log_probs
-from recsys.rerank.serving.engine import RerankEngine, UnknownModelVersion, page_batch
+from recsys.rerank.serving.engine import RerankEngine, page_batch
 from recsys.rerank.serving.requests import AuthorCapInfeasible, FeatureInput, ItemInput, RerankRequest
 from recsys.rerank.serving.testing import tiny_model_folder
 
