@@ -179,7 +179,13 @@ def _spread(values: list[float]) -> tuple[float, float]:
 def drift_comparison(
     folder: Path, *, seeds: tuple[int, ...] = (0, 1, 2), steps: int = 300, progress: bool = True
 ) -> dict:
-    """LDRO against GRPO from the folder's SKD student on drifting streams (`training.drift`), 3 phases."""
+    """LDRO against GRPO from the folder's SKD student on drifting streams (`training.drift`), 3 phases. The
+    folder is read once; every run starts from its own copy of the student."""
+    import copy
+
     from recsys.rerank.training.drift import compare_under_drift
 
-    return compare_under_drift(lambda seed: Trained.load(folder).skd_student, seeds, steps, progress=progress)
+    student = Trained.load(folder).skd_student
+    return compare_under_drift(
+        lambda seed: copy.deepcopy(student).requires_grad_(True), seeds, steps, progress=progress
+    )
