@@ -105,6 +105,13 @@ class PageUtility(Protocol):
         ...
 
 
+def weighted_scores(batch: PageBatch) -> torch.Tensor:
+    """The options-weighted upstream score of every candidate, sum_o w_o * features[..., o] (the score-and-sort
+    key): float [B, n]."""
+    objectives = len(OBJECTIVES)
+    return (batch.features[..., :objectives] * batch.options[:, None, :objectives]).sum(dim=-1)
+
+
 def gather_pages(values: torch.Tensor, orders: torch.Tensor) -> torch.Tensor:
     """Per-candidate values [B, n, ...] at the pages' slots: orders [B, K, m] -> [B, K, m, ...]."""
     batch, pages, slots = orders.shape

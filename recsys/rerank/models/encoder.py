@@ -24,18 +24,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from recsys.data.pages import FEATURES, LAYOUTS, OBJECTIVES, OPTIONS, PageBatch
+from recsys.data.pages import FEATURES, LAYOUTS, OPTIONS, PageBatch, weighted_scores
 from recsys.rerank.models.config import RerankModelConfig
 from recsys.rerank.models.layers import Block, key_padding_bias, same_author
 
 ITEM_INPUTS = len(FEATURES) + 1
 """Per-candidate input width: the features, then the options-weighted upstream score."""
-
-
-def weighted_scores(batch: PageBatch) -> torch.Tensor:
-    """The options-weighted upstream score of every candidate (the score-and-sort key): float [B, n]."""
-    objectives = len(OBJECTIVES)
-    return (batch.features[..., :objectives] * batch.options[:, None, :objectives]).sum(dim=-1)
 
 
 def item_inputs(batch: PageBatch) -> torch.Tensor:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from recsys.rerank.models.decoding import gumbel
 from recsys.rerank.simulator.optimum import capped_greedy_orders, random_orders, weighted_scores
 from recsys.rerank.simulator.world import Requests
 
@@ -40,14 +41,6 @@ class LoggedPages:
         return LoggedPages(
             orders=self.orders[rows], rewards=self.rewards[rows], engagement=self.engagement[rows]
         )
-
-
-def gumbel(
-    shape: tuple[int, ...], generator: torch.Generator, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """Standard Gumbel noise, float `shape`."""
-    uniform = torch.rand(shape, generator=generator, device=device).clamp(1e-10, 1.0 - 1e-7)
-    return -torch.log(-torch.log(uniform))
 
 
 def log_pages(

@@ -25,7 +25,13 @@ import math
 
 import torch
 
-from recsys.data.pages import OBJECTIVES, PageBatch, PageUtility, gather_pages, within_author_cap
+from recsys.data.pages import (
+    PageBatch,
+    PageUtility,
+    gather_pages,
+    weighted_scores,
+    within_author_cap,
+)
 
 MAX_PAGES = 100_000
 """The most pages (n P m) `brute_force_optimum` enumerates."""
@@ -75,12 +81,6 @@ def brute_force_optimum(
             f"no feasible page (too few valid candidates or authors for the cap) in requests {rows}"
         )
     return pages[best_index], best_value
-
-
-def weighted_scores(batch: PageBatch) -> torch.Tensor:
-    """Options-weighted upstream score of each candidate, sum_o w_o * features[..., o]: float [B, n]."""
-    objectives = len(OBJECTIVES)
-    return (batch.features[..., :objectives] * batch.options[:, None, :objectives]).sum(dim=-1)
 
 
 def capped_greedy_orders(batch: PageBatch, keys: torch.Tensor) -> torch.Tensor:
