@@ -213,10 +213,11 @@ class SessionStore:
         *,
         memory: Sequence[MemoryRow] = (),
         max_turns: int | None = None,
+        topic: str | None = None,
     ) -> Session:
         """Add a user turn and its reply (and their memory entries) in one transaction; nothing is written when
         the session is gone (SessionNotFound) or would hold more than `max_turns` turns (FieldError on
-        `session_id`)."""
+        `session_id`). `topic` sets the session's topic when it has none yet (taken from its first turn)."""
         with self._transaction() as db:
             count = self._require(db, session_id)
             if max_turns is not None and count + len(turns) > max_turns:
@@ -243,6 +244,10 @@ class SessionStore:
                 "WHERE session_id = ?",
                 (len(turns), update_time, session_id),
             )
+            if topic:
+                db.execute(
+                    "UPDATE sessions SET topic = ? WHERE session_id = ? AND topic = ''", (topic, session_id)
+                )
             return self._get(session_id, full=False)
 
     def find_reply(self, session_id: str, request_id: str) -> tuple[Turn, Turn] | None:

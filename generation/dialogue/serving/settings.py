@@ -14,24 +14,25 @@ reads nothing else. Sizes are *our* choices where the issue is silent:
 - `history_turns` 6: the last three exchanges go into an LM's prompt verbatim; older ones reach it through the
   FIFO memory (`memory_capacity` turn embeddings, the Contextformer's M), whose best matches become
   "earlier in this conversation" lines;
-- `topic_threshold` 0.25: cosine (MiniLM) between a reply and the session topic below which the reply is
-  steered back (measured by the reasoning package's topic tests; unrelated sentences score about 0-0.15).
+- `topic_threshold`: the reasoning package's measured cosine (`reasoning.topic.DEFAULT_THRESHOLD`, 0.15 with
+  MiniLM) below which a message or reply counts as off the session's topic.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from generation.dialogue.reasoning.topic import DEFAULT_THRESHOLD as TOPIC_THRESHOLD
 from libs.errors import FieldError
 
-EMBEDDED_BACKEND = "embedded"
+EMBEDDED_BACKEND = "none"
 """The backend spec of the embedded default: no LM; retrieval-grounded, extractive replies with the MiniLM."""
 
 
 @dataclass(frozen=True)
 class DialogueSettings:
     backend: str = EMBEDDED_BACKEND
-    """Language model spec (`generation.dialogue.backends.registry.BACKEND_HELP`); "embedded": none."""
+    """Language model spec (`generation.dialogue.backends.registry.BACKEND_HELP`); "none": the embedded default."""
     memory_capacity: int = 16
     """Turn embeddings kept per session (FIFO memory M); the oldest is dropped past it."""
     memory_references: int = 3
@@ -56,7 +57,7 @@ class DialogueSettings:
     max_candidate_count: int = 20
     temperature: float = 0.0
     """Greedy by default: replies are reproducible; a request's temperature overrides it."""
-    topic_threshold: float = 0.25
+    topic_threshold: float = TOPIC_THRESHOLD
     passages: int = 3
     """Knowledge passages an LM prompt quotes (and a grounded answer may cite)."""
     page_size: int = 50

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from generation.dialogue.store import MemoryRow, SessionStore
+from generation.dialogue.serving.store import MemoryRow, SessionStore
 from generation.dialogue.types import (
     Attachment,
     AttachmentKind,
