@@ -185,14 +185,10 @@ def character_block(characters: Sequence[Character]) -> str:
     lines = []
     for c in characters:
         lines += [f"{c.name} is also called {alias}." for alias in c.aliases]
-        lines += [f"{c.name} is {_possessive(r.of)} {r.relation}." for r in c.relations]
+        lines += [f"{c.name} is {r.of}'s {r.relation}." for r in c.relations]
         if not c.aliases and not c.relations:
             lines.append(f"{c.name} appears.")
     return "\n".join(lines) if lines else "(none found)"
-
-
-def _possessive(name: str) -> str:
-    return f"{name}'" if name.endswith("s") else f"{name}'s"
 
 
 def merge_prompt(question: str, chains: Chains) -> str:
