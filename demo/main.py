@@ -9,6 +9,8 @@
    it has never seen, and prints each top 5 with its gift-through-rate (demo/rank.py).
    The RerankService (the embedded Dual-Rerank model) orders a page of
    the grid feed from 8 candidates with a per-author cap, and prints the page before and after (demo/rerank.py).
+   The DialogueService (the embedded default) answers a customer's two questions over a phone's product details
+   (one cited, one it cannot answer) and proposes ranked quick comments for a live slice (demo/dialogue.py).
 2. Draw a motion (a procedural mask sequence, sized to what the video engine generates), edit it (move one
    object and speed it up, there and back), compose it with a second object, and loop it over three clips (a
    long video, made clip by clip); generate a video for each over
@@ -41,6 +43,7 @@ from kmono.rank.v1 import rank_pb2, rank_pb2_grpc
 from kmono.rerank.v1 import rerank_pb2, rerank_pb2_grpc
 from kmono.video.v1 import video_pb2, video_pb2_grpc
 
+from demo.dialogue import run_dialogue_calls
 from demo.rank import run_rank_calls
 from demo.rerank import model_args as rerank_model_args
 from demo.rerank import run_rerank_calls
@@ -90,7 +93,11 @@ PROBE_CALLS = {
             user_id="u1", items=[rerank_pb2.RerankItem(item_id="v1"), rerank_pb2.RerankItem(item_id="v2")]
         ),
     ),
-    "dialogue": (dialogue_pb2_grpc.DialogueServiceStub, "CreateSession", dialogue_pb2.CreateSessionRequest()),
+    "dialogue": (
+        dialogue_pb2_grpc.DialogueServiceStub,
+        "CreateSession",
+        dialogue_pb2.CreateSessionRequest(user_id="demo-probe"),
+    ),
 }
 
 
@@ -320,6 +327,9 @@ def run_demo(
         rerank = next((r for r in started if r.name == "rerank"), None)
         if rerank is not None:
             ok &= run_rerank_calls(rerank.port, rerank_text)
+        dialogue = next((r for r in started if r.name == "dialogue"), None)
+        if dialogue is not None:
+            ok &= run_dialogue_calls(dialogue.port)
         video = next((r for r in started if r.name == "video"), None)
         if video is not None:
             print(f"video engine: {engine_text}: {spec.num_frames} frames of {spec.width}x{spec.height}")

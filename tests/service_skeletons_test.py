@@ -16,7 +16,7 @@ from services import SERVICE_FULL_NAMES, SERVICE_NAMES
 from services.cli import register
 
 # Services whose engine is built answer their probe call; the others are still skeletons.
-BUILT = ("masks", "video", "rank", "rerank")
+BUILT = ("masks", "video", "rank", "rerank", "dialogue")
 SKELETONS = [name for name in SERVICE_NAMES if name not in BUILT]
 
 
