@@ -105,9 +105,12 @@ def clip_text(clip: Attachment) -> str:
     return "\n".join(p.strip() for p in (clip.caption, clip.text, clip.transcript) if p.strip())
 
 
-def _check(question: str | None, clips: Sequence[Attachment]) -> None:
-    if question is not None and not question.strip():
+def _check_question(question: str) -> None:
+    if not question.strip():
         raise FieldError("question", "must not be empty")
+
+
+def _check_clips(clips: Sequence[Attachment]) -> None:
     if not clips:
         raise FieldError("clips", "needs at least one clip")
 
@@ -136,7 +139,7 @@ def extract_chains(
     cancel: threading.Event | None = None,
 ) -> Chains:
     """Steps 1 and 2: the event chain, then the temporal/character chain, over the clips in story order."""
-    _check(None, clips)
+    _check_clips(clips)
     ordered = order_clips(clips)
     chains = Chains(
         labels=[clip_label(c, i) for i, c in enumerate(ordered)],
@@ -193,7 +196,7 @@ def character_block(characters: Sequence[Character]) -> str:
 
 def merge_prompt(question: str, chains: Chains) -> str:
     """Step 3: the final prompt with both chains and the question."""
-    _check(question, chains.labels)
+    _check_question(question)
     return render(
         "dcot_answer",
         timeline=timeline_block(chains),
@@ -217,7 +220,8 @@ def dual_chain_of_thought(
     chains: Chains | None = None,
 ) -> Reasoning:
     """The three steps; pass `chains` (from `extract_chains` over the same clips) to reuse them."""
-    _check(question, clips)
+    _check_question(question)
+    _check_clips(clips)
     if chains is None:
         chains = extract_chains(lm, clips, params=params, retries=retries, cancel=cancel)
     tags = " ".join(template(name).tag for name in DCOT_TEMPLATES)
@@ -249,7 +253,8 @@ def dual_chain_of_thought(
 def direct_prompt(question: str, clips: Sequence[Attachment]) -> str:
     """The baseline: every clip's text (in the same story order DCoT uses, so the comparison measures the
     chains, not the sorting), then the question."""
-    _check(question, clips)
+    _check_question(question)
+    _check_clips(clips)
     ordered = order_clips(clips)
     blocks = "\n\n".join(f"Clip: {clip_label(c, i)}\n{clip_text(c)}" for i, c in enumerate(ordered))
     return render("direct_answer", clips=blocks, question=question.strip())

@@ -99,11 +99,12 @@ def ripple_of_thought(
     from_model = sum(c.text in model_texts for c in candidates)
     filled = {ring: rings.get(ring, "") for ring in RINGS}
     tags = [template(name).tag for name in ROT_TEMPLATES]
-    trace = "\n".join(
-        [f"templates: {' '.join(tags)}"]
-        + [f"{ring.capitalize()}: {text}" for ring, text in rings.items()]
-        + [f"Candidates: {' | '.join(c.text for c in candidates)}"] * bool(candidates)
-    )
+    lines = [f"templates: {' '.join(tags)}"] + [
+        f"{ring.capitalize()}: {text}" for ring, text in rings.items()
+    ]
+    if candidates:
+        lines.append(f"Candidates: {' | '.join(c.text for c in candidates)}")
+    trace = "\n".join(lines)
     final_prompt = render("rot_reply", message=message.strip() or DEFAULT_MESSAGE, **filled)
     details = {
         "strategy": "ripple_of_thought",
