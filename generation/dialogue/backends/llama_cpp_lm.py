@@ -55,7 +55,8 @@ class LlamaCppLM(LanguageModel):
             verbose=False,
         )
         self.name = name or gguf_path.stem
-        self.context_window = self.llama.n_ctx()
+        # llama.cpp rounds its context up (to a multiple of 256): promise callers only what they asked for.
+        self.context_window = min(n_ctx, self.llama.n_ctx())
         self._lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:

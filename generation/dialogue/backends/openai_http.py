@@ -10,7 +10,7 @@ it stops generating early); `StopScanner` still applies them, since servers diff
 Standard library only (`http.client`): no dependency to pin, and `close()` on the connection is a real socket
 close, which is how cancel stops the server's generation (vLLM and llama.cpp server abort a request whose client
 went away). Every failure names the URL: `BackendHTTPError` (a non-200 status, with the server's message),
-`BackendUnavailable` (connection refused, timed out, or a stream that breaks off).
+`BackendUnavailable` (connection refused, timed out, or a stream that ends before its `[DONE]`).
 """
 
 from __future__ import annotations
@@ -129,6 +129,8 @@ class OpenAICompatibleLM(LanguageModel):
                         yield choice["text"]
         except (OSError, http.client.HTTPException) as error:
             raise BackendUnavailable(f"stream from {self.url} broke off: {error}") from error
+        # Every OpenAI-compatible server ends a stream with [DONE]; without it the reply is cut, not finished.
+        raise BackendUnavailable(f"stream from {self.url} broke off before [DONE]")
 
     def stream(
         self, prompt: str, params: GenerationParams, cancel: threading.Event | None = None

@@ -204,6 +204,7 @@ class _CompletionsHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         self.server.requests.append(body)
+        self.server.headers.append(dict(self.headers))
         if self.path != "/v1/completions":
             return self._error(404, f"no route {self.path}")
         if body.get("model") != self.server.model:
@@ -239,6 +240,7 @@ class _CompletionsServer(ThreadingHTTPServer):
         self.lm = lm
         self.model = model
         self.requests: list[dict] = []
+        self.headers: list[dict[str, str]] = []
         self.disconnects = 0
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -256,7 +258,7 @@ class _CompletionsServer(ThreadingHTTPServer):
 @contextlib.contextmanager
 def openai_completions_server(lm: LanguageModel, model: str = "test-model") -> Iterator[_CompletionsServer]:
     """A local OpenAI-compatible completions server on 127.0.0.1 that streams `lm`'s replies; yields the server
-    (`base_url`, `requests` received, `disconnects` seen mid-stream). Shut down on exit."""
+    (`base_url`, the JSON `requests` and their `headers`, `disconnects` seen mid-stream). Shut down on exit."""
     server = _CompletionsServer(lm, model)
     thread = threading.Thread(target=server.serve_forever, name="openai-test-server", daemon=True)
     thread.start()

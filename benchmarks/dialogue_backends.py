@@ -1,0 +1,148 @@
+"""The bundled Gemma 3 270M through transformers (fp32, the baseline) and llama.cpp: load time, time to first
+token and decode speed on a short few-shot prompt, with ratios against the transformers baseline.
+
+    .venv/bin/python benchmarks/dialogue_backends.py                   # about 5 minutes on a 2-core CPU
+    .venv/bin/python benchmarks/dialogue_backends.py --tokens 64 --repeat 3 --threads 2
+    .venv/bin/python benchmarks/dialogue_backends.py --cache-dir ~/.cache/kmono/lm   # reuse a conversion
+
+Needs the `llm` extra (pip install 'kmono[llm]'). What is measured, with the same prompt, thread count and
+greedy decoding for both runtimes:
+1. load: transformers' first load (GGUF de-quantised to fp32 and written to a fresh conversion cache, then
+   loaded), its cached load (from the safetensors directory), and llama.cpp's load of the GGUF itself;
+2. time to first token (prompt processing + one decode step) and tokens/s after the first token
+   (pieces / seconds between the first and the last piece), median of `--repeat` streams, interleaved.
+Wall-clock time (`time.perf_counter`), not process time as `benchmarks/common.py` does: llama.cpp decodes in
+its own threads, and a user waits for wall time. On a machine other jobs share, the ratios are the figure to
+trust more than the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+FEW_SHOT_PROMPT = (
+    "Product: red desk lamp. Question: what colour is it? Answer: It is red.\n"
+    "Product: oak dining table. Question: what is it made of? Answer: It is made of oak.\n"
+    "Product: blue linen sofa. Question: what colour is it? Answer:"
+)
+
+
+def timed_stream(lm, prompt: str, max_new_tokens: int) -> tuple[float, float, int, str]:
+    """(seconds to the first piece, pieces per second after it, pieces, reply) of one greedy stream."""
+    from generation.dialogue.backends.base import GenerationParams
+
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
+    start = time.perf_counter()
+    stamps, pieces = [], []
+    for piece in lm.stream(prompt, params, threading.Event()):
+        stamps.append(time.perf_counter())
+        pieces.append(piece)
+    if not stamps:
+        raise RuntimeError(f"{lm.name} returned nothing for the benchmark prompt")
+    decode_s = stamps[-1] - stamps[0]
+    rate = (len(stamps) - 1) / decode_s if decode_s > 0 else float("nan")
+    return stamps[0] - start, rate, len(pieces), "".join(pieces)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per stream (default 32)")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="streams per runtime, medians reported (default 2)"
+    )
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for both runtimes")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="LM cache to convert into (default: a fresh temporary one, so the first load is a real conversion)",
+    )
+    parser.add_argument("--skip-llamacpp", action="store_true", help="measure transformers only")
+    args = parser.parse_args()
+
+    import torch
+
+    from generation.dialogue.backends.gemma import gemma_gguf_path, llama_cpp_available
+    from generation.dialogue.backends.gguf_cache import is_converted, load_gguf
+
+    torch.set_num_threads(args.threads)
+    temporary = None
+    cache_root = args.cache_dir
+    if cache_root is None:
+        temporary = tempfile.TemporaryDirectory(prefix="kmono-lm-bench-")
+        cache_root = Path(temporary.name)
+
+    start = time.perf_counter()
+    gguf_path = gemma_gguf_path(cache_root)
+    print(
+        f"GGUF {gguf_path.name}: {gguf_path.stat().st_size / 2**20:.0f} MiB, assembled in {time.perf_counter() - start:.1f} s"
+    )
+
+    loads: dict[str, float] = {}
+    was_converted = is_converted(gguf_path, cache_root)
+    start = time.perf_counter()
+    transformers_lm = load_gguf(gguf_path, cache_root=cache_root, device="cpu", name="transformers-fp32")
+    first_label = (
+        "transformers load (cache already held it)" if was_converted else "transformers first load (convert)"
+    )
+    loads[first_label] = time.perf_counter() - start
+    del transformers_lm
+    start = time.perf_counter()
+    transformers_lm = load_gguf(gguf_path, cache_root=cache_root, device="cpu", name="transformers-fp32")
+    loads["transformers cached load"] = time.perf_counter() - start
+    runtimes = {"transformers-fp32": transformers_lm}
+
+    if not args.skip_llamacpp:
+        if not llama_cpp_available():
+            print("llama-cpp-python is not installed: pip install 'kmono[llm]' to measure llama.cpp")
+        else:
+            from generation.dialogue.backends.gemma import GEMMA_LLAMACPP_CONTEXT
+            from generation.dialogue.backends.llama_cpp_lm import LlamaCppLM
+
+            start = time.perf_counter()
+            runtimes["llama.cpp-q4_k_m"] = LlamaCppLM(
+                gguf_path, n_ctx=GEMMA_LLAMACPP_CONTEXT, n_threads=args.threads, name="llama.cpp-q4_k_m"
+            )
+            loads["llama.cpp load"] = time.perf_counter() - start
+
+    print(f"\nthreads {args.threads}, {args.tokens} new tokens, greedy, median of {args.repeat}")
+    print("\nload                                     seconds   ratio to transformers cached load")
+    baseline_load = loads["transformers cached load"]
+    for label, seconds in loads.items():
+        print(f"{label:40s} {seconds:8.2f}   {seconds / baseline_load:6.2f}x")
+
+    for lm in runtimes.values():  # one untimed stream each: first-call allocations and page faults
+        timed_stream(lm, FEW_SHOT_PROMPT, 2)
+    results: dict[str, list[tuple[float, float, int, str]]] = {name: [] for name in runtimes}
+    for _ in range(args.repeat):
+        for name, lm in runtimes.items():
+            results[name].append(timed_stream(lm, FEW_SHOT_PROMPT, args.tokens))
+
+    print("\nruntime              first token s   tokens/s   TTFT ratio   speed ratio (vs transformers-fp32)")
+    base_ttft = statistics.median(r[0] for r in results["transformers-fp32"])
+    base_rate = statistics.median(r[1] for r in results["transformers-fp32"])
+    for name, runs in results.items():
+        ttft = statistics.median(r[0] for r in runs)
+        rate = statistics.median(r[1] for r in runs)
+        print(f"{name:20s} {ttft:13.3f}   {rate:8.2f}   {ttft / base_ttft:9.2f}x   {rate / base_rate:9.2f}x")
+    print("\nreplies (greedy):")
+    for name, runs in results.items():
+        print(f"  {name}: {runs[-1][3]!r}")
+    for lm in runtimes.values():
+        lm.close()
+    if temporary is not None:
+        temporary.cleanup()
+
+
+if __name__ == "__main__":
+    main()
