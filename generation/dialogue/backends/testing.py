@@ -2,6 +2,7 @@
 
     model_dir = tiny_causal_lm_dir(tmp_path / "lm")       # a normal HF directory: from_pretrained loads it
     gguf_path = tiny_gguf_file(model_dir, tmp_path / "lm.gguf")   # the same model as a GGUF (F32)
+    vlm_dir = tiny_vision_language_dir(tmp_path / "vlm")         # a tiny Llava with its processor
 
 The tokenizer is a byte-level BPE (GPT-2 style) trained on a few sentences, so every string round-trips through
 encode/decode (multilingual text included) and the same vocabulary and merges can be written into a GGUF for
@@ -38,6 +39,7 @@ TINY_INTERMEDIATE = 64
 TINY_CONTEXT = 256
 TINY_VOCAB = 400
 BOS, EOS = "<s>", "</s>"
+IMAGE_TOKEN = "<image>"
 
 _CORPUS = [
     "The red lamp costs twenty dollars and ships in two days.",
@@ -92,6 +94,66 @@ def tiny_causal_lm_dir(path: str | Path, *, seed: int = 0) -> Path:
         model.lm_head.weight.normal_(0.0, 0.5)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_vision_language_dir(path: str | Path, *, seed: int = 0) -> Path:
+    """Write a random-initialised tiny Llava (a 1-layer CLIP vision tower on 16x16 images, the tiny Llama as its
+    language model) with a `LlavaProcessor` to `path`; prompts mark the image with `<image>`."""
+    import torch
+    from transformers import (
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    path = Path(path)
+    tokenizer = _train_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+    # No torchvision here (see TOOLCHAIN.md): the PIL image processor.
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        image_token=IMAGE_TOKEN,
+        num_additional_image_tokens=1,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=16,
+        patch_size=8,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=TINY_HIDDEN,
+        intermediate_size=TINY_INTERMEDIATE,
+        num_hidden_layers=TINY_LAYERS,
+        num_attention_heads=TINY_HEADS,
+        num_key_value_heads=TINY_KV_HEADS,
+        max_position_embeddings=TINY_CONTEXT,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    with torch.no_grad():
+        model.lm_head.weight.normal_(0.0, 0.5)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
     return path
 
 

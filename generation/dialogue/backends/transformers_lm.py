@@ -220,6 +220,16 @@ class TransformersLM(LanguageModel):
         if tail := scanner.flush():
             yield tail
 
+    def complete(
+        self,
+        prompt: str,
+        params: GenerationParams,
+        cancel: threading.Event | None = None,
+        *,
+        images: Sequence[Any] | None = None,
+    ) -> str:
+        return "".join(self.stream(prompt, params, cancel, images=images))
+
     def close(self) -> None:
         self.model = None
         if torch.cuda.is_available():
