@@ -32,7 +32,7 @@ def test_one_shot_interactive_and_list(tmp_path, capsys, monkeypatch, encoder):
     out = capsys.readouterr()
     assert "187 g" in out.out and "[1] Aurora X200 (" in out.out and "session " in out.err
 
-    lines = iter(["/attach " + str(specs), "What does it cost?", "/quit"])
+    lines = iter(["/attach " + str(specs), "What is the price of the Aurora X200?", "/quit"])
     monkeypatch.setattr(builtins, "input", lambda prompt="": next(lines))
     assert kmono_chat(*data, "--new") == 0
     out = capsys.readouterr()

@@ -9,6 +9,10 @@ worker thread finishes that write on its own; `context.add_done_callback` sets i
 while the handler waits). Errors: an unknown session is NOT_FOUND; a bad input (`FieldError`) INVALID_ARGUMENT
 naming the request field; overload RESOURCE_EXHAUSTED from the server's in-flight RPC cap
 (`--max-concurrent-rpcs`; a streaming Chat counts while it streams).
+
+Text pieces that queue up while the previous message is being written are sent as one message (their
+`text_delta`s joined: the reply's text is unchanged), so a model that outpaces the transport costs one message
+per write, not one per token.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc
 from kmono.dialogue.v1 import dialogue_pb2, dialogue_pb2_grpc
 
 from generation.dialogue.serving.engine import DialogueEngine
-from generation.dialogue.types import SessionNotFound
+from generation.dialogue.types import ChatEvent, SessionNotFound
 from libs.errors import FieldError
 from libs.media.policy import MediaPolicy
 from libs.serving.errors import NotFoundError
@@ -95,13 +100,26 @@ class DialogueServicer(dialogue_pb2_grpc.DialogueServiceServicer):
         # A thread of its own rather than the loop's small default pool: a reply holds it for seconds, and the
         # server's in-flight cap already bounds how many run at once.
         threading.Thread(target=produce, name=f"chat-{request.session_id[:12]}", daemon=True).start()
+        pending: Any = None
         try:
-            while (item := await events.get()) is not _DONE:
+            while (item := pending if pending is not None else await events.get()) is not _DONE:
+                pending = None
                 if isinstance(item, Exception):
                     raise _status(item) from None
+                if _text_only(item):  # pieces that queued up while the last message was written go out as one
+                    while pending is None and not events.empty():
+                        follower = events.get_nowait()
+                        if _text_only(follower):
+                            item = replace(item, text_delta=item.text_delta + follower.text_delta)
+                        else:
+                            pending = follower
                 yield convert.chat_response(item)
         finally:
             cancel.set()  # a cancelled or disconnected client: stop generating (a finished reply ignores it)
+
+
+def _text_only(item: Any) -> bool:
+    return isinstance(item, ChatEvent) and item == ChatEvent(item.turn_id, text_delta=item.text_delta)
 
 
 async def _call(function: Callable[..., T], *args: Any) -> T:

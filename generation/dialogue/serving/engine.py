@@ -272,11 +272,16 @@ class DialogueEngine:
             temperature=s.temperature if turn.temperature is None else turn.temperature,
             stop=templates.REPLY_STOP,
         )
-        query = np.asarray(self.encoder.encode([turn.text])[0], dtype=np.float32)
-        memory = FifoMemory(s.memory_capacity, query.shape[0])
-        for row in self.store.memory(session.session_id, s.memory_capacity):
-            memory.push(row.memory_id, row.vector, summary=row.summary, turn_id=row.turn_id)
-        used = memory.relevant(query, s.memory_references, s.memory_min_relevance)
+        # The turn's embedding goes into the memory when the reply is stored; it is needed before the reply only
+        # to look up earlier turns, so a session's first turn (an empty memory) starts generating without it.
+        rows = self.store.memory(session.session_id, s.memory_capacity)
+        query = self._embed(turn.text) if rows else None
+        used = []
+        if rows and query is not None:
+            memory = FifoMemory(s.memory_capacity, query.shape[0])
+            for row in rows:
+                memory.push(row.memory_id, row.vector, summary=row.summary, turn_id=row.turn_id)
+            used = memory.relevant(query, s.memory_references, s.memory_min_relevance)
         reply.memory = tuple(
             MemoryReference(e.memory_id, e.turn_id, e.summary, float(np.clip(score, 0.0, 1.0)))
             for e, score in used
@@ -329,7 +334,9 @@ class DialogueEngine:
         stored = Turn(reply.turn_id, Role.ASSISTANT, reply.text, self.clock(), mode=mode, citations=reply.citations,
                       finish_reason=reply.finish, reasoning=reply.reasoning, request_id=turn.request_id)  # fmt: skip
         summary = " ".join(turn.text.split())[:200]
-        row = MemoryRow(f"m-{user.turn_id}", user.turn_id, summary, query)
+        row = MemoryRow(
+            f"m-{user.turn_id}", user.turn_id, summary, query if query is not None else self._embed(turn.text)
+        )
         self.store.append_turns(
             session.session_id, [user, stored], memory=[row], max_turns=s.max_turns,
             topic=topic if not session.topic else None,
@@ -475,6 +482,9 @@ class DialogueEngine:
         yield ChatEvent(
             stored.turn_id, citations=stored.citations, finish_reason=stored.finish_reason, usage=usage
         )
+
+    def _embed(self, text: str) -> np.ndarray:
+        return np.asarray(self.encoder.encode([text])[0], dtype=np.float32)
 
     def _usage(self, reply: _Reply) -> Usage:
         return Usage(reply.input_tokens, 0, reply.reasoning_tokens, self._tokens(reply.text))
