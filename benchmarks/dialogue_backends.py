@@ -10,7 +10,8 @@ greedy decoding for both runtimes:
 1. load: transformers' first load (GGUF de-quantised to fp32 and written to a fresh conversion cache, then
    loaded), its cached load (from the safetensors directory), and llama.cpp's load of the GGUF itself;
 2. time to first token (prompt processing + one decode step) and tokens/s after the first token
-   (pieces / seconds between the first and the last piece), median of `--repeat` streams, interleaved.
+   (pieces / seconds between the first and the last piece), median of `--repeat` streams, interleaved; each
+   stream's prompt starts with a different line, so neither runtime reuses a cached prompt prefix.
 Wall-clock time (`time.perf_counter`), not process time as `benchmarks/common.py` does: llama.cpp decodes in
 its own threads, and a user waits for wall time. On a machine other jobs share, the ratios are the figure to
 trust more than the absolute times.
@@ -28,11 +29,19 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from generation.dialogue.backends.llama_cpp_lm import DEFAULT_THREADS  # noqa: E402 - after the offline switch
+
 FEW_SHOT_PROMPT = (
     "Product: red desk lamp. Question: what colour is it? Answer: It is red.\n"
     "Product: oak dining table. Question: what is it made of? Answer: It is made of oak.\n"
     "Product: blue linen sofa. Question: what colour is it? Answer:"
 )
+
+
+def fresh_prompt(run: int) -> str:
+    """The few-shot prompt under a first line that differs per run, so no runtime reuses a cached prefix
+    (llama.cpp keeps the previous prompt's KV cache; transformers recomputes): time to first token is cold."""
+    return f"Shop {run}.\n{FEW_SHOT_PROMPT}"
 
 
 def timed_stream(lm, prompt: str, max_new_tokens: int) -> tuple[float, float, int, str]:
@@ -60,7 +69,12 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=2, help="streams per runtime, medians reported (default 2)"
     )
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads for both runtimes")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"CPU threads for both runtimes (default {DEFAULT_THREADS}: one per physical core, llama.cpp's default)",
+    )
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -122,11 +136,11 @@ def main() -> None:
         print(f"{label:40s} {seconds:8.2f}   {seconds / baseline_load:6.2f}x")
 
     for lm in runtimes.values():  # one untimed stream each: first-call allocations and page faults
-        timed_stream(lm, FEW_SHOT_PROMPT, 2)
+        timed_stream(lm, fresh_prompt(-1), 2)
     results: dict[str, list[tuple[float, float, int, str]]] = {name: [] for name in runtimes}
-    for _ in range(args.repeat):
+    for run in range(args.repeat):
         for name, lm in runtimes.items():
-            results[name].append(timed_stream(lm, FEW_SHOT_PROMPT, args.tokens))
+            results[name].append(timed_stream(lm, fresh_prompt(run), args.tokens))
 
     print("\nruntime              first token s   tokens/s   TTFT ratio   speed ratio (vs transformers-fp32)")
     base_ttft = statistics.median(r[0] for r in results["transformers-fp32"])

@@ -39,7 +39,7 @@ def test_assembles_the_checked_gguf_once_into_the_cache(cache_root):
 @needs_gemma
 @pytest.mark.skipif(not HAS_LLAMA_CPP, reason="llama-cpp-python not installed (pip install 'kmono[llm]')")
 def test_the_base_model_continues_a_few_shot_prompt(cache_root):
-    lm = load_gemma("auto", cache_root=cache_root, n_threads=2)
+    lm = load_gemma("auto", cache_root=cache_root)
     try:
         assert lm.name == GEMMA_NAME and type(lm).__name__ == "LlamaCppLM"
         prompt = (

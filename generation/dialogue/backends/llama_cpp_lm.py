@@ -27,6 +27,10 @@ from libs.errors import FieldError
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT = 2048
+# llama.cpp's own default: one thread per physical core (half the logical CPUs with SMT). Its OpenMP threads
+# spin while they wait, so more threads than free cores is far slower, not faster: on our shared 2-core machine
+# Gemma 270M decoded 31-39 tokens/s with 1 thread and 3-6 tokens/s with 2 (benchmarks/dialogue_backends.py).
+DEFAULT_THREADS = max(1, (os.cpu_count() or 2) // 2)
 INSTALL_HINT = "pip install 'kmono[llm]' (or pip install llama-cpp-python; it builds llama.cpp from source)"
 
 
@@ -50,7 +54,7 @@ class LlamaCppLM(LanguageModel):
         self.llama = Llama(
             model_path=str(gguf_path),
             n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count(),
+            n_threads=n_threads or DEFAULT_THREADS,
             n_gpu_layers=n_gpu_layers,
             verbose=False,
         )
