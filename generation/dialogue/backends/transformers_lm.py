@@ -193,7 +193,9 @@ class TransformersLM(LanguageModel):
             if cancel is not None and cancel.is_set():
                 return
             with torch.inference_mode():
-                out = self.model(**step_inputs, past_key_values=cache, use_cache=True)
+                # logits_to_keep=1: only the last position's logits (as generate does); a long prompt times a
+                # 262k vocabulary would otherwise cost gigabytes.
+                out = self.model(**step_inputs, past_key_values=cache, use_cache=True, logits_to_keep=1)
                 cache = out.past_key_values
                 logits = out.logits[:, -1, :].float()  # (1, vocab)
                 if generator is None:
