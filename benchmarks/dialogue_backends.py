@@ -11,7 +11,8 @@ greedy decoding for both runtimes:
    loaded), its cached load (from the safetensors directory), and llama.cpp's load of the GGUF itself;
 2. time to first token (prompt processing + one decode step) and tokens/s after the first token
    (pieces / seconds between the first and the last piece), median of `--repeat` streams, interleaved; each
-   stream's prompt starts with a different line, so neither runtime reuses a cached prompt prefix.
+   stream's prompt starts with a different line, so neither runtime reuses a cached prompt prefix;
+3. our transformers streaming loop against transformers' own `generate` on the same model and prompt.
 Wall-clock time (`time.perf_counter`), not process time as `benchmarks/common.py` does: llama.cpp decodes in
 its own threads, and a user waits for wall time. On a machine other jobs share, the ratios are the figure to
 trust more than the absolute times.
@@ -25,6 +26,7 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,8 +46,17 @@ def fresh_prompt(run: int) -> str:
     return f"Shop {run}.\n{FEW_SHOT_PROMPT}"
 
 
-def timed_stream(lm, prompt: str, max_new_tokens: int) -> tuple[float, float, int, str]:
-    """(seconds to the first piece, pieces per second after it, pieces, reply) of one greedy stream."""
+@dataclass(frozen=True)
+class Timing:
+    first_token_s: float
+    tokens_per_s: float  # pieces per second after the first one
+    total_s: float
+    pieces: int
+    reply: str
+
+
+def timed_stream(lm, prompt: str, max_new_tokens: int) -> Timing:
+    """One greedy stream, timed piece by piece."""
     from generation.dialogue.backends.base import GenerationParams
 
     params = GenerationParams(max_new_tokens=max_new_tokens, temperature=0.0)
@@ -58,7 +69,19 @@ def timed_stream(lm, prompt: str, max_new_tokens: int) -> tuple[float, float, in
         raise RuntimeError(f"{lm.name} returned nothing for the benchmark prompt")
     decode_s = stamps[-1] - stamps[0]
     rate = (len(stamps) - 1) / decode_s if decode_s > 0 else float("nan")
-    return stamps[0] - start, rate, len(pieces), "".join(pieces)
+    return Timing(stamps[0] - start, rate, stamps[-1] - start, len(pieces), "".join(pieces))
+
+
+def timed_generate(lm, prompt: str, max_new_tokens: int) -> float:
+    """Seconds of transformers' own `generate` (greedy, exactly `max_new_tokens`) on the same model: the
+    reference our streaming loop must not fall behind."""
+    import torch
+
+    ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"].to(lm.device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        lm.model.generate(ids, do_sample=False, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -137,21 +160,33 @@ def main() -> None:
 
     for lm in runtimes.values():  # one untimed stream each: first-call allocations and page faults
         timed_stream(lm, fresh_prompt(-1), 2)
-    results: dict[str, list[tuple[float, float, int, str]]] = {name: [] for name in runtimes}
+    results: dict[str, list[Timing]] = {name: [] for name in runtimes}
+    generate_s: list[float] = []
     for run in range(args.repeat):
         for name, lm in runtimes.items():
             results[name].append(timed_stream(lm, fresh_prompt(run), args.tokens))
+        generate_s.append(timed_generate(runtimes["transformers-fp32"], fresh_prompt(run), args.tokens))
+
+    def median(name: str, field: str) -> float:
+        return statistics.median(getattr(timing, field) for timing in results[name])
 
     print("\nruntime              first token s   tokens/s   TTFT ratio   speed ratio (vs transformers-fp32)")
-    base_ttft = statistics.median(r[0] for r in results["transformers-fp32"])
-    base_rate = statistics.median(r[1] for r in results["transformers-fp32"])
-    for name, runs in results.items():
-        ttft = statistics.median(r[0] for r in runs)
-        rate = statistics.median(r[1] for r in runs)
+    base_ttft, base_rate = (
+        median("transformers-fp32", "first_token_s"),
+        median("transformers-fp32", "tokens_per_s"),
+    )
+    for name in results:
+        ttft, rate = median(name, "first_token_s"), median(name, "tokens_per_s")
         print(f"{name:20s} {ttft:13.3f}   {rate:8.2f}   {ttft / base_ttft:9.2f}x   {rate / base_rate:9.2f}x")
+    stream_s = median("transformers-fp32", "total_s")
+    print(
+        f"\ntransformers: our streaming loop {stream_s:.2f} s for {median('transformers-fp32', 'pieces'):.0f} pieces, "
+        f"generate {statistics.median(generate_s):.2f} s for {args.tokens} tokens "
+        f"(ratio {stream_s / statistics.median(generate_s):.2f}x)"
+    )
     print("\nreplies (greedy):")
     for name, runs in results.items():
-        print(f"  {name}: {runs[-1][3]!r}")
+        print(f"  {name}: {runs[-1].reply!r}")
     for lm in runtimes.values():
         lm.close()
     if temporary is not None:
