@@ -1,0 +1,43 @@
+import numpy as np
+import torch
+
+from generation.dialogue.memory.lm import _stage1_sequence, build_tokenizer, encode_example, ids
+from generation.dialogue.memory.task import EOS, TaskConfig, generate_dialogues
+
+
+def test_word_level_tokenizer_round_trips_task_text_without_unknowns():
+    tokenizer = build_tokenizer()
+    for dialogue in generate_dialogues(5, split="test", seed=0):
+        text = f"{dialogue.history()} {dialogue.prompt()} {dialogue.target()}"
+        encoded = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert encoded == ids(tokenizer, text)
+        assert tokenizer.unk_token_id not in encoded
+        assert tokenizer.decode(encoded) == text
+
+
+def test_window_example_keeps_the_last_k_tokens_and_knows_where_the_fact_is():
+    tokenizer = build_tokenizer()
+    dialogue = generate_dialogues(1, split="test", seed=4)[0]
+    example = encode_example(tokenizer, dialogue, window_tokens=10, memory_slots=6)
+    history = ids(tokenizer, dialogue.history())
+    question = ids(tokenizer, dialogue.prompt())
+    assert example.history == [tokenizer.bos_token_id, *history, *question]
+    assert example.window == [tokenizer.bos_token_id, *history[-10:], *question]
+    assert example.turns == dialogue.turns[-6:]
+    assert example.answer[-1] == tokenizer.convert_tokens_to_ids(EOS)
+    assert not example.fact_in_window  # facts are stated in the first turns, 10 tokens is the last turn or so
+    assert encode_example(tokenizer, dialogue, window_tokens=0, memory_slots=6).fact_in_window
+
+
+def test_stage1_sequences_label_exactly_the_answers_of_facts_still_in_context():
+    tokenizer = build_tokenizer()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        sequence, spans = _stage1_sequence(tokenizer, rng, TaskConfig(), max_turns=16)
+        words = tokenizer.convert_ids_to_tokens(sequence)
+        for begin, end in spans:
+            answer = words[begin : end - 1]
+            assert words[end - 1] == EOS and words[begin - 1] == "<a>"
+            context = " ".join(words[:begin])
+            assert " ".join(answer) in context  # the answer can be read from the context
+    assert torch.tensor(sequence).dtype == torch.long

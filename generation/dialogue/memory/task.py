@@ -1,0 +1,229 @@
+"""The synthetic long-dialogue recall task the Contextformer memory is trained and measured on.
+
+A dialogue alternates user (`<u>`) and assistant (`<a>`) turns. Early user turns state facts ("my sister 's
+name is la na .", "the parcel number is 4 8 2 1 ."), then many distractor turns follow (chit-chat, other
+facts), then the user asks about one fact ("what is my parcel number ?") and the assistant's answer is the
+value followed by `<eos>`. With a context window of the last K tokens, the asked fact has left the window.
+
+Text is lower-case words separated by single spaces, so a word-level tokenizer covers it exactly (`vocabulary`).
+
+Held out, so that recall cannot be memorised (our choice of how):
+- values: names are two syllables and numbers four digits; a fixed hash puts one value in five in the test
+  pool. Training dialogues never state a test value, test dialogues never state a training value; every syllable
+  and digit appears in every position in both pools, so test values are new combinations of known tokens;
+- templates: each fact kind has statement templates only test dialogues use (`TEST_STATEMENTS`);
+- seeds: splits draw from their own generator streams (`split_seed`).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+USER, ASSISTANT, EOS = "<u>", "<a>", "<eos>"
+SPLITS = ("train", "test")
+
+SYLLABLES = ("la", "na", "ko", "mi", "ru", "te", "so", "vi", "da", "ne", "ri", "po")
+DIGITS = tuple("0123456789")
+NUMBER_LENGTH = 4
+
+# fact key -> (kind of value, the noun phrase the templates use)
+FACT_KEYS: dict[str, tuple[str, str]] = {
+    "sister": ("name", "sister"),
+    "brother": ("name", "brother"),
+    "dog": ("name", "dog"),
+    "friend": ("name", "best friend"),
+    "parcel": ("number", "parcel"),
+    "order": ("number", "order"),
+    "room": ("number", "room"),
+    "seat": ("number", "seat"),
+}
+
+TRAIN_STATEMENTS = {
+    "name": (
+        "my {key} 's name is {value} .",
+        "my {key} is called {value} .",
+        "you know my {key} ? it is {value} .",
+    ),
+    "number": (
+        "the {key} number is {value} .",
+        "my {key} number is {value} .",
+        "{key} number : {value} , remember it .",
+    ),
+}
+TEST_STATEMENTS = {
+    "name": ("{value} is the name of my {key} .",),
+    "number": ("please note my {key} number {value} .",),
+}
+QUESTIONS = {
+    "name": ("what is my {key} 's name ?", "what is my {key} called ?"),
+    "number": ("what is my {key} number ?", "tell me my {key} number ?"),
+}
+
+ACKS = ("ok , noted .", "got it .", "thanks , i will remember .", "sure .", "nice to know .", "i see .")
+THINGS = (
+    "the sea",
+    "rainy days",
+    "green tea",
+    "old movies",
+    "the park",
+    "noodles",
+    "the market",
+    "jazz music",
+)
+ADJECTIVES = ("nice", "cold", "busy", "quiet", "long", "fun", "strange", "lovely")
+CHIT_CHAT = (
+    "i like {thing} .",
+    "the weather is {adj} today .",
+    "did you see {thing} yesterday ?",
+    "my day was {adj} .",
+    "i slept {digit} hours .",
+    "we talked about {thing} for a while .",
+    "is {thing} {adj} ?",
+    "it was {adj} at {thing} .",
+    "note that {thing} is {adj} .",
+    "i forgot the name of {thing} .",
+)
+REPLIES = (
+    "that sounds {adj} .",
+    "tell me more about {thing} .",
+    "i also like {thing} .",
+    "how {adj} !",
+    "yes , it was {adj} .",
+    "i think {thing} is {adj} .",
+    "please tell me more about {thing} .",
+)
+
+
+def _is_test_value(indices: tuple[int, ...]) -> bool:
+    """One value in five is a test value; weights coprime to 5 spread the pools over every token position."""
+    return sum((1 + 2 * i) * v for i, v in enumerate(indices)) % 5 == 0
+
+
+@functools.cache
+def value_pool(kind: str, split: str) -> tuple[str, ...]:
+    """Every value of `kind` ("name" or "number") in `split`, as space-separated tokens."""
+    alphabet, length = (SYLLABLES, 2) if kind == "name" else (DIGITS, NUMBER_LENGTH)
+    wanted = split == "test"
+    return tuple(
+        " ".join(alphabet[i] for i in indices)
+        for indices in itertools.product(range(len(alphabet)), repeat=length)
+        if _is_test_value(indices) == wanted
+    )
+
+
+def split_seed(split: str, seed: int) -> np.random.SeedSequence:
+    """The generator stream of (split, seed): the splits never share draws even with equal seeds."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return np.random.SeedSequence([SPLITS.index(split), seed])
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Shape of the generated dialogues. `num_turns` counts the turns before the question (user and assistant),
+    `facts_in_first_turns` how early the facts are stated (user turns among the first ones)."""
+
+    num_turns: int = 16
+    num_facts: int = 4
+    facts_in_first_turns: int = 10
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    """`turns` before the question, each starting with its role token; the asked fact was stated in
+    `turns[fact_turn]`; `answer` is the value (without `<eos>`). `facts` maps every stated fact's key to its
+    value and `fact_turns` to the turn that states it."""
+
+    turns: tuple[str, ...]
+    question: str
+    answer: str
+    fact_turn: int
+    facts: dict[str, str] = field(default_factory=dict)
+    fact_turns: dict[str, int] = field(default_factory=dict)
+
+    def history(self) -> str:
+        return " ".join(self.turns)
+
+    def prompt(self) -> str:
+        """The question turn and the assistant marker the answer follows."""
+        return f"{USER} {self.question} {ASSISTANT}"
+
+    def target(self) -> str:
+        return f"{self.answer} {EOS}"
+
+
+def _fill(template: str, rng: np.random.Generator, **values: str) -> str:
+    picks = {
+        "thing": THINGS[rng.integers(len(THINGS))],
+        "adj": ADJECTIVES[rng.integers(len(ADJECTIVES))],
+        "digit": DIGITS[rng.integers(1, len(DIGITS))],
+    }
+    return template.format(**{**picks, **values})
+
+
+def generate_dialogue(rng: np.random.Generator, split: str, config: TaskConfig = TaskConfig()) -> Dialogue:
+    keys = list(FACT_KEYS)
+    chosen = [keys[i] for i in rng.choice(len(keys), size=config.num_facts, replace=False)]
+    user_turns = list(range(0, config.num_turns, 2))
+    early = [t for t in user_turns if t < config.facts_in_first_turns]
+    fact_turns = sorted(rng.choice(early, size=config.num_facts, replace=False).tolist())
+    statements = TRAIN_STATEMENTS if split == "train" else TEST_STATEMENTS
+    facts: dict[str, str] = {}
+    fact_at: dict[int, str] = {}
+    for key, turn in zip(chosen, fact_turns, strict=True):
+        kind, noun = FACT_KEYS[key]
+        pool = value_pool(kind, split)
+        facts[key] = pool[rng.integers(len(pool))]
+        fact_at[turn] = _fill(
+            statements[kind][rng.integers(len(statements[kind]))], rng, key=noun, value=facts[key]
+        )
+    turns = []
+    for t in range(config.num_turns):
+        if t in fact_at:
+            turns.append(f"{USER} {fact_at[t]}")
+        elif t % 2 == 0:
+            turns.append(f"{USER} {_fill(CHIT_CHAT[rng.integers(len(CHIT_CHAT))], rng)}")
+        elif t - 1 in fact_at:
+            turns.append(f"{ASSISTANT} {ACKS[rng.integers(len(ACKS))]}")
+        else:
+            turns.append(f"{ASSISTANT} {_fill(REPLIES[rng.integers(len(REPLIES))], rng)}")
+    asked = int(rng.integers(config.num_facts))
+    return Dialogue(
+        tuple(turns),
+        question(chosen[asked], rng),
+        facts[chosen[asked]],
+        fact_turns[asked],
+        facts,
+        dict(zip(chosen, fact_turns, strict=True)),
+    )
+
+
+def question(key: str, rng: np.random.Generator) -> str:
+    """A question asking for the fact `key`."""
+    kind, noun = FACT_KEYS[key]
+    return _fill(QUESTIONS[kind][rng.integers(len(QUESTIONS[kind]))], rng, key=noun)
+
+
+def generate_dialogues(n: int, *, split: str, seed: int, config: TaskConfig = TaskConfig()) -> list[Dialogue]:
+    """`n` dialogues of `split`, the same for the same (split, seed, config)."""
+    rng = np.random.default_rng(split_seed(split, seed))
+    return [generate_dialogue(rng, split, config) for _ in range(n)]
+
+
+def vocabulary() -> list[str]:
+    """Every word a dialogue of either split can contain, sorted (the word-level tokenizer's vocabulary)."""
+    words = {USER, ASSISTANT, EOS, *SYLLABLES, *DIGITS}
+    templates = [
+        *itertools.chain.from_iterable(TRAIN_STATEMENTS.values()),
+        *itertools.chain.from_iterable(TEST_STATEMENTS.values()),
+        *itertools.chain.from_iterable(QUESTIONS.values()),
+        *ACKS, *THINGS, *ADJECTIVES, *CHIT_CHAT, *REPLIES,
+        *(noun for _, noun in FACT_KEYS.values()),
+    ]  # fmt: skip
+    for text in templates:
+        words.update(w for w in text.split() if not w.startswith("{"))
+    return sorted(words)
