@@ -73,7 +73,9 @@ def test_sessions_and_a_streamed_grounded_answer(encoder, tmp_path):
             messages = await chat(stub, session_id=sid, text="How heavy is the Aurora X200?")
             text = "".join(m.text_delta for m in messages)
             last = messages[-1]
-            assert "187 g" in text and len(messages) > 2
+            assert (
+                "187 g" in text and len(messages) >= 2
+            )  # text, then the last message (pieces may be joined)
             assert {m.turn_id for m in messages} == {last.turn_id}
             assert last.finish_reason == dialogue_pb2.FINISH_REASON_STOP
             assert all(m.finish_reason == dialogue_pb2.FINISH_REASON_UNSPECIFIED for m in messages[:-1])
