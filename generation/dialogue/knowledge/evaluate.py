@@ -1,0 +1,295 @@
+"""The knowledge Q&A evaluation: exact match, token F1 and abstention accuracy, per language, over seeds,
+the hybrid answerer against a lexical-only (BM25) and a dense-only (MiniLM) baseline.
+
+    report = knowledge_qa_eval(GroundedAnswerer(encoder), seeds=TEST_SEEDS, num_sessions=20)
+    print(format_knowledge_table(report))
+    python -m generation.dialogue.knowledge.evaluate                 # the held-out test table
+    python -m generation.dialogue.knowledge.evaluate --calibrate     # thresholds from the dev split
+    python -m generation.dialogue.knowledge.evaluate --retrieval     # fusion choice: top-1 source on dev
+
+Metrics (SQuAD's, with our choices where the set needs them):
+- `em`, `f1` over answerable questions (an abstention scores 0). Answers and gold are normalised (lower case,
+  punctuation and English articles dropped); F1 counts English words and, for Chinese/Japanese/Korean text,
+  single characters (the usual character-level F1 for Chinese).
+- `contains`: the gold value appears in the normalised answer (a clause that holds "99元" answers a price
+  question, though its EM is 0).
+- `citation`: the first citation names the gold source attachment (answerable questions).
+- abstention ("not in the knowledge" is the positive class): `abstain_precision`, `abstain_recall`, and
+  `abstain_accuracy` = the share of all questions where the answerer abstained exactly when it should.
+Each metric is computed per seed (one seed = `num_sessions` sessions, half English half Chinese) and reported
+as mean and standard deviation over seeds, for "all", "en" and "zh".
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import re
+import string
+import time
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from generation.dialogue.knowledge.answer import GroundedAnswer, GroundedAnswerer, can_answer
+from generation.dialogue.knowledge.language import is_cjk
+from generation.dialogue.knowledge.passages import passages_of
+from generation.dialogue.knowledge.qa_set import DEV_SEEDS, LANGUAGES, TEST_SEEDS, QAItem, qa_sessions
+from generation.dialogue.knowledge.retrieval import KnowledgeIndex, script_group
+
+logger = logging.getLogger(__name__)
+
+SYSTEMS = ("hybrid", "lexical", "dense")
+METRICS = ("em", "f1", "contains", "citation", "abstain_precision", "abstain_recall", "abstain_accuracy")
+DEFAULT_SESSIONS = 12
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = set(string.punctuation) | {c for c in "，。！？；：、（）《》“”‘’…·％"}
+
+
+def normalize(text: str) -> str:
+    """Lower case, NFKC (full-width to half-width), punctuation and English articles dropped, spaces collapsed."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(" " if c in _PUNCTUATION else c for c in text)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def answer_tokens(text: str) -> list[str]:
+    """F1 tokens: English words and single CJK characters of the normalised text."""
+    tokens: list[str] = []
+    for word in normalize(text).split():
+        latin = ""
+        for char in word:
+            if is_cjk(char):
+                if latin:
+                    tokens.append(latin)
+                    latin = ""
+                tokens.append(char)
+            else:
+                latin += char
+        if latin:
+            tokens.append(latin)
+    return tokens
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    pred, ref = answer_tokens(prediction), answer_tokens(gold)
+    common = sum(min(pred.count(t), ref.count(t)) for t in set(ref))
+    if not pred or not ref or common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    item: QAItem
+    answer: GroundedAnswer
+
+    @property
+    def cited(self) -> str:
+        return self.answer.citations[0].source_id if self.answer.citations else ""
+
+
+def run(answerer: GroundedAnswerer, split: str, seed: int, num_sessions: int) -> list[Outcome]:
+    """The answerer's answer to every question of (split, seed)."""
+    return [
+        Outcome(item, answerer.answer(item.question, session.attachments, language=session.language))
+        for session in qa_sessions(split, seed, num_sessions)
+        for item in session.items
+    ]
+
+
+def metrics(outcomes: Sequence[Outcome]) -> dict[str, float]:
+    """The metrics of the module docstring over a list of outcomes."""
+    answerable = [o for o in outcomes if o.item.answerable]
+    unanswerable = [o for o in outcomes if not o.item.answerable]
+    abstained = [o for o in outcomes if o.answer.abstained]
+
+    def answered(o: Outcome) -> str:
+        return "" if o.answer.abstained else o.answer.text
+
+    def mean(values) -> float:
+        values = list(values)
+        return float(np.mean(values)) if values else float("nan")
+
+    return {
+        "em": mean(float(normalize(answered(o)) == normalize(o.item.answer)) for o in answerable),
+        "f1": mean(token_f1(answered(o), o.item.answer) for o in answerable),
+        "contains": mean(
+            float(bool(answered(o)) and normalize(o.item.answer) in normalize(answered(o)))
+            for o in answerable
+        ),
+        "citation": mean(float(not o.answer.abstained and o.cited == o.item.source_id) for o in answerable),
+        "abstain_precision": mean(float(not o.item.answerable) for o in abstained),
+        "abstain_recall": mean(float(o.answer.abstained) for o in unanswerable),
+        "abstain_accuracy": mean(float(o.answer.abstained != o.item.answerable) for o in outcomes),
+        "questions": float(len(outcomes)),
+    }
+
+
+def knowledge_qa_eval(
+    answerer: GroundedAnswerer,
+    *,
+    seeds: Sequence[int] = TEST_SEEDS,
+    num_sessions: int = DEFAULT_SESSIONS,
+    split: str = "test",
+    baselines: bool = True,
+) -> dict:
+    """Per system ("hybrid" = `answerer`; "lexical", "dense" = baselines with their own dev-calibrated
+    thresholds, sharing its encoder), per language ("all", "en", "zh"), per metric: mean, std over seeds and
+    the per-seed values."""
+    started = time.perf_counter()
+    systems = {"hybrid": answerer}
+    if baselines:
+        systems |= {mode: GroundedAnswerer(answerer.encoder, retrieval=mode) for mode in SYSTEMS[1:]}
+    results: dict[str, dict] = {}
+    for name, system in systems.items():
+        per_seed = {language: [] for language in ("all", *LANGUAGES)}
+        for seed in seeds:
+            outcomes = run(system, split, seed, num_sessions)
+            per_seed["all"].append(metrics(outcomes))
+            for language in LANGUAGES:
+                per_seed[language].append(metrics([o for o in outcomes if o.item.language == language]))
+        results[name] = {
+            language: {
+                metric: {
+                    "mean": float(np.mean([row[metric] for row in rows])),
+                    "std": float(np.std([row[metric] for row in rows])),
+                    "seeds": [row[metric] for row in rows],
+                }
+                for metric in (*METRICS, "questions")
+            }
+            for language, rows in per_seed.items()
+        }
+        results[name]["thresholds"] = dict(system.thresholds)
+    return {
+        "split": split,
+        "seeds": list(seeds),
+        "num_sessions": num_sessions,
+        "systems": results,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def format_knowledge_table(report: dict) -> str:
+    """One row per system and language: mean +- std over seeds of each metric."""
+    header = f"{'system':<8}{'lang':<5}" + "".join(f"{m:>20}" for m in METRICS)
+    lines = [
+        f"knowledge Q&A, {report['split']} split, seeds {report['seeds']}, {report['num_sessions']} sessions each",
+        header,
+        "-" * len(header),
+    ]
+    for name, by_language in report["systems"].items():
+        for language in ("all", *LANGUAGES):
+            row = by_language[language]
+            lines.append(
+                f"{name:<8}{language:<5}"
+                + "".join(f"{row[m]['mean']:>13.3f} +- {row[m]['std']:.3f}" for m in METRICS)
+            )
+    thresholds = "; ".join(
+        f"{n} " + ", ".join(f"{g} {t:.3f}" for g, t in v["thresholds"].items())
+        for n, v in report["systems"].items()
+    )
+    lines.append(f"abstention thresholds (dev-calibrated): {thresholds}; {report['seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def calibrate_thresholds(
+    answerer: GroundedAnswerer, *, seeds: Sequence[int] = DEV_SEEDS, num_sessions: int = DEFAULT_SESSIONS
+) -> dict[str, float]:
+    """Per script group, the abstention threshold that maximises the dev split's mean question score (F1 when
+    answered and answerable, 1 when abstaining on an unanswerable question, else 0). Reads the dev split only."""
+    never = copy.copy(answerer)
+    never.thresholds = dict.fromkeys(answerer.thresholds, float("-inf"))
+    outcomes = [o for seed in seeds for o in run(never, "dev", seed, num_sessions)]
+    return {
+        group: _best_threshold([o for o in outcomes if script_group(o.item.question) == group])
+        for group in answerer.thresholds
+    }
+
+
+def _best_threshold(outcomes: Sequence[Outcome]) -> float:
+    confidence = np.array([o.answer.confidence for o in outcomes])
+    if_answered = np.array(
+        [token_f1(o.answer.text, o.item.answer) if o.item.answerable else 0.0 for o in outcomes]
+    )
+    if_abstained = np.array([0.0 if o.item.answerable else 1.0 for o in outcomes])
+    levels = np.unique(confidence)
+    candidates = np.concatenate([[levels[0] - 1e-6], (levels[1:] + levels[:-1]) / 2, [levels[-1] + 1e-6]])
+    scores = [np.mean(np.where(confidence >= t, if_answered, if_abstained)) for t in candidates]
+    best = int(np.argmax(scores))
+    logger.info(
+        "threshold %.4f scores %.4f on %d dev questions", candidates[best], scores[best], len(outcomes)
+    )
+    return float(candidates[best])
+
+
+def retrieval_accuracy(
+    encoder, *, weights: Sequence[float], seeds: Sequence[int], num_sessions: int
+) -> dict[str, dict[str, float]]:
+    """Top-1 accuracy (the best passage that may answer is the gold source's line holding the gold value) on
+    the dev split's answerable questions, per language: dense, lexical, RRF and the weighted sum per weight."""
+    sessions = [s for seed in seeds for s in qa_sessions("dev", seed, num_sessions)]
+    configs = [("dense", None), ("lexical", None), ("rrf", None)] + [("hybrid", w) for w in weights]
+    hits: dict[str, dict[str, list[bool]]] = {}
+    for session in sessions:
+        passages = [p for p in passages_of(session.attachments) if can_answer(p)]
+        for mode, weight in configs:
+            index = KnowledgeIndex(passages, encoder, mode=mode, dense_weight=weight)
+            name = mode if weight is None else f"hybrid w={weight:g}"
+            for item in session.items:
+                if item.answerable:
+                    top = index.search(item.question, k=1)[0][0]
+                    ok = top.source_id == item.source_id and item.answer in top.text
+                    hits.setdefault(name, {}).setdefault(item.language, []).append(ok)
+    return {name: {lang: float(np.mean(v)) for lang, v in by_lang.items()} for name, by_lang in hits.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--num-sessions", type=int, default=DEFAULT_SESSIONS)
+    parser.add_argument("--calibrate", action="store_true", help="print each mode's dev-calibrated threshold")
+    parser.add_argument(
+        "--retrieval", action="store_true", help="print top-1 passage accuracy per fusion on dev"
+    )
+    parser.add_argument("--json", type=str, default="", help="also write the report here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    from libs.encoders import TextEncoder
+
+    encoder = TextEncoder.from_pretrained()
+    if args.retrieval:
+        accuracy = retrieval_accuracy(
+            encoder,
+            weights=(0.0, 0.2, 0.5, 0.8, 0.9, 1.0),
+            seeds=args.seeds or DEV_SEEDS,
+            num_sessions=args.num_sessions,
+        )
+        print(json.dumps(accuracy, indent=1))  # noqa: T201 - the command line prints its result
+        return
+    if args.calibrate:
+        seeds = args.seeds or DEV_SEEDS
+        thresholds = {
+            mode: calibrate_thresholds(
+                GroundedAnswerer(encoder, retrieval=mode), seeds=seeds, num_sessions=args.num_sessions
+            )
+            for mode in SYSTEMS
+        }
+        print(json.dumps(thresholds, indent=1))  # noqa: T201 - the command line prints its result
+        return
+    report = knowledge_qa_eval(
+        GroundedAnswerer(encoder), seeds=args.seeds or TEST_SEEDS, num_sessions=args.num_sessions
+    )
+    print(format_knowledge_table(report))  # noqa: T201 - the command line prints its result
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
