@@ -1,7 +1,9 @@
 """The deployment files under deploy/: lint-clean Dockerfiles and YAML, Kubernetes overlays that render offline,
 validate against the Kubernetes schemas and keep what the services rely on (gRPC health probes by service name,
-a grace period longer than the drain, one writer per SQLite store, one GPU per generation pod), and a compose
-file that runs all five services. Model weights: initContainers (Kubernetes) and a compose profile stage with
+a grace period longer than the drain, one writer per SQLite store, one GPU per pod that asks for one), and a
+compose file that runs all five services. "Stateful" and "GPU" are two properties: video, masks and dialogue keep
+SQLite stores (one writer each); video and masks take a GPU in the gpu overlay, dialogue only where it serves a
+real language model (overlay gpu-dialogue, compose.dialogue-gpu.yaml) and otherwise runs on the CPU image. Model weights: initContainers (Kubernetes) and a compose profile stage with
 `kmono models pull`, verify, and point the services' model variables at what they staged, all named in the
 `kmono models` catalogue. Tools that are not installed skip their test, saying which package to add.
 """
@@ -12,6 +14,7 @@ import argparse
 import dataclasses
 import functools
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -36,9 +39,12 @@ from services import SERVICE_FULL_NAMES, SERVICE_NAMES
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 DOCKERFILES = (DEPLOY / "docker" / "Dockerfile", DEPLOY / "docker" / "Dockerfile.gpu")
-OVERLAYS = ("cpu", "gpu")
-STATEFUL = ("video", "masks")  # SQLite operation store under KMONO_DATA_DIR: one writer
+OVERLAYS = ("cpu", "gpu", "gpu-dialogue")
+# SQLite under KMONO_DATA_DIR (video and masks: operations; dialogue: sessions), so one writer each.
+STATEFUL = ("video", "masks", "dialogue")
 SCALED = tuple(name for name in SERVICE_NAMES if name not in STATEFUL)
+GPU_SERVICES = {"cpu": (), "gpu": ("video", "masks"), "gpu-dialogue": ("video", "masks", "dialogue")}
+"""The services each overlay gives one nvidia.com/gpu and the CUDA image; every other service runs on the CPU image."""
 # Oldest Kubernetes the manifests promise to work on (ReadWriteOncePod GA, native gRPC probes GA in 1.27).
 OLDEST_K8S = "1.29.0"
 CATALOG = discover_catalog()  # the `kmono models` catalogue (entry points of the generation packages)
@@ -47,6 +53,27 @@ MODEL_ENV = {use.env for spec in CATALOG.values() for use in spec.uses if use.en
 KNOWN_ENV = (
     {env_name(field.name) for field in dataclasses.fields(ServerConfig)} | {"KMONO_DATA_DIR"} | MODEL_ENV
 )
+"""Variables any service may be given; `_known_env` adds each service's own."""
+MODEL_SERVICES = sorted({use.service for spec in CATALOG.values() for use in spec.uses if use.env})
+"""Services that read model folders from the catalogue (video and masks)."""
+LM_CACHE_ENV = (
+    "KMONO_CACHE_DIR"  # dialogue's LM cache (gguf_cache.lm_cache_dir): read by the process, no flag
+)
+
+
+@functools.cache
+def _flag_env(service: str) -> frozenset[str]:
+    """The KMONO_* variables that `kmono serve <service>`'s flags read, as their help names them."""
+    parser = argparse.ArgumentParser()
+    importlib.import_module(f"services.{service}.config").CONFIG_TYPE.add_arguments(parser)
+    return frozenset(
+        name for action in parser._actions for name in re.findall(r"KMONO_[A-Z0-9_]+", action.help or "")
+    )
+
+
+def _known_env(service: str) -> set[str]:
+    extra = {LM_CACHE_ENV} if service == "dialogue" else set()
+    return KNOWN_ENV | _flag_env(service) | extra
 
 
 def _tool(name: str) -> str | None:
@@ -257,7 +284,8 @@ def test_grace_period_outlasts_prestop_and_drain(overlay):
     for deployment in _by_kind(docs, "Deployment").values():
         env = _env(docs, deployment)
         ServerConfig.from_env(env)  # every value parses
-        assert set(env) <= KNOWN_ENV, f"unknown KMONO_* variables (silently ignored): {set(env) - KNOWN_ENV}"
+        unknown = set(env) - _known_env(_service_of(deployment))
+        assert not unknown, f"unknown KMONO_* variables (silently ignored): {unknown}"
         pre_stop = _container(deployment).get("lifecycle", {}).get("preStop", {})
         command = pre_stop.get("exec", {}).get("command", [])
         pre_stop_seconds = float(command[1]) if command[:1] == ["sleep"] else 0.0
@@ -313,19 +341,68 @@ def test_stateless_services_autoscale_on_cpu_with_a_disruption_budget(overlay):
         )
 
 
-def test_gpu_overlay_gives_video_and_masks_one_gpu_each():
-    docs = _render("gpu")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_overlay_gives_one_gpu_and_the_cuda_image_to_exactly_its_gpu_services(overlay):
+    docs = _render(overlay)
     images = {}
     for deployment in _by_kind(docs, "Deployment").values():
         service = _service_of(deployment)
         container = _container(deployment)
         images[service] = container["image"]
         gpus = container["resources"].get("limits", {}).get("nvidia.com/gpu")
-        if service in STATEFUL:
+        if service in GPU_SERVICES[overlay]:
             assert gpus is not None and int(gpus) == 1, f"{service}: limits nvidia.com/gpu must be 1"
+            tolerated = {t["key"] for t in deployment["spec"]["template"]["spec"].get("tolerations", [])}
+            assert "nvidia.com/gpu" in tolerated, f"{service}: GPU nodes' taint is not tolerated"
         else:
             assert gpus is None, f"{service} runs on CPU"
-    assert images["video"] == images["masks"] != images["rank"] == images["rerank"] == images["dialogue"]
+    gpu_images = {images[s] for s in GPU_SERVICES[overlay]}
+    cpu_images = {image for service, image in images.items() if service not in GPU_SERVICES[overlay]}
+    assert len(cpu_images) == 1 and len(gpu_images) <= 1 and not gpu_images & cpu_images, images
+
+
+def _service_config(docs, deployment: dict[str, Any], monkeypatch) -> Any:
+    """`kmono serve <service>`'s configuration parsed in the container's environment (none of this process's)."""
+    for name in [name for name in os.environ if name.startswith("KMONO_")]:
+        monkeypatch.delenv(name)
+    for name, value in _env(docs, deployment).items():
+        monkeypatch.setenv(name, value)
+    config = importlib.import_module(f"services.{_service_of(deployment)}.config").CONFIG_TYPE
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    return config.from_args(parser.parse_args([]))
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_dialogue_reads_its_backend_and_keeps_sessions_and_lm_cache_on_its_volume(overlay, monkeypatch):
+    from generation.dialogue.backends.gguf_cache import lm_cache_dir
+    from generation.dialogue.backends.registry import SCHEMES
+    from generation.dialogue.serving.settings import EMBEDDED_BACKEND
+
+    docs = _render(overlay)
+    (deployment,) = [d for d in _by_kind(docs, "Deployment").values() if _service_of(d) == "dialogue"]
+    env = _env(docs, deployment)
+    config = _service_config(docs, deployment, monkeypatch)
+    # The manifest's variable is what `--backend` defaults to in the container: no silent fallback.
+    assert config.settings.backend == env["KMONO_DIALOGUE_BACKEND"]
+    scheme, _, argument = config.settings.backend.partition(":")
+    assert scheme in SCHEMES
+    server = _container(deployment)
+    mounts = {m["mountPath"]: m for m in server["volumeMounts"]}
+    data = mounts[env["KMONO_DATA_DIR"]]
+    assert not data.get("readOnly") and config.sessions_dir.is_relative_to(env["KMONO_DATA_DIR"])
+    # A converted GGUF survives restarts: the LM cache is on the data volume, not in /tmp.
+    assert lm_cache_dir().is_relative_to(data["mountPath"])
+    if "dialogue" in GPU_SERVICES[overlay]:
+        # A GPU is only worth it for a real LM, read from a mounted folder that the server cannot change.
+        assert scheme == "hf" and config.settings.backend != EMBEDDED_BACKEND
+        holder = [m for path, m in mounts.items() if Path(argument).is_relative_to(path)]
+        assert len(holder) == 1 and holder[0]["readOnly"] is True, argument
+        volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        claim = volumes[holder[0]["name"]]["persistentVolumeClaim"]["claimName"]
+        assert claim in _by_kind(docs, "PersistentVolumeClaim")
+    else:
+        assert config.settings.backend == EMBEDDED_BACKEND, "the CPU image serves the embedded default"
 
 
 def test_cpu_overlay_asks_for_no_gpu():
@@ -401,10 +478,11 @@ def test_model_init_containers_stage_and_verify_what_the_server_reads(overlay):
 
 
 def test_gpu_overlay_points_every_model_flag_of_video_and_masks_at_staged_folders():
+    assert {"video", "masks"} <= set(MODEL_SERVICES)
     docs = _render("gpu")
     for deployment in _by_kind(docs, "Deployment").values():
         service = _service_of(deployment)
-        if service not in STATEFUL:
+        if service not in MODEL_SERVICES:
             continue
         wanted = {
             use.env for spec in CATALOG.values() for use in spec.uses if use.service == service and use.env
@@ -486,18 +564,64 @@ def test_compose_runs_all_five_services_with_health_checks():
     assert sorted(services) == sorted(SERVICE_NAMES)
     host_ports = []
     for name, service in services.items():
-        env = {key: str(value) for key, value in service["environment"].items()}
-        assert set(env) <= KNOWN_ENV, f"{name}: unknown KMONO_* variables {set(env) - KNOWN_ENV}"
+        env = {key: _interpolate(str(value)) for key, value in service["environment"].items()}
+        unknown = set(env) - _known_env(name)
+        assert not unknown, f"{name}: unknown KMONO_* variables {unknown}"
         ServerConfig.from_env(env)
         assert service["command"] == [name]
         assert service["healthcheck"]["test"][-1] == SERVICE_FULL_NAMES[name]
         assert _seconds(service["stop_grace_period"]) > float(env["KMONO_GRACE_SECONDS"])
         host_ports += [port.split(":")[0] for port in service["ports"]]
-        targets = [volume.split(":")[1] for volume in service.get("volumes", [])]
+        mounted = {volume.split(":")[1]: volume.split(":")[0] for volume in service.get("volumes", [])}
         if name in STATEFUL:
-            assert env["KMONO_DATA_DIR"] in targets, f"{name}: no volume at KMONO_DATA_DIR"
+            # a named volume (kept by `down`), mounted by this container alone
+            data = mounted.get(env["KMONO_DATA_DIR"])
+            assert data in compose["volumes"], f"{name}: no named volume at KMONO_DATA_DIR"
+            users = [
+                n for n, s in services.items() if data in {v.split(":")[0] for v in s.get("volumes", [])}
+            ]
+            assert users == [name], f"{data} is mounted by {users}: one writer"
     assert len(host_ports) == len(set(host_ports)), "host ports collide"
-    assert sorted(_servers(_compose("compose.gpu.yaml"))) == sorted(STATEFUL)
+    assert sorted(_servers(_compose("compose.gpu.yaml"))) == sorted(GPU_SERVICES["gpu"])
+    # Without an override dialogue serves the embedded default; the shell's KMONO_DIALOGUE_BACKEND reaches it.
+    backend = str(services["dialogue"]["environment"]["KMONO_DIALOGUE_BACKEND"])
+    assert (
+        _interpolate(backend) == "none"
+        and _interpolate(backend, {"KMONO_DIALOGUE_BACKEND": "gemma"}) == "gemma"
+    )
+
+
+def _interpolate(value: str, environ: dict[str, str] | None = None) -> str:
+    """Compose's `${NAME:-default}` and `${NAME:?error}` (the forms used here) in `environ` (default: empty)."""
+    environ = environ or {}
+
+    def one(match: re.Match[str]) -> str:
+        name, operator, rest = match.groups()
+        if environ.get(name):
+            return environ[name]
+        if operator == ":?":
+            raise KeyError(f"{name}: {rest}")
+        return rest or ""
+
+    return re.sub(r"\$\{(\w+)(:-|:\?)?([^}]*)\}", one, value)
+
+
+def test_compose_dialogue_gpu_override_needs_a_named_lm_and_takes_one_gpu():
+    override = _compose("compose.dialogue-gpu.yaml")
+    assert sorted(override["services"]) == ["dialogue"]
+    dialogue = override["services"]["dialogue"]
+    gpu = _compose("compose.gpu.yaml")["x-gpu-service"]
+    assert dialogue["image"] == gpu["image"] and dialogue["build"] == gpu["build"], "the CUDA image"
+    (device,) = dialogue["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"] and len(device["device_ids"]) == 1
+    backend = dialogue["environment"]["KMONO_DIALOGUE_BACKEND"]
+    with pytest.raises(KeyError):  # no GPU for the embedded default: the backend must be named
+        _interpolate(backend)
+    assert _interpolate(backend, {"KMONO_DIALOGUE_BACKEND": "hf:/lm"}) == "hf:/lm"
+    (volume,) = dialogue["volumes"]
+    with pytest.raises(KeyError):  # nor a folder silently created empty by Docker
+        _interpolate(volume)
+    assert _interpolate(volume, {"KMONO_DIALOGUE_LM_DIR": "/srv/lm"}) == "/srv/lm:/lm:ro"
 
 
 def _compose_models_dir(service: dict[str, Any], volume: str) -> tuple[str, bool]:
@@ -529,7 +653,7 @@ def test_compose_profile_models_stages_what_video_and_masks_read(files):
     assert volume in _compose()["volumes"]
     assert _compose_models_dir(jobs["models"], volume) == (pull.dir, False)
     assert _compose_models_dir(jobs["models-verify"], volume) == (pull.dir, True)
-    for name in STATEFUL:
+    for name in MODEL_SERVICES:
         server = merged[name]
         env = {key: str(value) for key, value in server["environment"].items() if key in MODEL_ENV}
         staged_for_it = [n for n in pull.targets if any(use.service == name for use in CATALOG[n].uses)]
