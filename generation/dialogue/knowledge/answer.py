@@ -19,8 +19,9 @@ Abstention: the best passage is ranked with its title in front (that finds the p
 a question about the Nimbus kettle's warranty matches every line of the Nimbus sheet by name; only the passage's
 own words say whether the sheet holds a warranty. So the confidence is the mean (`TITLED_SHARE`) of the fused
 score with the title and of the fused score of the text alone (dev split, best mean question score: text alone
-0.531 en / 0.335 zh, with the title 0.561 / 0.409, the mean 0.598 / 0.418). When the confidence is below the threshold for the question's script (`threshold` when given, else the calibrated one), the reply says, in the question's language
-(or `language`, or English), that the provided information does not hold the answer. The threshold is
+0.531 en / 0.335 zh, with the title 0.561 / 0.409, the mean 0.598 / 0.418). When the confidence is below the
+threshold for the question's script (`threshold` when given, else the calibrated one), the reply says, in the
+question's language (or `language`, or English), that the provided information does not hold the answer. Thresholds are
 calibrated on the Q&A set's dev split only (`python -m generation.dialogue.knowledge.evaluate --calibrate`,
 which writes nothing: its figures are copied into `CALIBRATED_THRESHOLDS` with the command beside them); the
 held-out test split never sees it. Each retrieval mode (the lexical-only and dense-only baselines too) has its
@@ -61,7 +62,8 @@ CALIBRATED_THRESHOLDS = {
     "lexical": {"latin": 0.206, "cjk": 0.096},
 }
 """Per retrieval mode and query script, the abstention threshold that maximised the dev split's mean score (see
-the docstring). Per script because the fused score weighs dense and lexical differently by script."""
+the docstring), from `python -m generation.dialogue.knowledge.evaluate --calibrate` (dev seeds 0-2, 12 sessions
+each). Per script because the fused score weighs dense and lexical differently by script."""
 TITLED_SHARE = 0.5
 """The confidence's share of the title-aware score; the rest is the score of the passage's own text."""
 NOT_IN_KNOWLEDGE = {
@@ -95,6 +97,8 @@ class GroundedAnswerer:
         dense_weight: float | None = None,
         cache_size: int = 16,
     ) -> None:
+        if threshold is None and retrieval not in CALIBRATED_THRESHOLDS:
+            raise ValueError(f"retrieval: calibrated for {sorted(CALIBRATED_THRESHOLDS)}, got {retrieval!r}")
         self.encoder = encoder
         self.thresholds = (
             dict(CALIBRATED_THRESHOLDS[retrieval])

@@ -106,3 +106,12 @@ def test_passages_for_prompts_and_the_index_cache(answerer):
     assert any(p.kind == "comment" for p, _ in hits)  # comments reach prompts, though they never answer
     assert answerer.index(KNOWLEDGE) is answerer.index(list(KNOWLEDGE))
     assert answerer.index(KNOWLEDGE[:1]) is not answerer.index(KNOWLEDGE)
+
+
+def test_an_uncalibrated_mode_needs_a_threshold(encoder):
+    with pytest.raises(ValueError, match="retrieval"):
+        GroundedAnswerer(encoder, retrieval="rrf")
+    assert GroundedAnswerer(encoder, retrieval="rrf", threshold=0.01).thresholds == {
+        "latin": 0.01,
+        "cjk": 0.01,
+    }
