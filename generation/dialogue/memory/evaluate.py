@@ -25,6 +25,7 @@ from generation.dialogue.memory.task import TaskConfig, generate_dialogues
 logger = logging.getLogger(__name__)
 
 READERS = ("with_memory", "window_only", "whole_history")
+DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 DEFAULT_SEEDS = (101, 102, 103)
 
 

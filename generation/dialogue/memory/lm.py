@@ -77,6 +77,7 @@ class MemoryTrainConfig:
     steps: int = 1500
     batch_size: int = 32
     learning_rate: float = 2e-3
+    short_steps: int = 400
 
 
 def new_lm(tokenizer, config: LMConfig, *, seed: int):
@@ -123,12 +124,19 @@ class Example:
     fact_in_window: bool
 
 
-def encode_example(tokenizer, dialogue: Dialogue, window_tokens: int, memory_slots: int) -> Example:
+def encode_example(
+    tokenizer, dialogue: Dialogue, window_tokens: int, memory_slots: int, *, fact_outside: bool = False
+) -> Example:
+    """The readers' views of `dialogue`; `fact_outside` shortens the window to begin after the asked fact's
+    turn (training: the answer must come from the memory)."""
     turn_ids = [ids(tokenizer, t) for t in dialogue.turns]
     history = [i for t in turn_ids for i in t]
     question = ids(tokenizer, dialogue.prompt())
-    window = history[-window_tokens:] if window_tokens > 0 else history
     fact_start = sum(len(t) for t in turn_ids[: dialogue.fact_turn])
+    keep = window_tokens if window_tokens > 0 else len(history)
+    if fact_outside:
+        keep = min(keep, len(history) - fact_start - len(turn_ids[dialogue.fact_turn]))
+    window = history[len(history) - keep :]
     bos = tokenizer.bos_token_id
     return Example(
         history=[bos, *history, *question],
@@ -242,8 +250,13 @@ def train_memory(
     model.train()
     window, slots = model.config.window_tokens, model.config.memory_slots
     for step in range(config.steps):
-        dialogues = [generate_dialogue(rng, "train", task) for _ in range(config.batch_size)]
-        examples = [encode_example(model.tokenizer, d, window, slots) for d in dialogues]
+        # Curriculum as in stage 1: memories of a few turns and one or two facts first (the prefix must learn
+        # to carry a value before the LM can learn to pick the asked one), then the task's dialogues.
+        dialogues = [
+            generate_dialogue(rng, "train", task if step >= config.short_steps else _short_task(rng))
+            for _ in range(config.batch_size)
+        ]
+        examples = [encode_example(model.tokenizer, d, window, slots, fact_outside=True) for d in dialogues]
         input_ids, attention, labels, turn_ids, turn_mask, slot_mask = memory_batch(model, examples)
         memory = model.encode_turn_ids(turn_ids, turn_mask)  # (B, C, memory_dim)
         loss, _ = model(input_ids, attention, memory, slot_mask, labels=labels)
@@ -256,6 +269,11 @@ def train_memory(
             progress(step, loss.item())
     model.eval()
     return model
+
+
+def _short_task(rng: np.random.Generator) -> TaskConfig:
+    turns = 2 * int(rng.integers(1, 4))
+    return TaskConfig(turns, min(turns // 2, 2), turns)
 
 
 def _warmup_cosine(optimizer, steps: int, warmup_fraction: float = 0.05):
