@@ -55,6 +55,9 @@ class LlamaCppLM(LanguageModel):
             model_path=str(gguf_path),
             n_ctx=n_ctx,
             n_threads=n_threads or DEFAULT_THREADS,
+            # llama-cpp-python evaluates prompts with all logical CPUs unless told: on our 2-core machine that
+            # spun the prompt (time to first token) from 0.15 to 3.6 CPU-seconds. One thread count for both.
+            n_threads_batch=n_threads or DEFAULT_THREADS,
             n_gpu_layers=n_gpu_layers,
             verbose=False,
         )
