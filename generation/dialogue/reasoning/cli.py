@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from generation.dialogue.backends.base import LanguageModel
-from generation.dialogue.reasoning.evaluate import ANSWER_PARAMS, dcot_vs_direct, format_table
+from generation.dialogue.reasoning.evaluate import ANSWER_PARAMS, CHAIN_PARAMS, dcot_vs_direct, format_table
 from generation.dialogue.reasoning.stories import DEFAULT_SPAN_WORDS, ScriptedReader
 
 
@@ -40,13 +40,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--span", type=int, default=DEFAULT_SPAN_WORDS, help="ScriptedReader's attention span in words"
     )
     parser.add_argument("--max-answer-tokens", type=int, default=ANSWER_PARAMS.max_new_tokens)
+    parser.add_argument(
+        "--max-chain-tokens",
+        type=int,
+        default=CHAIN_PARAMS.max_new_tokens,
+        help="token budget of one chain step",
+    )
     parser.add_argument("--json", help="write the full result (with every answer) to this file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     lm = _load(args.backend, args.span)
     answer_params = replace(ANSWER_PARAMS, max_new_tokens=args.max_answer_tokens)
+    chain_params = replace(CHAIN_PARAMS, max_new_tokens=args.max_chain_tokens)
     try:
-        result = dcot_vs_direct(lm, num_stories=args.stories, seeds=args.seeds, answer_params=answer_params)
+        result = dcot_vs_direct(
+            lm,
+            num_stories=args.stories,
+            seeds=args.seeds,
+            chain_params=chain_params,
+            answer_params=answer_params,
+        )
     finally:
         lm.close()
     print(format_table(result))

@@ -70,7 +70,8 @@ def run_seed(
                     "chain_failures": len(chains.failures),
                 }
             )
-        logger.debug("seed %d: story %s done", seed, story.story_id)
+        logger.info("seed %d: story %s done (%d chain calls, %d failed)", seed, story.story_id, chains.calls,
+                    len(chains.failures))  # fmt: skip
 
     def accuracy(method: str, kind: str | None = None) -> float:
         chosen = [r for r in records if kind is None or r["kind"] == kind]
