@@ -70,8 +70,10 @@ def run_seed(
                     "chain_failures": len(chains.failures),
                 }
             )
-        logger.info("seed %d: story %s done (%d chain calls, %d failed)", seed, story.story_id, chains.calls,
-                    len(chains.failures))  # fmt: skip
+        failed = len(chains.failures)
+        logger.info(
+            "seed %d: story %s done (%d chain calls, %d failed)", seed, story.story_id, chains.calls, failed
+        )
 
     def accuracy(method: str, kind: str | None = None) -> float:
         chosen = [r for r in records if kind is None or r["kind"] == kind]
