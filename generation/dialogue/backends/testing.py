@@ -322,7 +322,10 @@ def openai_completions_server(lm: LanguageModel, model: str = "test-model") -> I
     """A local OpenAI-compatible completions server on 127.0.0.1 that streams `lm`'s replies; yields the server
     (`base_url`, the JSON `requests` and their `headers`, `disconnects` seen mid-stream). Shut down on exit."""
     server = _CompletionsServer(lm, model)
-    thread = threading.Thread(target=server.serve_forever, name="openai-test-server", daemon=True)
+    # A short poll interval: shutdown() waits up to one interval, and every test stops a server.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="openai-test-server", daemon=True
+    )
     thread.start()
     try:
         yield server
