@@ -151,7 +151,10 @@ def make_story(story_id: str, rng: np.random.Generator) -> Story:
     actions = [str(x) for x in rng.choice(ACTIONS, episodes * EVENTS_PER_EPISODE, replace=False)]
     # events[e] = the (name, action) pairs of episode e, in the order they happen.
     events = [
-        [(names[int(rng.integers(NUM_CHARACTERS))], actions[e * EVENTS_PER_EPISODE + k]) for k in range(2)]
+        [
+            (names[int(rng.integers(NUM_CHARACTERS))], actions[e * EVENTS_PER_EPISODE + k])
+            for k in range(EVENTS_PER_EPISODE)
+        ]
         for e in range(episodes)
     ]
     relations = []  # (subject, relation, object): subject is object's relation
@@ -193,14 +196,14 @@ def make_story(story_id: str, rng: np.random.Generator) -> Story:
 def _questions(rng, events, relations, alias) -> tuple[Question, ...]:
     episodes = len(events)
     first, second = sorted(int(x) for x in rng.choice(episodes, 2, replace=False))
-    early = _sentence(*events[first][int(rng.integers(2))])[:-1]
-    late = _sentence(*events[second][int(rng.integers(2))])[:-1]
+    early = _sentence(*events[first][int(rng.integers(EVENTS_PER_EPISODE))])[:-1]
+    late = _sentence(*events[second][int(rng.integers(EVENTS_PER_EPISODE))])[:-1]
     options = [early, late] if rng.random() < 0.5 else [late, early]
     order = Question(
         QuestionKind.ORDER, f"What happened first: {options[0]} or {options[1]}?", early, (late,)
     )
     e = int(rng.integers(episodes))
-    event = events[e][int(rng.integers(2))]
+    event = events[e][int(rng.integers(EVENTS_PER_EPISODE))]
     episode = Question(
         QuestionKind.EPISODE,
         f"In which episode does this happen: {_sentence(*event)[:-1]}?",
