@@ -1,7 +1,7 @@
 """Memory overhead per turn: the Contextformer memory (encode the new turn, read the memory, LM forward over
 [prefix; window]) against the LM's own forward over the same window, and the whole history as a second baseline.
 
-    OMP_NUM_THREADS=1 python benchmarks/dialogue_memory.py [--model generation/dialogue/memory/default]
+    OMP_NUM_THREADS=1 python -m benchmarks.dialogue_memory [--model generation/dialogue/memory/default]
                                                           [--threads 1] [--repeats 50] [--seed 0]
 
 One held-out dialogue of the recall task (`generation.dialogue.memory.task`, split "test"), batch of one, the
@@ -10,6 +10,19 @@ the prefix adds only its `num_queries` cached positions). Memory per turn = embe
 keeps the others' vectors) + the Contextformer read + the LM forward with the prefix. Process CPU time under
 `torch.inference_mode`, timed in round-robin after warm-up, median of `--repeats`. Prints milliseconds, prompt
 positions and the ratio of each to the LM's own forward over the window.
+
+Measured on this project's shared 2-core CPU (torch 2.13, float32, 1 thread, median of 50; load average 7-9
+from other jobs), with the stage-1 LM (Llama, hidden 96, 3 layers) and an UNTRAINED memory of the default sizes
+and LoRA rank 8 (timing does not depend on training; no trained default is committed yet):
+
+| reader            | ms   | x window | prompt positions | x window |
+|-------------------|------|----------|------------------|----------|
+| LM, window only   | 2.46 | 1.00     | 42               | 1.00     |
+| LM + memory       | 2.31 | 0.94     | 58               | 1.38     |
+| LM, whole history | 3.46 | 1.40     | 131              | 3.12     |
+
+So the memory's own cost (one turn encoded, one Contextformer read) is within the timing noise of one forward of
+this tiny LM; the 16 prefix positions are what it adds to the prompt, against 89 more for the whole history.
 """
 
 from __future__ import annotations

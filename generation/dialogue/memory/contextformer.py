@@ -26,8 +26,9 @@ Where the paper is silent, our choices:
   memory leaves the LM's output unchanged (tested).
 - **Positions of the prefix**: the prefix tokens all take position 0 and the text keeps positions 0..T-1, the
   same as without memory, so the LM sees its window exactly as it would alone.
-- **Projection** to the LM's hidden size is a two-layer MLP (GELU), and its output is scaled to the norm of
-  the LM's token embeddings at initialisation, so the prefix starts in the range the LM's layers expect.
+- **Projection** to the LM's hidden size is linear, its output scaled to the norm of the LM's token embeddings
+  at initialisation, so the prefix starts in the range the LM's layers expect. (A two-layer GELU MLP there
+  hid a turn's value from a linear probe of the prefix: chance after 150 steps, against 0.30 from H1.)
 
 Only the trainable parts are saved (`memory.safetensors`: encoder, reader, LoRA) with `memory_config.json`,
 which names the LM's directory (relative to the saved folder when it lies inside it).
@@ -130,7 +131,7 @@ class Contextformer(nn.Module):
         self.w_v = nn.Linear(config.memory_dim, d)
         self.w_o = nn.Linear(d, d)
         self.norm1 = nn.LayerNorm(d)
-        self.project = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, lm_hidden))
+        self.project = nn.Linear(d, lm_hidden)
         self.register_buffer("prefix_scale", torch.tensor(float(prefix_scale)))
 
     def forward(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:

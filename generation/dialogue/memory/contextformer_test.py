@@ -89,7 +89,7 @@ def test_gradients_reach_the_queries_and_projections_and_not_the_frozen_lm(lm_di
     labels[0, -5:] = prompt[0, -5:]
     loss, _ = model(prompt, memory=memory, memory_mask=slot_mask, labels=labels)
     loss.backward()
-    for name in ("queries", "w_k.weight", "w_v.weight", "project.2.weight"):
+    for name in ("queries", "w_k.weight", "w_v.weight", "project.weight"):
         grad = dict(model.reader.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
     assert model.turn_encoder.pool_queries.grad.abs().sum() > 0

@@ -63,7 +63,7 @@ class LMConfig:
     num_heads: int = 4
     intermediate_size: int = 256
     max_positions: int = 192
-    steps: int = 1500
+    steps: int = 1200
     batch_size: int = 32
     learning_rate: float = 3e-3
     answer_weight: float = 4.0

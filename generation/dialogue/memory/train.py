@@ -6,6 +6,13 @@ writes `OUT/lm/` (the LM and its tokenizer, a standard HF directory), `OUT/memor
 `OUT/memory_config.json` (the trainable memory parts; the config names the LM as "lm"), `OUT/training.json`
 (recipe, configs, seconds, final losses) and `OUT/eval.json` (`evaluate.recall_of` on held-out dialogues).
 `--preset tiny` runs the same code for a few steps on tiny sizes (tests).
+
+Status (measured, not yet the issue's bar; no default is committed): stage 1 for 1200 steps (449 s on the
+shared 2-core machine) answers from the whole history with exact match 0.03 on held-out dialogues (first answer
+token right 0.43), 0.50 on 4-turn training dialogues; stage 2 leaves recall with memory at 0.0 (window alone 0.0)
+after 600-800 steps. Probes: a turn's value can be read back from its memory vector (0.86 after 200 steps) and
+from the Contextformer's read (0.46 after 150), but the frozen LM + LoRA does not learn to use the prefix in
+that time. See generation/dialogue/memory/default_test.py for the bar.
 """
 
 from __future__ import annotations
