@@ -22,14 +22,19 @@ import numpy as np
 from generation.dialogue.backends.base import GenerationParams, LanguageModel
 from generation.dialogue.reasoning.dcot import direct_prompt, dual_chain_of_thought, extract_chains
 from generation.dialogue.reasoning.stories import QuestionKind, is_correct, make_stories
-from generation.dialogue.reasoning.templates import LINE_STOP, REPLY_STOP
+from generation.dialogue.reasoning.templates import REPLY_STOP
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("direct", "dcot")
-# Chains are JSON lists of a few short sentences; answers are a few words.
+# Chains are JSON lists of a few short sentences; answers are a few words. An answer is the first non-empty line
+# of the output (a base model sometimes opens with a line break, which a "\n" stop would turn into no answer).
 CHAIN_PARAMS = GenerationParams(max_new_tokens=160, temperature=0.0)
-ANSWER_PARAMS = GenerationParams(max_new_tokens=24, temperature=0.0, stop=REPLY_STOP + LINE_STOP)
+ANSWER_PARAMS = GenerationParams(max_new_tokens=24, temperature=0.0, stop=REPLY_STOP)
+
+
+def first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def _spread(values: Sequence[float]) -> dict:
@@ -51,19 +56,19 @@ def run_seed(
     for story in make_stories(num_stories, seed):
         chains = extract_chains(lm, story.clips, params=chain_params)
         for question in story.questions:
-            direct = lm.complete(direct_prompt(question.text, story.clips), answer_params)
+            direct = first_line(lm.complete(direct_prompt(question.text, story.clips), answer_params))
             reasoning = dual_chain_of_thought(
                 lm, question.text, story.clips, params=chain_params, chains=chains
             )
-            dcot = lm.complete(reasoning.final_prompt, answer_params)
+            dcot = first_line(lm.complete(reasoning.final_prompt, answer_params))
             records.append(
                 {
                     "story": story.story_id,
                     "kind": str(question.kind),
                     "question": question.text,
                     "gold": question.gold,
-                    "direct": direct.strip(),
-                    "dcot": dcot.strip(),
+                    "direct": direct,
+                    "dcot": dcot,
                     "direct_correct": is_correct(question, direct),
                     "dcot_correct": is_correct(question, dcot),
                     "chain_calls": chains.calls,
