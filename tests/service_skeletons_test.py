@@ -26,7 +26,11 @@ def _serve(name: str, tmp_path):
     parser = argparse.ArgumentParser()
     server.CONFIG_TYPE.add_arguments(parser)
     argv = ["--port", "0", "--host", "127.0.0.1"]
-    if issubclass(server.CONFIG_TYPE, StatefulServiceConfig):
+    # every service that keeps state (operations, sessions) keeps it under tmp_path, never in the working directory
+    if (
+        issubclass(server.CONFIG_TYPE, StatefulServiceConfig)
+        or "data_dir" in server.CONFIG_TYPE.__dataclass_fields__
+    ):
         argv += ["--data-dir", str(tmp_path)]
     # the rerank service serves its embedded default model
     extra = rerank_model_args(tmp_path)[0] if name == "rerank" else EXTRA_ARGS.get(name, [])
