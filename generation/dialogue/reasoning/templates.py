@@ -2,7 +2,7 @@
 
     render("chat", topic=topic_block("lipsticks"), memory=memory_block(lines), history=history_block(turns),
            message="Which shade suits me?")
-    TEMPLATES["chat"].tag        # "chat@1": recorded with each output, so a reply says which prompt made it
+    TEMPLATES["chat"].tag        # "chat@2": recorded with each output, so a reply says which prompt made it
 
 Why completion style: the bundled LM (Gemma 3 270M) is a *base* model; it continues text, so every template is
 a short instruction, one worked example where the format matters (few-shot), and an open cue ("Assistant:",
@@ -29,7 +29,7 @@ from generation.dialogue.types import Role, Turn
 from libs.errors import FieldError
 
 # A reply ends where the model starts writing the next turn or the next example.
-REPLY_STOP: tuple[str, ...] = ("\nUser:", "\nQuestion:", "\n###")
+REPLY_STOP: tuple[str, ...] = ("\nUser:", "\nQuestion:", "\nPassages:", "\n###")
 # A structured (JSON) output is one line in every example; a blank line or a new example ends it.
 STRUCTURED_STOP: tuple[str, ...] = ("\n\n", "\nClip:", "\n###")
 # One line of reasoning (a ripple ring, a short answer) ends at the line break.
@@ -51,9 +51,17 @@ class Template:
         return frozenset(f for _, f, _, _ in string.Formatter().parse(self.text) if f)
 
 
+# Version 2: one worked exchange, so a base model answers the user instead of introducing itself (measured with
+# Gemma 3 270M: version 1 replied "Hi, I'm a photographer." to "I just got back from the mountains.").
 _CHAT = """\
 A helpful assistant talks with a user about short videos, live streams and products. It answers briefly, \
 in the user's language, and stays on the conversation's topic.
+
+Example:
+User: I watched a cooking stream last night.
+Assistant: Nice! What did they cook? I can suggest similar streams if you like.
+
+Conversation:
 {topic}{memory}{history}User: {message}
 Assistant:"""
 
@@ -156,7 +164,7 @@ Assistant:"""
 TEMPLATES: dict[str, Template] = {
     t.name: t
     for t in (
-        Template("chat", 1, _CHAT),
+        Template("chat", 2, _CHAT),
         Template("grounded_answer", 1, _GROUNDED_ANSWER),
         Template("steer_back", 1, _STEER_BACK),
         Template("event_chain", 1, _EVENT_CHAIN),

@@ -22,7 +22,7 @@ def test_every_template_renders_all_its_fields_and_nothing_is_left_in_braces():
 
 
 def test_render_refuses_missing_and_unknown_fields_naming_the_template():
-    with pytest.raises(FieldError, match="chat@1.*missing.*message"):
+    with pytest.raises(FieldError, match="chat@2.*missing.*message"):
         render("chat", topic="", memory="", history="")
     with pytest.raises(FieldError, match="unknown.*extra"):
         render("rot_core", content="x", extra="y")
