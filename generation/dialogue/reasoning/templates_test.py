@@ -40,5 +40,5 @@ def test_empty_blocks_leave_no_lines_and_full_blocks_end_with_newlines():
     assert history_block(turns) == "User: hi\nAssistant: hello\n"
     assert passages_block([("p1", "a\n b")]) == "[p1] a b\n"
     chat = render("chat", topic="", memory="", history="", message="你好")
-    assert chat.endswith("User: 你好\nAssistant:")
-    assert "\n\n" not in chat
+    assert chat.endswith("Conversation:\nUser: 你好\nAssistant:")
+    assert "\n\n" not in chat.split("Conversation:")[1]
