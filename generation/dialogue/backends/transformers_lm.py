@@ -6,7 +6,8 @@
 
 Vision-language models (a config that `AutoModelForImageTextToText` knows) load with their `AutoProcessor`;
 `stream(..., images=[PIL.Image, ...])` passes the images through the processor on the first step (the prompt
-must then hold the model's image placeholder where its processor asks for one).
+must then hold the model's image placeholder where its processor asks for one). `accepts_images` says whether a
+model takes images, `image_placeholder` what a prompt holds per image, `count_image_tokens` what they cost.
 
 *Our choice*: an explicit KV-cache decoding loop, not `generate` in a worker thread with `TextIteratorStreamer`:
 - cancel is checked in the caller's own thread before every token, so it stops within one token, and no
@@ -131,6 +132,28 @@ class TransformersLM(LanguageModel):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    @property
+    def accepts_images(self) -> bool:
+        """Whether `stream` takes `images=`: a vision-language model loaded with its processor."""
+        return self.processor is not None
+
+    @property
+    def image_placeholder(self) -> str:
+        """What a prompt holds for each image (Gemma 3's begin-of-image token, else the processor's image
+        token); the processor expands it into the image's tokens."""
+        if self.processor is None:
+            raise FieldError("images", f"{self.name} is a text-only model; it takes no images")
+        return getattr(self.processor, "boi_token", None) or self.processor.image_token
+
+    def count_image_tokens(self, images: Sequence[Any]) -> int:
+        """Tokens the processor expands `images` into (the image tokens a prompt with them sends)."""
+        if not images:
+            return 0
+        encoded = self.processor(
+            text=self.image_placeholder * len(images), images=list(images), return_tensors="pt"
+        )
+        return int((encoded["input_ids"] == self.processor.image_token_id).sum())
 
     def _first_inputs(self, prompt: str, images: Sequence[Any] | None) -> dict[str, torch.Tensor]:
         if images:
