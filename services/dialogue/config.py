@@ -24,6 +24,7 @@ LIMIT_FLAGS = (
     "max_attachment_bytes",
     "max_attachments",
     "max_output_tokens",
+    "max_frames",
 )
 """DialogueSettings fields exposed as `--max-...` flags (env KMONO_DIALOGUE_MAX_...)."""
 
@@ -59,6 +60,14 @@ class DialogueServiceConfig(BasicServiceConfig):
             default=env("KMONO_DIALOGUE_BACKEND", defaults.backend),
             help=f"{BACKEND_HELP} (env KMONO_DIALOGUE_BACKEND; default: %(default)s)",
         )
+        group.add_argument(
+            "--asr-model",
+            metavar="DIR",
+            default=env("KMONO_DIALOGUE_ASR_MODEL", defaults.asr_model),
+            help="Whisper checkpoint (directory or hub id, e.g. openai/whisper-small) that transcribes videos and "
+            "live slices attached without a transcript, once, when attached (env KMONO_DIALOGUE_ASR_MODEL; "
+            "default: none)",
+        )
         for name in LIMIT_FLAGS:
             variable = f"KMONO_DIALOGUE_{name.upper()}"
             group.add_argument(
@@ -73,7 +82,9 @@ class DialogueServiceConfig(BasicServiceConfig):
     def from_args(cls, args: argparse.Namespace) -> DialogueServiceConfig:
         base = BasicServiceConfig.from_args(args)
         settings = DialogueSettings(
-            backend=args.backend, **{name: getattr(args, name) for name in LIMIT_FLAGS}
+            backend=args.backend,
+            asr_model=args.asr_model,
+            **{name: getattr(args, name) for name in LIMIT_FLAGS},
         )
         return cls(
             server=base.server, data_dir=args.data_dir, settings=settings, media=media_policy_from_args(args)
@@ -87,6 +98,7 @@ def _doc(name: str) -> str:
         "max_attachment_bytes": "bytes of one attachment's media",
         "max_attachments": "attachments per request",
         "max_output_tokens": "reply tokens when a request says 0 (a request may ask for up to 8 times this)",
+        "max_frames": "frames of the session's videos and images a vision-language LM is shown per prompt",
     }[name]
 
 

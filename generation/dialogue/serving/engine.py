@@ -29,9 +29,15 @@ How a turn is answered (`plan`; the issue's point 1, *our* reading where it is s
 - **cancel**: checked before each piece; once set, the reply stops within one piece and is stored with
   FINISH_REASON_CANCELLED. A reply is stored (user turn, reply, memory) in one transaction when it ends; an
   exception stores nothing. A retried `request_id` replays the stored reply and adds no turn.
-- **usage**: input tokens are the prompt's (the question's and the passages' for the extractive answerer),
-  reasoning tokens the trace's, output tokens the reply's, all counted by the LM's tokenizer (whitespace words
-  without one); media tokens are 0: frames are not encoded into the prompt by any backend here.
+- **media** (`serving.media`): a video or live slice attached with media and no transcript is transcribed
+  (timed "[mm:ss]" lines, so citations carry offsets) when a `--asr-model` is set, once, before it is stored.
+  When the LM takes images (a vision-language `TransformersLM`), grounded-answer and chat prompts are shown
+  up to `max_frames` frames of the session's videos and images, newest media first, one image placeholder
+  each in front of the prompt; with any other LM no frame is decoded. DCoT and RoT prompts stay text-only
+  (their chains are built from transcripts and comments).
+- **usage**: input tokens are the prompt's text (the question's and the passages' for the extractive
+  answerer), media tokens the image tokens the processor expands the frames into, reasoning tokens the
+  trace's, output tokens the reply's, all counted by the LM's tokenizer (whitespace words without one).
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from generation.dialogue.reasoning.comments import extractive_comments
 from generation.dialogue.reasoning.dcot import dual_chain_of_thought
 from generation.dialogue.reasoning.rot import ripple_of_thought
 from generation.dialogue.reasoning.topic import TopicGuard
+from generation.dialogue.serving.media import CLIP_KINDS, MediaReader
 from generation.dialogue.serving.settings import DialogueSettings
 from generation.dialogue.serving.store import MemoryRow, SessionStore, too_many_turns
 from generation.dialogue.types import (
@@ -84,7 +91,6 @@ logger = logging.getLogger(__name__)
 
 SESSIONS_DB = "sessions.db"
 MAX_ID_CHARS = 128
-CLIP_KINDS = (AttachmentKind.VIDEO, AttachmentKind.LIVE_STREAM)
 PROTO_FIELD = {
     AttachmentKind.VIDEO: "video",
     AttachmentKind.IMAGE: "image",
@@ -98,6 +104,9 @@ _QUESTION = re.compile(
     re.IGNORECASE,
 )
 _PIECES = re.compile(r"\s*\S+|\s+")
+IMAGE_WRAP_TOKENS = 4
+"""Tokens a processor may add around each image beside its image tokens (Gemma 3: two line breaks, begin and end
+of image), kept free when fitting frames into the context window."""
 CAPABILITIES = {
     "en": "I can answer questions about this session's products, videos and live streams (with the source "
     "cited), and suggest quick comments for a live stream.",
@@ -126,6 +135,7 @@ class _Reply:
     candidates: tuple[CommentCandidate, ...] = ()
     memory: tuple[MemoryReference, ...] = ()
     input_tokens: int = 0
+    media_tokens: int = 0
     reasoning_tokens: int = 0
     finish: FinishReason = FinishReason.STOP
     notes: list[str] = field(default_factory=list)
@@ -139,12 +149,14 @@ class DialogueEngine:
         lm: LanguageModel | None = None,
         settings: DialogueSettings | None = None,
         *,
+        media: MediaReader | None = None,
         clock=time.time,
     ) -> None:
         self.store = store
         self.encoder = encoder
         self.lm = lm
         self.settings = settings or DialogueSettings()
+        self.media = media or MediaReader()
         self.clock = clock
         self.answerer = GroundedAnswerer(encoder)
         self.topic_guard = TopicGuard(encoder, self.settings.topic_threshold)
@@ -158,8 +170,10 @@ class DialogueEngine:
         *,
         encoder=None,
         lm: LanguageModel | None = None,
+        media: MediaReader | None = None,
     ) -> DialogueEngine:
-        """An engine over `data_dir/sessions.db` with the bundled MiniLM and `settings.backend` (unless given)."""
+        """An engine over `data_dir/sessions.db` with the bundled MiniLM, `settings.backend` and
+        `settings.asr_model` (unless given)."""
         from generation.dialogue.backends.registry import load_backend
 
         settings = settings or DialogueSettings()
@@ -169,7 +183,9 @@ class DialogueEngine:
             encoder = TextEncoder.from_pretrained()
         if lm is None:
             lm = load_backend(settings.backend)
-        return cls(SessionStore(Path(data_dir) / SESSIONS_DB), encoder, lm, settings)
+        if media is None:
+            media = MediaReader.load(settings.asr_model)
+        return cls(SessionStore(Path(data_dir) / SESSIONS_DB), encoder, lm, settings, media=media)
 
     def close(self) -> None:
         self.store.close()
@@ -366,7 +382,7 @@ class DialogueEngine:
             question=turn.text.strip(),
         )
         reply.input_tokens = self._tokens(prompt)
-        yield from self.lm.stream(prompt, params, cancel)
+        yield from self._stream_seeing(prompt, knowledge, params, cancel, reply)
         cited = [p for pid, p in ids.items() if f"[{pid}]" in reply.text] or [p for p, _ in hits[:1]]
         reply.citations = tuple(_citation(p) for p in cited)
 
@@ -470,7 +486,31 @@ class DialogueEngine:
             prompt = self.topic_guard.steer_prompt(prompt, topic)
             reply.notes.append("steered back to the topic")
         reply.input_tokens = self._tokens(prompt)
-        yield from self.lm.stream(prompt, params, cancel)
+        yield from self._stream_seeing(prompt, knowledge, params, cancel, reply)
+
+    def _stream_seeing(self, prompt, knowledge, params, cancel, reply: _Reply) -> Iterator[str]:
+        """The LM's reply to `prompt`, shown the session's frames when it takes images (no frame is decoded for
+        one that does not): one image placeholder each in front of the prompt, their tokens in `reply`."""
+        assert self.lm is not None
+        # Only TransformersLM has images=; other backends lack the attribute (text-only).
+        if not getattr(self.lm, "accepts_images", False):
+            yield from self.lm.stream(prompt, params, cancel)
+            return
+        frames = self.media.session_frames(knowledge, self.settings.max_frames)
+        # A prompt with images cannot be cut to the window (the LM refuses it), so frames go, oldest media first,
+        # until text, images and the reply fit; the text alone is cut by the LM as any prompt is.
+        room = self.lm.context_window - params.max_new_tokens - self._tokens(prompt) - 1  # 1: the "\n"
+        tokens = self.lm.count_image_tokens(frames)
+        while frames and tokens + IMAGE_WRAP_TOKENS * len(frames) > room:
+            frames = frames[:-1]
+            tokens = self.lm.count_image_tokens(frames)
+        if not frames:
+            yield from self.lm.stream(prompt, params, cancel)
+            return
+        reply.media_tokens = tokens
+        reply.notes.append(f"{len(frames)} frames shown ({tokens} image tokens)")
+        seeing = self.lm.image_placeholder * len(frames) + "\n" + prompt
+        yield from self.lm.stream(seeing, params, cancel, images=frames)
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -487,7 +527,7 @@ class DialogueEngine:
         return np.asarray(self.encoder.encode([text])[0], dtype=np.float32)
 
     def _usage(self, reply: _Reply) -> Usage:
-        return Usage(reply.input_tokens, 0, reply.reasoning_tokens, self._tokens(reply.text))
+        return Usage(reply.input_tokens, reply.media_tokens, reply.reasoning_tokens, self._tokens(reply.text))
 
     def _tokens(self, text: str) -> int:
         return self.lm.count_tokens(text) if self.lm is not None else len(text.split())
@@ -555,7 +595,12 @@ class DialogueEngine:
             if not (attachment.data or attachment.uri or attachment.content() or attachment.stream_id):
                 raise FieldError(source, "is empty: give the media (inline_data or uri) or its text")
             out.append(replace(attachment, attachment_id=attachment_id))
-        return tuple(out)
+        # ASR runs once every attachment is known good (no transcription spent on a request that fails), and
+        # before the attachment is stored, so the transcript is kept with it.
+        return tuple(
+            self.media.transcribe(a, field=f"{field}[{i}].{PROTO_FIELD[a.kind]}.inline_data")
+            for i, a in enumerate(out)
+        )
 
 
 def _pieces(text: str) -> Iterator[str]:

@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 
 from generation.dialogue.backends.scripted import ScriptedLM
+from generation.dialogue.backends.transformers_lm import TransformersLM
 from generation.dialogue.knowledge.language import detect_language
-from generation.dialogue.serving.engine import strategy_for
+from generation.dialogue.serving.engine import DialogueEngine, strategy_for
+from generation.dialogue.serving.media import MediaReader
+from generation.dialogue.serving.settings import DialogueSettings
+from generation.dialogue.serving.store import SessionStore
 from generation.dialogue.serving.testing import ECHO_REPLY, LIVE_SLICE, PRODUCT, echo_lm, tiny_engine
 from generation.dialogue.types import (
     Attachment,
@@ -245,3 +249,152 @@ def test_sessions_list_newest_first_and_delete(encoder, tmp_path):
         engine.get_session(ids[0])
     with pytest.raises(FieldError):
         engine.list_sessions("u1", -1)
+
+
+# -- media: ASR at attach time, frames for a vision-language LM ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """A 3-second clip with a 440 Hz tone (`make_video`: frame i is grey level 8*i)."""
+    from libs.encoders.testing import make_video
+
+    path = make_video(tmp_path_factory.mktemp("clip") / "clip.mp4")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def png(colour: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 12), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class CountingReader(MediaReader):
+    """A MediaReader that counts the clips and images it decodes frames of."""
+
+    def __init__(self, asr=None) -> None:
+        super().__init__(asr)
+        self.decoded = 0
+
+    def frames(self, attachment, k):
+        self.decoded += 1
+        return super().frames(attachment, k)
+
+
+class SeeingLM(TransformersLM):
+    """The tiny Llava, recording the prompt and images of every call."""
+
+    def stream(self, prompt, params, cancel=None, *, images=None):
+        self.calls.append((prompt, list(images or ())))
+        return super().stream(prompt, params, cancel, images=images)
+
+
+@pytest.fixture(scope="module")
+def vlm(tmp_path_factory):
+    import json
+
+    from generation.dialogue.backends.testing import tiny_vision_language_dir
+
+    path = tiny_vision_language_dir(tmp_path_factory.mktemp("vlm") / "vlm")
+    # The engine's few-shot prompts run past the tiny model's 256 positions; RoPE has no table, so a longer
+    # window costs nothing and the random weights mean nothing either way.
+    config = json.loads((path / "config.json").read_text())
+    config["text_config"]["max_position_embeddings"] = 4096
+    (path / "config.json").write_text(json.dumps(config))
+    lm = SeeingLM.from_pretrained(path)
+    lm.calls = []
+    return lm
+
+
+def test_a_clip_without_transcript_is_transcribed_once_when_attached(encoder, tmp_path, clip):
+    from libs.encoders.testing import tiny_speech_recognizer
+
+    asr = tiny_speech_recognizer()
+    engine = DialogueEngine(SessionStore(tmp_path / "sessions.db"), encoder, media=MediaReader(asr))
+    sid = start(engine, Attachment("ep1", AttachmentKind.VIDEO, data=clip, title="Episode 1"))
+    transcript = engine.get_session(sid).attachments[0].transcript
+    assert [line[:7] for line in transcript.splitlines()] == ["[00:00]", "[00:02]"]
+    assert asr.forward_calls == 1  # both windows in one batch
+    added = engine.attach(sid, [Attachment("ep2", AttachmentKind.VIDEO, data=clip, transcript="given")])
+    assert added.attachments[1].transcript == "given" and asr.forward_calls == 1  # a given transcript stays
+    engine.store.close()
+
+    # Re-opened on the same data: the transcript was stored with the attachment; nothing runs ASR again.
+    again = tiny_speech_recognizer()
+    engine = DialogueEngine(SessionStore(tmp_path / "sessions.db"), encoder, media=MediaReader(again))
+    assert engine.get_session(sid).attachments[0].transcript == transcript
+    ask(engine, sid, "What happens in episode 1?")
+    assert again.forward_calls == 0
+
+
+def test_a_vision_language_model_is_shown_the_newest_frames_and_counts_them(encoder, tmp_path, clip, vlm):
+    reader = CountingReader()
+    engine = DialogueEngine(
+        SessionStore(tmp_path / "sessions.db"), encoder, vlm, DialogueSettings(max_frames=3), media=reader
+    )
+    image = Attachment("photo", AttachmentKind.IMAGE, data=png((255, 0, 0)))
+    sid = start(
+        engine, Attachment("ep1", AttachmentKind.VIDEO, data=clip, transcript="a cooking show"), image
+    )
+    vlm.calls.clear()
+    seen = []
+    hook = vlm.model.register_forward_pre_hook(
+        lambda _, args, kwargs: seen.append(kwargs.get("pixel_values")), with_kwargs=True
+    )
+    try:
+        _, events = ask(engine, sid, "hello there", max_output_tokens=4)
+    finally:
+        hook.remove()
+    prompt, images = vlm.calls[-1]
+    # The image (newest) first, then two frames of the clip in time order; one placeholder each.
+    assert len(images) == 3 and images[0].getpixel((0, 0)) == (255, 0, 0)
+    assert np.asarray(images[1]).mean() < np.asarray(images[2]).mean()
+    assert prompt.startswith("<image>" * 3 + "\n") and prompt.count("<image>") == 3
+    # The pixels reach the model's first forward (later steps decode from the KV cache).
+    pixels = seen[0]
+    assert (
+        pixels is not None and tuple(pixels.shape) == (3, 3, 16, 16) and seen[1:] == [None] * (len(seen) - 1)
+    )
+    red = pixels[0].mean(dim=(1, 2))
+    assert red[0] > red[1] and red[0] > red[2]  # the red photo, normalised: its red channel stands out
+    # The tiny Llava's processor: a 16x16 image in 8x8 patches is 4 image tokens.
+    assert events[-1].usage.media_tokens == 3 * 4 == vlm.count_image_tokens(images)
+
+    # A session with text only: no placeholder, no pixels, no media tokens.
+    text_only = start(engine, Attachment("notes", AttachmentKind.DOCUMENT, text="Price: 3 yuan"))
+    _, events = ask(engine, text_only, "hello there", max_output_tokens=4)
+    assert vlm.calls[-1][1] == [] and "<image>" not in vlm.calls[-1][0] and events[-1].usage.media_tokens == 0
+
+
+def test_frames_go_oldest_first_until_the_prompt_fits_the_window(encoder, tmp_path, clip, vlm, monkeypatch):
+    engine = DialogueEngine(
+        SessionStore(tmp_path / "sessions.db"), encoder, vlm, DialogueSettings(max_frames=3)
+    )
+    media = (
+        Attachment("ep1", AttachmentKind.VIDEO, data=clip, transcript="a cooking show"),
+        Attachment("photo", AttachmentKind.IMAGE, data=png((255, 0, 0))),
+    )
+    _, events = ask(engine, start(engine, *media), "hello there", max_output_tokens=4)
+    text_tokens = events[-1].usage.input_tokens
+    # Room for the reply, the text, the line break and one image (4 tokens + 4 kept for wrapping), not two.
+    monkeypatch.setattr(vlm, "context_window", 4 + text_tokens + 1 + 8 + 3)
+    _, events = ask(engine, start(engine, *media), "hello there", max_output_tokens=4)
+    prompt, images = vlm.calls[-1]
+    assert len(images) == 1 and images[0].getpixel((0, 0)) == (255, 0, 0) and prompt.count("<image>") == 1
+    assert events[-1].usage.media_tokens == 4
+
+
+def test_a_text_only_model_gets_no_frames_and_no_frame_is_decoded(encoder, tmp_path, clip):
+    lm = echo_lm()
+    reader = CountingReader()
+    engine = DialogueEngine(SessionStore(tmp_path / "sessions.db"), encoder, lm, media=reader)
+    sid = start(engine, Attachment("ep1", AttachmentKind.VIDEO, data=clip, transcript="a cooking show"))
+    for text in ("hello there", "What is cooked in the show?"):
+        _, events = ask(engine, sid, text)
+        assert events[-1].usage.media_tokens == 0
+    assert reader.decoded == 0 and not any("<image>" in p for p in lm.prompts)

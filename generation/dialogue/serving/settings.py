@@ -14,6 +14,8 @@ reads nothing else. Sizes are *our* choices where the issue is silent:
 - `history_turns` 6: the last three exchanges go into an LM's prompt verbatim; older ones reach it through the
   FIFO memory (`memory_capacity` turn embeddings, the Contextformer's M), whose best matches become
   "earlier in this conversation" lines;
+- `max_frames` 4: what a vision LM sees of the session's media per prompt (at 64 to 256 tokens an image, 4
+  frames fit a 2,048-token window beside the passages); frames are decoded only for an LM that takes images;
 - `topic_threshold`: the reasoning package's measured cosine (`reasoning.topic.DEFAULT_THRESHOLD`, 0.15 with
   MiniLM) below which a message or reply counts as off the session's topic.
 """
@@ -33,6 +35,10 @@ EMBEDDED_BACKEND = "none"
 class DialogueSettings:
     backend: str = EMBEDDED_BACKEND
     """Language model spec (`generation.dialogue.backends.registry.BACKEND_HELP`); "none": the embedded default."""
+    asr_model: str = ""
+    """Whisper checkpoint (hub id or directory) that transcribes clips attached without a transcript; "": none."""
+    max_frames: int = 4
+    """Frames (video frames and images) a vision-language LM is shown per prompt, newest media first."""
     memory_capacity: int = 16
     """Turn embeddings kept per session (FIFO memory M); the oldest is dropped past it."""
     memory_references: int = 3
