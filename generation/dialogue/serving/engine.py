@@ -598,7 +598,9 @@ class DialogueEngine:
         # ASR runs once every attachment is known good (no transcription spent on a request that fails), and
         # before the attachment is stored, so the transcript is kept with it.
         return tuple(
-            self.media.transcribe(a, field=f"{field}[{i}].{PROTO_FIELD[a.kind]}.inline_data")
+            self.media.transcribe(
+                a, field=f"{field}[{i}].{PROTO_FIELD[a.kind]}.{'uri' if a.uri else 'inline_data'}"
+            )
             for i, a in enumerate(out)
         )
 
