@@ -50,6 +50,7 @@ EXPECTED_SERVICES = {
         "GetSession": UNARY,
         "ListSessions": UNARY,
         "DeleteSession": UNARY,
+        "AttachMedia": UNARY,
         "Chat": SERVER_STREAMING,
     },
 }
