@@ -54,6 +54,8 @@ FINISH_PROTOS = {
 ROLE_PROTOS = {Role.USER: dialogue_pb2.ROLE_USER, Role.ASSISTANT: dialogue_pb2.ROLE_ASSISTANT}
 DEFAULT_LIVE_WINDOW_SECONDS = 60.0
 """A live stream's window when the request leaves it unset (the proto's documented default)."""
+MAX_LIVE_WINDOW_SECONDS = 24 * 3600.0
+"""The longest live window a request may ask for (a day of a stream)."""
 
 
 # -- requests ------------------------------------------------------------------------------------------------
@@ -108,7 +110,9 @@ def attachment(
         return Attachment(kind=AttachmentKind.DOCUMENT, title=doc.title, text=doc.text, uri=doc.uri, **common)
     if source == "live_stream":
         live = message.live_stream
-        window = live.window.ToTimedelta().total_seconds() if live.HasField("window") else 0.0
+        window = (
+            _window_seconds(live.window, f"{field}.live_stream.window") if live.HasField("window") else 0.0
+        )
         return Attachment(
             kind=AttachmentKind.LIVE_STREAM,
             stream_id=live.stream_id,
@@ -122,6 +126,15 @@ def attachment(
         kind = AttachmentKind.VIDEO if source == "video" else AttachmentKind.IMAGE
         return Attachment(kind=kind, data=data, uri=uri, mime_type=ref.mime_type, **common)
     raise invalid(field, "required: one of video, image, live_stream or document")
+
+
+def _window_seconds(window, field: str) -> float:
+    """A live window's length in seconds, in (0, MAX_LIVE_WINDOW_SECONDS] (a Duration may hold up to 10,000 years,
+    and negative or out-of-range nanos, which `ToTimedelta` does not survive)."""
+    seconds = window.seconds + window.nanos / 1e9
+    if not 0 < seconds <= MAX_LIVE_WINDOW_SECONDS or not -999_999_999 <= window.nanos <= 999_999_999:
+        raise invalid(field, f"must be a positive duration of at most {MAX_LIVE_WINDOW_SECONDS:.0f} s")
+    return seconds
 
 
 def _media_bytes(

@@ -28,6 +28,7 @@ from tests.reliability.harness import HERE, LONG, ServerProcess, free_port, repo
 
 OPERATIONS = "google.longrunning.Operations"
 FAKE_ENGINES = ("video", "masks")  # long-running services run a torch-free fake engine (fake_servers.py)
+STATE_ARGS = {"dialogue": ("--data-dir", "{tmp}")}  # services that keep state keep it in the test's folder
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 HOSTILE_STRINGS = [
     "",
@@ -181,7 +182,8 @@ def servers(tmp_path_factory):
                 argv = [str(HERE / "fake_servers.py"), service, "--delay", "0.001", "--",
                         "--data-dir", str(tmp), "--max-queued-jobs", "100000"]  # fmt: skip
             else:
-                argv = ["-m", f"services.{service}"]
+                argv = ["-m", f"services.{service}", *STATE_ARGS.get(service, ())]
+                argv = [a.replace("{tmp}", str(tmp)) for a in argv]
             process = ServerProcess(
                 argv=argv, port=free_port(), log=tmp / "server.log", service=SERVICE_FULL_NAMES[service]
             )
