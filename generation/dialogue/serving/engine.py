@@ -463,7 +463,7 @@ class DialogueEngine:
         if self.lm is None:
             hits = self.answerer.passages_for(turn.text, knowledge, k=1) if knowledge else []
             text = CAPABILITIES["zh" if language == "zh" else "en"]
-            if hits and hits[0][1] >= self.answerer.threshold:
+            if hits and hits[0][1] >= self.answerer.threshold_for(turn.text):
                 passage = hits[0][0]
                 reply.citations = (_citation(passage),)
                 text = f"{passage.text} [{passage.source_id}]\n{text}"

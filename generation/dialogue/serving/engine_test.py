@@ -118,6 +118,16 @@ def test_a_failing_model_stores_nothing(encoder, tmp_path):
     assert engine.store.counts()["memory"] == 0
 
 
+def test_chit_chat_without_a_model_quotes_what_the_knowledge_holds_and_says_what_it_can_do(encoder, tmp_path):
+    engine = tiny_engine(tmp_path, encoder)
+    sid = start(engine, PRODUCT)
+    related, events = ask(engine, sid, "The Aurora X200 battery, tell me", mode=Mode.CHIT_CHAT)
+    assert "5000" in related and events[-1].citations, related
+    unrelated, events = ask(engine, sid, "hi\x00there, nice weather", mode=Mode.CHIT_CHAT)
+    assert "I can answer questions" in unrelated and not events[-1].citations
+    assert events[-1].finish_reason is FinishReason.STOP
+
+
 def test_chit_chat_prompts_hold_the_window_and_remember_older_facts(encoder, tmp_path):
     lm = echo_lm()
     engine = tiny_engine(tmp_path, encoder, lm=lm, history_turns=2)
