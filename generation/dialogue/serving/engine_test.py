@@ -128,6 +128,18 @@ def test_chit_chat_without_a_model_quotes_what_the_knowledge_holds_and_says_what
     assert events[-1].finish_reason is FinishReason.STOP
 
 
+def test_an_off_topic_message_re_steers_the_prompt_to_the_session_topic(encoder, tmp_path):
+    lm = ScriptedLM(["The battery lasts two days.", "Back to the phone: it charges in 30 minutes."])
+    engine = tiny_engine(tmp_path, encoder, lm=lm)
+    sid = start(engine, topic="the Aurora X200 phone's battery life", default_mode=Mode.CHIT_CHAT)
+    ask(engine, sid, "How long does the phone's battery last?")
+    ask(engine, sid, "Which football team won the league in 1998?")
+    on_topic, off_topic = lm.prompts
+    steer = "stays on the topic of the conversation: the Aurora X200 phone's battery life"
+    assert steer not in on_topic and steer in off_topic
+    assert off_topic.rstrip().endswith("Assistant:")
+
+
 def test_chit_chat_prompts_hold_the_window_and_remember_older_facts(encoder, tmp_path):
     lm = echo_lm()
     engine = tiny_engine(tmp_path, encoder, lm=lm, history_turns=2)
