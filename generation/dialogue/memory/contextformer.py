@@ -9,7 +9,7 @@ queries Q read it,
 and H1, projected to the LM's hidden size, is PREPENDED to the LM's input embeddings (`inputs_embeds`), so a
 fact that fell out of the LM's context window still reaches it. `ContextformerLM` wraps any causal LM that has
 `get_input_embeddings()` and takes `inputs_embeds`/`position_ids` (Llama, GPT-2, Gemma); the LM is frozen, or
-adapted with peft LoRA (`ContextformerConfig.lora_rank > 0`).
+adapted with peft LoRA (`ContextformerConfig.lora_rank > 0`); `lm.py` has the recipe that makes it remember.
 
 Where the paper is silent, our choices:
 - **A turn's embedding** is computed by a small trainable `TurnEncoder` from the LM's own (frozen) input
@@ -19,16 +19,26 @@ Where the paper is silent, our choices:
   use a sentence encoder (MiniLM) for M: a fact's value ("4 8 2 1", a name) must come back exactly, and a
   general-purpose sentence vector does not keep digits in order (the engine may still keep MiniLM vectors beside
   M to report which memories a reply used).
-- **Slot positions**: a learned embedding per slot is added to M before W_k (keys only), so queries can address
-  turns by recency while values carry content alone. Slot i holds the i-th oldest remembered turn (FifoMemory).
+- **Slot positions**: a learned embedding per slot is added to M before W_k (keys only), and a learned
+  query-by-slot bias on the cross-attention scores starts at `SLOT_BIAS` on the diagonal, so with
+  `num_queries >= memory_slots` query i starts out reading slot i (the i-th oldest remembered turn, FifoMemory's
+  order). Without it the queries started alike, all read the same average of M, and no turn's value reached
+  the prefix (measured: the prefix was the same for every query). W_v and W_o start orthogonal, so the read is
+  as large as LN(H0) in H1 (PyTorch's default init left it a ninth of it).
 - **Empty slots** are masked out of the cross-attention; a row with no memory at all gets no cross-attention
   (its H1 is LN(H0)) and, in `ContextformerLM`, its prefix is masked out of the LM's attention, so an empty
   memory leaves the LM's output unchanged (tested).
 - **Positions of the prefix**: the prefix tokens all take position 0 and the text keeps positions 0..T-1, the
   same as without memory, so the LM sees its window exactly as it would alone.
-- **Projection** to the LM's hidden size is linear, its output scaled to the norm of the LM's token embeddings
-  at initialisation, so the prefix starts in the range the LM's layers expect. (A two-layer GELU MLP there
-  hid a turn's value from a linear probe of the prefix: chance after 150 steps, against 0.30 from H1.)
+- **Projection to the LM: soft tokens.** H1 is projected to logits over the LM's vocabulary and each prefix
+  position is the softmax mixture of the LM's own input token embeddings (`token_logits`, then `@ E`). The
+  prefix so lies where the LM's layers were trained to read, and a remembered fact can be written as the
+  tokens that state it (training's fact-token loss, `lm.memory_losses`, asks query i for the key and the value
+  of the fact in slot i). A linear projection to the hidden size (the first version) carried the value in a
+  direction the LM never learned to read: the answer loss stayed at chance even with the whole LM trainable,
+  while an oracle prefix (the fact turn's token embeddings) through the same path was learned in 150 steps. The
+  cost is a (hidden, vocabulary) matrix: 23 k parameters for the recall task's LM, 34 M for Gemma 3's 262 k
+  vocabulary (restrict it to a sub-vocabulary there).
 
 Only the trainable parts are saved (`memory.safetensors`: encoder, reader, LoRA) with `memory_config.json`,
 which names the LM's directory (relative to the saved folder when it lies inside it).
@@ -55,6 +65,7 @@ CONFIG_NAME = "memory_config.json"
 WEIGHTS_NAME = "memory.safetensors"
 LORA_PREFIX = "lora."
 IGNORE_INDEX = -100
+SLOT_BIAS = 8.0
 
 
 @dataclass(frozen=True)
@@ -117,24 +128,41 @@ class TurnEncoder(nn.Module):
 
 
 class Contextformer(nn.Module):
-    """The query transformer over the memory: M (B, C, memory_dim) + mask (B, C) -> prefix (B, N_q, d_lm)."""
+    """The query transformer over the memory: M (B, C, memory_dim) + mask (B, C) -> prefix (B, N_q, d_lm), each
+    prefix position a soft token (a softmax mixture of the LM's token embeddings)."""
 
-    def __init__(self, lm_hidden: int, config: ContextformerConfig, prefix_scale: float = 1.0) -> None:
+    def __init__(self, config: ContextformerConfig, vocab_size: int) -> None:
         super().__init__()
         d, self.num_heads = config.hidden_size, _heads_for(config.hidden_size, config.num_heads)
-        self.queries = nn.Parameter(torch.randn(config.num_queries, d) * 0.02)
+        self.queries = nn.Parameter(torch.randn(config.num_queries, d))
         self.self_attn = nn.MultiheadAttention(d, self.num_heads, batch_first=True)
         self.norm0 = nn.LayerNorm(d)
-        self.slot_positions = nn.Parameter(torch.randn(config.memory_slots, config.memory_dim) * 0.02)
+        self.slot_positions = nn.Parameter(torch.randn(config.memory_slots, config.memory_dim))
+        # Query i starts out reading slot i (a learned bias on the cross-attention scores, initialised to
+        # SLOT_BIAS on the diagonal): without it the queries started alike, read the same average of the
+        # memory, and a turn's value never reached the prefix (measured: every query gave the same prefix).
+        self.slot_bias = nn.Parameter(SLOT_BIAS * torch.eye(config.num_queries, config.memory_slots))
         self.w_q = nn.Linear(d, d)
         self.w_k = nn.Linear(config.memory_dim, d)
         self.w_v = nn.Linear(config.memory_dim, d)
         self.w_o = nn.Linear(d, d)
         self.norm1 = nn.LayerNorm(d)
-        self.project = nn.Linear(d, lm_hidden)
-        self.register_buffer("prefix_scale", torch.tensor(float(prefix_scale)))
+        self.project = nn.Linear(d, vocab_size)
+        # Norm-preserving value path: with PyTorch's default init, W_v and W_o each shrink their input about
+        # threefold, so the read was a ninth of LN(H0)'s scale in H1 and the memory hardly changed the prefix
+        # (measured: the prefix's spread across dialogues was a seventh of its spread across queries).
+        for layer in (self.w_v, self.w_o):
+            nn.init.orthogonal_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
-    def forward(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, memory: torch.Tensor, memory_mask: torch.Tensor, token_embeddings: torch.Tensor
+    ) -> torch.Tensor:
+        weights = self.token_logits(memory, memory_mask).softmax(dim=-1)  # (B, Nq, V)
+        return weights @ token_embeddings  # (B, Nq, d_lm)
+
+    def token_logits(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """The soft tokens' logits over the LM's vocabulary: (B, Nq, V)."""
         batch, slots, _ = memory.shape
         q = self.queries.expand(batch, -1, -1)  # (B, Nq, d)
         h0 = self.norm0(q + self.self_attn(q, q, q, need_weights=False)[0])  # (B, Nq, d)
@@ -144,17 +172,18 @@ class Contextformer(nn.Module):
         # Rows without memory attend to a dummy slot whose output is dropped below (no NaN from an empty softmax).
         attend = memory_mask.clone()
         attend[~has_memory, 0] = True
-        read = self._cross_attention(self.w_q(h0), keys, values, attend)  # (B, Nq, d)
+        scores_bias = self.slot_bias[:, :slots].masked_fill(~attend[:, None, :], float("-inf"))  # (B, Nq, C)
+        read = self._cross_attention(self.w_q(h0), keys, values, scores_bias)  # (B, Nq, d)
         read = read * has_memory[:, None, None].to(read.dtype)
         h1 = self.norm1(h0 + self.w_o(read))  # (B, Nq, d)
-        return self.project(h1) * self.prefix_scale  # (B, Nq, d_lm)
+        return self.project(h1)  # (B, Nq, V)
 
     def _cross_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor
     ) -> torch.Tensor:
         batch, nq, d = q.shape
         split = lambda t: t.reshape(batch, t.shape[1], self.num_heads, d // self.num_heads).transpose(1, 2)  # noqa: E731
-        out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask[:, None, None, :])
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=bias[:, None])
         return out.transpose(1, 2).reshape(batch, nq, d)  # (B, Nq, d)
 
 
@@ -185,14 +214,7 @@ class ContextformerLM(nn.Module):
             lm = get_peft_model(lm, lora)
         self.lm = lm
         self.turn_encoder = TurnEncoder(lm_hidden, config)
-        token_norm = float(embeddings.detach().float().norm(dim=1).mean())
-        self.reader = Contextformer(lm_hidden, config, prefix_scale=1.0)
-        with torch.no_grad():
-            probe = self.reader(
-                torch.randn(2, config.memory_slots, config.memory_dim),
-                torch.ones(2, config.memory_slots, dtype=torch.bool),
-            )
-            self.reader.prefix_scale.fill_(token_norm / max(float(probe.norm(dim=-1).mean()), 1e-6))
+        self.reader = Contextformer(config, vocab_size=embeddings.shape[0])
 
     # ---- loading and saving -------------------------------------------------------------------------------------
 
@@ -296,7 +318,8 @@ class ContextformerLM(nn.Module):
 
     def prefix(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
         """The prefix embeddings (B, N_q, d_lm) read from memory (B, C, memory_dim) with mask (B, C)."""
-        return self.reader(memory.to(self.device), memory_mask.to(self.device))
+        embeddings = self.lm.get_input_embeddings().weight  # (V, d_lm)
+        return self.reader(memory.to(self.device), memory_mask.to(self.device), embeddings)
 
     def _inputs(self, input_ids, attention_mask, memory, memory_mask):
         """inputs_embeds, attention mask and position ids of [prefix; text], or of the text alone without memory."""

@@ -33,7 +33,7 @@ def test_stage1_sequences_label_exactly_the_answers_of_facts_still_in_context():
     tokenizer = build_tokenizer()
     rng = np.random.default_rng(0)
     for _ in range(20):
-        sequence, spans = _stage1_sequence(tokenizer, rng, TaskConfig(), max_turns=16)
+        sequence, spans = _stage1_sequence(tokenizer, rng, TaskConfig())
         words = tokenizer.convert_ids_to_tokens(sequence)
         for begin, end in spans:
             answer = words[begin : end - 1]
@@ -41,3 +41,18 @@ def test_stage1_sequences_label_exactly_the_answers_of_facts_still_in_context():
             context = " ".join(words[:begin])
             assert " ".join(answer) in context  # the answer can be read from the context
     assert torch.tensor(sequence).dtype == torch.long
+
+
+def test_fact_slots_name_the_memory_slot_key_and_value_of_every_remembered_fact():
+    tokenizer = build_tokenizer()
+    for dialogue in generate_dialogues(10, split="test", seed=5):
+        example = encode_example(tokenizer, dialogue, window_tokens=32, memory_slots=12)
+        first_kept = len(dialogue.turns) - 12
+        expected = {k for k, turn in dialogue.fact_turns.items() if turn >= first_kept}
+        assert len(example.fact_slots) == len(expected)
+        for slot, key, value in example.fact_slots:
+            turn = example.turns[slot].split()
+            assert (
+                tokenizer.convert_ids_to_tokens(key) in turn
+                and tokenizer.convert_ids_to_tokens(value) in turn
+            )

@@ -1,23 +1,28 @@
 """The synthetic long-dialogue recall task the Contextformer memory is trained and measured on.
 
 A dialogue alternates user (`<u>`) and assistant (`<a>`) turns. Early user turns state facts ("my sister 's
-name is la na .", "the parcel number is 4 8 2 1 ."), then many distractor turns follow (chit-chat, other
-facts), then the user asks about one fact ("what is my parcel number ?") and the assistant's answer is the
-value followed by `<eos>`. With a context window of the last K tokens, the asked fact has left the window.
+name is mara .", "the parcel number is 4821 ."), then many distractor turns follow (chit-chat, other facts),
+then the user asks about one fact ("what is my parcel number ?") and the assistant's answer is the value followed
+by `<eos>`. With a context window of the last K tokens, the asked fact has left the window.
 
 Text is lower-case words separated by single spaces, so a word-level tokenizer covers it exactly (`vocabulary`).
+Every key ("sister", "parcel") and every value (a name "mara", a number "4821") is ONE word, so one token: the
+tiny self-trained LM has to copy one token from its context or its memory, not learn to copy spans in order
+(with two-syllable names and four-digit numbers spelled out token by token, a 3-layer LM trained for minutes
+answered from the whole history with exact match 0.03).
 
 Held out, so that recall cannot be memorised (our choice of how):
-- values: names are two syllables and numbers four digits; a fixed hash puts one value in five in the test
-  pool. Training dialogues never state a test value, test dialogues never state a training value; every syllable
-  and digit appears in every position in both pools, so test values are new combinations of known tokens;
+- values: each dialogue draws its values at random from the shared pools (`NAMES`, `NUMBERS`), independently of
+  the key, so no key has a value to memorise and the asked value must come from the dialogue itself. The pools
+  are NOT split into train and test values: an earlier version held one value in five out, but with one-token
+  values a held-out value is a token the LM never outputs in training, and its output embedding stays where
+  initialisation left it, so it cannot be produced at all;
 - templates: each fact kind has statement templates only test dialogues use (`TEST_STATEMENTS`);
 - seeds: splits draw from their own generator streams (`split_seed`).
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 from dataclasses import dataclass, field
 
@@ -26,16 +31,22 @@ import numpy as np
 USER, ASSISTANT, EOS = "<u>", "<a>", "<eos>"
 SPLITS = ("train", "test")
 
-SYLLABLES = ("la", "na", "ko", "mi", "ru", "te", "so", "vi", "da", "ne", "ri", "po")
-DIGITS = tuple("0123456789")
-NUMBER_LENGTH = 4
+NAMES = (
+    "anna", "bruno", "carla", "dario", "elena", "felix", "gina", "hugo", "ines", "jonas", "karla", "leon",
+    "mara", "nico", "olga", "pablo", "rosa", "sami", "tina", "ugo", "vera", "willy", "yara", "zeno",
+)  # fmt: skip
+NUMBERS = (
+    "1047", "1392", "2065", "2718", "3141", "3580", "4096", "4821", "5273", "5619", "6034", "6457",
+    "7021", "7385", "7962", "8150", "8604", "8999", "9127", "9468", "1776", "2404", "5312", "6880",
+)  # fmt: skip
+DIGITS = tuple("0123456789")  # chit-chat only ("i slept 7 hours")
 
 # fact key -> (kind of value, the noun phrase the templates use)
 FACT_KEYS: dict[str, tuple[str, str]] = {
     "sister": ("name", "sister"),
     "brother": ("name", "brother"),
     "dog": ("name", "dog"),
-    "friend": ("name", "best friend"),
+    "friend": ("name", "friend"),
     "parcel": ("number", "parcel"),
     "order": ("number", "order"),
     "room": ("number", "room"),
@@ -98,21 +109,11 @@ REPLIES = (
 )
 
 
-def _is_test_value(indices: tuple[int, ...]) -> bool:
-    """One value in five is a test value; weights coprime to 5 spread the pools over every token position."""
-    return sum((1 + 2 * i) * v for i, v in enumerate(indices)) % 5 == 0
-
-
-@functools.cache
-def value_pool(kind: str, split: str) -> tuple[str, ...]:
-    """Every value of `kind` ("name" or "number") in `split`, as space-separated tokens."""
-    alphabet, length = (SYLLABLES, 2) if kind == "name" else (DIGITS, NUMBER_LENGTH)
-    wanted = split == "test"
-    return tuple(
-        " ".join(alphabet[i] for i in indices)
-        for indices in itertools.product(range(len(alphabet)), repeat=length)
-        if _is_test_value(indices) == wanted
-    )
+def value_pool(kind: str) -> tuple[str, ...]:
+    """Every value of `kind` ("name" or "number"), each one word."""
+    if kind not in ("name", "number"):
+        raise ValueError(f"kind must be 'name' or 'number', got {kind!r}")
+    return NAMES if kind == "name" else NUMBERS
 
 
 def split_seed(split: str, seed: int) -> np.random.SeedSequence:
@@ -176,7 +177,7 @@ def generate_dialogue(rng: np.random.Generator, split: str, config: TaskConfig =
     fact_at: dict[int, str] = {}
     for key, turn in zip(chosen, fact_turns, strict=True):
         kind, noun = FACT_KEYS[key]
-        pool = value_pool(kind, split)
+        pool = value_pool(kind)
         facts[key] = pool[rng.integers(len(pool))]
         fact_at[turn] = _fill(
             statements[kind][rng.integers(len(statements[kind]))], rng, key=noun, value=facts[key]
@@ -216,7 +217,7 @@ def generate_dialogues(n: int, *, split: str, seed: int, config: TaskConfig = Ta
 
 def vocabulary() -> list[str]:
     """Every word a dialogue of either split can contain, sorted (the word-level tokenizer's vocabulary)."""
-    words = {USER, ASSISTANT, EOS, *SYLLABLES, *DIGITS}
+    words = {USER, ASSISTANT, EOS, *NAMES, *NUMBERS, *DIGITS}
     templates = [
         *itertools.chain.from_iterable(TRAIN_STATEMENTS.values()),
         *itertools.chain.from_iterable(TEST_STATEMENTS.values()),

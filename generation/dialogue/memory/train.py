@@ -53,9 +53,19 @@ PRESETS = {
         LMConfig(), ContextformerConfig(), MemoryTrainConfig(), TaskConfig(), eval_dialogues=200
     ),
     "tiny": Recipe(
-        LMConfig(hidden_size=32, num_layers=2, intermediate_size=64, steps=3, batch_size=4, short_steps=1),
-        ContextformerConfig(memory_dim=16, num_queries=2, hidden_size=16, turn_pool_queries=1, lora_rank=2),
-        MemoryTrainConfig(steps=3, batch_size=4),
+        LMConfig(
+            hidden_size=32,
+            num_layers=2,
+            intermediate_size=64,
+            steps=3,
+            batch_size=4,
+            reader_steps=1,
+            short_steps=1,
+        ),
+        ContextformerConfig(
+            memory_slots=8, memory_dim=16, num_queries=8, hidden_size=16, turn_pool_queries=1, lora_rank=2
+        ),
+        MemoryTrainConfig(steps=3, batch_size=4, reader_steps=1, short_steps=1),
         TaskConfig(num_turns=8, num_facts=2, facts_in_first_turns=4),
         eval_dialogues=4,
     ),
@@ -80,13 +90,18 @@ def train(out: str | Path, *, preset: str = "default", seed: int = 0, progress_b
 
     started = time.perf_counter()
     tokenizer = build_tokenizer()
-    lm = train_lm(tokenizer, recipe.lm, recipe.task, seed=seed, progress=progress("lm"))
-    lm.save_pretrained(out / LM_DIR)
+    # Stage 1 trains the LM together with a memory of the same sizes (no LoRA: the whole LM learns there).
+    augmented = train_lm(
+        tokenizer, recipe.lm, recipe.task, dataclasses.replace(recipe.memory, lora_rank=0), seed=seed,
+        progress=progress("lm"),
+    )  # fmt: skip
+    augmented.lm.save_pretrained(out / LM_DIR)
     tokenizer.save_pretrained(out / LM_DIR)
     lm_seconds = time.perf_counter() - started
 
+    # Stage 2: a FRESH memory (other initial weights) learns to write into the frozen LM.
     config = dataclasses.replace(recipe.memory, lm_path=str(out / LM_DIR))
-    model = ContextformerLM.from_config(config, seed=seed)
+    model = ContextformerLM.from_config(config, seed=seed + 1)
     train_memory(model, recipe.training, recipe.task, seed=seed, progress=progress("memory"))
     model.save_pretrained(out, lm_path=LM_DIR)
     train_seconds = time.perf_counter() - started
