@@ -75,25 +75,25 @@ class LMConfig:
     num_heads: int = 4
     intermediate_size: int = 256
     max_positions: int = 192
-    steps: int = 1500
+    steps: int = 1400
     batch_size: int = 32
     learning_rate: float = 3e-3
     answer_weight: float = 4.0
     reader_steps: int = 100
-    short_steps: int = 200
-    pair_steps: int = 0
+    short_steps: int = 150
+    pair_steps: int = 600
 
 
 @dataclass(frozen=True)
 class MemoryTrainConfig:
     """Stage 2: the Contextformer (and LoRA) trained afresh over the frozen stage-1 LM; same phases as stage 1."""
 
-    steps: int = 400
+    steps: int = 300
     batch_size: int = 32
     learning_rate: float = 3e-3
     reader_steps: int = 100
-    short_steps: int = 100
-    pair_steps: int = 0
+    short_steps: int = 50
+    pair_steps: int = 100
     fact_weight: float = 1.0
 
 
@@ -270,9 +270,10 @@ def _lm_loss(lm, tokenizer, sequences, answer_weight: float) -> torch.Tensor:
 
 def memory_losses(model: ContextformerLM, dialogues: list[Dialogue]) -> tuple[torch.Tensor, torch.Tensor]:
     """(answer loss, fact-token loss) of `dialogues` asked with their fact outside the window. The answer loss
-    is the LM's on the answer tokens with the memory prefix; the fact-token loss is the cross-entropy of the
-    soft token of query i against the key and the value of the fact in memory slot i (each half), so that the
-    prefix writes a remembered fact in the LM's own token embeddings (needs `num_queries >= memory_slots`)."""
+    is the LM's on the answer tokens with the memory prefix. The fact-token loss is the cross-entropy of the soft
+    token of query i against the key and the value of the fact in memory slot i (each half), or against `<pad>`
+    where slot i holds a turn without a fact, so that the prefix states the remembered facts in the LM's own
+    token embeddings and nothing else (needs `num_queries >= memory_slots`)."""
     config = model.config
     examples = [
         encode_example(model.tokenizer, d, config.window_tokens, config.memory_slots, fact_outside=True)
@@ -281,18 +282,15 @@ def memory_losses(model: ContextformerLM, dialogues: list[Dialogue]) -> tuple[to
     input_ids, attention, labels, turn_ids, turn_mask, slot_mask = memory_batch(model, examples)
     memory = model.encode_turn_ids(turn_ids, turn_mask)  # (B, C, memory_dim)
     answer_loss, _ = model(input_ids, attention, memory, slot_mask, labels=labels)
-    log_probs = model.reader.token_logits(memory, slot_mask.to(model.device)).log_softmax(
-        dim=-1
-    )  # (B, Nq, V)
-    rows, slots, keys, values = zip(
-        *((i, slot, key, value) for i, e in enumerate(examples) for slot, key, value in e.fact_slots),
-        strict=True,
-    )
-    rows, slots = torch.tensor(rows), torch.tensor(slots)
-    fact_loss = (
-        -(log_probs[rows, slots, torch.tensor(keys)] + log_probs[rows, slots, torch.tensor(values)]).mean()
-        / 2
-    )
+    slot_mask = slot_mask.to(model.device)
+    log_probs = model.reader.token_logits(memory, slot_mask).log_softmax(dim=-1)  # (B, Nq, V)
+    slots = slot_mask.shape[1]
+    targets = torch.full((len(examples), slots, 2), model.tokenizer.pad_token_id, dtype=torch.long)
+    for i, e in enumerate(examples):
+        for slot, key, value in e.fact_slots:
+            targets[i, slot] = torch.tensor([key, value])
+    picked = log_probs[:, :slots].gather(2, targets.to(model.device))  # (B, C, 2)
+    fact_loss = -(picked.mean(dim=2) * slot_mask).sum() / slot_mask.sum()
     return answer_loss, fact_loss
 
 
@@ -357,12 +355,13 @@ def _phase(step: int, reader_steps: int, short_steps: int, pair_steps: int = 0) 
 
 
 def _phase_task(phase: str, task: TaskConfig, rng: np.random.Generator) -> TaskConfig:
-    """One fact in the first of two or four turns while "short", two facts in the first four of four to eight
-    turns while "pair"; the task's dialogues otherwise."""
+    """One fact in the first of two or four turns while "short"; two facts of the same kind in the first four of
+    four to eight turns while "pair" (the kind of value asked for cannot tell them apart: the LM must match the
+    key); the task's dialogues otherwise."""
     if phase == "short":
         return TaskConfig(2 * int(rng.integers(1, 3)), 1, 2)
     if phase == "pair":
-        return TaskConfig(2 * int(rng.integers(2, 5)), 2, 4)
+        return TaskConfig(2 * int(rng.integers(2, 5)), 2, 4, same_kind=True)
     return task
 
 

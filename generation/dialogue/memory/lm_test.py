@@ -1,7 +1,17 @@
 import numpy as np
 import torch
 
-from generation.dialogue.memory.lm import _stage1_sequence, build_tokenizer, encode_example, ids
+from generation.dialogue.memory.contextformer import ContextformerConfig, ContextformerLM
+from generation.dialogue.memory.lm import (
+    LMConfig,
+    _stage1_sequence,
+    build_tokenizer,
+    encode_example,
+    ids,
+    memory_batch,
+    memory_losses,
+    new_lm,
+)
 from generation.dialogue.memory.task import EOS, TaskConfig, generate_dialogues
 
 
@@ -56,3 +66,38 @@ def test_fact_slots_name_the_memory_slot_key_and_value_of_every_remembered_fact(
                 tokenizer.convert_ids_to_tokens(key) in turn
                 and tokenizer.convert_ids_to_tokens(value) in turn
             )
+
+
+def test_fact_token_loss_teaches_the_prefix_to_state_the_remembered_facts():
+    tokenizer = build_tokenizer()
+    lm = new_lm(tokenizer, LMConfig(hidden_size=32, num_layers=1, intermediate_size=64), seed=0)
+    config = ContextformerConfig(
+        memory_slots=8, memory_dim=32, num_queries=8, hidden_size=32, max_turn_tokens=12
+    )
+    torch.manual_seed(0)
+    model = ContextformerLM(config, lm, tokenizer)
+    task = TaskConfig(num_turns=8, num_facts=2, facts_in_first_turns=4)
+    dialogues = generate_dialogues(8, split="train", seed=0, config=task)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-2)
+    losses = []
+    for _ in range(60):
+        answer_loss, fact_loss = memory_losses(model, dialogues)
+        assert torch.isfinite(answer_loss)
+        optimizer.zero_grad()
+        fact_loss.backward()
+        optimizer.step()
+        losses.append(fact_loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    # the fitted soft tokens make a fact's key and value more likely in its slot than in the slots without facts
+    example = encode_example(
+        tokenizer, dialogues[0], config.window_tokens, config.memory_slots, fact_outside=True
+    )
+    *_, turn_ids, turn_mask, slot_mask = memory_batch(model, [example])
+    with torch.no_grad():
+        log_probs = model.reader.token_logits(model.encode_turn_ids(turn_ids, turn_mask), slot_mask)[0]
+    log_probs = log_probs.log_softmax(dim=-1)
+    fact_slots = {slot for slot, _, _ in example.fact_slots}
+    others = [s for s in range(len(example.turns)) if s not in fact_slots]
+    for slot, key, value in example.fact_slots:
+        for token in (key, value):
+            assert log_probs[slot, token] > log_probs[others, token].mean() + 1.0

@@ -12,8 +12,8 @@ tiny self-trained LM has to copy one token from its context or its memory, not l
 answered from the whole history with exact match 0.03).
 
 Held out, so that recall cannot be memorised (our choice of how):
-- values: each dialogue draws its values at random from the shared pools (`NAMES`, `NUMBERS`), independently of
-  the key, so no key has a value to memorise and the asked value must come from the dialogue itself. The pools
+- values: each dialogue draws its values at random from the key's pool (`VALUES`, twelve per key), so no key
+  has a value to memorise and the asked value must come from the dialogue itself. The pools
   are NOT split into train and test values: an earlier version held one value in five out, but with one-token
   values a held-out value is a token the LM never outputs in training, and its output embedding stays where
   initialisation left it, so it cannot be produced at all;
@@ -31,14 +31,21 @@ import numpy as np
 USER, ASSISTANT, EOS = "<u>", "<a>", "<eos>"
 SPLITS = ("train", "test")
 
-NAMES = (
-    "anna", "bruno", "carla", "dario", "elena", "felix", "gina", "hugo", "ines", "jonas", "karla", "leon",
-    "mara", "nico", "olga", "pablo", "rosa", "sami", "tina", "ugo", "vera", "willy", "yara", "zeno",
-)  # fmt: skip
-NUMBERS = (
-    "1047", "1392", "2065", "2718", "3141", "3580", "4096", "4821", "5273", "5619", "6034", "6457",
-    "7021", "7385", "7962", "8150", "8604", "8999", "9127", "9468", "1776", "2404", "5312", "6880",
-)  # fmt: skip
+# Each key has its own pool of one-word values (our choice, measured): with one pool of names and one of
+# numbers shared by the keys, the tiny LM learned which KIND of value was asked for but not which of two facts
+# of that kind (recall 0.54 with memory and 0.52 from the whole history after 1500 stage-1 steps, about what
+# picking at random among the facts of the asked kind gives). Real facts are typed the same way: an order
+# number does not look like a seat. Recall still needs the memory: the value is drawn at random per dialogue.
+VALUES: dict[str, tuple[str, ...]] = {
+    "sister": ("anna", "carla", "elena", "gina", "ines", "karla", "mara", "olga", "rosa", "tina", "vera", "yara"),
+    "brother": ("bruno", "dario", "felix", "hugo", "jonas", "leon", "nico", "pablo", "sami", "ugo", "willy", "zeno"),
+    "dog": ("rex", "bella", "max", "luna", "rocky", "daisy", "buddy", "coco", "milo", "lola", "toby", "nala"),
+    "cat": ("kitty", "simba", "tiger", "misty", "oreo", "shadow", "pumpkin", "smokey", "ginger", "mittens", "salem", "pepper"),
+    "parcel": ("1047", "2065", "2718", "3141", "3580", "4096", "4821", "5273", "6034", "7385", "8150", "9468"),
+    "order": ("503917", "618204", "274650", "931086", "845213", "162739", "390561", "757028", "486392", "209874", "671345", "928456"),
+    "room": ("101", "117", "204", "213", "308", "315", "402", "419", "506", "512", "601", "623"),
+    "seat": ("3a", "5c", "7f", "9b", "12d", "14e", "17a", "21c", "23f", "26b", "28d", "31e"),
+}  # fmt: skip
 DIGITS = tuple("0123456789")  # chit-chat only ("i slept 7 hours")
 
 # fact key -> (kind of value, the noun phrase the templates use)
@@ -46,7 +53,7 @@ FACT_KEYS: dict[str, tuple[str, str]] = {
     "sister": ("name", "sister"),
     "brother": ("name", "brother"),
     "dog": ("name", "dog"),
-    "friend": ("name", "friend"),
+    "cat": ("name", "cat"),
     "parcel": ("number", "parcel"),
     "order": ("number", "order"),
     "room": ("number", "room"),
@@ -109,11 +116,11 @@ REPLIES = (
 )
 
 
-def value_pool(kind: str) -> tuple[str, ...]:
-    """Every value of `kind` ("name" or "number"), each one word."""
-    if kind not in ("name", "number"):
-        raise ValueError(f"kind must be 'name' or 'number', got {kind!r}")
-    return NAMES if kind == "name" else NUMBERS
+def value_pool(key: str) -> tuple[str, ...]:
+    """Every value the fact `key` can take, each one word."""
+    if key not in VALUES:
+        raise ValueError(f"key must be one of {sorted(VALUES)}, got {key!r}")
+    return VALUES[key]
 
 
 def split_seed(split: str, seed: int) -> np.random.SeedSequence:
@@ -131,6 +138,9 @@ class TaskConfig:
     num_turns: int = 16
     num_facts: int = 4
     facts_in_first_turns: int = 10
+    same_kind: bool = (
+        False  # all facts names or all numbers (training's curriculum: the kind alone can't answer)
+    )
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,9 @@ def _fill(template: str, rng: np.random.Generator, **values: str) -> str:
 
 def generate_dialogue(rng: np.random.Generator, split: str, config: TaskConfig = TaskConfig()) -> Dialogue:
     keys = list(FACT_KEYS)
+    if config.same_kind:
+        kind = ("name", "number")[rng.integers(2)]
+        keys = [k for k in keys if FACT_KEYS[k][0] == kind]
     chosen = [keys[i] for i in rng.choice(len(keys), size=config.num_facts, replace=False)]
     user_turns = list(range(0, config.num_turns, 2))
     early = [t for t in user_turns if t < config.facts_in_first_turns]
@@ -177,7 +190,7 @@ def generate_dialogue(rng: np.random.Generator, split: str, config: TaskConfig =
     fact_at: dict[int, str] = {}
     for key, turn in zip(chosen, fact_turns, strict=True):
         kind, noun = FACT_KEYS[key]
-        pool = value_pool(kind)
+        pool = value_pool(key)
         facts[key] = pool[rng.integers(len(pool))]
         fact_at[turn] = _fill(
             statements[kind][rng.integers(len(statements[kind]))], rng, key=noun, value=facts[key]
@@ -217,7 +230,7 @@ def generate_dialogues(n: int, *, split: str, seed: int, config: TaskConfig = Ta
 
 def vocabulary() -> list[str]:
     """Every word a dialogue of either split can contain, sorted (the word-level tokenizer's vocabulary)."""
-    words = {USER, ASSISTANT, EOS, *NAMES, *NUMBERS, *DIGITS}
+    words = {USER, ASSISTANT, EOS, *itertools.chain.from_iterable(VALUES.values()), *DIGITS}
     templates = [
         *itertools.chain.from_iterable(TRAIN_STATEMENTS.values()),
         *itertools.chain.from_iterable(TEST_STATEMENTS.values()),
