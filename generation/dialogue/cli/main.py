@@ -110,9 +110,13 @@ def _eval(args: argparse.Namespace) -> int:
         )
 
         seeds = tuple(args.seeds or DEFAULT_SEEDS)
-        report["memory"] = memory_recall(
-            args.memory_model or DEFAULT_DIR, num_dialogues=args.dialogues, seeds=seeds
-        )
+        model_dir = args.memory_model or DEFAULT_DIR
+        if not (Path(model_dir) / "memory_config.json").is_file():
+            raise SystemExit(
+                f"no trained memory in {model_dir}: train one with `kmono dialogue train-memory --out "
+                f"{model_dir}`, or pass --memory-model DIR, or leave memory out (--parts knowledge dcot)"
+            )
+        report["memory"] = memory_recall(model_dir, num_dialogues=args.dialogues, seeds=seeds)
         print("\n## Contextformer memory: recall of out-of-window facts\n")  # noqa: T201
         print(format_recall_table(report["memory"]))  # noqa: T201
     if "dcot" in args.parts:
