@@ -7,8 +7,9 @@ with questions about every fact left in them (`answer_weight` more on the answer
 context; plus the answer loss through the memory, on questions whose fact is outside its window; plus the
 fact-token loss (`memory_losses`). The LM is saved as a standard HF directory (model and tokenizer) and frozen.
 
-Stage 2 (`train_memory`): a FRESH memory (turn encoder and Contextformer, other initial weights; + LoRA when
-`ContextformerConfig.lora_rank > 0`) is trained over the frozen LM on new dialogues: the LM sees `<bos>` + the
+Stage 2 (`train_memory`): the memory (turn encoder and Contextformer, `train.py` starts it from stage 1's; +
+LoRA when `ContextformerConfig.lora_rank > 0`) is trained over the frozen LM on new dialogues (their own
+generator stream): the LM sees `<bos>` + the
 last `window_tokens` tokens of the history + the question, the memory holds every turn (the last
 `memory_slots`), the loss is on the answer tokens plus the fact-token loss.
 
@@ -86,7 +87,7 @@ class LMConfig:
 
 @dataclass(frozen=True)
 class MemoryTrainConfig:
-    """Stage 2: the Contextformer (and LoRA) trained afresh over the frozen stage-1 LM; same phases as stage 1."""
+    """Stage 2: the memory (and LoRA) trained over the frozen stage-1 LM on new dialogues; same phases as stage 1."""
 
     steps: int = 300
     batch_size: int = 32

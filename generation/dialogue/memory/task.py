@@ -60,16 +60,26 @@ FACT_KEYS: dict[str, tuple[str, str]] = {
     "seat": ("number", "seat"),
 }
 
+# Training templates vary where the key and the value sit in the turn (value first, words before the key, no
+# verb): with the key always at the start and the value after "is", the memory's turn encoder learned where the
+# value sits and recalled 0.65-0.71 on the held-out templates, against 1.00 on its own.
 TRAIN_STATEMENTS = {
     "name": (
         "my {key} 's name is {value} .",
         "my {key} is called {value} .",
         "you know my {key} ? it is {value} .",
+        "{value} , you know , is my {key} .",
+        "it is {value} , the name of my {key} .",
+        "please remember : my {key} is {value} .",
     ),
     "number": (
         "the {key} number is {value} .",
         "my {key} number is {value} .",
         "{key} number : {value} , remember it .",
+        "{value} is my {key} number .",
+        "remember {value} , it is the {key} number .",
+        "ok , note that my {key} number is {value} .",
+        "please remember : {key} number {value} .",
     ),
 }
 TEST_STATEMENTS = {

@@ -7,12 +7,18 @@ writes `OUT/lm/` (the LM and its tokenizer, a standard HF directory), `OUT/memor
 (recipe, configs, seconds, final losses) and `OUT/eval.json` (`evaluate.recall_of` on held-out dialogues).
 `--preset tiny` runs the same code for a few steps on tiny sizes (tests).
 
-Status (measured, not yet the issue's bar; no default is committed): stage 1 for 1200 steps (449 s on the
-shared 2-core machine) answers from the whole history with exact match 0.03 on held-out dialogues (first answer
-token right 0.43), 0.50 on 4-turn training dialogues; stage 2 leaves recall with memory at 0.0 (window alone 0.0)
-after 600-800 steps. Probes: a turn's value can be read back from its memory vector (0.86 after 200 steps) and
-from the Contextformer's read (0.46 after 150), but the frozen LM + LoRA does not learn to use the prefix in
-that time. See generation/dialogue/memory/default_test.py for the bar.
+Status (measured on the shared 2-core CPU, 1 torch thread; the committed `default/`): trained in 391 s
+(345 s stage 1), recall of out-of-window facts on held-out dialogues (600 questions, seeds
+[101, 102, 103], held-out statement templates): with memory 0.992 ± 0.002 (57.3 prompt positions),
+window only 0.090 ± 0.019 (41.3), whole history 1.000 ± 0.000 (118.7). The bar (>= 0.8, >= 3x the window
+alone) is checked on a fresh seed by default_test.py; default/README.md has the table.
+
+History of the measurements that shaped the recipe (`lm.py` and `contextformer.py` say why each part is there):
+with values spelled over several tokens, a linear projection and a text-only LM, recall with memory stayed 0.0;
+with one-token values, soft tokens, the fact-token loss and the joint stage 1, but one value pool shared by all
+keys of a kind, 0.54 with memory and 0.52 from the whole history (the LM matched the kind, not the key); with a
+pool per key and key-first training templates, 0.65 on the held-out templates (1.00 on the training ones); a
+fresh stage-2 memory on more varied templates, 0.76 after 300 steps; hence stage 2 starts from stage 1's memory.
 """
 
 from __future__ import annotations
@@ -99,9 +105,11 @@ def train(out: str | Path, *, preset: str = "default", seed: int = 0, progress_b
     tokenizer.save_pretrained(out / LM_DIR)
     lm_seconds = time.perf_counter() - started
 
-    # Stage 2: a FRESH memory (other initial weights) learns to write into the frozen LM.
+    # Stage 2: the LM frozen, the memory (starting from stage 1's) trains on new dialogues. A fresh memory
+    # reached 0.65-0.76 on held-out templates in 300 steps (1.00 on the training templates).
     config = dataclasses.replace(recipe.memory, lm_path=str(out / LM_DIR))
-    model = ContextformerLM.from_config(config, seed=seed + 1)
+    model = ContextformerLM.from_config(config, seed=seed)
+    model.load_trainable_state(augmented.trainable_state())
     train_memory(model, recipe.training, recipe.task, seed=seed, progress=progress("memory"))
     model.save_pretrained(out, lm_path=LM_DIR)
     train_seconds = time.perf_counter() - started
