@@ -16,7 +16,7 @@ Where the paper is silent, our choices:
   embeddings of the turn's first `max_turn_tokens` tokens, plus learned token positions, one self-attention
   layer, and attention pooling with `turn_pool_queries` learned queries, concatenated and projected to
   `memory_dim`. **Pooling happens there**, once per turn, so a turn costs one slot whatever its length. We do not
-  use a sentence encoder (MiniLM) for M: a fact's value ("4 8 2 1", a name) must come back exactly, and a
+  use a sentence encoder (MiniLM) for M: a fact's value ("4821", a name) must come back exactly, and a
   general-purpose sentence vector does not keep digits in order (the engine may still keep MiniLM vectors beside
   M to report which memories a reply used).
 - **Slot positions**: a learned embedding per slot is added to M before W_k (keys only), and a learned

@@ -16,7 +16,7 @@ TINY = ContextformerConfig(
     max_turn_tokens=6,
     turn_pool_queries=2,
 )
-TURNS = ["<u> my sister 's name is la na .", "<a> got it .", "<u> the parcel number is 4 8 2 1 ."]
+TURNS = ["<u> my sister 's name is mara .", "<a> got it .", "<u> the parcel number is 4821 ."]
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +84,9 @@ def test_gradients_reach_the_queries_and_projections_and_not_the_frozen_lm(lm_di
     memory = model.encode_turn_ids(ids[None], mask[None])
     memory = torch.cat([memory, torch.zeros(1, TINY.memory_slots - len(TURNS), TINY.memory_dim)], dim=1)
     slot_mask = torch.tensor([[True] * len(TURNS) + [False] * (TINY.memory_slots - len(TURNS))])
-    prompt = _prompt(model, "<u> what is my parcel number ? <a> 4 8 2 1 <eos>")
+    prompt = _prompt(model, "<u> what is my parcel number ? <a> 4821 <eos>")
     labels = torch.full_like(prompt, -100)
-    labels[0, -5:] = prompt[0, -5:]
+    labels[0, -2:] = prompt[0, -2:]
     loss, _ = model(prompt, memory=memory, memory_mask=slot_mask, labels=labels)
     loss.backward()
     for name in ("queries", "w_k.weight", "w_v.weight", "project.weight"):
@@ -159,3 +159,26 @@ def test_wraps_a_gpt2_style_lm_through_inputs_embeds(lm_dir):
         _, empty = model(_prompt(model), memory=memory, memory_mask=torch.zeros_like(mask))
     torch.testing.assert_close(empty, gpt2(input_ids=_prompt(model)).logits, rtol=1e-5, atol=1e-5)
     assert logits.shape == empty.shape and not torch.allclose(logits, empty)
+
+
+def test_prefix_positions_are_soft_tokens_of_the_lm_vocabulary(lm_dir):
+    model = _model(lm_dir).eval()
+    memory, mask = _memory(model, TURNS)
+    with torch.no_grad():
+        weights = model.reader.token_logits(memory, mask).softmax(dim=-1)  # (1, Nq, V)
+        expected = weights @ model.lm.get_input_embeddings().weight
+        torch.testing.assert_close(model.prefix(memory, mask), expected)
+    assert weights.shape[-1] == len(model.tokenizer)
+
+
+def test_query_i_starts_out_reading_slot_i(lm_dir):
+    model = _model(lm_dir, num_queries=TINY.memory_slots).eval()
+    memory = torch.randn(1, TINY.memory_slots, TINY.memory_dim)
+    mask = torch.ones(1, TINY.memory_slots, dtype=torch.bool)
+    with torch.no_grad():
+        before = model.reader.token_logits(memory, mask)[0]
+        for slot in range(TINY.memory_slots):
+            changed = memory.clone()
+            changed[0, slot] = torch.randn(TINY.memory_dim)
+            moved = (model.reader.token_logits(changed, mask)[0] - before).norm(dim=-1)  # (Nq,)
+            assert int(moved.argmax()) == slot
