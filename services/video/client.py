@@ -12,16 +12,15 @@ is what `kmono video generate --local` uses.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from kmono.video.v1 import video_pb2, video_pb2_grpc
+
+from libs.serving import local as libs_local
 
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
 
@@ -100,40 +99,10 @@ class VideoClient:
         return paths
 
 
-class LocalServer:
+class LocalServer(libs_local.LocalServer):
     """The video service in this process on 127.0.0.1 (a free port), for `--local` runs and tests."""
 
     def __init__(self, config: Any, **build_kwargs: Any) -> None:
-        from libs.serving import build_server
         from services.video import server
 
-        self.config = replace(config, server=replace(config.server, host="127.0.0.1", port=0))
-        self._build = lambda: server.build(self.config, **build_kwargs)
-        self._build_server = build_server
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="kmono-video-local", daemon=True)
-        self._server: Any = None
-        self.port = 0
-
-    def __enter__(self) -> LocalServer:
-        self._thread.start()
-
-        async def start() -> int:
-            registrations, on_startup, on_shutdown = self._build()
-            self._server = self._build_server(
-                self.config.server, registrations, on_startup=on_startup, on_shutdown=on_shutdown
-            )
-            return await self._server.start()
-
-        self.port = asyncio.run_coroutine_threadsafe(start(), self._loop).result()
-        return self
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            asyncio.run_coroutine_threadsafe(self._server.stop(1.0), self._loop).result(timeout=60)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+        super().__init__(config, server.build, name="kmono-video-local", **build_kwargs)
