@@ -22,7 +22,7 @@ score with the title and of the fused score of the text alone (dev split, best m
 0.531 en / 0.335 zh, with the title 0.561 / 0.409, the mean 0.598 / 0.418). When the confidence is below the
 threshold for the question's script (`threshold` when given, else the calibrated one), the reply says, in the
 question's language (or `language`, or English), that the provided information does not hold the answer. Thresholds are
-calibrated on the Q&A set's dev split only (`python -m generation.dialogue.knowledge.evaluate --calibrate`,
+calibrated on the Q&A set's dev split only (`python -m generation.dialogue.knowledge.cli --calibrate`,
 which writes nothing: its figures are copied into `CALIBRATED_THRESHOLDS` with the command beside them); the
 held-out test split never sees it. Each retrieval mode (the lexical-only and dense-only baselines too) has its
 own calibrated threshold, so the comparison is fair.
@@ -62,7 +62,7 @@ CALIBRATED_THRESHOLDS = {
     "lexical": {"latin": 0.206, "cjk": 0.096},
 }
 """Per retrieval mode and query script, the abstention threshold that maximised the dev split's mean score (see
-the docstring), from `python -m generation.dialogue.knowledge.evaluate --calibrate` (dev seeds 0-2, 12 sessions
+the docstring), from `python -m generation.dialogue.knowledge.cli --calibrate` (dev seeds 0-2, 12 sessions
 each). Per script because the fused score weighs dense and lexical differently by script."""
 TITLED_SHARE = 0.5
 """The confidence's share of the title-aware score; the rest is the score of the passage's own text."""

@@ -2,10 +2,10 @@
 the hybrid answerer against a lexical-only (BM25) and a dense-only (MiniLM) baseline.
 
     report = knowledge_qa_eval(GroundedAnswerer(encoder), seeds=TEST_SEEDS, num_sessions=20)
-    print(format_knowledge_table(report))
-    python -m generation.dialogue.knowledge.evaluate                 # the held-out test table
-    python -m generation.dialogue.knowledge.evaluate --calibrate     # thresholds from the dev split
-    python -m generation.dialogue.knowledge.evaluate --retrieval     # fusion choice: top-1 source on dev
+    format_knowledge_table(report)                                   # the table `kmono dialogue eval` prints
+    python -m generation.dialogue.knowledge.cli                      # the held-out test table
+    python -m generation.dialogue.knowledge.cli --calibrate          # thresholds from the dev split
+    python -m generation.dialogue.knowledge.cli --retrieval          # fusion choice: top-1 source on dev
 
 Metrics (SQuAD's, with our choices where the set needs them):
 - `em`, `f1` over answerable questions (an abstention scores 0). Answers and gold are normalised (lower case,
@@ -19,7 +19,7 @@ Metrics (SQuAD's, with our choices where the set needs them):
 Each metric is computed per seed (one seed = `num_sessions` sessions, half English half Chinese) and reported
 as mean and standard deviation over seeds, for "all", "en" and "zh".
 
-Measured (`python -m generation.dialogue.knowledge.evaluate`, test split, seeds 100-102, 12 sessions each,
+Measured (`python -m generation.dialogue.knowledge.cli`, test split, seeds 100-102, 12 sessions each,
 168 questions per seed; thresholds calibrated on dev seeds 0-2; mean +- std over seeds):
 
     system  lang   em            f1            contains      citation      abst. prec.   abst. recall  abst. acc.
@@ -37,9 +37,7 @@ character with the knowledge ("要多少钱" for "价格") are where it fails mo
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import logging
 import re
 import string
@@ -262,49 +260,3 @@ def retrieval_accuracy(
                     ok = top.source_id == item.source_id and item.answer in top.text
                     hits.setdefault(name, {}).setdefault(item.language, []).append(ok)
     return {name: {lang: float(np.mean(v)) for lang, v in by_lang.items()} for name, by_lang in hits.items()}
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=None)
-    parser.add_argument("--num-sessions", type=int, default=DEFAULT_SESSIONS)
-    parser.add_argument("--calibrate", action="store_true", help="print each mode's dev-calibrated threshold")
-    parser.add_argument(
-        "--retrieval", action="store_true", help="print top-1 passage accuracy per fusion on dev"
-    )
-    parser.add_argument("--json", type=str, default="", help="also write the report here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    from libs.encoders import TextEncoder
-
-    encoder = TextEncoder.from_pretrained()
-    if args.retrieval:
-        accuracy = retrieval_accuracy(
-            encoder,
-            weights=(0.0, 0.2, 0.5, 0.8, 0.9, 1.0),
-            seeds=args.seeds or DEV_SEEDS,
-            num_sessions=args.num_sessions,
-        )
-        print(json.dumps(accuracy, indent=1))  # noqa: T201 - the command line prints its result
-        return
-    if args.calibrate:
-        seeds = args.seeds or DEV_SEEDS
-        thresholds = {
-            mode: calibrate_thresholds(
-                GroundedAnswerer(encoder, retrieval=mode), seeds=seeds, num_sessions=args.num_sessions
-            )
-            for mode in SYSTEMS
-        }
-        print(json.dumps(thresholds, indent=1))  # noqa: T201 - the command line prints its result
-        return
-    report = knowledge_qa_eval(
-        GroundedAnswerer(encoder), seeds=args.seeds or TEST_SEEDS, num_sessions=args.num_sessions
-    )
-    print(format_knowledge_table(report))  # noqa: T201 - the command line prints its result
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-
-
-if __name__ == "__main__":
-    main()
