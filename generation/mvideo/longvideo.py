@@ -156,12 +156,15 @@ def seam_metric(frames: np.ndarray | torch.Tensor, chunk_starts: list[int]) -> S
     return SeamStats(boundary, within)
 
 
-def _mask_frames(mask_video: Any, span: ChunkSpan, num_slots: int, total: int) -> torch.Tensor | None:
-    """The clip's mask frames (B, clip_frames, K, H, W), padded with the last frame past the end."""
+def _mask_frames(
+    mask_video: Any, span: ChunkSpan, num_slots: int, total: int, prompt: str
+) -> torch.Tensor | None:
+    """The clip's mask frames (B, clip_frames, K, H, W), bound to the prompt's phrases and padded with the last
+    frame past the end."""
     if mask_video is None:
         return None
     stop = min(span.start + span.clip_frames, total)
-    clip = mask_video_batch(mask_video, num_slots, start=span.start, stop=stop)
+    clip = mask_video_batch(mask_video, num_slots, start=span.start, stop=stop, prompt=prompt)
     if clip.shape[1] < span.clip_frames:
         clip = torch.cat([clip, clip[:, -1:].expand(-1, span.clip_frames - clip.shape[1], -1, -1, -1)], dim=1)
     return clip
@@ -222,7 +225,7 @@ def iter_long_video(
         if _is_mask_sequence(mask_video):  # stays lazy: read clip by clip
             mask_frames, mask_height, mask_width = mask_video.num_frames, mask_video.height, mask_video.width
         else:  # in memory already: (B, T, K, H, W)
-            mask_video = mask_video_batch(mask_video, slots)
+            mask_video = mask_video_batch(mask_video, slots, prompt=prompt)
             mask_frames, mask_height, mask_width = (
                 mask_video.shape[1],
                 mask_video.shape[3],
@@ -264,7 +267,7 @@ def iter_long_video(
         latents = pipe(
             prompt_embeds=prompt_embeds,
             negative_prompt_embeds=negative_prompt_embeds,
-            mask_video=_mask_frames(mask_video, span, slots, num_frames),
+            mask_video=_mask_frames(mask_video, span, slots, num_frames, prompt),
             num_frames=span.clip_frames,
             height=height,
             width=width,

@@ -31,6 +31,10 @@ Our choices (the paper leaves them open):
   (SDEdit / CogVideoX video-to-video).
 - **Mask slots.** A `MaskSequence` becomes a K-slot mask video, slot k = the k-th object by ascending id
   (`mask_sequence_to_slots`). A mask batch of 1 is shared by all prompts; else it must match the prompts.
+- **Binding objects to words.** The model reads slot k as the object of the prompt's k-th noun phrase, so the
+  slots are reordered by `generation.mvideo.pipelines.phrases`: each object whose label (a `MaskSequence`'s
+  `MaskObject.label`, or `mask_labels` for tensors) matches a phrase moves to that phrase's slot; objects without
+  a matching label fill the free slots in order.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from diffusers.video_processor import VideoProcessor
 
 from generation.mvideo.models.mask_encoder import MaskEncoder, mask_sequence_to_slots
 from generation.mvideo.models.transformer_mvideo import MVideoTransformer3DModel
+from generation.mvideo.pipelines.phrases import bind_slots
 
 logger = logging.getLogger(__name__)
 
@@ -195,12 +200,43 @@ def _as_tensor(value: Any) -> torch.Tensor:
 
 
 def mask_video_batch(
-    mask_video: Any, num_slots: int, start: int = 0, stop: int | None = None
+    mask_video: Any,
+    num_slots: int,
+    start: int = 0,
+    stop: int | None = None,
+    *,
+    prompt: str | list[str] | None = None,
+    mask_labels: list | None = None,
 ) -> torch.Tensor:
     """The one normalisation of a mask input (MVideo, VACE and long videos): `mask_video` (MaskSequence, list of
     them, tensor/array (B, T, K, H, W) or (T, K, H, W), list of tensors/arrays (T, K, H, W)) as a float tensor
     (B, T', K, H, W) of its frames [start, stop) (default: all). A MaskSequence becomes `num_slots` slots
-    (`mask_sequence_to_slots`) and only the asked frames are decoded, so a long one can be read clip by clip."""
+    (`mask_sequence_to_slots`) and only the asked frames are decoded, so a long one can be read clip by clip.
+
+    With `prompt`, the slots are bound to the prompt's phrases (`generation.mvideo.pipelines.phrases.bind_slots`) by the
+    labels of the objects: `mask_labels` (one list of per-slot labels or None per mask item; one flat list is
+    taken for a single item), else a MaskSequence's own `MaskObject.label`s."""
+    labels = _mask_labels(mask_video, mask_labels)
+    masks = _mask_video_batch(mask_video, num_slots, start, stop)
+    if prompt is None or labels is None:
+        return masks
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    return bind_slots(masks, prompts, labels)
+
+
+def _mask_labels(mask_video: Any, mask_labels: list | None) -> list[list[str | None]] | None:
+    """Per mask item, the label of each slot (None where unknown); None when no label is known at all."""
+    if mask_labels is not None:
+        if mask_labels and all(label is None or isinstance(label, str) for label in mask_labels):
+            return [list(mask_labels)]
+        return [list(item) for item in mask_labels]
+    items = mask_video if isinstance(mask_video, list | tuple) else [mask_video]
+    if not any(_is_mask_sequence(item) for item in items):
+        return None
+    return [[o.label or None for o in item.objects] if _is_mask_sequence(item) else [] for item in items]
+
+
+def _mask_video_batch(mask_video: Any, num_slots: int, start: int, stop: int | None) -> torch.Tensor:
     if _is_mask_sequence(mask_video):
         return mask_sequence_to_slots(mask_video, num_slots, start=start, stop=stop)[None]
     if isinstance(mask_video, list | tuple):
@@ -402,12 +438,14 @@ class MVideoPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ masks
 
-    def prepare_mask_video(self, mask_video: Any) -> torch.Tensor | None:
-        """`mask_video` as a float tensor (B, T, K, H, W) (`mask_video_batch`); None stays None. Shapes are
-        checked by `check_inputs`."""
+    def prepare_mask_video(
+        self, mask_video: Any, prompt: str | list[str] | None = None, mask_labels: list | None = None
+    ) -> torch.Tensor | None:
+        """`mask_video` as a float tensor (B, T, K, H, W), its slots bound to the prompt's phrases by their labels
+        (`mask_video_batch`); None stays None. Shapes are checked by `check_inputs`."""
         if mask_video is None:
             return None
-        return mask_video_batch(mask_video, self.num_mask_slots)
+        return mask_video_batch(mask_video, self.num_mask_slots, prompt=prompt, mask_labels=mask_labels)
 
     def encode_mask_video(self, mask_video: torch.Tensor, device, dtype) -> torch.Tensor:
         """(B, T, K, H, W) -> mask latents (B, F, mask_in_channels, h, w)."""
@@ -638,6 +676,7 @@ class MVideoPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         preview_every: int | None = None,
         max_sequence_length: int | None = None,
+        mask_labels: list | None = None,
     ) -> MVideoPipelineOutput | tuple:
         """Generate videos whose objects follow `mask_video`.
 
@@ -646,6 +685,9 @@ class MVideoPipeline(DiffusionPipeline):
             negative_prompt: prompt(s) for the unconditional branch of text CFG (default "").
             mask_video: `MaskSequence` / list of them / tensor or array (B, T, K, H, W) or (T, K, H, W) in [0, 1];
                 None generates without a mask condition.
+            mask_labels: per mask item, the label of each slot ("red circle", None = unknown), e.g.
+                `[["blue square", "red circle"]]`: each labelled object is moved to the slot of the prompt phrase
+                its label matches (a MaskSequence's own labels are used when this is None; module docstring).
             height, width, num_frames: output size; default to the mask video's, else the transformer's sample size.
             num_inference_steps: denoising steps.
             guidance_scale: text CFG scale s_text (off when <= 1).
@@ -672,7 +714,7 @@ class MVideoPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs = list(callback_on_step_end_tensor_inputs or [])
         max_sequence_length = max_sequence_length or self.transformer.config.max_text_seq_length
 
-        mask_video = self.prepare_mask_video(mask_video)
+        mask_video = self.prepare_mask_video(mask_video, prompt, mask_labels)
         if mask_video is not None:
             num_frames = num_frames or mask_video.shape[1]
             height = height or mask_video.shape[3]

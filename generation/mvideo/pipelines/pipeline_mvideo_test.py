@@ -314,3 +314,22 @@ def test_precomputed_prompt_embeds_match_the_prompt(pipe):
         pipe, prompt=None, prompt_embeds=embeds, negative_prompt_embeds=negative, num_videos_per_prompt=2
     )
     assert pair.shape[0] == 2 and torch.equal(pair[:1], _run(pipe, num_videos_per_prompt=2)[:1])
+
+
+def test_mask_sequences_are_bound_to_the_prompt_phrases_by_their_labels():
+    from generation.mvideo.pipelines.pipeline_mvideo import mask_video_batch
+
+    id_maps = np.zeros((2, 4, 4), dtype=np.int32)
+    id_maps[:, 0, 0] = 1  # the circle
+    id_maps[:, 3, 3] = 2  # the square
+    seq = MaskSequence.from_id_maps(id_maps, [MaskObject(1, "red circle"), MaskObject(2, "blue square")], 8.0)
+    unbound = mask_video_batch(seq, 3)
+    assert unbound[0, 0, 0, 0, 0] == 1  # ascending ids without a prompt
+    bound = mask_video_batch(seq, 3, prompt="a blue square and a red circle")
+    assert bound[0, 0, 0, 3, 3] == 1 and bound[0, 0, 1, 0, 0] == 1
+    # tensors bind through mask_labels; without labels the order is kept
+    assert torch.equal(mask_video_batch(unbound, 3, prompt="a blue square and a red circle"), unbound)
+    relabelled = mask_video_batch(
+        unbound, 3, prompt="a blue square", mask_labels=["red circle", "blue square"]
+    )
+    assert relabelled[0, 0, 0, 3, 3] == 1 and relabelled[0, 0, 1, 0, 0] == 1
