@@ -10,7 +10,9 @@
 Our choices:
 
 - **Objects** are one to three shapes (circle, square, triangle, diamond) of distinct, saturated colours (red,
-  green, blue, yellow, cyan, magenta), each moving at a constant velocity and bouncing off the frame edges.
+  green, blue, yellow, cyan, magenta). By default (`motion="bounce"`, the training data) each moves at a constant
+  velocity and bounces off the frame edges; the other motion families (`motions.MOTION_FAMILIES`: fast,
+  zig-zag, circular, crossing, entering the frame, stop-and-reverse, small, large) are held out for evaluation.
   Later objects are drawn over earlier ones; a pixel belongs to the object drawn last over it.
 - **Backgrounds** are muted (dark or light grey with a faint tint), solid or a gentle linear gradient (at most
   `gradient_amplitude` change across the frame), so "pixels far from the background colour" segments the objects
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from generation.mvideo.shapes.motions import MOTION_FAMILIES, PathContext
 from libs.media import MaskObject, MaskSequence
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -122,8 +125,17 @@ class ShapesWorld:
     background_levels: tuple[tuple[float, float], ...] = field(default=((30.0, 80.0), (170.0, 215.0)))
     """Grey-level ranges a background is drawn from (dark or light), before its faint tint."""
     background_tint: float = 12.0
+    motion: str = "bounce"
+    """Motion family (`MOTION_FAMILIES`): "bounce" is the training motion, the others are held out."""
 
     def __post_init__(self) -> None:
+        if self.motion not in MOTION_FAMILIES:
+            raise ValueError(f"unknown motion {self.motion!r}; known: {list(MOTION_FAMILIES)}")
+        if MOTION_FAMILIES[self.motion].min_objects > self.max_objects:
+            raise ValueError(
+                f"motion {self.motion!r} needs at least {MOTION_FAMILIES[self.motion].min_objects} objects, "
+                f"max_objects is {self.max_objects}"
+            )
         if not 1 <= self.min_objects <= self.max_objects:
             raise ValueError(
                 f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}"
@@ -158,13 +170,20 @@ class ShapesWorld:
         else:
             p = np.asarray(self.object_count_weights, dtype=np.float64)
             n = self.min_objects + int(rng.choice(len(p), p=p / p.sum()))
+        family = MOTION_FAMILIES[self.motion]
+        n = max(n, family.min_objects)
+        radius_range = family.radius_range or self.radius_range
+        speed_range = family.speed_range or self.speed_range
         colors = rng.choice(len(self.colors), size=n, replace=False)
         side = float(min(self.height, self.width))
         objects = []
         for k in range(n):
             shape = self.shapes[int(rng.integers(len(self.shapes)))]
-            radius = float(rng.uniform(*self.radius_range)) * side
-            centers = self._trajectory(rng, radius, side, [o.centers[0] for o in objects])
+            radius = float(rng.uniform(*radius_range)) * side
+            context = PathContext(
+                self.width, self.height, self.num_frames, radius, speed_range, [o.centers for o in objects]
+            )
+            centers = family.path(rng, context)
             objects.append(ShapeObject(self.colors[int(colors[k])], shape, radius, centers))
         background = self._background(rng)
         id_maps = np.zeros((self.num_frames, self.height, self.width), dtype=np.int32)
@@ -184,31 +203,6 @@ class ShapesWorld:
             fps=self.fps,
             seed=int(seed),
         )
-
-    def _trajectory(
-        self, rng: np.random.Generator, radius: float, side: float, others: list[tuple[float, float]]
-    ) -> tuple[tuple[float, float], ...]:
-        lo_x, hi_x = radius, self.width - radius
-        lo_y, hi_y = radius, self.height - radius
-        # Start away from the other objects' starting points when possible (a few tries, then anywhere).
-        for _ in range(20):
-            x, y = float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_y, hi_y))
-            if all(np.hypot(x - ox, y - oy) > 1.6 * radius for ox, oy in others):
-                break
-        speed = float(rng.uniform(*self.speed_range)) * side
-        angle = float(rng.uniform(0.0, 2.0 * np.pi))
-        vx, vy = speed * np.cos(angle), speed * np.sin(angle)
-        centers = []
-        for _ in range(self.num_frames):
-            centers.append((x, y))
-            x, y = x + vx, y + vy
-            if not lo_x <= x <= hi_x:
-                vx = -vx
-                x = float(np.clip(x, lo_x, hi_x))
-            if not lo_y <= y <= hi_y:
-                vy = -vy
-                y = float(np.clip(y, lo_y, hi_y))
-        return tuple(centers)
 
     def _background(self, rng: np.random.Generator) -> np.ndarray:
         """(H, W, 3) float32: a muted solid colour or a gentle linear gradient around it."""

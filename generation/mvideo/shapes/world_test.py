@@ -1,6 +1,9 @@
+import hashlib
+
 import numpy as np
 import pytest
 
+from generation.mvideo.shapes.motions import MOTION_FAMILIES
 from generation.mvideo.shapes.world import COLORS, SHAPES, ShapesWorld, caption_for, parse_caption, shape_mask
 from libs.media import MaskSequence
 
@@ -75,3 +78,40 @@ def test_object_count_weights():
     assert counts == {2, 3}
     with pytest.raises(ValueError, match="object_count_weights"):
         ShapesWorld(object_count_weights=(1.0, 1.0))
+
+
+def _fingerprint(world: ShapesWorld, seeds: range, split: str) -> str:
+    digest = hashlib.sha256()
+    for seed in seeds:
+        sample = world.sample(seed, split)
+        digest.update(sample.video.tobytes())
+        digest.update(sample.id_maps.tobytes())
+        digest.update(sample.caption.encode())
+        digest.update(np.asarray([c for o in sample.objects for c in o.centers], np.float64).tobytes())
+        digest.update(sample.background.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def test_training_samples_are_unchanged_by_the_motion_families():
+    # Computed with the world as it was before motion families existed (commit fa822ec): the training data of
+    # the committed default must not change because the world learned new motions.
+    assert ShapesWorld().motion == "bounce"
+    assert _fingerprint(ShapesWorld(), range(8), "train") == "c75a1e04d22ee9f3"
+    assert _fingerprint(ShapesWorld(), range(8), "eval") == "fb6f0b679b2082bb"
+    odd = ShapesWorld(height=24, width=40, num_frames=5, object_count_weights=(1.0, 2.0, 3.0))
+    assert _fingerprint(odd, range(6), "train") == "0657d9f7084af939"
+    tiny = ShapesWorld(height=16, width=16, num_frames=4, max_objects=2)
+    assert _fingerprint(tiny, range(6), "train") == "0e67cfa6baf972a5"
+
+
+def test_every_motion_family_renders_exact_masks_and_rejects_bad_settings():
+    for motion in MOTION_FAMILIES:
+        sample = ShapesWorld(motion=motion).sample(1, "eval")
+        assert len(sample.objects) >= MOTION_FAMILIES[motion].min_objects
+        for k, obj in enumerate(sample.objects, start=1):
+            assert (sample.video[sample.id_maps == k] == np.array(obj.rgb, np.uint8)).all()
+        assert parse_caption(sample.caption) == [(o.color, o.shape) for o in sample.objects]
+    with pytest.raises(ValueError, match="unknown motion"):
+        ShapesWorld(motion="teleport")
+    with pytest.raises(ValueError, match="at least 2 objects"):
+        ShapesWorld(motion="crossing", max_objects=1)
