@@ -13,6 +13,12 @@ Engines without continuation (`EngineSpec.long_video=False`, VACE) take one clip
 `on_step(step, total, preview)` is called after every denoising step and `on_stage(name)` at each stage (and
 after every extracted frame); either may raise (cancellation, shutdown, deadline) to stop the job there.
 
+`check_prompt(job)` says what the model will not read of the job's text, before it runs: prompt words its
+tokenizer does not know (`generation.mvideo.vocabulary`; they are reported, never silently dropped), the same
+for the negative prompt, and the words past the text window it reads (`EngineSpec.max_text_length`). The
+service puts the result in the operation's metadata, the CLIs print it. Call it from the thread that runs
+`generate` (our choice: the pipeline's tokenizer is then never used by two threads at once).
+
 torch and diffusers are imported inside functions only: the service's config imports this package's defaults.
 """
 
@@ -31,6 +37,7 @@ import numpy as np
 
 from generation.masks.engine import ExtractionJob, MaskEngine
 from generation.mvideo.jobs import EngineSpec, VideoJob, fit_masks, renderable_size, spec_from_dir
+from generation.mvideo.vocabulary import PromptCheck, check_prompt
 from libs.errors import FieldError
 from libs.media import MaskSequence
 
@@ -92,6 +99,13 @@ class PipelineEngine:
     attention: str = "sdpa"
     """The attention backend in use (`set_attention_backend`)."""
     _mask_engine: MaskEngine | None = field(default=None, repr=False)
+
+    def check_prompt(self, job: VideoJob) -> PromptCheck:
+        """What the model will not read of `job`'s prompt and negative prompt (logged when anything)."""
+        check = check_prompt(self.pipe.tokenizer, job.prompt, job.negative_prompt, self.spec.max_text_length)
+        for line in check.warnings:
+            logger.info("%s", line)
+        return check
 
     def generate(
         self, job: VideoJob, on_step: StepCallback, on_stage: StageCallback = _ignore_stage

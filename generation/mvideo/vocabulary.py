@@ -3,6 +3,7 @@
     unknown_words(pipe.tokenizer, "a purple circle")      # ["purple"] for the shapes default
     known_content_words(pipe.tokenizer)                   # ["red", "green", ..., "circle", ...] (small vocabularies)
     unknown_words_warning(["purple"], known)              # "unknown words ignored by this model: purple (known: ...)"
+    check_prompt(pipe.tokenizer, prompt, negative_prompt, max_tokens=16)   # all of it, for an engine's job
 
 A word is unknown when the model's own tokenizer turns it into its unknown token (the text encoder then sees
 [UNK], i.e. nothing of the word). The shapes-world default's word-level tokenizer knows a dozen words, so
@@ -18,6 +19,8 @@ Our choices (the issue is silent):
 - A vocabulary is small when it has at most `SMALL_VOCABULARY` entries: then the warning lists the model's known
   content words (whole-word entries of two or more letters, not special tokens nor `FUNCTION_WORDS`), which
   teaches the user what to write; a large vocabulary's warning names the unknown words only.
+- `check_prompt` also names the text past the model's window (`max_tokens`, special tokens included): those
+  words are dropped too, silently, by the pipeline's truncation.
 - A warning names at most `MAX_LISTED` words, each cut to `MAX_WORD_CHARS` ("... and N more"): a hostile
   prompt cannot make it huge.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 SMALL_VOCABULARY = 256
@@ -115,3 +119,45 @@ def vocabulary_warning(tokenizer: Any, prompt: str, *, where: str = "") -> tuple
     if not unknown:
         return [], None
     return unknown, unknown_words_warning(unknown, known_content_words(tokenizer), where=where)
+
+
+@dataclass(frozen=True)
+class PromptCheck:
+    """What a model will not read of a job's text."""
+
+    unknown_words: tuple[str, ...] = ()
+    """Words of the prompt the model's tokenizer maps to its unknown token (the model ignores them)."""
+    warnings: tuple[str, ...] = ()
+    """One line each for the user: unknown words (prompt, negative prompt), text past the model's window."""
+
+
+def text_window_warning(tokenizer: Any, prompt: str, max_tokens: int) -> str | None:
+    """A line naming the text of `prompt` past the first `max_tokens` tokens (special tokens included), which
+    the model never reads; None when it all fits."""
+    ids = tokenizer(prompt, add_special_tokens=True, verbose=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return None
+    line = f"the prompt is {len(ids)} tokens; this model reads the first {max_tokens}"
+    if getattr(tokenizer, "is_fast", False):
+        offsets = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+            "offset_mapping"
+        ]
+        kept = max(0, max_tokens - tokenizer.num_special_tokens_to_add())
+        if kept < len(offsets):
+            ignored = " ".join(prompt[offsets[kept][0] :].split())
+            if len(ignored) > 2 * MAX_WORD_CHARS:
+                ignored = ignored[: 2 * MAX_WORD_CHARS] + "..."
+            line += f", so it ignores: {ignored!r}"
+    return line
+
+
+def check_prompt(
+    tokenizer: Any, prompt: str, negative_prompt: str = "", max_tokens: int | None = None
+) -> PromptCheck:
+    """The unknown words of `prompt`, and every warning about the text: unknown words of the prompt and of the
+    negative prompt, the prompt's text past `max_tokens` tokens (the model's window; None: not checked)."""
+    unknown, warning = vocabulary_warning(tokenizer, prompt)
+    _, negative = vocabulary_warning(tokenizer, negative_prompt, where="the negative prompt")
+    window = text_window_warning(tokenizer, prompt, max_tokens) if max_tokens else None
+    warnings = tuple(line for line in (warning, negative, window) if line is not None)
+    return PromptCheck(tuple(unknown), warnings)

@@ -7,8 +7,11 @@ from generation.mvideo.shapes.components import build_tokenizer
 from generation.mvideo.shapes.world import COLORS, SHAPES
 from generation.mvideo.vocabulary import (
     MAX_LISTED,
+    PromptCheck,
+    check_prompt,
     known_content_words,
     prompt_words,
+    text_window_warning,
     unknown_words,
     unknown_words_warning,
     vocabulary_warning,
@@ -82,7 +85,7 @@ def test_the_warning_teaches_with_a_small_vocabulary_and_only_names_words_otherw
     assert unknown_words_warning(["purple"]) == "unknown words ignored by this model: purple"
 
 
-HOSTILE_PROMPTS = {
+HOSTILE_PROMPTS = {  # each through every warning, the text window included
     "empty": "",
     "blank": " \t\n ",
     "punctuation only": "!?,.;:-_()[]{}" * 10,
@@ -100,8 +103,34 @@ def test_hostile_prompts_give_a_bounded_warning_and_never_raise(name):
         unknown, warning = vocabulary_warning(tokenizer, prompt)
         assert set(unknown) <= set(prompt_words(prompt))
         assert (warning is None) == (not unknown)
-        if warning is not None:
-            assert "\n" not in warning and len(warning) < 4000
+        check = check_prompt(tokenizer, prompt, negative_prompt=prompt, max_tokens=16)
+        assert check.unknown_words == tuple(unknown)
+        for line in check.warnings:
+            assert "\n" not in line and len(line) < 4000
     if name == "only unknown words":
         unknown, warning = vocabulary_warning(SHAPES_TOKENIZER, prompt)
         assert len(unknown) == 5000 and f"... and {5000 - MAX_LISTED} more" in warning
+
+
+def test_check_prompt_names_unknown_words_of_both_prompts_and_the_text_past_the_window():
+    prompt = "a purple circle, a red square and a green triangle, a blue diamond and a cyan circle"
+    check = check_prompt(SHAPES_TOKENIZER, prompt, "crimson blur", max_tokens=16)
+    assert check.unknown_words == (
+        "purple",
+    )  # the prompt's only: the negative prompt's are in its own warning
+    unknown, negative, window = check.warnings
+    assert unknown.startswith("unknown words ignored by this model: purple (known: ")
+    assert negative.startswith("unknown words in the negative prompt ignored by this model: crimson, blur")
+    # [CLS] + 14 words and commas + [SEP] fit in 16: the 15th token ("diamond") is the first one dropped.
+    assert (
+        window
+        == "the prompt is 21 tokens; this model reads the first 16, so it ignores: 'diamond and a cyan circle'"
+    )
+
+
+def test_check_prompt_is_silent_on_a_prompt_the_model_reads_whole():
+    assert (
+        check_prompt(SHAPES_TOKENIZER, "a red circle and a blue square", "", max_tokens=16) == PromptCheck()
+    )
+    assert len(check_prompt(SHAPES_TOKENIZER, "purple " * 40).warnings) == 1  # the window only when given
+    assert text_window_warning(tiny_tokenizer(), "a red circle", max_tokens=16) is None
