@@ -1,5 +1,6 @@
-"""`kmono video`: generate in-process (--local, tiny engine) with the progress bar and outputs; status, list and
-cancel against a server; --no-wait submits and names the operation; user mistakes and hostile mask files are
+"""`kmono video`: generate in-process (--local, tiny engine; the shapes default from another working directory)
+with the progress bar and outputs; unknown prompt words as warnings (stderr, once) and in `status`; status,
+list and cancel against a server; --no-wait submits and names the operation; user mistakes and hostile mask files are
 one-line usage errors (exit 2)."""
 
 from __future__ import annotations
@@ -48,6 +49,42 @@ def test_generate_local_writes_video_overlay_and_gif(tmp_path, capsys):
     assert "seed 5" in captured.out and "2/2" in captured.err  # the tqdm bar went to the end
     for name in ("ball.mp4", "ball_overlay.mp4", "ball_masks.pb", "ball_side_by_side.gif"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_generate_local_from_another_directory_runs_the_shapes_default_and_warns_of_unknown_words(
+    tmp_path, monkeypatch, capsys
+):
+    """No --engine-path: the default engine must load whatever the working directory (a path relative to the
+    repository root would not); the default --out lands in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    prompt = "a purple circle and a crimson square"
+    code = main(["video", "generate", "--prompt", prompt, "--local", "--steps", "2"], registrars=REGISTRARS)
+    assert code == 0
+    captured = capsys.readouterr()
+    assert (
+        "mvideo-" in captured.out and "32x32" in captured.out
+    )  # the shapes default's size, not the tiny one
+    assert (tmp_path / "out" / "video.mp4").stat().st_size > 0
+    warnings = [line for line in captured.err.splitlines() if line.startswith("kmono video: warning: ")]
+    assert len(warnings) == 1, captured.err  # printed once, though every later update carries it
+    assert warnings[0].startswith(
+        "kmono video: warning: unknown words ignored by this model: purple, crimson"
+    )
+    assert "(known: " in warnings[0] and "red" in warnings[0] and "circle" in warnings[0]
+
+
+def test_a_prompt_the_model_reads_whole_gets_no_warning_and_status_names_unknown_words(tmp_path, capsys):
+    with LocalServer(VideoServiceConfig(data_dir=tmp_path, tiny_engine=True)) as local:
+        common = ["--steps", "1", "--out", str(tmp_path / "o"), "--server", local.address]
+        assert main(["video", "generate", "--prompt", "a red circle", *common], registrars=REGISTRARS) == 0
+        assert "warning" not in capsys.readouterr().err
+        # The tiny engine's T5 pieces spell lower-case words but no CJK character.
+        assert main(["video", "generate", "--prompt", "a 和 circle", *common], registrars=REGISTRARS) == 0
+        captured = capsys.readouterr()
+        assert "kmono video: warning: unknown words ignored by this model: 和" in captured.err
+        name = captured.out.split(":")[0]
+        assert main(["video", "status", name, "--server", local.address], registrars=REGISTRARS) == 0
+        assert "SUCCEEDED" in (out := capsys.readouterr().out) and "unknown words: 和" in out
 
 
 @pytest.mark.parametrize(

@@ -693,6 +693,99 @@ def test_engine_path_loads_a_shapes_pipeline_folder_and_sizes_come_from_its_conf
     run_async(scenario(), timeout=SLOW)
 
 
+def test_the_default_engine_loads_from_any_directory_and_the_metadata_names_unknown_prompt_words(
+    tmp_path, monkeypatch
+):
+    """The server's flags with no --engine-path, started in another working directory: the committed shapes
+    default loads (its path is absolute). From the job's start on, the metadata names the prompt's words its
+    tokenizer does not know, and the warnings teach the words it knows; a queued job has none yet."""
+    from transformers import AutoTokenizer
+
+    from generation.mvideo.defaults import SHAPES_DEFAULT_PATH
+    from generation.mvideo.vocabulary import known_content_words
+
+    monkeypatch.chdir(tmp_path)
+    config = make_config(tmp_path, "--no-tiny-engine")
+    assert config.engine_path == str(SHAPES_DEFAULT_PATH)
+
+    async def scenario():
+        registrations, on_startup, on_shutdown = server.build(config)
+        async with loopback_server(registrations, on_startup=on_startup, on_shutdown=on_shutdown) as (
+            _,
+            channel,
+        ):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            request = video_pb2.CreateVideoRequest(
+                prompt="a Purple circle and a crimson square, purple",
+                negative_prompt="blur",
+                num_inference_steps=2,
+            )
+            op = await stub.CreateVideo(request)
+            assert not metadata_of(op).unknown_words and not metadata_of(op).warnings
+            stream = await watch(stub, op.name)
+            assert stream[-1].HasField("response"), stream[-1].error
+            stepped = [metadata_of(o) for o in stream if metadata_of(o).progress.step >= 1]
+            assert stepped and all(list(m.unknown_words) == ["Purple", "crimson"] for m in stepped)
+            prompt_line, negative_line = metadata_of(stream[-1]).warnings
+            known = known_content_words(AutoTokenizer.from_pretrained(SHAPES_DEFAULT_PATH / "tokenizer"))
+            assert (
+                prompt_line
+                == f"unknown words ignored by this model: Purple, crimson (known: {', '.join(known)})"
+            )
+            assert negative_line.startswith(
+                "unknown words in the negative prompt ignored by this model: blur"
+            )
+
+            op = await stub.CreateVideo(
+                video_pb2.CreateVideoRequest(prompt="a red circle", num_inference_steps=1)
+            )
+            final = (await watch(stub, op.name))[-1]
+            assert final.HasField("response") and not metadata_of(final).warnings
+            assert not metadata_of(final).unknown_words
+
+    run_async(scenario(), timeout=SLOW)
+
+
+class BrokenPromptCheck(SlowEngine):
+    """The tiny engine whose prompt check raises: a warning must never fail a job."""
+
+    def check_prompt(self, job):
+        raise RuntimeError("the tokenizer is broken")
+
+
+def test_hostile_prompts_never_fail_a_job_and_their_warnings_stay_bounded(tmp_path):
+    from services.video.convert import MAX_PROMPT_CHARS
+
+    prompts = {
+        "only unknown words, as long as allowed": ("Zq" * 2 + " ") * (MAX_PROMPT_CHARS // 5),
+        "unicode": "紫色的圆 🟣 Ωμέγα \u200b\u202e a\u0301 𝔭𝔲𝔯𝔭𝔩𝔢 \x01",
+        "punctuation only": "!?,.;:-_()[]{}" * 10,
+    }
+    config = make_config(tmp_path)
+
+    async def scenario():
+        async with serve(config) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            for name, prompt in prompts.items():
+                op = await stub.CreateVideo(
+                    video_pb2.CreateVideoRequest(prompt=prompt, num_inference_steps=1)
+                )
+                final = (await watch(stub, op.name))[-1]
+                assert final.HasField("response"), (name, final.error)
+                meta = metadata_of(final)
+                assert all(len(line) < 4000 and "\n" not in line for line in meta.warnings), name
+                assert (not meta.unknown_words) == (name == "punctuation only"), name
+        async with serve(config, BrokenPromptCheck(delay=0)) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            op = await stub.CreateVideo(
+                video_pb2.CreateVideoRequest(prompt="a 和 circle", num_inference_steps=1)
+            )
+            final = (await watch(stub, op.name))[-1]
+            assert final.HasField("response") and not metadata_of(final).warnings
+
+    run_async(scenario(), timeout=SLOW)
+
+
 def test_vace_engine_from_a_pipeline_folder_takes_the_same_masks(tmp_path):
     from generation.mvideo.pipelines.testing import tiny_vace_pipeline
 

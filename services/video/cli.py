@@ -7,7 +7,9 @@
 
 `generate` follows the job with a progress bar (fed by WatchOperation) and writes the video, the mask overlay
 and a side-by-side GIF into `--out`; with `--no-wait` it only submits the job and prints the operation's name
-(stdout) and how to follow it (stderr). `--local` runs the service in this process (the shapes-world default
+(stdout) and how to follow it (stderr). What the model will not read of the prompt (words it does not know, text
+past its window) is printed as `kmono video: warning: ...` lines (stderr) once the job starts, and `status`
+names the unknown words. `--local` runs the service in this process (the shapes-world default
 engine unless `--engine-path`/`--tiny-engine` say otherwise). A `--masks` file that cannot be read, whatever
 its decoder raises (a hostile file: bad zip, corrupt NPZ, deep JSON, an RLE bomb), is one line naming the
 file, exit 2. Imports here stay light: grpc, torch and the service load when a command runs, so `kmono --help`
@@ -179,15 +181,21 @@ def _build_request(args: argparse.Namespace) -> Any:
 
 
 def _follow(client: Any, name: str) -> Any:
-    """WatchOperation into a tqdm bar (denoising steps); returns the final operation."""
+    """WatchOperation into a tqdm bar (denoising steps), each of the job's warnings printed once (stderr) as
+    soon as the service reports it; returns the final operation."""
     from tqdm import tqdm
 
     from services.video.client import metadata_of
 
+    printed: set[str] = set()
     with tqdm(total=0, unit="step", desc="queued", file=sys.stderr, dynamic_ncols=True) as bar:
 
         def update(op: Any) -> None:
             meta = metadata_of(op)
+            for warning in meta.warnings:
+                if warning not in printed:
+                    printed.add(warning)
+                    bar.write(f"kmono video: warning: {warning}", file=sys.stderr)
             progress = meta.progress
             if progress.total_steps and bar.total != progress.total_steps:
                 bar.total = progress.total_steps
@@ -288,6 +296,8 @@ def _describe(op: Any) -> str:
     line = f"{op.name}  {state:9s} step {progress.step}/{progress.total_steps} {progress.stage}"
     if progress.HasField("eta") and not op.done:
         line += f" eta {progress.eta.ToTimedelta().total_seconds():.1f}s"
+    if meta.unknown_words:
+        line += "  unknown words: " + ", ".join(meta.unknown_words)
     if op.HasField("error"):
         line += f"  error: {op.error.message}"
     return line

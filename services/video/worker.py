@@ -6,6 +6,11 @@ jobs a dead process left RUNNING), run it in a thread, one job at a time: one wa
 device); jobs run in creation order. This module loads the engines, hands each stored `VideoJob` (planned once,
 by the servicer) to its engine (`generation.mvideo.engine`), fills the metadata and stores the artifacts.
 
+When a job starts, the engine's `check_prompt` names what its model will not read of the text (prompt words its
+tokenizer does not know, text past its window); the metadata carries it from then on (`unknown_words`,
+`warnings`). Our choice: it is computed in the job thread, not when CreateVideo is called, so the pipeline's
+tokenizer is never used by two threads at once; a queued job has no warnings yet.
+
 After every denoising step the job thread records monotonic progress (step, total, ETA) and, every
 `preview_every` steps, a low-res preview in `CreateVideoMetadata` (store writes throttled to `progress_interval`
 plus the last step), and checks, in this order, the server's stop flag, the operation's cancel flag and the
@@ -46,6 +51,7 @@ from kmono.video.v1 import video_pb2
 
 from generation.mvideo.engine import GeneratedVideo, StageCallback, StepCallback
 from generation.mvideo.jobs import EngineSpec, VideoJob
+from generation.mvideo.vocabulary import PromptCheck
 from libs.errors import FieldError
 from libs.media import MaskSequence, dumps, encode_video, render_overlay
 from libs.serving.inputs import field_violation
@@ -67,6 +73,10 @@ class Engine(Protocol):
     spec: EngineSpec
     attention: str
     """The attention backend in use (reported in every response)."""
+
+    def check_prompt(self, job: VideoJob) -> PromptCheck:
+        """What the model will not read of the job's text (optional: scripted engines may leave it out)."""
+        ...
 
     def generate(
         self, job: VideoJob, on_step: StepCallback, on_stage: StageCallback = ...
@@ -116,6 +126,7 @@ class _Reporter(ProgressReporter):
         self.eta_origin = None  # set when denoising starts
         self.previews: list[video_pb2.PreviewFrame] = []
         self.preview_count, self.preview_edge = 1, 128
+        self.prompt_check = PromptCheck()
 
     def metadata(self, state: int, *, end: bool) -> video_pb2.CreateVideoMetadata:
         return video_pb2.CreateVideoMetadata(
@@ -124,6 +135,8 @@ class _Reporter(ProgressReporter):
             preview_frames=self.previews,
             start_time=timestamp(self.started_wall),
             engine=self.engine,
+            unknown_words=self.prompt_check.unknown_words,
+            warnings=self.prompt_check.warnings,
             **self.stamps(end),
         )
 
@@ -186,6 +199,7 @@ class VideoWorker(OperationWorker[_Reporter]):
         engine = self.engines[job.engine]
         reporter.eta_origin = time.monotonic()
         reporter.check()
+        self._check_prompt(engine, job, reporter)
         video = engine.generate(job, reporter.on_step, reporter.on_stage)
         reporter.write(operation_pb2.OPERATION_STATE_RUNNING, "encoding")
         artifacts = self._write_artifacts(op.name, video.frames, video.masks, job.fps)
@@ -203,6 +217,21 @@ class VideoWorker(OperationWorker[_Reporter]):
             model_version=engine.spec.model_version,
             attention_backend=engine.attention,
         )
+
+    def _check_prompt(self, engine: Engine, job: VideoJob, reporter: _Reporter) -> None:
+        """Put what the model will not read of the job's text in the metadata, before the first step. A warning
+        never fails a job: should the check itself raise, the job runs without it (logged)."""
+        check_prompt = getattr(engine, "check_prompt", None)  # scripted test engines may have none
+        if check_prompt is None:
+            return
+        try:
+            prompt_check = check_prompt(job)
+        except Exception:
+            logger.warning("checking the prompt of %s failed; no warnings", reporter.op.name, exc_info=True)
+            return
+        with reporter.lock:
+            reporter.prompt_check = prompt_check
+        reporter.write(operation_pb2.OPERATION_STATE_RUNNING)
 
     def error_for(self, exc: Exception, reporter: _Reporter) -> Exception:
         if isinstance(exc, FieldError):  # a bad input found only now (a reference video with no such object)
