@@ -1,4 +1,4 @@
-"""`kmono mvideo ...`: train, evaluate and annotate MVideo models; generate shapes-world data.
+"""`kmono mvideo ...`: generate with, train, evaluate and annotate MVideo models; generate shapes-world data.
 
 kmono mvideo train --recipe shapes-default --out generation/mvideo/shapes/default    # the embedded default
 kmono mvideo train --recipe finetune --init-from ckpt/ --manifest data/manifest.jsonl --out runs/ft --lora-rank 64
@@ -6,6 +6,12 @@ accelerate launch -m generation.mvideo.training --recipe finetune ...           
 kmono mvideo eval --out out/eval                                                # committed default, 64 samples
 kmono mvideo annotate clips/ --tiny                                             # clips/manifest.jsonl
 kmono mvideo shapes-data out/shapes --num 16                                    # captioned videos + masks
+kmono mvideo generate --prompt "a red circle" --masks circle.json --out circle.mp4 # in process, no service
+
+`generate` runs the engine in this process (`generation.mvideo.engine`: the service's engine, without the service)
+from any working directory (the default model's path is absolute). What the model will not read of the prompt
+(words its tokenizer does not know, text past its window) is printed as `kmono mvideo: warning: ...` (stderr)
+before it runs.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from generation.mvideo.defaults import SHAPES_DEFAULT_PATH
 from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from libs.cli.main import UsageError
 
@@ -216,10 +223,55 @@ def run_shapes_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_generate(args: argparse.Namespace) -> int:
+    from generation.mvideo.engine import load_mvideo_engine
+    from generation.mvideo.jobs import VideoLimits, VideoRequest, plan
+    from libs.errors import FieldError
+    from libs.media import load, write_video
+
+    if not args.prompt.strip():
+        raise UsageError("--prompt is empty: say what the video shows, e.g. 'a red circle'")
+    masks = None
+    if args.masks is not None:
+        try:
+            masks = load(args.masks)
+        except Exception as exc:  # whatever a bad file makes a decoder raise: one line, never a traceback
+            from generation.masks.cli import error_reason
+
+            logger.debug("reading %s failed", args.masks, exc_info=True)
+            raise UsageError(f"--masks: cannot read {args.masks}: {error_reason(exc)}") from None
+    try:
+        engine = load_mvideo_engine(path=args.model, tiny=args.tiny, torch_threads=args.threads)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    request = VideoRequest(
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        masks=masks,
+        num_frames=args.frames or None,
+        num_inference_steps=args.steps or None,
+        seed=args.seed,
+        preview_every=0,
+    )
+    try:
+        job = plan(request, engine.spec, VideoLimits())
+    except FieldError as exc:
+        raise UsageError(str(exc)) from None
+    for warning in engine.check_prompt(job).warnings:
+        print(f"kmono mvideo: warning: {warning}", file=sys.stderr)
+    video = engine.generate(job, lambda step, total, preview: None)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_video(out, video.frames, job.fps)
+    frames, height, width = video.frames.shape[:3]
+    print(f"wrote {out} ({frames} frames {width}x{height} at {job.fps:g} fps, seed {args.seed})")
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "mvideo",
-        help="MVideo: train, evaluate, annotate data, shapes-world data",
+        help="MVideo: generate, train, evaluate, annotate data, shapes-world data",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -300,3 +352,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shapes.add_argument("--size", type=int, default=32)
     shapes.add_argument("--frames", type=int, default=8)
     shapes.set_defaults(func=run_shapes_data)
+
+    generate = commands.add_parser(
+        "generate",
+        help="generate one video in this process (no service) and write it as MP4",
+        description="Runs the MVideo engine in this process; prompt words the model does not know are warned "
+        "about (stderr). For a service, progress and overlays: `kmono video generate`.",
+    )
+    generate.add_argument("--prompt", required=True, help="what the video shows")
+    generate.add_argument("--negative-prompt", default="", help="what it must not show")
+    generate.add_argument(
+        "--masks", type=Path, help="mask sequence file to follow (.json COCO, .npz, .pb, .zip)"
+    )
+    generate.add_argument(
+        "--model",
+        default=str(SHAPES_DEFAULT_PATH),
+        help="MVideo pipeline folder (default: the committed shapes-world default)",
+    )
+    generate.add_argument("--tiny", action="store_true", help="tiny random MVideo instead of --model (tests)")
+    generate.add_argument("--frames", type=int, default=0, help="0: the masks' or one clip of the model")
+    generate.add_argument("--steps", type=int, default=0, help="denoising steps; 0: the model's default")
+    generate.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
+    generate.add_argument("--out", default="video.mp4", help="output MP4 (default: %(default)s)")
+    generate.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    generate.set_defaults(func=run_generate)

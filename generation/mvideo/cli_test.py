@@ -2,11 +2,14 @@ import argparse
 import dataclasses
 import json
 
+import numpy as np
+import pytest
+
 from generation.mvideo.cli import add_train_arguments, config_from_args, register
 from generation.mvideo.training.config import TrainConfig, get_recipe
 from generation.mvideo.training.data import ManifestDataset, read_manifest
 from libs.cli.main import main
-from libs.media import load
+from libs.media import MaskSequence, load, read_video, save
 
 
 def kmono(*argv: str) -> int:
@@ -130,3 +133,48 @@ def test_train_flags_keep_the_recipe_unless_given():
     freeze = parser.parse_args(["--recipe", "shapes-default", "--out", "o", "--freeze-text-encoder"])
     assert config_from_args(freeze).train_text_encoder is False
     assert config_from_args(parser.parse_args(["--out", "o", "--no-progress"])).progress is False
+
+
+def test_generate_from_another_directory_with_the_default_model_warns_of_unknown_words(
+    tmp_path, monkeypatch, capsys
+):
+    """The default --model is absolute (any working directory); the warning comes before the video, on stderr."""
+    monkeypatch.chdir(tmp_path)
+    assert (
+        kmono("generate", "--prompt", "a purple circle, a crimson square", "--steps", "2", "--threads", "1")
+        == 0
+    )
+    captured = capsys.readouterr()
+    frames, fps = read_video(tmp_path / "video.mp4")
+    assert frames.shape[1:] == (32, 32, 3) and f"wrote video.mp4 ({len(frames)} frames 32x32" in captured.out
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(
+        "kmono mvideo: warning: unknown words ignored by this model: purple, crimson (known: "
+    )
+    assert "red" in warnings[0] and "square" in warnings[0]
+
+
+def test_generate_tiny_with_masks_and_a_prompt_it_reads_whole(tmp_path, capsys):
+    masks = tmp_path / "ball.json"
+    save(MaskSequence.from_id_maps(np.zeros((9, 32, 32), np.int32), None, 8), masks)
+    out = tmp_path / "o" / "v.mp4"
+    assert kmono("generate", "--tiny", "--prompt", "a red circle", "--masks", str(masks), "--steps", "1",
+                 "--out", str(out)) == 0  # fmt: skip
+    assert read_video(out)[0].shape == (9, 32, 32, 3)
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--prompt", "  "], "--prompt is empty"),
+        (["--prompt", "a ball", "--model", "/nonexistent"], "no MVideo pipeline at /nonexistent"),
+        (["--prompt", "a ball", "--tiny", "--frames", "6"], "num_frames must be 1 + k * 4"),
+        (["--prompt", "a ball", "--tiny", "--masks", "/nonexistent.json"], "--masks: cannot read"),
+    ],
+)
+def test_generate_mistakes_are_one_line_usage_errors(argv, message, capsys):
+    assert kmono("generate", *argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
