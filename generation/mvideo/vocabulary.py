@@ -134,20 +134,23 @@ class PromptCheck:
 def text_window_warning(tokenizer: Any, prompt: str, max_tokens: int) -> str | None:
     """A line naming the text of `prompt` past the first `max_tokens` tokens (special tokens included), which
     the model never reads; None when it all fits."""
-    ids = tokenizer(prompt, add_special_tokens=True, verbose=False)["input_ids"]
-    if len(ids) <= max_tokens:
+    specials = tokenizer.num_special_tokens_to_add()
+    offsets = None
+    if getattr(tokenizer, "is_fast", False):  # one pass gives the count and where the cut falls
+        encoded = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        offsets = encoded["offset_mapping"]
+        count = len(offsets) + specials
+    else:
+        count = len(tokenizer(prompt, add_special_tokens=True, verbose=False)["input_ids"])
+    if count <= max_tokens:
         return None
-    line = f"the prompt is {len(ids)} tokens; this model reads the first {max_tokens}"
-    if getattr(tokenizer, "is_fast", False):
-        offsets = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
-            "offset_mapping"
-        ]
-        kept = max(0, max_tokens - tokenizer.num_special_tokens_to_add())
-        if kept < len(offsets):
-            ignored = " ".join(prompt[offsets[kept][0] :].split())
-            if len(ignored) > 2 * MAX_WORD_CHARS:
-                ignored = ignored[: 2 * MAX_WORD_CHARS] + "..."
-            line += f", so it ignores: {ignored!r}"
+    line = f"the prompt is {count} tokens; this model reads the first {max_tokens}"
+    kept = max(0, max_tokens - specials)
+    if offsets is not None and kept < len(offsets):
+        ignored = " ".join(prompt[offsets[kept][0] : offsets[kept][0] + 4 * MAX_WORD_CHARS].split())
+        if len(ignored) > 2 * MAX_WORD_CHARS:
+            ignored = ignored[: 2 * MAX_WORD_CHARS] + "..."
+        line += f", so it ignores: {ignored!r}"
     return line
 
 

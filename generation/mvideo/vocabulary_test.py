@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -18,6 +20,7 @@ from generation.mvideo.vocabulary import (
 )
 
 SHAPES_TOKENIZER = build_tokenizer()
+TINY_T5 = tiny_tokenizer()
 
 
 def minilm_tokenizer():
@@ -90,7 +93,7 @@ HOSTILE_PROMPTS = {  # each through every warning, the text window included
     "blank": " \t\n ",
     "punctuation only": "!?,.;:-_()[]{}" * 10,
     "only unknown words": " ".join(f"word{i}" for i in range(5000)),
-    "very long, one word repeated": "purple " * 200_000,
+    "very long, one word repeated": "purple " * 20_000,
     "unicode": "紫色的圆 🟣 Ωμέγα ﷽ \u200b\u202e a\u0301 𝔭𝔲𝔯𝔭𝔩𝔢 \x00 \ud7ff",
     "one huge word": "x" * 100_000,
 }
@@ -134,3 +137,13 @@ def test_check_prompt_is_silent_on_a_prompt_the_model_reads_whole():
     )
     assert len(check_prompt(SHAPES_TOKENIZER, "purple " * 40).warnings) == 1  # the window only when given
     assert text_window_warning(tiny_tokenizer(), "a red circle", max_tokens=16) is None
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.text(max_size=300), st.text(max_size=50))
+def test_any_text_gives_a_check_whose_words_come_from_it(prompt, negative_prompt):
+    for tokenizer in (SHAPES_TOKENIZER, TINY_T5):
+        check = check_prompt(tokenizer, prompt, negative_prompt, max_tokens=16)
+        assert set(check.unknown_words) <= set(prompt_words(prompt))
+        assert len({word.casefold() for word in check.unknown_words}) == len(check.unknown_words)
+        assert all("\n" not in line and len(line) < 4000 for line in check.warnings)
