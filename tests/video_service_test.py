@@ -706,7 +706,7 @@ def test_the_default_engine_loads_from_any_directory_and_the_metadata_names_unkn
 
     monkeypatch.chdir(tmp_path)
     config = make_config(tmp_path, "--no-tiny-engine")
-    assert config.engine_path == str(SHAPES_DEFAULT_PATH)
+    assert config.engine_path == str(SHAPES_DEFAULT_PATH) and SHAPES_DEFAULT_PATH.is_absolute()
 
     async def scenario():
         registrations, on_startup, on_shutdown = server.build(config)

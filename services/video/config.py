@@ -1,6 +1,12 @@
 """Settings of the VideoGenerationService process: flags whose defaults come from KMONO_* environment variables.
 
-Imports stay light (no torch): `kmono serve video --help` builds this parser."""
+Imports stay light (no torch): `kmono serve video --help` builds this parser.
+
+Paths: every default that names a file of this project is absolute (the engine: the committed shapes default,
+found from the package's location), so `kmono serve video` and `kmono video generate --local` work from any
+working directory. A path the user gives (flag or environment) is taken relative to the working directory, as
+a shell user expects; so is the operations' data directory (`--data-dir`, default `./var`); `--local` runs use a
+temporary one."""
 
 from __future__ import annotations
 
