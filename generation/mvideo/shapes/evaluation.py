@@ -46,7 +46,7 @@ Protocol (our choices):
   (passed as the embedding of "", which is how training drops the text; the pipeline refuses an empty prompt).
 - **Background noise** (`bg_noise`, masked generations): per frame, a least-squares plane is fitted to the
   pixels outside the condition masks dilated by `bg_dilation` px; the RMS residual per channel over those
-  pixels, in 1/255 units, averaged over videos (the training data: ~0.2, the rounding of gradients).
+  pixels, in 1/255 units, averaged over videos (the held-out data itself: 0.15, the rounding of gradients).
 - **Held-out motion families** (`families`, default all of `motions.HELD_OUT_FAMILIES`): `family_samples`
   samples of each, from the same split and seeds, generated with their masks; reported per family as
   `family/<F>/miou_frame`, `family/<F>/miou_pair_union` and `family/<F>/color_acc`. A family needing more

@@ -6,6 +6,7 @@
     sample.caption                             # "a red circle and a blue square"
     sample.masks                               # libs.media MaskSequence, object ids 1..n in caption order
     sample.slot_masks(num_slots=3)             # (T, 3, H, W) bool: slot k = the k-th object named in the caption
+    ShapesWorld(motion="circular").sample(7, split="eval")   # a held-out motion family (motions.py)
 
 Our choices:
 
