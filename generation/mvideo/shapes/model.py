@@ -37,12 +37,12 @@ DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 """Where the committed embedded default lives."""
 
 
-def build_shapes_scheduler() -> DDIMScheduler:
-    """v-prediction, cosine betas, DDIM with trailing timesteps (the first sampling step is at t = 999)."""
+def build_shapes_scheduler(prediction_type: str = "v_prediction") -> DDIMScheduler:
+    """Cosine betas, DDIM with trailing timesteps (the first sampling step is at t = 999)."""
     return DDIMScheduler(
         num_train_timesteps=1000,
         beta_schedule="squaredcos_cap_v2",
-        prediction_type="v_prediction",
+        prediction_type=prediction_type,
         timestep_spacing="trailing",
         clip_sample=False,
         set_alpha_to_one=True,
@@ -93,7 +93,7 @@ def build_shapes_pipeline(spec: ShapesModelSpec | None = None, seed: int = 0) ->
         vae=vae,
         transformer=transformer,
         mask_encoder=mask_encoder,
-        scheduler=build_shapes_scheduler(),
+        scheduler=build_shapes_scheduler(spec.prediction_type),
     )
 
 

@@ -36,6 +36,8 @@ class ShapesModelSpec:
     mask_layers: int = 0
     spatial_compression_ratio: int = 1
     """Space-to-depth factor of the pixel-space autoencoder (1 = the transformer patches the pixels)."""
+    prediction_type: str = "v_prediction"
+    """What the transformer predicts: "v_prediction" or "sample" (x_0; see training/losses.py)."""
 
 
 SHAPES_SAMPLING: dict = {

@@ -77,3 +77,18 @@ def test_timestep_bias_favours_high_noise():
     assert abs(biased.float().mean().item() - 667) < 10  # density 2t/T^2: mean 2T/3
     with pytest.raises(ValueError):
         sample_timesteps(4, 1000, 0.0)
+
+
+def test_sample_to_velocity_turns_the_true_clean_sample_into_the_true_v():
+    from generation.mvideo.training.losses import MIN_SIGMA, sample_to_velocity
+
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(3, 2, 4, generator=g), torch.randn(3, 2, 4, generator=g)
+    a = torch.tensor([0.1, 0.5, 0.9]).view(-1, 1, 1)
+    noisy = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    v = a.sqrt() * eps - (1 - a).sqrt() * x0
+    assert torch.allclose(sample_to_velocity(x0, noisy, a), v, atol=1e-5)
+    # the x_0 error is weighted by 1 / sigma^2, floored at MIN_SIGMA
+    tiny = torch.tensor([1.0 - 1e-6]).view(-1, 1, 1)
+    err = sample_to_velocity(x0[:1] + 0.01, noisy[:1], tiny) - sample_to_velocity(x0[:1], noisy[:1], tiny)
+    assert torch.allclose(err, torch.full_like(err, -0.01 / MIN_SIGMA), atol=1e-4)

@@ -69,12 +69,14 @@ from generation.mvideo.training.data import (
     collate_examples,
 )
 from generation.mvideo.training.losses import (
+    PREDICTION_TYPES,
     consistency_loss,
     diffusion_loss,
     object_weights,
     resolve_teacher,
     sample_condition_dropout,
     sample_timesteps,
+    sample_to_velocity,
 )
 
 logger = logging.getLogger(__name__)
@@ -354,9 +356,10 @@ def train(
     pipe, pretrained = load_or_build_pipeline(config)
     vae = pipe.vae.to(device).eval().requires_grad_(False)
     scheduler = pipe.scheduler
-    if getattr(scheduler.config, "prediction_type", "v_prediction") != "v_prediction":
+    prediction_type = getattr(scheduler.config, "prediction_type", "v_prediction")
+    if prediction_type not in PREDICTION_TYPES:
         raise ValueError(
-            f"training uses v-prediction; the scheduler predicts {scheduler.config.prediction_type!r}"
+            f"training supports prediction types {PREDICTION_TYPES}; the scheduler predicts {prediction_type!r}"
         )
     if config.lora_rank > 0:
         add_lora(pipe.transformer, config.lora_rank, config.lora_alpha, config.lora_targets)
@@ -490,6 +493,8 @@ def train(
                 )
             with accelerator.autocast():
                 pred = denoiser(noisy, timesteps, ids, masks, keep)
+                if prediction_type == "sample":  # x-prediction, scored in v-space (module docstring)
+                    pred, target = sample_to_velocity(pred, noisy, a), sample_to_velocity(latents, noisy, a)
                 bind = torch.zeros((), device=device)
                 if recorder is not None:
                     recorder.targets = None
@@ -504,6 +509,8 @@ def train(
                     dropped = drop_mask.to(device)
                     with torch.no_grad():
                         teacher_pred = teacher_predict(noisy[dropped], timesteps[dropped], ids[dropped])
+                    if prediction_type == "sample":
+                        teacher_pred = sample_to_velocity(teacher_pred, noisy[dropped], a[dropped])
                     cons = consistency_loss(pred[dropped], teacher_pred)
                     loss = loss + config.consistency_weight * cons
                 loss = loss + config.binding_loss_weight * bind
