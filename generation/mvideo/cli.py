@@ -138,11 +138,20 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from generation.mvideo.shapes.evaluation import EvalConfig, evaluate, save_grid
     from generation.mvideo.shapes.model import load_shapes_default
+    from generation.mvideo.shapes.motions import HELD_OUT_FAMILIES
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.num_samples < 1 or args.steps < 1 or args.batch_size < 1:
-        raise UsageError("--num-samples, --steps and --batch-size must be >= 1")
+    if min(args.num_samples, args.steps, args.batch_size, args.family_samples or 1) < 1:
+        raise UsageError("--num-samples, --steps, --batch-size and --family-samples must be >= 1")
+    families = HELD_OUT_FAMILIES
+    if args.families is not None:
+        families = () if args.families == "none" else tuple(f for f in args.families.split(",") if f)
+        unknown = sorted(set(families) - set(HELD_OUT_FAMILIES))
+        if unknown:
+            raise UsageError(
+                f"unknown motion families {unknown}; choose from {', '.join(HELD_OUT_FAMILIES)} or none"
+            )
     try:
         pipe = load_shapes_default(args.model)
     except FileNotFoundError as e:
@@ -155,6 +164,9 @@ def run_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         guidance_scale=args.guidance_scale,
         mask_guidance_scale=args.mask_guidance_scale,
+        extras=not args.no_extras,
+        families=families,
+        **({"family_samples": args.family_samples} if args.family_samples else {}),
     )
     report = evaluate(pipe, config)
     if args.out:
@@ -289,10 +301,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     evaluate = commands.add_parser(
         "eval",
-        help="mask-following IoU and prompt-colour accuracy of a shapes-world model",
+        help="mask-following IoU, binding, text-only colours and clean frames of a shapes-world model",
         description="Generate held-out shapes-world captions + masks with and without the mask condition "
-        "(same seeds), segment the objects, report mean IoU and colour accuracy. The last line reads "
-        "`miou_masked=<float> miou_unmasked=<float> color_acc=<float>`.",
+        "(same seeds), segment the objects, report mean IoU and colour accuracy; then (unless --no-extras) "
+        "per-frame and pair-union IoU, shifted masks, binding with shuffled slot order, text-only colours and "
+        "presence, mask-only IoU and background noise, and per-frame mIoU on each held-out motion family. The "
+        "last line reads `miou_masked=<float> miou_unmasked=<float> color_acc=<float>` followed by the new "
+        "key=value pairs.",
     )
     evaluate.add_argument(
         "--model", help="shapes-world MVideoPipeline folder (default: the committed default)"
@@ -317,6 +332,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--grid-samples", type=int, default=6, help="samples in the side-by-side grid")
     evaluate.add_argument("--out", help="folder for grid.gif, grid.png and metrics.json")
     evaluate.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    evaluate.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="only today's three measures (no shifted masks, binding, text-only, mask-only, noise, families)",
+    )
+    evaluate.add_argument(
+        "--families",
+        help="comma-separated held-out motion families to score (fast, zigzag, ...), or 'none' "
+        "(default: every held-out family)",
+    )
+    evaluate.add_argument(
+        "--family-samples", type=int, help="held-out samples per motion family (default: 32)"
+    )
     evaluate.set_defaults(func=run_eval)
 
     annotate = commands.add_parser(
