@@ -196,3 +196,17 @@ def test_lr_schedules_warm_up_then_hold_or_decay_to_the_floor(num_processes):
     assert lrs("cosine") == pytest.approx([0.0, 0.5, *cosine])
     with pytest.raises(ValueError, match="lr_schedule"):
         lrs("linear")
+
+
+def test_x_prediction_trains_and_exports_a_sample_predicting_scheduler(tmp_path):
+    import dataclasses
+
+    spec = dataclasses.replace(SHAPES_TINY_SPEC, prediction_type="sample")
+    config = get_recipe("shapes-tiny").replace(out=str(tmp_path / "x"), max_steps=2, shapes=spec)
+    result = train(config)
+    assert math.isfinite(result.last_loss)
+    pipe = MVideoPipeline.from_pretrained(tmp_path / "x")
+    assert pipe.scheduler.config.prediction_type == "sample"
+    bad = dataclasses.replace(SHAPES_TINY_SPEC, prediction_type="epsilon")
+    with pytest.raises(ValueError, match="prediction types"):
+        train(get_recipe("shapes-tiny").replace(out=str(tmp_path / "e"), max_steps=1, shapes=bad))
