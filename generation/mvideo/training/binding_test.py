@@ -55,7 +55,7 @@ def test_processor_keeps_the_model_output_and_records_a_term():
         plain = denoiser(noisy, t, ids, masks)
         recorder = binding.install(pipe.transformer, heads=1)
         recorder.targets = binding.BindingTargets(
-            binding.token_slots(masks, torch.tensor([True]), 4, 2, 1),
+            binding.token_slots(masks, torch.tensor([True]), 4, SHAPES_TINY_SPEC.patch_size_t or 1, 1),
             binding.phrase_masks(ids, [7, 6], [0, 1, 2, 3, 4], slots=2),
         )
         recorded = denoiser(noisy, t, ids, masks)

@@ -184,7 +184,6 @@ SHAPES_TINY_SPEC = ShapesModelSpec(
     num_attention_heads=2,
     attention_head_dim=16,
     patch_size=4,
-    patch_size_t=2,
     time_embed_dim=16,
     text_hidden_size=16,
     max_text_length=12,
