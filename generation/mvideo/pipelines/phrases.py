@@ -14,7 +14,7 @@ Our rules (the issue leaves them to us):
   "blue square", "green triangle"].
 - **Labelled objects** (`MaskObject.label`, e.g. "red circle" from the shapes world or "dog" from GroundingDINO)
   are matched to phrases by word overlap (Jaccard of their words, articles ignored), one object per phrase,
-  choosing the assignment with the largest total overlap (exhaustive for up to 7 objects, greedy beyond).
+  choosing the assignment with the largest total overlap (exact, by dynamic programming over phrases).
 - **Objects without a label or whose label shares no word with any phrase** take the phrases left free, in
   ascending object order: with no labels at all, the k-th object (ascending id) binds to the k-th phrase, the
   convention of every mask input before labels were read.
@@ -22,7 +22,6 @@ Our rules (the issue leaves them to us):
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Sequence
 
@@ -30,8 +29,9 @@ import torch
 
 ARTICLES = frozenset({"a", "an", "the"})
 SEPARATORS = frozenset({",", "and"})
-EXHAUSTIVE_UP_TO = 7
-"""Objects matched by trying every assignment (7! = 5040); more use a greedy match."""
+MAX_MATCHED_PHRASES = 16
+"""Phrases considered for label matching (the subsets of taken phrases are enumerated: 2^16 at most); later phrases
+are never matched by label (no model here has that many mask slots)."""
 
 
 def words(text: str) -> list[str]:
@@ -60,32 +60,25 @@ def overlap(label: str, phrase: str) -> float:
 
 
 def _best_assignment(scores: list[list[float]]) -> dict[int, int]:
-    """object -> phrase maximising the summed score over pairs with a positive score."""
+    """object -> phrase maximising the summed score over pairs with a positive score, one object per phrase.
+
+    Dynamic programming over the subsets of phrases taken (objects in order, each takes a free phrase or none):
+    exact, and cheap for the few phrases a prompt has (`MAX_MATCHED_PHRASES`)."""
     num_objects = len(scores)
-    num_phrases = len(scores[0]) if scores else 0
-    if num_objects == 0 or num_phrases == 0:
-        return {}
-    if num_objects <= EXHAUSTIVE_UP_TO:
-        best, best_total = {}, 0.0
-        # Each object picks a distinct phrase or none (-1); phrases outnumbering objects are padded with "none".
-        choices = list(range(num_phrases)) + [-1] * num_objects
-        for pick in set(itertools.permutations(choices, num_objects)):
-            total = sum(scores[j][p] for j, p in enumerate(pick) if p >= 0)
-            if total > best_total + 1e-12:
-                best_total = total
-                best = {j: p for j, p in enumerate(pick) if p >= 0 and scores[j][p] > 0}
-        return best
-    pairs = sorted(
-        ((scores[j][p], j, p) for j in range(num_objects) for p in range(num_phrases) if scores[j][p] > 0),
-        reverse=True,
-    )
-    taken_objects, taken_phrases, best = set(), set(), {}
-    for _, j, p in pairs:
-        if j not in taken_objects and p not in taken_phrases:
-            best[j] = p
-            taken_objects.add(j)
-            taken_phrases.add(p)
-    return best
+    num_phrases = min(len(scores[0]) if scores else 0, MAX_MATCHED_PHRASES)
+    best: dict[int, tuple[float, dict[int, int]]] = {0: (0.0, {})}  # taken-phrase bits -> (total, assignment)
+    for obj in range(num_objects):
+        nxt: dict[int, tuple[float, dict[int, int]]] = {}
+        for taken, (total, pairs) in best.items():
+            options = [(taken, total, pairs)]  # the object takes no phrase
+            for p in range(num_phrases):
+                if not taken >> p & 1 and scores[obj][p] > 0:
+                    options.append((taken | 1 << p, total + scores[obj][p], {**pairs, obj: p}))
+            for key, value, assignment in options:
+                if key not in nxt or value > nxt[key][0] + 1e-12:
+                    nxt[key] = (value, assignment)
+        best = nxt
+    return max(best.values(), key=lambda item: item[0])[1] if best else {}
 
 
 def slot_order(prompt: str, labels: Sequence[str | None], num_slots: int) -> list[int | None]:

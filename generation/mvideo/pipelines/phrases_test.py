@@ -58,3 +58,11 @@ def test_bind_slots_permutes_masks_and_shares_one_mask_item_across_prompts():
     assert bound[0, 0, 0, 3, 3] == 1 and bound[0, 0, 1, 0, 0] == 1  # swapped for the first prompt
     assert bound[1, 0, 0, 0, 0] == 1 and bound[1, 0, 1, 3, 3] == 1  # kept for the second
     assert bound[:, :, 2].sum() == 0
+
+
+def test_many_objects_and_phrases_match_quickly_and_exactly():
+    names = [f"object{i}" for i in range(12)]
+    prompt = ", ".join(f"a {n}" for n in names)
+    labels = list(reversed(names))
+    order = slot_order(prompt, labels, 12)
+    assert order == list(reversed(range(12)))
