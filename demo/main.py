@@ -207,8 +207,9 @@ def video_engine_args(tiny: bool, engine_path: str) -> tuple[list[str], str]:
 
 
 def draw_motions(spec) -> list[tuple[str, str, object]]:
-    """(name, prompt, MaskSequence): a drawn motion, its edit (moved, sped up there and back), a composition,
-    and the drawn motion there and back over three clips (a long video)."""
+    """(name, prompt, MaskSequence): a drawn motion, its edit (moved, sped up there and back), a composition (and
+    the same with the prompt's phrases swapped: the labels keep the circle red), and the drawn motion there and
+    back over three clips (a long video)."""
     from generation.masks import edit
     from generation.masks.compose import compose
     from generation.masks.synth import SyntheticObject, synthesize
@@ -238,6 +239,8 @@ def draw_motions(spec) -> list[tuple[str, str, object]]:
         ("drawn", "a red circle", drawn),
         ("edited", "a red circle", moved),
         ("composed", "a red circle and a blue square", composed),
+        # the same masks, the phrases in the other order: each object keeps its own words (by its label)
+        ("bound", "a blue square and a red circle", composed),
         ("long", "a red circle", long),
     ]
 

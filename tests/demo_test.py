@@ -19,9 +19,9 @@ def test_demo_generates_videos_and_stops_every_service(tmp_path):
     for name in ("video", "masks", "rank", "rerank", "dialogue"):
         assert f"{name:9s} SIGTERM -> exit code 0" in result.stdout
     assert result.stdout.count("health=SERVING") == 5
-    assert result.stdout.count("mask IoU") == 4
+    assert result.stdout.count("mask IoU") == 5
     assert "long      25 frames" in result.stdout  # three 9-frame clips of the tiny engine, one frame shared
-    for stem in ("drawn", "edited", "composed", "long"):
+    for stem in ("drawn", "edited", "composed", "bound", "long"):
         for suffix in (".mp4", "_overlay.mp4", "_side_by_side.gif"):
             assert (tmp_path / "out" / f"{stem}{suffix}").stat().st_size > 0
     assert "demo: videos generated, all services healthy and stopped cleanly" in result.stdout
