@@ -1,9 +1,9 @@
-"""Quality test of the committed embedded default: a reduced `kmono mvideo eval` (8 samples, 10 DDIM steps).
+"""Quality test of the committed embedded default: a reduced `kmono mvideo eval` (8 samples, 10 DDIM steps, two
+held-out motion families of 4 samples).
 
-The full evaluation (64 samples, 10 steps, the default's sampling) is `kmono mvideo eval`; its figures are in
-default/eval.json. The reduced run measured miou_masked 0.70, miou_unmasked 0.006, color_acc 1.0; the
-thresholds keep a margin below that and at least the issue's bar (IoU with masks 5x the IoU without, colour accuracy 0.9 - here 0.85 for
-8 samples' 16 objects, where one miss is 0.94).
+The full evaluation (64 samples + 8 families x 32, the default's 25 steps) is `kmono mvideo eval`; its figures are
+in default/eval.json and the README. The thresholds sit below what this reduced run measures, with a margin for 8
+samples, and at the issue's bars where the reduced run can show them (no doubling, shift followed, binding).
 """
 
 import json
@@ -15,13 +15,25 @@ from generation.mvideo.shapes.evaluation import EvalConfig, evaluate
 from generation.mvideo.shapes.model import DEFAULT_DIR, load_shapes_default
 
 
-def test_committed_default_follows_masks_and_prompt_colours():
+def test_committed_default_follows_masks_binds_words_and_draws_clean_frames():
     pipe = load_shapes_default()
-    assert isinstance(pipe, MVideoPipeline)
-    report = evaluate(pipe, EvalConfig(num_samples=8, num_inference_steps=10, batch_size=8))
-    assert report.miou_masked >= 0.55, report
-    assert report.miou_masked >= 5 * report.miou_unmasked, report
-    assert report.color_acc >= 0.85, report
+    config = EvalConfig(
+        num_samples=8,
+        num_inference_steps=10,
+        batch_size=8,
+        families=("fast", "small"),
+        family_samples=4,
+    )
+    report = evaluate(pipe, config)
+    assert report.miou_frame >= 0.8, report
+    assert report.miou_pair_union - report.miou_frame <= 0.05, report  # frame-exact: no doubled objects
+    assert report.miou_shifted >= 0.9 * report.miou_frame, report
+    assert report.iou_original_place <= 0.05, report
+    assert report.binding_acc >= 0.9 and report.color_acc >= 0.9, report
+    assert report.miou_mask_only >= 0.7, report
+    assert report.bg_noise <= 5.0, report
+    assert report.families["fast"]["miou_frame"] >= 0.6, report.families
+    assert report.families["small"]["miou_frame"] >= 0.4, report.families
 
 
 def test_committed_default_is_small_and_loads_with_from_pretrained():
@@ -29,6 +41,7 @@ def test_committed_default_is_small_and_loads_with_from_pretrained():
     assert sum(p.stat().st_size for p in files) < 30 * 2**20
     pipe = MVideoPipeline.from_pretrained(DEFAULT_DIR)
     assert pipe.transformer.config.mask_in_channels == pipe.mask_encoder.config.mask_in_channels
+    assert pipe.transformer.config.patch_size_t is None  # one frame per token
     assert all(p.dtype == torch.float32 for p in pipe.transformer.parameters())
     record = json.loads((DEFAULT_DIR / "training.json").read_text())
     assert record["recipe"] == "shapes-default" and record["steps"] == record["config"]["max_steps"]

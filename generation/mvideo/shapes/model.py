@@ -5,13 +5,17 @@
     video = pipe(sample.caption, mask_video=sample.slot_masks(3)[None].astype("float32"),
                  **SHAPES_SAMPLING).frames                          # see SHAPES_SAMPLING for the settings
 
-The model (our choices, after the measured probe in TOOLCHAIN.md): pixel space (`PixelSpaceAutoencoder`, no
-VAE to train), an `MVideoTransformer3DModel` of 4 layers x 4 heads x 32 with 4 x 4 x 2 patches and rotary
-embeddings (32 x 32 x 8 frames = 256 video tokens), a `MaskEncoder` with no compression over 3 object slots
-(a per-pixel MLP: the 4 x 4 x 2 patch projection of the mask already sees every pixel; a 3 x 3 convolution at
-full resolution cost a quarter of the training step), a one-layer word-level text encoder with phrase-index
-embeddings, v-prediction with the cosine ("squaredcos_cap_v2") schedule and DDIM with trailing timesteps at
-sampling time. Trained from scratch, the transformer's mask projection starts random (not zero).
+The model (our choices, after the measured probe in TOOLCHAIN.md and the redesign of issue 15): pixel space
+(`PixelSpaceAutoencoder`, no VAE to train), an `MVideoTransformer3DModel` of 4 layers x 4 heads x 32 with 4 x 4
+patches of ONE frame (`patch_size_t=None`, frame-exact: with 2-frame patches both frames of a pair came out nearly
+the same) and rotary embeddings (32 x 32 x 8 frames = 512 video tokens), a `MaskEncoder` with no compression over
+3 object slots (a per-pixel MLP: the 4 x 4 patch projection of the mask already sees every pixel), a one-layer
+word-level text encoder with phrase-index embeddings (slot k reads phrase k; `pipelines/phrases.py` puts each
+labelled object in its phrase's slot), x-prediction (`prediction_type="sample"`: the network outputs clean frames,
+scored in v-space with the Min-SNR cap, training/losses.py) with the cosine ("squaredcos_cap_v2") schedule and
+DDIM with trailing timesteps at sampling time. Measured: v-prediction trained the same way left 17-18/255 of
+background noise at 1200 steps where x-prediction had 5.3, and got worse with more sampling steps. Trained from
+scratch with condition dropout (text dropped 15%, masks 30%); the transformer's mask projection starts random.
 
 How it is trained is the `shapes-default` recipe (generation/mvideo/training/config.py); what it reaches is
 default/eval.json (`kmono mvideo eval`).
@@ -37,7 +41,7 @@ DEFAULT_DIR = Path(__file__).resolve().parent / "default"
 """Where the committed embedded default lives."""
 
 
-def build_shapes_scheduler(prediction_type: str = "v_prediction") -> DDIMScheduler:
+def build_shapes_scheduler(prediction_type: str) -> DDIMScheduler:
     """Cosine betas, DDIM with trailing timesteps (the first sampling step is at t = 999)."""
     return DDIMScheduler(
         num_train_timesteps=1000,

@@ -84,7 +84,7 @@ def test_sample_to_velocity_turns_the_true_clean_sample_into_the_true_v():
 
     g = torch.Generator().manual_seed(0)
     x0, eps = torch.randn(3, 2, 4, generator=g), torch.randn(3, 2, 4, generator=g)
-    a = torch.tensor([0.1, 0.5, 0.9]).view(-1, 1, 1)
+    a = torch.tensor([0.1, 0.5, 0.8]).view(-1, 1, 1)  # sigma above MIN_SIGMA: the exact v
     noisy = a.sqrt() * x0 + (1 - a).sqrt() * eps
     v = a.sqrt() * eps - (1 - a).sqrt() * x0
     assert torch.allclose(sample_to_velocity(x0, noisy, a), v, atol=1e-5)
