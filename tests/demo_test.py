@@ -25,4 +25,14 @@ def test_demo_generates_videos_and_stops_every_service(tmp_path):
         for suffix in (".mp4", "_overlay.mp4", "_side_by_side.gif"):
             assert (tmp_path / "out" / f"{stem}{suffix}").stat().st_size > 0
     assert "demo: videos generated, all services healthy and stopped cleanly" in result.stdout
+    # the README picture is composed from these GIFs: one row per video, four frames each
+    from PIL import Image
+
+    from demo.picture import FRAMES_PER_ROW, ROWS, main
+
+    assert main(["--out-dir", str(tmp_path / "out"), "-o", str(tmp_path / "demo.png")]) == 0
+    with Image.open(tmp_path / "out" / "drawn_side_by_side.gif") as gif:
+        cell_w, cell_h = gif.size
+    with Image.open(tmp_path / "demo.png") as picture:
+        assert picture.size[0] > FRAMES_PER_ROW * cell_w and picture.size[1] > len(ROWS) * cell_h
     assert (tmp_path / "logs" / "video.log").exists()
