@@ -271,8 +271,10 @@ def run_generate(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     for warning in engine.check_prompt(job).warnings:
         print(f"kmono mvideo: warning: {warning}", file=sys.stderr)
-    video = engine.generate(job, lambda step, total, preview: None)
     out = Path(args.out)
+    if out.is_dir() or not out.suffix:  # a folder: the video goes inside it (checked before the slow part)
+        out = out / "video.mp4"
+    video = engine.generate(job, lambda step, total, preview: None)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_video(out, video.frames, job.fps)
     frames, height, width = video.frames.shape[:3]
@@ -401,6 +403,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--frames", type=int, default=0, help="0: the masks' or one clip of the model")
     generate.add_argument("--steps", type=int, default=0, help="denoising steps; 0: the model's default")
     generate.add_argument("--seed", type=int, default=0, help="noise seed (default: %(default)s)")
-    generate.add_argument("--out", default="video.mp4", help="output MP4 (default: %(default)s)")
+    generate.add_argument(
+        "--out",
+        default="video.mp4",
+        help="output video (.mp4, .gif, ...) or a folder for video.mp4 (default: %(default)s)",
+    )
     generate.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     generate.set_defaults(func=run_generate)

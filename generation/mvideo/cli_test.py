@@ -163,6 +163,10 @@ def test_generate_tiny_with_masks_and_a_prompt_it_reads_whole(tmp_path, capsys):
                  "--out", str(out)) == 0  # fmt: skip
     assert read_video(out)[0].shape == (9, 32, 32, 3)
     assert "warning" not in capsys.readouterr().err
+    # --out naming a folder puts video.mp4 inside it
+    assert kmono("generate", "--tiny", "--prompt", "a red circle", "--masks", str(masks), "--steps", "1",
+                 "--out", str(tmp_path / "folder")) == 0  # fmt: skip
+    assert read_video(tmp_path / "folder" / "video.mp4")[0].shape == (9, 32, 32, 3)
 
 
 @pytest.mark.parametrize(

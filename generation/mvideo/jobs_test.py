@@ -73,7 +73,7 @@ def test_the_shapes_default_keeps_its_sampling_defaults_in_its_folder():
     assert saved["num_inference_steps"] == SHAPES_SAMPLING["num_inference_steps"]
     assert saved["guidance_scale"] == SHAPES_SAMPLING["guidance_scale"]
     spec = spec_from_dir(SHAPES_DEFAULT_PATH)
-    assert (spec.num_inference_steps, spec.guidance_scale, spec.fps) == (10, 1.0, 8.0)
+    assert (spec.num_inference_steps, spec.guidance_scale, spec.fps) == (50, 1.0, 8.0)
 
 
 def test_spec_from_dir_reads_engine_json(tmp_path):
