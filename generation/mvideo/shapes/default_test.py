@@ -1,7 +1,7 @@
 """Quality test of the committed embedded default: a reduced `kmono mvideo eval` (8 samples, 10 DDIM steps, two
 held-out motion families of 4 samples).
 
-The full evaluation (64 samples + 8 families x 32, the default's 25 steps) is `kmono mvideo eval`; its figures are
+The full evaluation (64 samples + 8 families x 32, the default's 50 steps) is `kmono mvideo eval`; its figures are
 in default/eval.json and the README. The thresholds sit below what this reduced run measures, with a margin for 8
 samples, and at the issue's bars where the reduced run can show them (no doubling, shift followed, binding).
 """
