@@ -394,21 +394,29 @@ def test_every_string_and_list_of_a_masks_request_is_bounded(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def shapes_engine():
+def patched_engine(tmp_path_factory):
+    """A CogVideoX-1.5-style MVideo (temporal patches, rotary embeddings sliced from its 32 x 32 training grid): the
+    shapes default was one until it became frame-exact, and published 1.5 models are."""
+    import dataclasses
+
     from generation.mvideo.engine import load_mvideo_engine
-    from generation.mvideo.shapes.model import DEFAULT_DIR
+    from generation.mvideo.shapes.model import build_shapes_pipeline
+    from generation.mvideo.training.config import SHAPES_TINY_SPEC
 
-    return load_mvideo_engine(path=DEFAULT_DIR, torch_threads=1)
+    spec = dataclasses.replace(SHAPES_TINY_SPEC, height=32, width=32, num_frames=8, patch_size_t=2)
+    path = tmp_path_factory.mktemp("patched")
+    build_shapes_pipeline(spec).save_pretrained(path)
+    return load_mvideo_engine(path=path, torch_threads=1)
 
 
-def test_sizes_the_shapes_default_cannot_render_are_refused_naming_the_field(tmp_path, shapes_engine):
-    """The shapes default (CogVideoX-1.5 style: temporal patches, rotary embeddings sliced from its 32 x 32
-    training grid) took 48 x 48 (a multiple of its size_multiple, 4) and then failed the job as INTERNAL."""
-    assert (shapes_engine.spec.max_height, shapes_engine.spec.max_width) == (32, 32)
+def test_sizes_a_patched_model_cannot_render_are_refused_naming_the_field(tmp_path, patched_engine):
+    """The shapes default (then CogVideoX-1.5 style) took 48 x 48 (a multiple of its size_multiple, 4) and then
+    failed the job as INTERNAL."""
+    assert (patched_engine.spec.max_height, patched_engine.spec.max_width) == (32, 32)
     masks = moving_boxes(num_frames=8, width=48, height=48)
 
     async def scenario():
-        async with serve_video(tmp_path, shapes_engine) as (_, channel):
+        async with serve_video(tmp_path, patched_engine) as (_, channel):
             stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
             sized = await refused(
                 stub.CreateVideo(video_pb2.CreateVideoRequest(prompt="a red circle", width=48, height=48))
@@ -435,6 +443,32 @@ def test_sizes_the_shapes_default_cannot_render_are_refused_naming_the_field(tmp
     assert fields_of(wide) == ["width"]
     assert fields_of(from_masks) == ["mask_sequence"]
     assert final.done and final.HasField("response"), final.error
+
+
+def test_the_frame_exact_shapes_default_renders_sizes_past_its_training_grid(tmp_path):
+    """One frame per token and rotary embeddings made for any grid (CogVideoX 1.0 style): 48 x 48 renders."""
+    from generation.mvideo.engine import load_mvideo_engine
+    from generation.mvideo.shapes.model import DEFAULT_DIR
+
+    engine = load_mvideo_engine(path=DEFAULT_DIR, torch_threads=1)
+    assert (engine.spec.max_height, engine.spec.max_width) == (None, None)
+
+    async def scenario():
+        async with serve_video(tmp_path, engine) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            op = await stub.CreateVideo(
+                video_pb2.CreateVideoRequest(
+                    prompt="a red circle", width=48, height=48, num_inference_steps=1
+                )
+            )
+            return [o async for o in stub.WatchOperation(video_pb2.WatchOperationRequest(name=op.name))][-1]
+
+    from services.video.client import response_of
+
+    final = run_async(scenario(), timeout=SLOW)
+    assert final.done and final.HasField("response"), final.error
+    response = response_of(final)
+    assert (response.width, response.height) == (48, 48)
 
 
 def test_frame_rates_the_video_cannot_be_encoded_at_are_refused_naming_the_field(tmp_path):
