@@ -2,7 +2,7 @@
 with the whole history given to the LM (no window).
 
     result = memory_recall("generation/dialogue/memory/default", num_dialogues=200, seeds=(1, 2, 3))
-    print(format_recall_table(result))
+    table = format_recall_table(result)    # the command line (memory/cli) prints it
 
 A question counts when its fact was stated before the window (`Example.fact_in_window` is False); recall is the
 exact match of the greedy answer (every value token, then `<eos>`). The two baselines run the plain LM (LoRA

@@ -1,7 +1,7 @@
 """DCoT against direct answering on the synthetic multi-clip story set: accuracy, mean ± spread over seeds.
 
     result = dcot_vs_direct(ScriptedReader(), num_stories=20, seeds=(0, 1, 2))
-    print(format_table(result))
+    table = format_table(result)           # reasoning/cli.py prints it
 
     .venv/bin/python -m generation.dialogue.reasoning.cli --stories 20 --seeds 0 1 2            # scripted
     .venv/bin/python -m generation.dialogue.reasoning.cli --backend gemma --stories 3 --seeds 0  # bundled LM

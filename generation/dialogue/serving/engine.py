@@ -3,7 +3,7 @@
     engine = DialogueEngine(SessionStore(data_dir / "sessions.db"), TextEncoder.from_pretrained(), lm=None)
     session = engine.create_session(NewSession(user_id="u1", attachments=(product_details,)))
     for event in engine.chat(ChatTurn(session.session_id, "How heavy is it?"), threading.Event()):
-        print(event.text_delta, end="")          # the last event has finish_reason and usage
+        reply.append(event.text_delta)           # the last event has finish_reason and usage
 
 How a turn is answered (`plan`; the issue's point 1, *our* reading where it is silent):
 - **mode**: the turn's, else the session's default, else knowledge Q&A when the session holds knowledge and the
