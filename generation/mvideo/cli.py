@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from generation.mvideo.defaults import SHAPES_DEFAULT_PATH
+from generation.mvideo.defaults.engine_file import TEXT_ONLY_MODEL, TEXT_ONLY_MODES, read_engine_defaults
 from generation.mvideo.shapes.spec import SHAPES_SAMPLING
 from libs.cli.main import UsageError
 
@@ -156,7 +157,9 @@ def run_eval(args: argparse.Namespace) -> int:
         pipe = load_shapes_default(args.model)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from e
+    saved = read_engine_defaults(args.model or SHAPES_DEFAULT_PATH) or {}
     config = EvalConfig(
+        text_only=args.text_only or saved.get("text_only", TEXT_ONLY_MODEL),
         num_samples=args.num_samples,
         seed=args.seed,
         first_sample=args.first_sample,
@@ -239,7 +242,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from generation.mvideo.engine import load_mvideo_engine
     from generation.mvideo.jobs import VideoLimits, VideoRequest, plan
     from libs.errors import FieldError
-    from libs.media import load, write_video
+    from libs.media import load, save, write_video
 
     if not args.prompt.strip():
         raise UsageError("--prompt is empty: say what the video shows, e.g. 'a red circle'")
@@ -279,6 +282,13 @@ def run_generate(args: argparse.Namespace) -> int:
     write_video(out, video.frames, job.fps)
     frames, height, width = video.frames.shape[:3]
     print(f"wrote {out} ({frames} frames {width}x{height} at {job.fps:g} fps, seed {args.seed})")
+    if masks is None and video.masks is not None:  # the engine planned the motion from the prompt
+        layout = out.with_name(out.stem + ".layout.json")
+        save(video.masks, layout)
+        print(
+            f"wrote {layout}: the layout planned from the prompt; edit it (kmono masks edit) and pass it back "
+            "with --masks to change the motion and keep the words"
+        )
     return 0
 
 
@@ -346,6 +356,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument(
         "--family-samples", type=int, help="held-out samples per motion family (default: 32)"
+    )
+    evaluate.add_argument(
+        "--text-only",
+        choices=TEXT_ONLY_MODES,
+        help="how the text-only mode is measured: 'layout' plans masks from the caption first, 'model' drops "
+        "the masks (default: what the model folder's engine.json says; the mask-dropped scores are always "
+        "reported too, as color_acc_unmasked and text_presence_unmasked)",
     )
     evaluate.set_defaults(func=run_eval)
 

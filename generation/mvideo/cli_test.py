@@ -153,6 +153,13 @@ def test_generate_from_another_directory_with_the_default_model_warns_of_unknown
         "kmono mvideo: warning: unknown words ignored by this model: purple, crimson (known: "
     )
     assert "red" in warnings[0] and "square" in warnings[0]
+    # No masks: the default plans the motion from the prompt and writes the plan for the user to edit.
+    layout = load(tmp_path / "video.layout.json")
+    assert [o.label for o in layout.objects] == ["purple circle", "crimson square"]
+    assert (layout.num_frames, layout.width) == (
+        len(frames),
+        32,
+    ) and "wrote video.layout.json" in captured.out
 
 
 def test_generate_tiny_with_masks_and_a_prompt_it_reads_whole(tmp_path, capsys):

@@ -13,6 +13,10 @@ Engines without continuation (`EngineSpec.long_video=False`, VACE) take one clip
 `on_step(step, total, preview)` is called after every denoising step and `on_stage(name)` at each stage (and
 after every extracted frame); either may raise (cancellation, shutdown, deadline) to stop the job there.
 
+A job without masks or a reference video on an engine whose spec says `text_only="layout"` (the shapes default)
+gets masks planned from its prompt first (`generation.mvideo.shapes.layout`); they are returned with the frames like
+any other masks, so the client sees (and can edit) the motion it got.
+
 `check_prompt(job)` says what the model will not read of the job's text, before it runs: prompt words its
 tokenizer does not know (`generation.mvideo.vocabulary`; they are reported, never silently dropped), the same
 for the negative prompt, and the words past the text window it reads (`EngineSpec.max_text_length`). The
@@ -36,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from generation.masks.engine import ExtractionJob, MaskEngine
+from generation.mvideo.defaults.engine_file import TEXT_ONLY_LAYOUT
 from generation.mvideo.jobs import EngineSpec, VideoJob, fit_masks, renderable_size, spec_from_dir
 from generation.mvideo.vocabulary import PromptCheck, check_prompt
 from libs.errors import FieldError
@@ -52,7 +57,7 @@ VACE_SAMPLING = {"fps": 16.0, "num_frames": 81, "height": 480, "width": 832, "nu
 StepCallback = Callable[[int, int, np.ndarray | None], None]
 """on_step(steps_done, total_steps, preview (T, H, W, 3) uint8 or None); may raise to stop the job."""
 StageCallback = Callable[[str], None]
-"""on_stage(name): "extracting masks", "denoising"; may raise to stop the job."""
+"""on_stage(name): "extracting masks", "planning layout", "denoising"; may raise to stop the job."""
 
 TINY_SPEC = EngineSpec(
     name="mvideo",
@@ -115,6 +120,8 @@ class PipelineEngine:
         masks = job.masks
         if job.reference is not None:
             masks = self._reference_masks(job, on_stage)
+        elif masks is None and self.spec.text_only == TEXT_ONLY_LAYOUT:
+            masks = self._planned_layout(job, on_stage)
         on_stage("denoising")
         long = self.spec.long_video and job.num_frames > self.spec.num_frames
         total = job.num_inference_steps
@@ -167,6 +174,21 @@ class PipelineEngine:
             )
             frames = _to_uint8(out.frames[0])
         return GeneratedVideo(frames, masks)
+
+    def _planned_layout(self, job: VideoJob, on_stage: StageCallback) -> MaskSequence:
+        """Masks planned from the prompt, for an engine that draws only where masks say (`shapes/layout.py`)."""
+        from generation.mvideo.shapes.layout import plan_layout
+
+        on_stage("planning layout")
+        return plan_layout(
+            job.prompt,
+            width=job.width,
+            height=job.height,
+            num_frames=job.num_frames,
+            fps=job.fps,
+            seed=job.seed or 0,
+            max_objects=self.spec.num_mask_slots,
+        )
 
     def _reference_masks(self, job: VideoJob, on_stage: StageCallback) -> MaskSequence:
         """The reference video's masks at the job's size, length and object slots."""

@@ -56,3 +56,27 @@ def test_a_reference_video_without_a_mask_engine_is_refused_naming_the_field():
     with pytest.raises(FieldError) as error:
         engine.generate(job, lambda *args: None)
     assert error.value.field == "reference"
+
+
+def test_a_text_only_job_gets_a_planned_layout_when_the_engine_says_so_and_the_client_gets_it_back():
+    import dataclasses
+
+    from generation.mvideo.jobs import VideoLimits, VideoRequest, plan
+
+    engine = load_mvideo_engine(path=None, tiny=True, device="cpu", torch_threads=1)
+    request = VideoRequest(prompt="a red circle and a blue square", num_inference_steps=1, seed=3)
+    job = plan(request, engine.spec, VideoLimits())
+    assert engine.generate(job, lambda *args: None).masks is None  # "model": the model's own text-only branch
+
+    planner = dataclasses.replace(engine, spec=dataclasses.replace(engine.spec, text_only="layout"))
+    stages = []
+    video = planner.generate(job, lambda *args: None, stages.append)
+    assert stages == ["planning layout", "denoising"]
+    assert [o.label for o in video.masks.objects] == ["red circle", "blue square"]
+    assert (video.masks.num_frames, video.masks.width, video.masks.height) == (
+        job.num_frames,
+        job.width,
+        job.height,
+    )
+    again = planner.generate(job, lambda *args: None)
+    assert (again.masks.to_dense() == video.masks.to_dense()).all()  # the plan follows the job's seed

@@ -30,7 +30,7 @@ import numpy as np
 
 from generation.masks import edit
 from generation.masks.defaults import BOX_THRESHOLD, TEXT_THRESHOLD
-from generation.mvideo.defaults.engine_file import ENGINE_FILE, read_engine_defaults
+from generation.mvideo.defaults.engine_file import ENGINE_FILE, TEXT_ONLY_MODEL, read_engine_defaults
 from libs.errors import FieldError
 from libs.media import MaskSequence
 
@@ -63,6 +63,9 @@ class EngineSpec:
     max_height: int | None = None
     max_width: int | None = None
     """The largest frame the transformer renders (None: no bound; see `renderable_size`)."""
+    text_only: str = TEXT_ONLY_MODEL
+    """A request without masks: "model" runs the model's own text-only branch, "layout" plans masks from the
+    prompt first (`engine_file.TEXT_ONLY_MODES`, `generation.mvideo.shapes.layout`)."""
 
 
 @dataclass(frozen=True)
@@ -302,4 +305,5 @@ def spec_from_dir(path: str | os.PathLike[str], fallback_sampling: dict | None =
         long_video=True,
         max_height=max_height,
         max_width=max_width,
+        text_only=sampling.get("text_only", TEXT_ONLY_MODEL),
     )

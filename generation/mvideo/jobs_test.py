@@ -122,3 +122,15 @@ def test_sizes_past_what_the_transformer_renders_are_refused_naming_the_field():
     assert plan(VideoRequest(prompt="p", width=16, height=32), bounded, VideoLimits()).width == 16
     assert field_of(VideoRequest(prompt="p", fps=1e-7)) == "fps"
     assert field_of(VideoRequest(prompt="p", masks=circle(fps=1e-4))) == "masks"  # the masks' own rate
+
+
+def test_engine_json_says_how_text_only_requests_are_answered(tmp_path):
+    from generation.mvideo.defaults.engine_file import read_engine_defaults
+
+    save_engine_defaults(tmp_path, fps=8.0, num_inference_steps=5, guidance_scale=1.0)
+    assert "text_only" not in read_engine_defaults(tmp_path)  # "model", the default, is not written
+    save_engine_defaults(tmp_path, fps=8.0, num_inference_steps=5, guidance_scale=1.0, text_only="layout")
+    assert read_engine_defaults(tmp_path)["text_only"] == "layout"
+    with pytest.raises(ValueError, match="text_only must be one of model, layout"):
+        save_engine_defaults(tmp_path, fps=8.0, num_inference_steps=5, guidance_scale=1.0, text_only="llm")
+    assert spec_from_dir(SHAPES_DEFAULT_PATH).text_only == "layout"

@@ -3,7 +3,7 @@ frame by frame, on motions it never saw, with each object bound to its own words
 
     report = evaluate(load_shapes_default(), EvalConfig(num_samples=64))
     report.summary_line()     # "miou_masked=0.6537 miou_unmasked=0.0063 color_acc=1.0000 miou_frame=... ..."
-    save_grid(report, "out/eval")   # grid.png / grid.gif (condition | with masks | mask dropped), families.png
+    save_grid(report, "out/eval")   # grid.png / grid.gif (condition | with masks | mask dropped | planned), families.png
     EvalConfig(extras=False, families=())   # today's evaluation only (masked and mask-dropped generations)
 
 Protocol (our choices):
@@ -38,10 +38,16 @@ Protocol (our choices):
   alone (logged, and the table says so): the score then shows whether colour goes by slot order.
 - **Prompt-colour accuracy** (`color_acc`, masked generations): an object counts as right when at least a
   quarter of its mask's pixels are foreground and their median colour's nearest object colour is the captioned
-  one. Text only (mask dropped): `color_acc_unmasked` (= `text_color_acc`) counts an object as right when at
-  least a quarter of its mask area (summed over the frames) of foreground pixels has the captioned colour as
-  nearest object colour, anywhere in the frame; `text_presence` is the fraction of (object, frame) pairs, over
-  the frames where the object is visible, in which that holds for the frame alone.
+  one. Text only (mask dropped): `color_acc_unmasked` counts an object as right when at least a quarter of its
+  mask area (summed over the frames) of foreground pixels has the captioned colour as nearest object colour,
+  anywhere in the frame; `text_presence_unmasked` is the fraction of (object, frame) pairs, over the frames where
+  the object is visible, in which that holds for the frame alone.
+- **Text-only mode** (`text_color_acc`, `text_presence`): the same two scores for what a user gets from a prompt
+  alone. `text_only="model"`: the mask-dropped generations above. `text_only="layout"` (what the shapes default's
+  engine.json says, and what `kmono mvideo eval` reads from the folder): generations with masks planned from the
+  caption alone (`generation.mvideo.shapes.layout.plan_layout`, seeded `seed + i`, labels = phrases), the held-out
+  masks never used. Both scores look for the captioned colour anywhere, so they do not depend on where the plan
+  puts the objects.
 - **Mask only** (`extras`): `miou_mask_only` is `miou_frame` of generations with masks and the prompt ""
   (passed as the embedding of "", which is how training drops the text; the pipeline refuses an empty prompt).
 - **Background noise** (`bg_noise`, masked generations): per frame, a least-squares plane is fitted to the
@@ -66,9 +72,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from generation.mvideo.defaults.engine_file import TEXT_ONLY_LAYOUT, TEXT_ONLY_MODEL
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.pipelines.pipeline_mvideo import vae_compression
 from generation.mvideo.shapes import scoring
+from generation.mvideo.shapes.layout import plan_layout
 from generation.mvideo.shapes.motions import HELD_OUT_FAMILIES, MOTION_FAMILIES
 from generation.mvideo.shapes.report import EvalReport, save_plots
 from generation.mvideo.shapes.segment import COLOR_NAMES, foreground, frame_iou, iou
@@ -110,6 +118,8 @@ class EvalConfig:
     """Length range of the mask shift, in pixels at 32 px (scaled with min(height, width))."""
     bg_dilation: int = 2
     """Pixels by which the condition masks grow before the background noise is measured outside them."""
+    text_only: str = TEXT_ONLY_MODEL
+    """How the text-only mode is measured: "model" (mask dropped) or "layout" (planned masks; module docstring)."""
 
 
 def score_video(video: np.ndarray, sample: ShapesSample, config: EvalConfig) -> dict:
@@ -196,6 +206,24 @@ def generate(pipe: MVideoPipeline, conditions: list[Condition], config: EvalConf
     return np.concatenate(videos)
 
 
+def planned_condition(sample: ShapesSample, slots: int, seed: int) -> Condition:
+    """The text-only-mode generation of `sample`: masks planned from its caption alone, one labelled slot each."""
+    num_frames, height, width = _size(sample)
+    plan = plan_layout(
+        sample.caption,
+        width=width,
+        height=height,
+        num_frames=num_frames,
+        fps=sample.fps,
+        seed=seed,
+        max_objects=slots,
+    )
+    ids = np.arange(1, slots + 1, dtype=np.int32)
+    masks = plan.to_dense()[:, None, :, :] == ids[None, :, None, None]
+    labels = [o.label for o in plan.objects] + [None] * (slots - len(plan.objects))
+    return Condition(sample.caption, masks, seed, _size(sample), labels)
+
+
 def _size(sample: ShapesSample) -> tuple[int, int, int]:
     return (sample.num_frames, int(sample.video.shape[1]), int(sample.video.shape[2]))
 
@@ -247,6 +275,14 @@ def evaluate(
     def average(scores: list[dict], key: str) -> float:
         return _mean([s[key] for s in scores])
 
+    text_videos, scores_t = unmasked, scores_u
+    if config.text_only == TEXT_ONLY_LAYOUT:
+        logger.info("generating %d samples from their captions alone, with planned layouts", len(samples))
+        text_videos = generate(
+            pipe, [planned_condition(s, slots, config.seed + i) for i, s in enumerate(samples)], config
+        )
+        scores_t = [score_video(v, s, config) for v, s in zip(text_videos, samples, strict=True)]
+
     report = EvalReport(
         miou_masked=average(scores_m, "iou"),
         miou_unmasked=average(scores_u, "iou"),
@@ -261,7 +297,11 @@ def evaluate(
         unmasked=unmasked,
         miou_frame=average(scores_m, "iou_frame"),
         miou_pair_union=average(scores_m, "iou_pair_union"),
-        text_presence=per_object(scores_u, "_present"),
+        text_presence_unmasked=per_object(scores_u, "_present"),
+        text_only=config.text_only,
+        text_color_acc=per_object(scores_t, "_right_anywhere"),
+        text_presence=per_object(scores_t, "_present"),
+        text_only_videos=text_videos,
         bg_noise=average(scores_m, "bg_noise"),
     )
     if config.extras:
@@ -368,20 +408,20 @@ def condition_frames(sample: ShapesSample) -> np.ndarray:
 
 
 def grid_frames(report: EvalReport, num: int, scale: int = 4) -> np.ndarray:
-    """(T, rows * H * scale, 3 * W * scale + gaps, 3) uint8: per sample, condition | masked | unmasked."""
+    """(T, rows * H * scale, columns * W * scale + gaps, 3) uint8: per sample, condition | masked | mask dropped
+    (| text-only mode with a planned layout, when the report measured one)."""
     if report.masked is None or report.unmasked is None:
         raise ValueError("the report holds no videos")
     gap = 2
     rows = []
     for i in range(min(num, report.num_samples)):
-        panels = [
-            condition_frames(report.samples[i]),
-            (report.masked[i] * 255).round().astype(np.uint8),
-            (report.unmasked[i] * 255).round().astype(np.uint8),
-        ]
+        videos = [report.masked[i], report.unmasked[i]]
+        if report.text_only_videos is not None and report.text_only_videos is not report.unmasked:
+            videos.append(report.text_only_videos[i])
+        panels = [condition_frames(report.samples[i])] + [(v * 255).round().astype(np.uint8) for v in videos]
         t, h, w, _ = panels[0].shape
         spacer = np.full((t, h, gap, 3), 255, dtype=np.uint8)
-        row = np.concatenate([panels[0], spacer, panels[1], spacer, panels[2]], axis=2)
+        row = np.concatenate([x for panel in panels for x in (panel, spacer)][:-1], axis=2)
         rows.append(row)
         rows.append(np.full((t, gap, row.shape[2], 3), 255, dtype=np.uint8))
     grid = np.concatenate(rows[:-1], axis=1)

@@ -43,11 +43,8 @@ def test_grid_layout_and_a_report_without_new_metrics_keeps_todays_line():
     report = EvalReport(1, 0, 0, 1, 0, 1, 0.5, 2, samples=samples, masked=videos, unmasked=videos)
     frames = grid_frames(report, num=2, scale=2)
     assert frames.shape == (8, (2 * 32 + 2) * 2, (3 * 32 + 4) * 2, 3) and frames.dtype == np.uint8
-    assert (
-        report.summary_line()
-        == "miou_masked=1.0000 miou_unmasked=0.0000 color_acc=1.0000 text_color_acc=0.5000"
-    )
-    assert report.metrics()["text_color_acc"] == report.metrics()["color_acc_unmasked"] == 0.5
+    assert report.summary_line() == "miou_masked=1.0000 miou_unmasked=0.0000 color_acc=1.0000"
+    assert report.metrics()["color_acc_unmasked"] == 0.5 and "text_color_acc" not in report.metrics()
 
 
 class OraclePipe:
@@ -180,3 +177,21 @@ def test_evaluate_runs_end_to_end_on_a_tiny_random_pipeline(tmp_path):
     again = evaluate(pipe, config)
     assert again.metrics() == metrics  # deterministic by seed
     assert save_grid(report, tmp_path, num=2)[-1].name == "families.png"
+
+
+def test_the_text_only_mode_with_a_planned_layout_is_scored_apart_from_the_mask_dropped_model(tmp_path):
+    pipe = LabelledOracle()  # draws nothing without masks, exactly its labelled masks with them
+    config = EvalConfig(num_samples=6, batch_size=8, extras=False, families=(), text_only="layout")
+    report = evaluate(pipe, config, world=ShapesWorld())
+    assert report.color_acc_unmasked == report.text_presence_unmasked == 0.0  # the model alone draws nothing
+    assert report.text_only == "layout" and report.text_color_acc >= 0.9 and report.text_presence >= 0.9
+    planned = [c for c in pipe.calls if c["labels"] is not None]
+    assert len(planned) == 1  # one batch, each slot labelled with its caption phrase
+    for prompt, labels in zip(planned[0]["prompt"], planned[0]["labels"], strict=True):
+        assert [x for x in labels if x] == [f"{c} {s}" for c, s in parse_caption(prompt)]
+    metrics = report.metrics()
+    assert metrics["text_color_acc"] == report.text_color_acc and metrics["text_presence_unmasked"] == 0.0
+    assert "(planned layout)" in report.table()
+    assert (
+        grid_frames(report, num=1, scale=1).shape[2] == 4 * 32 + 3 * 2
+    )  # condition | masked | dropped | planned

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from generation.mvideo.defaults.engine_file import TEXT_ONLY_LAYOUT, TEXT_ONLY_MODEL
 from generation.mvideo.shapes.world import ShapesSample
 
 SUMMARY_KEYS = (
@@ -66,7 +67,12 @@ class EvalReport:
     unmasked: np.ndarray | None = field(default=None, repr=False)
     miou_frame: float | None = None
     miou_pair_union: float | None = None
+    text_color_acc: float | None = None
     text_presence: float | None = None
+    text_presence_unmasked: float | None = None
+    text_only: str = TEXT_ONLY_MODEL
+    """How `text_color_acc` / `text_presence` were measured: "model" (mask dropped) or "layout" (planned masks)."""
+    text_only_videos: np.ndarray | None = field(default=None, repr=False)
     bg_noise: float | None = None
     miou_shifted: float | None = None
     iou_original_place: float | None = None
@@ -76,11 +82,6 @@ class EvalReport:
     miou_mask_only: float | None = None
     families: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per held-out motion family: {"miou_frame", "miou_pair_union", "color_acc", "num_samples"}."""
-
-    @property
-    def text_color_acc(self) -> float:
-        """Text-only colour accuracy (mask dropped): the same number as `color_acc_unmasked`."""
-        return self.color_acc_unmasked
 
     def extra_metrics(self) -> dict[str, float]:
         """The new metrics that were measured, in `SUMMARY_KEYS` order, then per family."""
@@ -98,6 +99,11 @@ class EvalReport:
             "miou_color_unmasked": self.miou_color_unmasked,
             "color_acc": self.color_acc,
             "color_acc_unmasked": self.color_acc_unmasked,
+            **(
+                {}
+                if self.text_presence_unmasked is None
+                else {"text_presence_unmasked": self.text_presence_unmasked}
+            ),
             "num_samples": float(self.num_samples),
             **self.extra_metrics(),
         }
@@ -123,6 +129,8 @@ class EvalReport:
                 note = _MEANINGS[key]
                 if key == "binding_acc" and not self.binding_with_labels:
                     note += " (no mask_labels: slot order only)"
+                if key.startswith("text_"):
+                    note += " (planned layout)" if self.text_only == TEXT_ONLY_LAYOUT else " (mask dropped)"
                 lines.append(f"{key:<20} {value:>8.4f}  {note}")
         if self.families:
             lines.append("")

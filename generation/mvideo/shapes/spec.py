@@ -53,3 +53,9 @@ steps (CogVideoX's own default), chosen on held-out samples 1000-1031 (`kmono mv
 --num-samples 32 --steps N`), never on the reported 0-63: per-frame mIoU 0.925 / 0.924 / 0.925 and background
 noise 3.31 / 3.14 / 2.10 (1/255) at 10 / 25 / 50 steps. With x-prediction more steps only clean the background
 (the v-prediction default got noisier with more steps)."""
+
+SHAPES_TEXT_ONLY = "layout"
+"""How the embedded default answers a request without masks (`engine_file.TEXT_ONLY_MODES`): it plans a layout
+from the prompt first (`generation.mvideo.shapes.layout`). With its masks dropped it draws almost nothing (text-only
+colour accuracy 0.13, `color_acc_unmasked` in default/eval.json); with a planned layout the same words are drawn
+(`text_color_acc`)."""

@@ -59,7 +59,7 @@ from generation.mvideo.defaults.engine_file import read_engine_defaults, save_en
 from generation.mvideo.pipelines import MVideoPipeline
 from generation.mvideo.pipelines.loading import sampling_call_defaults
 from generation.mvideo.pipelines.pipeline_mvideo import rotary_embeddings  # also training.rotary_embeddings
-from generation.mvideo.shapes.spec import SHAPES_SAMPLING
+from generation.mvideo.shapes.spec import SHAPES_SAMPLING, SHAPES_TEXT_ONLY
 from generation.mvideo.training import binding
 from generation.mvideo.training.config import TrainConfig
 from generation.mvideo.training.data import (
@@ -608,13 +608,14 @@ def merge_lora(transformer: nn.Module) -> nn.Module:
 def sampling_defaults(config: TrainConfig, pipe: MVideoPipeline) -> dict:
     """What the exported folder's `engine.json` says: a fine-tune keeps its base's sampling (a published base
     without one: the pipeline's call defaults); a shapes model from scratch samples as `SHAPES_SAMPLING` at
-    CogVideoX's 8 fps."""
+    CogVideoX's 8 fps and answers text-only requests with a planned layout (`SHAPES_TEXT_ONLY`)."""
     if config.init_from:
         return read_engine_defaults(config.init_from) or sampling_call_defaults(pipe)
     return {
         "fps": COGVIDEOX_FPS,
         "num_inference_steps": SHAPES_SAMPLING["num_inference_steps"],
         "guidance_scale": SHAPES_SAMPLING["guidance_scale"],
+        "text_only": SHAPES_TEXT_ONLY,
     }
 
 
