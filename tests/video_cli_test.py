@@ -18,7 +18,7 @@ from generation.masks.synth import SyntheticObject, synthesize
 from generation.masks.trajectory import Trajectory
 from generation.mvideo.engine import TINY_SPEC, GeneratedVideo
 from libs.cli.main import main
-from libs.media import save
+from libs.media import load, save
 from services.video.cli import register
 from services.video.client import LocalServer, VideoClient
 from services.video.config import VideoServiceConfig
@@ -71,6 +71,10 @@ def test_generate_local_from_another_directory_runs_the_shapes_default_and_warns
         "kmono video: warning: unknown words ignored by this model: purple, crimson"
     )
     assert "(known: " in warnings[0] and "red" in warnings[0] and "circle" in warnings[0]
+    # Text only: the default plans the motion from the prompt and returns it as the job's masks, to edit.
+    planned = load(tmp_path / "out" / "video_masks.pb")
+    assert [o.label for o in planned.objects] == ["purple circle", "crimson square"]
+    assert (tmp_path / "out" / "video_side_by_side.gif").stat().st_size > 0
 
 
 def test_a_prompt_the_model_reads_whole_gets_no_warning_and_status_names_unknown_words(tmp_path, capsys):
