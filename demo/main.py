@@ -208,8 +208,8 @@ def video_engine_args(tiny: bool, engine_path: str) -> tuple[list[str], str]:
 
 def draw_motions(spec) -> list[tuple[str, str, object]]:
     """(name, prompt, MaskSequence): a drawn motion, its edit (moved, sped up there and back), a composition (and
-    the same with the prompt's phrases swapped: the labels keep the circle red), and the drawn motion there and
-    back over three clips (a long video)."""
+    the same with the prompt's phrases swapped: the labels keep the circle red), the drawn motion there and
+    back over three clips (a long video), and a prompt alone (masks None)."""
     from generation.masks import edit
     from generation.masks.compose import compose
     from generation.masks.synth import SyntheticObject, synthesize
@@ -242,6 +242,8 @@ def draw_motions(spec) -> list[tuple[str, str, object]]:
         # the same masks, the phrases in the other order: each object keeps its own words (by its label)
         ("bound", "a blue square and a red circle", composed),
         ("long", "a red circle", long),
+        # no masks at all: the engine plans the motion from the words and returns it (the shapes default does)
+        ("text", "a green triangle and a yellow diamond", None),
     ]
 
 
@@ -259,7 +261,7 @@ def mask_iou(video_path: Path, masks) -> float:
 
 def run_video_jobs(port: int, spec, out_dir: Path) -> bool:
     """Generate one video per motion over gRPC; write outputs into `out_dir`; print paths and mask IoU."""
-    from libs.media import to_proto
+    from libs.media import loads, to_proto
     from services.video.client import CHANNEL_OPTIONS, VideoClient, metadata_of, response_of
 
     ok = True
@@ -267,7 +269,9 @@ def run_video_jobs(port: int, spec, out_dir: Path) -> bool:
         client = VideoClient(channel)
         for name, prompt, masks in draw_motions(spec):
             started = time.monotonic()
-            request = video_pb2.CreateVideoRequest(prompt=prompt, mask_sequence=to_proto(masks), seed=0)
+            request = video_pb2.CreateVideoRequest(prompt=prompt, seed=0)
+            if masks is not None:
+                request.mask_sequence.CopyFrom(to_proto(masks))
             op = client.create(request)
             updates = list(
                 client.video.WatchOperation(video_pb2.WatchOperationRequest(name=op.name), timeout=300)
@@ -280,12 +284,21 @@ def run_video_jobs(port: int, spec, out_dir: Path) -> bool:
                 continue
             paths = client.save_outputs(op, out_dir, name)
             response = response_of(op)
+            planned = masks is None
+            if planned:  # text only: the masks are the layout the engine planned from the prompt
+                if "mask_sequence" not in paths:
+                    print(
+                        f"video     {name:9s} '{prompt}': this engine returns no planned layout ({paths['video']})"
+                    )
+                    continue
+                masks = loads(paths["mask_sequence"].read_bytes(), "pb")
             score = mask_iou(paths["video"], masks)
             progress = metadata_of(op).progress
             print(
                 f"video     {name:9s} {response.num_frames} frames {response.width}x{response.height} "
                 f"'{prompt}' in {time.monotonic() - started:.1f}s (progress {progress.step}/{progress.total_steps} "
                 f"steps, monotonic={steps == sorted(steps)})  mask IoU {score:.2f}"
+                + (" (against the layout it planned)" if planned else "")
             )
             for kind in ("video", "mask_overlay", "side_by_side"):
                 print(f"{'':10s}{kind:13s} {paths[kind]}")

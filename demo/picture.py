@@ -2,7 +2,7 @@
 
     .venv/bin/python -m demo --out out && .venv/bin/python -m demo.picture --out-dir out -o docs/demo.png
 
-One row per demo video (drawn, edited, composed, bound, long), four frames evenly spaced over each (for the long
+One row per demo video (drawn, edited, composed, bound, long, text: a prompt alone), four frames evenly spaced over each (for the long
 video: the frames where its clips meet), each frame the generated frame beside its mask overlay, enlarged 4x
 with nearest-neighbour so the pixels stay pixels.
 """
@@ -16,6 +16,9 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 ROWS = ("drawn", "edited", "composed", "bound", "long")
+OPTIONAL_ROWS = ("text",)
+"""Rows drawn when their GIF exists: the text-only row has masks (a planned layout) only on engines that plan one
+(the shapes default; the tiny random engine of `--tiny-engine` does not)."""
 FRAMES_PER_ROW = 4
 SCALE = 4
 GAP = 4  # pixels between cells, before scaling
@@ -28,7 +31,8 @@ def gif_frames(path: Path) -> list[np.ndarray]:
 
 def picture(out_dir: Path) -> Image.Image:
     rows = []
-    for stem in ROWS:
+    optional = [s for s in OPTIONAL_ROWS if (out_dir / f"{s}_side_by_side.gif").is_file()]
+    for stem in (*ROWS, *optional):
         frames = gif_frames(out_dir / f"{stem}_side_by_side.gif")
         picks = np.linspace(0, len(frames) - 1, FRAMES_PER_ROW).round().astype(int)
         h = frames[0].shape[0]

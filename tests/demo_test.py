@@ -20,6 +20,10 @@ def test_demo_generates_videos_and_stops_every_service(tmp_path):
         assert f"{name:9s} SIGTERM -> exit code 0" in result.stdout
     assert result.stdout.count("health=SERVING") == 5
     assert result.stdout.count("mask IoU") == 5
+    assert (
+        "text      'a green triangle and a yellow diamond': this engine returns no planned layout"
+        in result.stdout
+    )
     assert "long      25 frames" in result.stdout  # three 9-frame clips of the tiny engine, one frame shared
     for stem in ("drawn", "edited", "composed", "bound", "long"):
         for suffix in (".mp4", "_overlay.mp4", "_side_by_side.gif"):
