@@ -5,6 +5,7 @@ import torch
 from scipy.stats import chi2
 
 from recsys.data.pages import PageBatch, within_author_cap
+from recsys.rerank.models import decoding
 from recsys.rerank.models.config import TINY
 from recsys.rerank.models.decoding import (
     UNAVAILABLE,
@@ -228,3 +229,100 @@ def test_requests_whose_cap_cannot_be_met_are_refused():
     batch.author_cap[:] = 2
     assert page_capacity(batch).tolist() == [3]
     _assert_pages_are_legal(batch, greedy(ScoreAndSort(), batch).orders.unsqueeze(1))
+
+
+def _random_requests(count, seed):
+    """Single requests of random shape: caps 0-3, padding, authorless candidates, small author pools."""
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(count):
+        candidates, slots = int(torch.randint(4, 12, (1,), generator=generator)), 0
+        slots = int(torch.randint(1, candidates - 1, (1,), generator=generator))
+        padding = int(torch.randint(0, candidates - slots + 1, (1,), generator=generator))
+        yield random_page_batch(
+            1,
+            candidates,
+            slots,
+            generator,
+            author_cap=int(torch.randint(0, 4, (1,), generator=generator)),
+            authors=int(torch.randint(1, 5, (1,), generator=generator)),
+            padding=padding,
+        )
+
+
+def _tied_scores(rows, slots, candidates, generator):
+    """Scores from a few values, so that ties (broken towards the lower index) are common."""
+    return torch.randint(0, 3, (rows, slots, candidates), generator=generator).float()
+
+
+def test_python_walk_equals_the_tensor_argmax_loop_with_caps_and_ties():
+    generator = torch.Generator().manual_seed(3)
+    for batch in _random_requests(40, seed=0):
+        for repeats in (1, 3):
+            scores = _tied_scores(repeats, batch.num_slots, batch.num_candidates, generator)
+            state = decoding._FewOpen(batch, repeats)
+            walked = decoding._walk(scores, state)
+            looped = decoding._argmax_loop(scores, decoding._Open(batch, repeats))
+            assert torch.equal(walked, looped)
+            pages = walked.view(1, repeats, -1)
+            assert torch.equal(state.keep(), available(pages, batch).view(repeats, batch.num_slots, -1))
+
+
+def test_python_page_capacity_equals_the_tensor_one(monkeypatch):
+    batches = list(_random_requests(30, seed=4))
+    python = [page_capacity(batch).tolist() for batch in batches]
+    _tensor_path(monkeypatch)
+    assert python == [page_capacity(batch).tolist() for batch in batches]
+    assert len({capacity[0] for capacity in python}) > 3  # the caps bind differently across requests
+
+
+def _tensor_path(monkeypatch):
+    monkeypatch.setattr(decoding, "FEW_ROWS", 0)
+
+
+@pytest.mark.parametrize("name", ["teacher", "student", "score", "tied"])
+def test_served_greedy_equals_the_tensor_implementation(name, monkeypatch):
+    """A single request decodes through `_FewOpen`; forcing the tensor path (the implementation before it)
+    must give the same slots and probabilities, the latter as `step_log_probs` computes them."""
+    policies = _policies()
+    generator = torch.Generator().manual_seed(1)
+    results = []
+    for batch in _random_requests(12, seed=1):
+        if name == "tied":
+            policy = FixedLogits(_tied_scores(1, batch.num_slots, batch.num_candidates, generator))
+        else:
+            policy = policies[name]
+        results.append((batch, policy, greedy(policy, batch)))
+    _tensor_path(monkeypatch)
+    for batch, policy, served in results:
+        reference = greedy(policy, batch)
+        assert torch.equal(served.orders, reference.orders)
+        pages = reference.orders.unsqueeze(1)
+        with torch.no_grad():
+            steps = step_log_probs(policy.step_logits(batch, pages), pages, batch)
+        torch.testing.assert_close(served.probs, chosen_log_probs(steps, pages).exp()[:, 0])
+        torch.testing.assert_close(served.probs, reference.probs)
+
+
+def test_few_row_sampling_equals_the_tensor_implementation(monkeypatch):
+    policies = _policies()
+    batches = list(_random_requests(6, seed=2))
+    samples = decoding.FEW_ROWS  # as many pages as the list path takes
+    served = {
+        (index, name): sample(policies[name], batch, samples, torch.Generator().manual_seed(index))
+        for index, batch in enumerate(batches)
+        for name in ("teacher", "student")
+    }
+    _tensor_path(monkeypatch)
+    for (index, name), (orders, log_probs) in served.items():
+        reference = sample(policies[name], batches[index], samples, torch.Generator().manual_seed(index))
+        assert torch.equal(orders, reference[0])
+        torch.testing.assert_close(log_probs, reference[1])
+
+
+def test_refusal_is_the_same_on_both_paths(monkeypatch):
+    batch = _toy_batch(authors=[0, 0, 0, -1, 1, 1], cap=1, slots=4)
+    with pytest.raises(ValueError, match=r"requests \[0\] cannot fill 4 slots: at most \[3\]"):
+        greedy(ScoreAndSort(), batch)
+    _tensor_path(monkeypatch)
+    with pytest.raises(ValueError, match=r"requests \[0\] cannot fill 4 slots: at most \[3\]"):
+        greedy(ScoreAndSort(), batch)
