@@ -177,11 +177,11 @@ def page_capacity(batch: PageBatch) -> torch.Tensor:
 def check_feasible(batch: PageBatch) -> None:
     """Raise ValueError naming the requests whose page cannot be filled (too few valid candidates, or an author
     cap that leaves fewer than m placeable)."""
-    capacity = page_capacity(batch)
-    short = (capacity < batch.num_slots).nonzero().flatten().tolist()
+    capacity = page_capacity(batch).tolist()
+    short = [row for row, fits in enumerate(capacity) if fits < batch.num_slots]
     if short:
         raise ValueError(
-            f"requests {short} cannot fill {batch.num_slots} slots: at most {capacity[short].tolist()} "
+            f"requests {short} cannot fill {batch.num_slots} slots: at most {[capacity[row] for row in short]} "
             "candidates fit (valid candidates within the author cap)"
         )
 
