@@ -44,10 +44,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="both methods (see --lr-ldro / --lr-grpo)")
     parser.add_argument("--lr-ldro", type=float, default=None)
     parser.add_argument("--lr-grpo", type=float, default=None)
-    parser.add_argument("--kl", type=float, default=0.0, help="KL anchor weight (both methods)")
+    parser.add_argument(
+        "--kl-ldro", type=float, default=None, help="LDRO's KL anchor (default: DRIFT_CONFIGS')"
+    )
+    parser.add_argument("--kl-grpo", type=float, default=0.0, help="GRPO's KL anchor (textbook: 0)")
     parser.add_argument("--rank-share", type=float, default=None, help="LDRO a (default: LDROConfig's)")
     parser.add_argument("--slot-credit", type=float, default=None, help="LDRO lam (default: LDROConfig's)")
     parser.add_argument("--no-position-weights", action="store_true", help="LDRO: every slot weighs 1")
+    parser.add_argument("--entropy-floor", type=float, default=0.0, help="LDRO h (nats per slot; 0: off)")
+    parser.add_argument("--entropy-weight", type=float, default=0.1, help="LDRO eta (with --entropy-floor)")
     parser.add_argument("--tiny", action="store_true", help="the TINY student config")
     parser.add_argument("--student", type=Path, default=None, help="a model folder to start from")
     parser.add_argument("--threads", type=int, default=1)
@@ -59,8 +64,7 @@ def main() -> None:
     from recsys.rerank.models.config import TINY, RerankModelConfig
     from recsys.rerank.models.student import NARStudent
     from recsys.rerank.simulator.stream import DriftingStream
-    from recsys.rerank.training.drift import compare_under_drift, plot_drift
-    from recsys.rerank.training.online import OnlineConfig
+    from recsys.rerank.training.drift import DRIFT_CONFIGS, compare_under_drift, plot_drift
 
     torch.set_num_threads(args.threads)
 
@@ -72,17 +76,23 @@ def main() -> None:
         torch.manual_seed(seed)
         return NARStudent(TINY if args.tiny else RerankModelConfig())
 
-    base = OnlineConfig(samples_per_request=args.samples, lr=args.lr, kl_weight=args.kl)
-    ldro = base.ldro
+    base = {
+        method: replace(config, samples_per_request=args.samples, lr=args.lr)
+        for method, config in DRIFT_CONFIGS.items()
+    }
+    ldro = base["ldro"].ldro
     if args.rank_share is not None:
         ldro = replace(ldro, rank_share=args.rank_share)
     if args.slot_credit is not None:
         ldro = replace(ldro, slot_credit=args.slot_credit)
     if args.no_position_weights:
         ldro = replace(ldro, position_weighted=False)
+    if args.entropy_floor > 0:
+        ldro = replace(ldro, entropy_floor=args.entropy_floor, entropy_weight=args.entropy_weight)
+    kl_ldro = base["ldro"].kl_weight if args.kl_ldro is None else args.kl_ldro
     configs = {
-        "ldro": replace(base, ldro=ldro, lr=args.lr_ldro or args.lr),
-        "grpo": replace(base, lr=args.lr_grpo or args.lr),
+        "ldro": replace(base["ldro"], ldro=ldro, lr=args.lr_ldro or args.lr, kl_weight=kl_ldro),
+        "grpo": replace(base["grpo"], lr=args.lr_grpo or args.lr, kl_weight=args.kl_grpo),
     }
     started = time.perf_counter()
     report = compare_under_drift(
@@ -107,7 +117,8 @@ def main() -> None:
 
     print(
         f"{len(args.seeds)} seeds x 2 methods x {args.steps} steps (phase {args.phase_length}, B {args.batch_size}, "
-        f"K {args.samples}, lr ldro {configs['ldro'].lr:g} / grpo {configs['grpo'].lr:g}, kl {args.kl:g}, "
+        f"K {args.samples}, lr ldro {configs['ldro'].lr:g} / grpo {configs['grpo'].lr:g}, "
+        f"kl ldro {configs['ldro'].kl_weight:g} / grpo {configs['grpo'].kl_weight:g}, "
         f"LDRO {ldro}) in {seconds:.0f} s"
     )
     print(f"{'metric':<16}{'LDRO':>18}{'GRPO':>18}  LDRO better beyond the spread")

@@ -179,8 +179,9 @@ def _spread(values: list[float]) -> tuple[float, float]:
 def drift_comparison(
     folder: Path, *, seeds: tuple[int, ...] = (0, 1, 2), steps: int = 300, progress: bool = True
 ) -> dict:
-    """LDRO against GRPO from the folder's SKD student on drifting streams (`training.drift`), 3 phases. The
-    folder is read once; every run starts from its own copy of the student."""
+    """LDRO against GRPO from the folder's SKD student on drifting streams (`training.drift`), 3 phases, with
+    `drift.DRIFT_CONFIGS` (LDRO anchored to this SKD student, GRPO textbook). The folder is read once; every run
+    starts from its own copy of the student, which is also LDRO's anchor."""
     import copy
 
     from recsys.rerank.training.drift import compare_under_drift

@@ -39,6 +39,15 @@ from recsys.rerank.training.online import METHODS, OnlineConfig, OnlineHistory, 
 
 logger = logging.getLogger(__name__)
 
+LDRO_ANCHOR_WEIGHT = 0.05
+"""beta of LDRO's KL anchor to the student it starts from, in the drift comparison (module docstring)."""
+DRIFT_CONFIGS = {
+    "ldro": OnlineConfig(method="ldro", kl_weight=LDRO_ANCHOR_WEIGHT),
+    "grpo": OnlineConfig(method="grpo"),
+}
+"""The drift comparison's defaults: LDRO with its anchor, GRPO as the textbook baseline (no anchor, TRL's
+beta = 0); the same K, lr, clipping, optimizer and steps."""
+
 LOWER_IS_BETTER = ("drop", "recovery_steps", "post_std", "jitter", "reward_std")
 HIGHER_IS_BETTER = ("mean_pct", "post_level", "recovered_share")
 
@@ -157,8 +166,8 @@ def compare_under_drift(
     """LDRO and GRPO on the same stream and generator seeds, per seed; the report (data only, nothing printed).
 
     make_student(seed): the initial student (called once per method and seed, so both start equal);
-    config: shared settings (default `OnlineConfig()`; `method`, `steps` and `seed` are set here); configs: per-method overrides instead
-    (each method's own tuned settings, same budget); make_stream(seed): default `DriftingStream(seed, 32,
+    config: settings shared by both methods (`method`, `steps` and `seed` are set here); configs: per-method
+    settings instead; neither: `DRIFT_CONFIGS`; make_stream(seed): default `DriftingStream(seed, 32,
     phase_length=steps // 3)`.
 
     Report: "methods", "seeds", "steps", "drift_points" (steps), "phase" [T], "curves"[method][series] float
@@ -172,7 +181,7 @@ def compare_under_drift(
     for seed in seeds:
         stream = make_stream(seed)
         for method in METHODS:
-            base = configs[method] if configs is not None else (config or OnlineConfig())
+            base = configs[method] if configs is not None else (config or DRIFT_CONFIGS[method])
             used[method] = replace(base, method=method, steps=steps, seed=seed)
             logger.info("online %s, seed %d, %d steps", method, seed, steps)
             runs[method].append(run_online(make_student(seed), stream, used[method], progress=progress))

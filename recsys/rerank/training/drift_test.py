@@ -8,6 +8,7 @@ from recsys.rerank.models.config import TINY
 from recsys.rerank.models.student import NARStudent
 from recsys.rerank.simulator.stream import DriftingStream
 from recsys.rerank.training.drift import (
+    DRIFT_CONFIGS,
     DriftSettings,
     beyond_spread,
     compare_under_drift,
@@ -115,3 +116,16 @@ def test_per_method_configs_are_used():
         progress=False,
     )
     assert report["configs"]["ldro"]["lr"] == 1e-2 and report["configs"]["grpo"]["lr"] == 5e-3
+
+
+def test_by_default_ldro_is_anchored_to_its_start_and_grpo_is_textbook():
+    report = compare_under_drift(
+        lambda seed: NARStudent(TINY),
+        seeds=(0,),
+        steps=2,
+        make_stream=lambda seed: DriftingStream(seed=seed, batch_size=2, phase_length=1),
+        progress=False,
+    )
+    assert report["configs"]["ldro"]["kl_weight"] == DRIFT_CONFIGS["ldro"].kl_weight > 0
+    assert report["configs"]["grpo"]["kl_weight"] == 0.0
+    assert report["configs"]["ldro"]["lr"] == report["configs"]["grpo"]["lr"]

@@ -15,8 +15,11 @@ Each step t:
    reward), which LDRO's slot credit reads and GRPO ignores;
 5. one AdamW step on the method's loss (`policy_gradient`), gradient norm clipped.
 
-Fairness: both methods see the same stream, the same generator seeds, K, optimizer, lr, clipping, steps and
-KL anchor; only the loss differs (samples diverge once the policies do).
+Fairness: both methods see the same stream, the same generator seeds, K, optimizer, lr, clipping and steps; the
+loss differs (samples diverge once the policies do), and so does the KL anchor where the configs say so: the
+drift comparison's defaults (`drift.DRIFT_CONFIGS`) anchor LDRO to the student it starts from and keep GRPO
+textbook (no anchor). The history records each step's mean per-slot entropy along the sampled pages, so a
+collapse of the policy shows.
 
 The KL anchor's reference is `reference` or, when None, a frozen copy of `student` as passed in (call with the
 initial student again to resume: the copy is taken before the checkpoint loads).
@@ -88,7 +91,7 @@ class OnlineConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     kl_weight: float = 0.0
-    """beta of the KL anchor to the reference (the same for both methods)."""
+    """beta of the KL anchor to the reference (either method; the drift comparison anchors LDRO only)."""
     ldro: LDROConfig = LDROConfig()
     """LDRO's own knobs (ignored by GRPO)."""
     scale_decay: float = 0.95
@@ -123,6 +126,8 @@ class OnlineHistory:
     """Mean observed (sampled) reward of the K pages."""
     loss: list[float] = field(default_factory=list)
     kl: list[float] = field(default_factory=list)
+    entropy: list[float] = field(default_factory=list)
+    """Mean per-slot entropy (nats) of the policy's step distributions along the K sampled pages."""
 
     def append(self, **values: float) -> None:
         for name, value in values.items():
@@ -229,7 +234,9 @@ def _update(
         greedy = decoding.greedy(model, batch).orders.unsqueeze(1)  # [B, 1, m]
         greedy_pct = percent_of_optimum(user.utility(greedy), optimum)
     orders, _ = decoding.sample(model, batch, config.samples_per_request, sampling)  # [B, K, m], no gradient
-    log_probs = _page_log_probs(model, batch, orders)  # [B, K, m], differentiable
+    steps = decoding.step_log_probs(model.step_logits(batch, orders), orders, batch)  # [B, K, m, n]
+    log_probs = decoding.chosen_log_probs(steps, orders)  # [B, K, m], differentiable
+    entropy = slot_entropy(steps)  # [B, K, m], differentiable
     with torch.no_grad():
         sample_pct = percent_of_optimum(user.utility(orders), optimum)
     rewards, slot_rewards = observe(user, batch, orders, rewarding)
@@ -251,6 +258,7 @@ def _update(
             kl_weight=config.kl_weight,
             config=config.ldro,
             scale=scale.update(rewards) if config.ldro.rank_share < 1.0 else None,
+            entropies=entropy,
         )
     optimizer.zero_grad(set_to_none=True)
     accelerator.backward(out.loss)
@@ -262,6 +270,7 @@ def _update(
         "reward": float(rewards.mean()),
         "loss": float(out.loss.detach()),
         "kl": float(out.kl),
+        "entropy": float(entropy.detach().mean()),
     }
 
 
@@ -269,6 +278,12 @@ def _page_log_probs(policy: nn.Module, batch: PageBatch, orders: torch.Tensor) -
     """The masked per-slot log-prob of each page's items under `policy`: orders [B, K, m] -> [B, K, m]."""
     steps = decoding.step_log_probs(policy.step_logits(batch, orders), orders, batch)  # [B, K, m, n]
     return decoding.chosen_log_probs(steps, orders)
+
+
+def slot_entropy(step_log_probs: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of each slot's distribution over the available candidates: [B, K, m, n] -> [B, K, m]
+    (unavailable candidates have probability exp(UNAVAILABLE) = 0 and add nothing)."""
+    return -(step_log_probs.exp() * step_log_probs).sum(dim=-1)
 
 
 def latest_checkpoint(directory: Path) -> Path | None:

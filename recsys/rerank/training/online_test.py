@@ -6,9 +6,16 @@ import torch
 
 from recsys.data.pages import CATEGORIES, options_vector
 from recsys.rerank.models.config import TINY
+from recsys.rerank.models.decoding import UNAVAILABLE
 from recsys.rerank.models.student import NARStudent
 from recsys.rerank.simulator.world import generate_requests, with_taste
-from recsys.rerank.training.online import OnlineConfig, latest_checkpoint, observe, run_online
+from recsys.rerank.training.online import (
+    OnlineConfig,
+    latest_checkpoint,
+    observe,
+    run_online,
+    slot_entropy,
+)
 
 
 class _TinyStream:
@@ -53,6 +60,14 @@ def test_observed_slot_rewards_sum_to_the_page_reward_of_the_same_draw():
     assert torch.allclose(rewards, same_draw)
 
 
+def test_slot_entropy_is_log_of_the_available_count_when_uniform_and_zero_when_certain():
+    available = torch.tensor([0.0, 0.0, 0.0, UNAVAILABLE])  # three candidates left, one placed before
+    uniform = torch.log_softmax(available, -1).masked_fill(available < 0, UNAVAILABLE)
+    certain = torch.tensor([0.0, UNAVAILABLE, UNAVAILABLE, UNAVAILABLE])
+    entropy = slot_entropy(torch.stack([uniform, certain]).view(1, 1, 2, 4))
+    assert torch.allclose(entropy, torch.tensor([[[math.log(3), 0.0]]]))
+
+
 @pytest.mark.parametrize("method", ["ldro", "grpo"])
 def test_history_is_recorded_and_the_student_changes(method):
     student = _student()
@@ -62,7 +77,14 @@ def test_history_is_recorded_and_the_student_changes(method):
     for pct in history.greedy_pct + history.sample_pct:
         assert 0 < pct <= 100 + 1e-4  # the optimum bounds every page
     assert all(math.isfinite(v) for v in history.loss + history.reward)
+    assert len(history.entropy) == 3 and all(0 < h < math.log(8) for h in history.entropy)
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters(), strict=True))
+
+
+def test_without_a_reference_the_anchor_is_the_student_as_passed():
+    history = run_online(_student(), _TinyStream(), _config(steps=2), progress=False)
+    assert history.kl[0] == 0.0  # the policy is its own reference before the first update
+    assert history.kl[1] > 0.0
 
 
 def test_same_seed_same_run_and_methods_share_the_first_samples():
@@ -94,7 +116,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, method):
     rest = run_online(resumed_student, _TinyStream(), config, checkpoint_dir=tmp_path, progress=False)
 
     assert rest.step == list(range(6))
-    for name in ("greedy_pct", "sample_pct", "reward", "loss", "kl"):
+    for name in ("greedy_pct", "sample_pct", "reward", "loss", "kl", "entropy"):
         assert getattr(rest, name) == getattr(straight, name), name
     for a, b in zip(straight_student.parameters(), resumed_student.parameters(), strict=True):
         assert torch.equal(a, b)

@@ -179,3 +179,19 @@ def test_grpo_and_ldro_losses_have_the_same_scale_without_decoupling():
     assert torch.allclose(ldro.loss, expected)
     grpo = grpo_loss(log_probs, rewards)
     assert torch.allclose(grpo.loss, -(grpo_advantages(rewards) * log_probs.sum(-1)).mean())
+
+
+def test_entropy_floor_pushes_up_only_the_slots_below_it():
+    rewards, _ = _rewards(seed=4)
+    log_probs = torch.randn(4, 5, 3)
+    entropies = torch.full((4, 5, 3), 0.8).index_fill(2, torch.tensor([0]), 0.1).requires_grad_(True)
+    config = LDROConfig(entropy_floor=0.5, entropy_weight=2.0)
+    out = ldro_loss(log_probs, rewards, config=config, entropies=entropies)
+    without = ldro_loss(log_probs, rewards, config=config)
+    # slot 0 is 0.4 nats below the floor everywhere: a third of the slots, weighted by eta
+    assert torch.allclose(out.loss - without.loss, torch.tensor(2.0 * 0.4 / 3))
+    out.loss.backward()
+    assert (entropies.grad[..., 0] < 0).all()  # descending raises the entropy of the collapsed slot
+    assert (entropies.grad[..., 1:] == 0).all()  # above the floor: no push
+    with pytest.raises(ValueError, match="entropy_floor"):
+        LDROConfig(entropy_floor=-0.1)
