@@ -1,4 +1,6 @@
-"""What several benchmarks share: CPU timing of in-process calls, percentiles, and a service process on loopback."""
+"""What several benchmarks share: CPU timing of in-process calls, percentiles, a service process on loopback,
+and the CPU time of a call on both sides of it (client and server process), which adds up where wall time on a
+shared machine does not."""
 
 from __future__ import annotations
 
@@ -32,6 +34,52 @@ def interleaved_median_ms(
                 call()
                 times[name].append(time.process_time() - start)
     return {name: 1000 * statistics.median(values) for name, values in times.items()}
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds that the threads of process `pid` have run so far (Linux `/proc/<pid>/task/*/schedstat`,
+    nanosecond resolution where `/proc/<pid>/stat` counts 10 ms ticks); None where /proc has no such file."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):  # a thread that ended while we listed them
+                continue
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return total / 1e9
+
+
+def cpu_ms_per_call(
+    calls: dict[str, Callable[[int], object]], count: int, rounds: int, server_pid: int | None = None
+) -> dict[str, tuple[float, float | None]]:
+    """(this process, the server process `server_pid`) CPU milliseconds per call of each of `calls`, each run
+    as a block of `count` calls (`call(i)`, i < count) after 3 untimed ones, the blocks in turn, `rounds`
+    times; the median over rounds. CPU time, unlike wall time, leaves out other jobs on a shared machine and
+    adds up across the two processes (a server's figure for an in-process block is its idle cost). Server
+    threads that end within a block take their CPU time with them (none of ours does)."""
+    results: dict[str, list[tuple[float, float | None]]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            for i in range(3):
+                call(i)
+            server_start = process_cpu_seconds(server_pid) if server_pid else None
+            start = time.process_time()
+            for i in range(count):
+                call(i)
+            client = time.process_time() - start
+            server_end = process_cpu_seconds(server_pid) if server_pid else None
+            server = None if server_start is None or server_end is None else server_end - server_start
+            results[name].append((1000 * client / count, None if server is None else 1000 * server / count))
+    medians = {}
+    for name, values in results.items():
+        servers = [server for _, server in values if server is not None]
+        medians[name] = (
+            statistics.median(client for client, _ in values),
+            statistics.median(servers) if len(servers) == len(values) else None,
+        )
+    return medians
 
 
 def p50_p99(values: np.ndarray) -> tuple[float, float]:

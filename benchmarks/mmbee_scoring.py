@@ -26,7 +26,13 @@ the clock and not counted. Times are p50 and p99 over requests, in ms per reques
     which), one channel, sequential `RankCandidates` calls with prebuilt protos, against `engine.score` of the
     same folder in this process, alternating per request. ratio = gRPC / in-process at p50; goal: <= 1.2x.
     Between them, the servicer's work without the transport: `services.rank.convert` proto -> RankRequest,
-    `engine.score`, RankResult -> proto, in this process.
+    `engine.score`, RankResult -> proto, in this process; and `Health.Check` on the same channel, the
+    transport's floor, whence the best ratio any servicer could reach: (in-process + floor) / in-process.
+    Where the time goes, in CPU time (`--cpu-calls` calls per block, the blocks in turn, median of
+    `--cpu-rounds` rounds): this process's CPU per call (client stub, serialisation, transport; or the
+    in-process work) and the server process's (all its threads). Unlike wall time on a shared machine these
+    leave out other jobs' load and add up: the server's CPU for RankCandidates less the in-process conversions
+    + score is what gRPC, the serving interceptor and the hand-off to a worker thread cost there.
 
 "goal met"/"goal missed" is printed beside each ratio; nothing is asserted. The machine may be loaded by
 others: only numbers of the same run compare.
@@ -44,12 +50,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import p50_p99, start_service, stop_service
+from benchmarks.common import cpu_ms_per_call, p50_p99, start_service, stop_service
 
 MMBEE_GOAL = 1.3
 GRPC_GOAL = 1.2
 LOCAL = "in-process engine.score (baseline)"
 CONVERTED = "in-process + proto conversions (convert.py)"
+REMOTE = "gRPC RankCandidates"
+FLOOR = "gRPC Health.Check (the transport's floor)"
 
 
 def build_folders(args: argparse.Namespace, tmp: Path) -> dict[str, Path]:
@@ -168,6 +176,21 @@ def print_rows(rows: list[tuple[str, np.ndarray]], baseline: str) -> float:
     return ratio
 
 
+def print_cpu(cpu: dict[str, tuple[float, float | None]], args: argparse.Namespace) -> None:
+    """The CPU table of (b) and what the server spends beyond the servicer's own work."""
+    print(f"  CPU per request ({args.cpu_calls} calls per block, median of {args.cpu_rounds} rounds):")
+    print(f"  {'':<44} {'client ms':>9} {'server ms':>9} {'total ms':>9} {'ratio':>7}")
+    base = cpu[LOCAL][0]
+    for name, (client, server) in cpu.items():
+        total = client + (server or 0.0)
+        shown = "n/a" if server is None else f"{server:.2f}"
+        print(f"  {name:<44} {client:9.2f} {shown:>9} {total:9.2f} {total / base:7.3f}")
+    server = cpu[REMOTE][1]
+    if server is not None:
+        print(f"  server CPU beyond conversions + score: {server - cpu[CONVERTED][0]:.2f} ms "
+              f"(Health.Check alone: {cpu[FLOOR][1]:.2f} ms); client CPU of the call: {cpu[REMOTE][0]:.2f} ms")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
@@ -190,10 +213,15 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the requests")
     parser.add_argument("--skip-grpc", action="store_true", help="(a) only")
+    parser.add_argument(
+        "--cpu-calls", type=int, default=100, help="calls per block of (b)'s CPU table (default: 100)"
+    )
+    parser.add_argument("--cpu-rounds", type=int, default=3, help="rounds of (b)'s CPU table (default: 3)")
     args = parser.parse_args()
 
     import grpc
     import torch
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
     from kmono.rank.v1 import rank_pb2_grpc
 
     from recsys.mmbee.defaults import DEFAULT_MODEL_PATH
@@ -259,12 +287,16 @@ def main() -> None:
             protos = [to_proto(r) for r in requests]
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = rank_pb2_grpc.RankingServiceStub(channel)
-                grpc_times = interleaved(
-                    {LOCAL: lambda i: local.score(requests[i]),
-                     CONVERTED: lambda i: convert.rank_response(local.score(convert.rank_request(protos[i]))),
-                     "gRPC RankCandidates": lambda i: stub.RankCandidates(protos[i], timeout=30)},
-                    list(range(len(requests))), args.warmup,
-                )  # fmt: skip
+                health = health_pb2_grpc.HealthStub(channel)
+                probe = health_pb2.HealthCheckRequest(service="kmono.rank.v1.RankingService")
+                calls = {
+                    LOCAL: lambda i: local.score(requests[i]),
+                    CONVERTED: lambda i: convert.rank_response(local.score(convert.rank_request(protos[i]))),
+                    REMOTE: lambda i: stub.RankCandidates(protos[i], timeout=30),
+                    FLOOR: lambda i: health.Check(probe, timeout=30),
+                }
+                grpc_times = interleaved(calls, list(range(len(requests))), args.warmup)
+                cpu = cpu_ms_per_call(calls, min(args.cpu_calls, len(requests)), args.cpu_rounds, process.pid)
         finally:
             stop_service(process)
         print()
@@ -272,9 +304,15 @@ def main() -> None:
             "(b) RankCandidates over gRPC (server process on 127.0.0.1, one channel, sequential) vs in-process"
         )
         print(f"  model: {where}")
-        ratio = print_rows(list(grpc_times.items()), LOCAL)
-        extra = p50_p99(grpc_times["gRPC RankCandidates"])[0] - p50_p99(grpc_times[LOCAL])[0]
+        print_rows(list(grpc_times.items()), LOCAL)
+        base = p50_p99(grpc_times[LOCAL])[0]
+        ratio = p50_p99(grpc_times[REMOTE])[0] / base
+        extra = p50_p99(grpc_times[REMOTE])[0] - base
         print(f"  gRPC / in-process = {ratio:.3f}x: {verdict(ratio, GRPC_GOAL)}; +{extra:.2f} ms at p50")
+        floor = p50_p99(grpc_times[FLOOR])[0]
+        print(f"  best reachable on this transport: (in-process + Health.Check) / in-process = "
+              f"{(base + floor) / base:.3f}x")  # fmt: skip
+        print_cpu(cpu, args)
     print(f"total {time.perf_counter() - total:.1f} s")
 
 
