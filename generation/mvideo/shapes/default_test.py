@@ -3,7 +3,8 @@ held-out motion families of 4 samples).
 
 The full evaluation (64 samples + 8 families x 32, the default's 50 steps) is `kmono mvideo eval`; its figures are
 in default/eval.json and the README. The thresholds sit below what this reduced run measures, with a margin for 8
-samples, and at the issue's bars where the reduced run can show them (no doubling, shift followed, binding).
+samples, and at the issue's bars where the reduced run can show them (no doubling, shift followed, binding, text
+only through the planned layout).
 """
 
 import json
@@ -23,6 +24,7 @@ def test_committed_default_follows_masks_binds_words_and_draws_clean_frames():
         batch_size=8,
         families=("fast", "small"),
         family_samples=4,
+        text_only="layout",  # what the default's engine.json says
     )
     report = evaluate(pipe, config)
     assert report.miou_frame >= 0.8, report
@@ -32,6 +34,7 @@ def test_committed_default_follows_masks_binds_words_and_draws_clean_frames():
     assert report.binding_acc >= 0.9 and report.color_acc >= 0.9, report
     assert report.miou_mask_only >= 0.7, report
     assert report.bg_noise <= 5.0, report
+    assert report.text_color_acc >= 0.8 and report.text_presence >= 0.9, report  # prompt alone, planned layout
     assert report.families["fast"]["miou_frame"] >= 0.6, report.families
     assert report.families["small"]["miou_frame"] >= 0.4, report.families
 
