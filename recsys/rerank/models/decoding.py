@@ -101,7 +101,7 @@ class _Open:
 class _FewOpen:
     """`_Open` in plain Python lists, for a few rows on the CPU (a served request is one row): placing an item
     costs a few list operations instead of a dozen tensor ops, and `closed_at` records when each candidate
-    stopped being available, which gives the availability at every slot at once (`keep`).
+    stopped being available, which gives the availability at every slot at once (`blocked`).
 
     closed_at[r][c]: the first slot at which candidate c is unavailable (0: invalid; m: never placed nor capped
     out). Availability only ever shrinks, so c is available at slot k iff k < closed_at[r][c]."""
@@ -124,9 +124,9 @@ class _FewOpen:
         """Availability at the slot being decoded: bool [R, n]."""
         return torch.tensor(self.open)
 
-    def keep(self) -> torch.Tensor:
-        """Availability at every slot of the page: bool [R, m, n]."""
-        return torch.arange(self.slots).unsqueeze(-1) < torch.tensor(self.closed_at).unsqueeze(1)
+    def blocked(self) -> torch.Tensor:
+        """Unavailability at every slot of the page: bool [R, m, n] (True: the candidate cannot take the slot)."""
+        return torch.arange(self.slots).unsqueeze(-1) >= torch.tensor(self.closed_at).unsqueeze(1)
 
     def place(self, picks: torch.Tensor) -> None:
         """Each row's pick takes the current slot (picks long [R])."""
@@ -155,6 +155,11 @@ class _FewOpen:
                     closed_at[candidate] = slot + 1
 
 
+def _few_capacities(batch: PageBatch) -> list[int]:
+    rows = zip(batch.valid.tolist(), batch.authors.tolist(), batch.author_cap.tolist(), strict=True)
+    return [_row_capacity(*row) for row in rows]
+
+
 def _row_capacity(valid: list[bool], authors: list[int], cap: int) -> int:
     """`page_capacity` of one request in Python: its valid candidates, at most `cap` per known author."""
     counts = Counter(author for is_valid, author in zip(valid, authors, strict=True) if is_valid)
@@ -164,8 +169,7 @@ def _row_capacity(valid: list[bool], authors: list[int], cap: int) -> int:
 def page_capacity(batch: PageBatch) -> torch.Tensor:
     """The most slots a page of each request can fill within its author cap: long [B]."""
     if _few_rows(batch, 1):
-        rows = zip(batch.valid.tolist(), batch.authors.tolist(), batch.author_cap.tolist(), strict=True)
-        return torch.tensor([_row_capacity(*row) for row in rows], dtype=torch.long)
+        return torch.tensor(_few_capacities(batch), dtype=torch.long)
     same = (batch.authors.unsqueeze(-1) == batch.authors.unsqueeze(-2)) & batch.valid.unsqueeze(-2)
     earlier = torch.ones_like(same[0]).tril(-1)  # [n, n]: j < i
     rank = (same & earlier).sum(dim=-1)  # valid same-author candidates before each candidate
@@ -177,7 +181,7 @@ def page_capacity(batch: PageBatch) -> torch.Tensor:
 def check_feasible(batch: PageBatch) -> None:
     """Raise ValueError naming the requests whose page cannot be filled (too few valid candidates, or an author
     cap that leaves fewer than m placeable)."""
-    capacity = page_capacity(batch).tolist()
+    capacity = _few_capacities(batch) if _few_rows(batch, 1) else page_capacity(batch).tolist()
     short = [row for row, fits in enumerate(capacity) if fits < batch.num_slots]
     if short:
         raise ValueError(
@@ -252,11 +256,11 @@ def _fixed_logits_orders(
     scores: torch.Tensor, batch: PageBatch, repeats: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Masked argmax slot by slot over per-slot scores that do not depend on earlier choices: [R, m, n] ->
-    (orders long [R, m], keep bool [R, m, n]: the candidates available at each slot) (rows: requests ×
-    `repeats`). `keep` is computed only on the Python path, which records it for free; else it is None."""
+    (orders long [R, m], blocked bool [R, m, n]: the candidates unavailable at each slot) (rows: requests ×
+    `repeats`). `blocked` comes only from the Python path, which records it on the way; else it is None."""
     state = _open_state(batch, repeats)
     if isinstance(state, _FewOpen):
-        return _walk(scores, state), state.keep()
+        return _walk(scores, state), state.blocked()
     return _argmax_loop(scores, state), None
 
 
@@ -293,11 +297,13 @@ def greedy(policy: Any, batch: PageBatch) -> Decoded:
         orders, chosen = _autoregressive(policy, batch, 1, None)
         return Decoded(orders, chosen.exp())
     logits = policy.logits(batch)  # [B, m, n]
-    orders, keep = _fixed_logits_orders(logits, batch, 1)
-    if keep is None:
-        keep = available(orders.unsqueeze(1), batch).squeeze(1)
-    chosen = _masked_log_softmax(logits, keep).gather(-1, orders.unsqueeze(-1)).squeeze(-1)
-    return Decoded(orders, chosen.exp())
+    orders, blocked = _fixed_logits_orders(logits, batch, 1)
+    if blocked is None:
+        blocked = ~available(orders.unsqueeze(1), batch).squeeze(1)
+    # -inf rather than UNAVAILABLE: the same log-probs at the available candidates (exp(UNAVAILABLE - max)
+    # is 0 in float32 either way), in three ops fewer; only those are read
+    log_probs = logits.masked_fill(blocked, -torch.inf).log_softmax(dim=-1)
+    return Decoded(orders, log_probs.gather(-1, orders.unsqueeze(-1)).squeeze(-1).exp())
 
 
 def _cap_can_bind(batch: PageBatch) -> torch.Tensor:
