@@ -108,6 +108,10 @@ class PipelineEngine:
     def check_prompt(self, job: VideoJob) -> PromptCheck:
         """What the model will not read of `job`'s prompt and negative prompt (logged when anything)."""
         check = check_prompt(self.pipe.tokenizer, job.prompt, job.negative_prompt, self.spec.max_text_length)
+        if self._plans_layout(job):
+            check = dataclasses.replace(
+                check, warnings=check.warnings + layout_warnings(job.prompt, self.spec)
+            )
         for line in check.warnings:
             logger.info("%s", line)
         return check
@@ -120,7 +124,7 @@ class PipelineEngine:
         masks = job.masks
         if job.reference is not None:
             masks = self._reference_masks(job, on_stage)
-        elif masks is None and self.spec.text_only == TEXT_ONLY_LAYOUT:
+        elif self._plans_layout(job):
             masks = self._planned_layout(job, on_stage)
         on_stage("denoising")
         long = self.spec.long_video and job.num_frames > self.spec.num_frames
@@ -175,6 +179,9 @@ class PipelineEngine:
             frames = _to_uint8(out.frames[0])
         return GeneratedVideo(frames, masks)
 
+    def _plans_layout(self, job: VideoJob) -> bool:
+        return job.masks is None and job.reference is None and self.spec.text_only == TEXT_ONLY_LAYOUT
+
     def _planned_layout(self, job: VideoJob, on_stage: StageCallback) -> MaskSequence:
         """Masks planned from the prompt, for an engine that draws only where masks say (`shapes/layout.py`)."""
         from generation.mvideo.shapes.layout import plan_layout
@@ -209,6 +216,20 @@ class PipelineEngine:
         if not seq.objects:
             raise FieldError("reference.text_query", f"found no {ref.text_query!r} in the reference video")
         return fit_masks(seq, job.width, job.height, job.num_frames, self.spec.num_mask_slots)
+
+
+def layout_warnings(prompt: str, spec: EngineSpec) -> tuple[str, ...]:
+    """A line naming the objects a planned layout leaves out: it draws one per noun phrase, up to the mask slots."""
+    from generation.mvideo.pipelines.phrases import noun_phrases
+
+    phrases = noun_phrases(prompt)
+    if len(phrases) <= spec.num_mask_slots:
+        return ()
+    left_out = ", ".join(phrases[spec.num_mask_slots :])
+    return (
+        f"the prompt names {len(phrases)} objects; this model draws at most {spec.num_mask_slots}, so the "
+        f"layout leaves out: {left_out}",
+    )
 
 
 # -- loading ----------------------------------------------------------------------------------------------------

@@ -80,3 +80,22 @@ def test_a_text_only_job_gets_a_planned_layout_when_the_engine_says_so_and_the_c
     )
     again = planner.generate(job, lambda *args: None)
     assert (again.masks.to_dense() == video.masks.to_dense()).all()  # the plan follows the job's seed
+
+
+def test_a_planned_layout_warns_of_the_objects_beyond_the_mask_slots():
+    import dataclasses
+
+    from generation.mvideo.jobs import VideoLimits, VideoRequest, plan
+
+    engine = load_mvideo_engine(path=None, tiny=True, device="cpu", torch_threads=1)  # 2 mask slots
+    planner = dataclasses.replace(engine, spec=dataclasses.replace(engine.spec, text_only="layout"))
+    job = plan(VideoRequest(prompt="a red ball, a blue box and a green cone"), engine.spec, VideoLimits())
+    warnings = planner.check_prompt(job).warnings
+    assert any(w.endswith("draws at most 2, so the layout leaves out: green cone") for w in warnings), (
+        warnings
+    )
+    assert not any(
+        "layout" in w for w in engine.check_prompt(job).warnings
+    )  # the model's own text-only branch
+    two = plan(VideoRequest(prompt="a red ball and a blue box"), engine.spec, VideoLimits())
+    assert not any("layout" in w for w in planner.check_prompt(two).warnings)
