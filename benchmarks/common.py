@@ -52,24 +52,26 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 
 def cpu_ms_per_call(
-    calls: dict[str, Callable[[int], object]], count: int, rounds: int, server_pid: int | None = None
+    calls: dict[str, Callable[[int], object]], count: int, rounds: int, server_pids: dict[str, int]
 ) -> dict[str, tuple[float, float | None]]:
-    """(this process, the server process `server_pid`) CPU milliseconds per call of each of `calls`, each run
-    as a block of `count` calls (`call(i)`, i < count) after 3 untimed ones, the blocks in turn, `rounds`
-    times; the median over rounds. CPU time, unlike wall time, leaves out other jobs on a shared machine and
-    adds up across the two processes (a server's figure for an in-process block is its idle cost). Server
-    threads that end within a block take their CPU time with them (none of ours does)."""
+    """(this process, its server process) CPU milliseconds per call of each of `calls`, each run as a block
+    of `count` calls (`call(i)`, i < count) after 3 untimed ones, the blocks in turn, `rounds` times; the
+    median over rounds. The server of a call is `server_pids[name]` (None for calls without one, or where
+    /proc cannot tell). CPU time, unlike wall time, leaves out other jobs on a shared machine and adds up
+    across the two processes. Server threads that end within a block take their CPU time with them (none of
+    ours does)."""
     results: dict[str, list[tuple[float, float | None]]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
+            pid = server_pids.get(name)
             for i in range(3):
                 call(i)
-            server_start = process_cpu_seconds(server_pid) if server_pid else None
+            server_start = process_cpu_seconds(pid) if pid else None
             start = time.process_time()
             for i in range(count):
                 call(i)
             client = time.process_time() - start
-            server_end = process_cpu_seconds(server_pid) if server_pid else None
+            server_end = process_cpu_seconds(pid) if pid else None
             server = None if server_start is None or server_end is None else server_end - server_start
             results[name].append((1000 * client / count, None if server is None else 1000 * server / count))
     medians = {}
@@ -121,6 +123,69 @@ def start_service(module: str, service: str, args: list[str], log_path: Path) ->
                 process.kill()
                 raise TimeoutError(f"{module} was not SERVING after 120 s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
+
+
+SERVER_VARIANTS = {
+    "inline": "the service's own server (libs.serving), the servicer's work run on the event loop, not handed "
+    "to a worker thread",
+    "bare": "a grpc.aio server without libs.serving's interceptor (cap, deadlines, error mapping, metrics, "
+    "access log); the servicer unchanged",
+}
+"""Local copies of a service's server with one change each, served beside the real one to measure the change
+(`serve_variant`); nothing in libs/ or services/ changes."""
+
+
+def serve_variant(
+    variant: str,
+    servicer: object,
+    rpc: str,
+    work: Callable[[object], object],
+    add_to_server: Callable[[object, object], None],
+    service_name: str,
+    host: str,
+    port: int,
+) -> None:
+    """Serve `servicer` as SERVER_VARIANTS[variant] on host:port until SIGTERM, logging as a service process
+    does (INFO: one access-log line per RPC through the interceptor). `rpc` is the servicer's method name and
+    `work(request)` the synchronous work it hands to a worker thread (`servicer._rerank`)."""
+    import asyncio
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from libs.serving.config import ServerConfig
+    from libs.serving.runner import configure_logging
+    from libs.serving.server import KmonoServer, ServiceRegistration
+
+    if variant == "inline":
+
+        async def on_the_loop(request: object, context: object) -> object:
+            return work(request)
+
+        setattr(servicer, rpc, on_the_loop)  # what the generated add_*_to_server registers
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        if variant == "inline":
+            registration = ServiceRegistration(service_name, lambda server: add_to_server(servicer, server))
+            kmono = KmonoServer(ServerConfig(host=host, port=port, grace_seconds=1.0), [registration])
+            await kmono.start()
+            await stop.wait()
+            await kmono.stop(1.0)
+            return
+        server = grpc.aio.server()
+        add_to_server(servicer, server)
+        checker = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(checker, server)
+        server.add_insecure_port(f"{host}:{port}")
+        await server.start()
+        await checker.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        await stop.wait()
+        await server.stop(1.0)
+
+    configure_logging("INFO")
+    asyncio.run(serve())
 
 
 def stop_service(process: subprocess.Popen) -> None:

@@ -183,7 +183,7 @@ def print_cpu(cpu: dict[str, tuple[float, float | None]], args: argparse.Namespa
     base = cpu[LOCAL][0]
     for name, (client, server) in cpu.items():
         total = client + (server or 0.0)
-        shown = "n/a" if server is None else f"{server:.2f}"
+        shown = "-" if server is None else f"{server:.2f}"
         print(f"  {name:<44} {client:9.2f} {shown:>9} {total:9.2f} {total / base:7.3f}")
     server = cpu[REMOTE][1]
     if server is not None:
@@ -296,7 +296,12 @@ def main() -> None:
                     FLOOR: lambda i: health.Check(probe, timeout=30),
                 }
                 grpc_times = interleaved(calls, list(range(len(requests))), args.warmup)
-                cpu = cpu_ms_per_call(calls, min(args.cpu_calls, len(requests)), args.cpu_rounds, process.pid)
+                cpu = cpu_ms_per_call(
+                    calls,
+                    min(args.cpu_calls, len(requests)),
+                    args.cpu_rounds,
+                    {REMOTE: process.pid, FLOOR: process.pid},
+                )
         finally:
             stop_service(process)
         print()

@@ -17,7 +17,11 @@ after its answer, hit all of them alike:
 - in-process + the proto conversions of `services.rerank.convert` (what the servicer adds without transport);
 - gRPC `RerankList` to `python -m services.rerank --model DIR --torch-threads N` on 127.0.0.1, one channel,
   sequential calls;
-- gRPC `Health.Check` on the same channel: what any RPC to this server costs (the transport's floor).
+- gRPC `Health.Check` on the same channel: what any RPC to this server costs (the transport's floor);
+- gRPC `RerankList` to each of `--variants` (default: all), the same servicer and model served by this script
+  with one change (`benchmarks.common.SERVER_VARIANTS`): "inline" runs the servicer's work on the event loop
+  instead of a worker thread (what the hand-off costs), "bare" leaves out libs.serving's interceptor (what the
+  serving kit adds per RPC). They measure changes that are not made; the service itself is unchanged.
 ratio = gRPC / in-process at p50; the issue's goal: <= 1.2x. Beside it, the best ratio any servicer could reach
 on this transport: (in-process + Health.Check) / in-process, the engine plus the floor alone.
 
@@ -39,17 +43,26 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import cpu_ms_per_call, p50_p99, start_service, stop_service
+from benchmarks.common import (
+    SERVER_VARIANTS,
+    cpu_ms_per_call,
+    p50_p99,
+    serve_variant,
+    start_service,
+    stop_service,
+)
 
 GRPC_GOAL = 1.2
 LOCAL = "in-process engine.rerank (baseline)"
 CONVERTED = "in-process + proto conversions (convert.py)"
 REMOTE = "gRPC RerankList"
 FLOOR = "gRPC Health.Check (the transport's floor)"
+SERVICE = "kmono.rerank.v1.RerankService"
 SIZES = ((50, 10), (8, 4))
 CAP = 3
 
@@ -109,15 +122,31 @@ def interleaved(calls: dict[str, Callable], count: int, warmup: int, seed: int) 
     return {name: np.asarray(values) for name, values in times.items()}
 
 
+def serve(args: argparse.Namespace) -> None:
+    """This script as a variant server (`--serve-variant`, started by `start_service`) of the same model."""
+    import torch
+    from kmono.rerank.v1 import rerank_pb2_grpc
+
+    from recsys.rerank.serving.engine import RerankEngine
+    from services.rerank.servicer import RerankServicer
+
+    torch.set_num_threads(args.threads)
+    servicer = RerankServicer(RerankEngine.load([args.model]))
+    serve_variant(
+        args.serve_variant, servicer, "RerankList", servicer._rerank,
+        rerank_pb2_grpc.add_RerankServiceServicer_to_server, SERVICE, args.host, int(args.port),
+    )  # fmt: skip
+
+
 def print_cpu(cpu: dict[str, tuple[float, float | None]], args: argparse.Namespace) -> None:
     """The CPU table and what the server spends beyond the servicer's own work."""
     print(f"  CPU per request ({args.cpu_calls} calls per block, median of {args.cpu_rounds} rounds):")
-    print(f"  {'':<44} {'client ms':>9} {'server ms':>9} {'total ms':>9} {'ratio':>7}")
+    print(f"  {'':<56} {'client ms':>9} {'server ms':>9} {'total ms':>9} {'ratio':>7}")
     base = cpu[LOCAL][0]
     for name, (client, server) in cpu.items():
         total = client + (server or 0.0)
-        shown = "n/a" if server is None else f"{server:.3f}"
-        print(f"  {name:<44} {client:9.3f} {shown:>9} {total:9.3f} {total / base:7.3f}")
+        shown = "-" if server is None else f"{server:.3f}"
+        print(f"  {name:<56} {client:9.3f} {shown:>9} {total:9.3f} {total / base:7.3f}")
     server = cpu[REMOTE][1]
     if server is not None:
         print(f"  server CPU beyond convert + engine: {server - cpu[CONVERTED][0]:.3f} ms "
@@ -157,7 +186,19 @@ def main() -> None:
         "--cpu-calls", type=int, default=200, help="calls per block of the CPU table (default: 200)"
     )
     parser.add_argument("--cpu-rounds", type=int, default=3, help="rounds of the CPU table (default: 3)")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        choices=tuple(SERVER_VARIANTS),
+        default=list(SERVER_VARIANTS),
+        help="server variants measured beside the service (default: all; none: --variants)",
+    )
+    for hidden in ("--serve-variant", "--host", "--port", "--grace-seconds"):  # a variant's server process
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_variant:
+        serve(args)
+        return
 
     import grpc
     import torch
@@ -176,59 +217,63 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {args.threads} thread(s), cpu count {os.cpu_count()}, decoder {args.decoder}"
     )
-    with tempfile.TemporaryDirectory(prefix="rerank-grpc-bench-") as tmp_name:
+    with tempfile.TemporaryDirectory(prefix="rerank-grpc-bench-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         folder, where = choose_model(args, tmp)
         engine = RerankEngine.load([folder])
         print(f"model: {engine.default.version}, {where}")
-        process, port = start_service(
-            "services.rerank", "kmono.rerank.v1.RerankService",
-            ["--model", str(folder), "--torch-threads", str(args.threads)], tmp / "server.log",
-        )  # fmt: skip
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                stub = rerank_pb2_grpc.RerankServiceStub(channel)
+        model_args = ["--model", str(folder), "--torch-threads", str(args.threads)]
+        servers = {REMOTE: ("services.rerank", model_args)}
+        for variant in args.variants:
+            servers[f"{REMOTE}, {variant}"] = (
+                "benchmarks.rerank_grpc",
+                ["--serve-variant", variant, "--model", str(folder), "--threads", str(args.threads)],
+            )
+        pids, stubs = {}, {}
+        for name, (module, server_args) in servers.items():
+            process, port = start_service(module, SERVICE, server_args, tmp / f"server-{len(pids)}.log")
+            stack.callback(stop_service, process)
+            channel = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{port}"))
+            pids[name], stubs[name] = process.pid, rerank_pb2_grpc.RerankServiceStub(channel)
+            if name == REMOTE:
                 health = health_pb2_grpc.HealthStub(channel)
-                probe = health_pb2.HealthCheckRequest(service="kmono.rerank.v1.RerankService")
-                for n, m in SIZES:
-                    count = args.warmup + args.requests
-                    protos = make_protos(count, n, m, decoder, args.seed)
-                    domain = [convert.rerank_request(p) for p in protos]
-                    times = interleaved(
-                        {LOCAL: lambda i, domain=domain: engine.rerank(domain[i]),
-                         CONVERTED: lambda i, protos=protos: convert.rerank_response(
-                             engine.rerank(convert.rerank_request(protos[i]))),
-                         REMOTE: lambda i, protos=protos: stub.RerankList(protos[i], timeout=30),
-                         FLOOR: lambda i: health.Check(probe, timeout=30)},
-                        count, args.warmup, args.seed,
-                    )  # fmt: skip
-                    print()
-                    print(
-                        f"n = {n} candidates, m = {m} slots: {args.requests} timed requests (+{args.warmup} warm-up)"
-                    )
-                    base = p50_p99(times[LOCAL])[0]
-                    print(f"  {'':<44} {'p50 ms':>8} {'p99 ms':>8} {'p50 ratio':>10}")
-                    for name, values in times.items():
-                        p50, p99 = p50_p99(values)
-                        print(f"  {name:<44} {p50:8.3f} {p99:8.3f} {p50 / base:10.3f}")
-                    ratio = p50_p99(times[REMOTE])[0] / base
-                    met = "met" if ratio <= GRPC_GOAL else "missed"
-                    print(f"  gRPC / in-process = {ratio:.3f}x: goal <= {GRPC_GOAL}x {met}; "
-                          f"+{p50_p99(times[REMOTE])[0] - base:.3f} ms at p50")  # fmt: skip
-                    floor = p50_p99(times[FLOOR])[0]
-                    print(f"  best reachable on this transport: (in-process + Health.Check) / in-process = "
-                          f"{(base + floor) / base:.3f}x")  # fmt: skip
-                    cpu = cpu_ms_per_call(
-                        {LOCAL: lambda i, domain=domain: engine.rerank(domain[i]),
-                         CONVERTED: lambda i, protos=protos: convert.rerank_response(
-                             engine.rerank(convert.rerank_request(protos[i]))),
-                         REMOTE: lambda i, protos=protos: stub.RerankList(protos[i], timeout=30),
-                         FLOOR: lambda i: health.Check(probe, timeout=30)},
-                        min(args.cpu_calls, count), args.cpu_rounds, process.pid,
-                    )  # fmt: skip
-                    print_cpu(cpu, args)
-        finally:
-            stop_service(process)
+                pids[FLOOR] = process.pid
+        probe = health_pb2.HealthCheckRequest(service=SERVICE)
+        for variant in args.variants:
+            print(f"  variant {variant}: {SERVER_VARIANTS[variant]}")
+        for n, m in SIZES:
+            count = args.warmup + args.requests
+            protos = make_protos(count, n, m, decoder, args.seed)
+            domain = [convert.rerank_request(p) for p in protos]
+            calls = {
+                LOCAL: lambda i, domain=domain: engine.rerank(domain[i]),
+                CONVERTED: lambda i, protos=protos: convert.rerank_response(
+                    engine.rerank(convert.rerank_request(protos[i]))
+                ),
+                **{
+                    name: lambda i, protos=protos, stub=stub: stub.RerankList(protos[i], timeout=30)
+                    for name, stub in stubs.items()
+                },
+                FLOOR: lambda i: health.Check(probe, timeout=30),
+            }
+            times = interleaved(calls, count, args.warmup, args.seed)
+            print()
+            print(
+                f"n = {n} candidates, m = {m} slots: {args.requests} timed requests (+{args.warmup} warm-up)"
+            )
+            base = p50_p99(times[LOCAL])[0]
+            print(f"  {'':<56} {'p50 ms':>8} {'p99 ms':>8} {'p50 ratio':>10}")
+            for name, values in times.items():
+                p50, p99 = p50_p99(values)
+                print(f"  {name:<56} {p50:8.3f} {p99:8.3f} {p50 / base:10.3f}")
+            ratio = p50_p99(times[REMOTE])[0] / base
+            met = "met" if ratio <= GRPC_GOAL else "missed"
+            print(f"  gRPC / in-process = {ratio:.3f}x: goal <= {GRPC_GOAL}x {met}; "
+                  f"+{p50_p99(times[REMOTE])[0] - base:.3f} ms at p50")  # fmt: skip
+            floor = p50_p99(times[FLOOR])[0]
+            print(f"  best reachable on this transport: (in-process + Health.Check) / in-process = "
+                  f"{(base + floor) / base:.3f}x")  # fmt: skip
+            print_cpu(cpu_ms_per_call(calls, min(args.cpu_calls, count), args.cpu_rounds, pids), args)
     print(f"total {time.perf_counter() - total:.1f} s")
 
 
