@@ -27,7 +27,10 @@ the clock and not counted. Times are p50 and p99 over requests, in ms per reques
     same folder in this process, alternating per request. ratio = gRPC / in-process at p50; goal: <= 1.2x.
     Between them, the servicer's work without the transport: `services.rank.convert` proto -> RankRequest,
     `engine.score`, RankResult -> proto, in this process; and `Health.Check` on the same channel, the
-    transport's floor, whence the best ratio any servicer could reach: (in-process + floor) / in-process.
+    transport's floor, whence the best ratio any servicer could reach: (in-process + floor) / in-process;
+    and RankCandidates to each of `--variants` (default: all), the same servicer and model served by this
+    script with one change (`benchmarks.common.SERVER_VARIANTS`): "inline" without the hand-off to a worker
+    thread, "bare" without libs.serving's interceptor. They measure changes that are not made.
     Where the time goes, in CPU time (`--cpu-calls` calls per block, the blocks in turn, median of
     `--cpu-rounds` rounds): this process's CPU per call (client stub, serialisation, transport; or the
     in-process work) and the server process's (all its threads). Unlike wall time on a shared machine these
@@ -46,17 +49,26 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import cpu_ms_per_call, p50_p99, start_service, stop_service
+from benchmarks.common import (
+    SERVER_VARIANTS,
+    cpu_ms_per_call,
+    p50_p99,
+    serve_variant,
+    start_service,
+    stop_service,
+)
 
 MMBEE_GOAL = 1.3
 GRPC_GOAL = 1.2
 LOCAL = "in-process engine.score (baseline)"
 CONVERTED = "in-process + proto conversions (convert.py)"
 REMOTE = "gRPC RankCandidates"
+SERVICE = "kmono.rank.v1.RankingService"
 FLOOR = "gRPC Health.Check (the transport's floor)"
 
 
@@ -167,24 +179,40 @@ def to_proto(request):
 def print_rows(rows: list[tuple[str, np.ndarray]], baseline: str) -> float:
     """Print p50/p99 rows with the p50 ratio against `baseline`; returns the last row's ratio."""
     base = p50_p99(dict(rows)[baseline])[0]
-    print(f"  {'':<44} {'p50 ms':>8} {'p99 ms':>8} {'p50 ratio':>10}")
+    print(f"  {'':<52} {'p50 ms':>8} {'p99 ms':>8} {'p50 ratio':>10}")
     ratio = 1.0
     for name, values in rows:
         p50, p99 = p50_p99(values)
         ratio = p50 / base
-        print(f"  {name:<44} {p50:8.2f} {p99:8.2f} {ratio:10.3f}")
+        print(f"  {name:<52} {p50:8.2f} {p99:8.2f} {ratio:10.3f}")
     return ratio
+
+
+def serve(args: argparse.Namespace) -> None:
+    """This script as a variant server (`--serve-variant`, started by `start_service`) of `--model`."""
+    import torch
+    from kmono.rank.v1 import rank_pb2_grpc
+
+    from recsys.mmbee.engine import RankingEngine
+    from services.rank.servicer import RankingServicer
+
+    torch.set_num_threads(args.threads)
+    servicer = RankingServicer(RankingEngine.load([Path(args.model)]))
+    serve_variant(
+        args.serve_variant, servicer, "RankCandidates", servicer._rank,
+        rank_pb2_grpc.add_RankingServiceServicer_to_server, SERVICE, args.host, int(args.port),
+    )  # fmt: skip
 
 
 def print_cpu(cpu: dict[str, tuple[float, float | None]], args: argparse.Namespace) -> None:
     """The CPU table of (b) and what the server spends beyond the servicer's own work."""
     print(f"  CPU per request ({args.cpu_calls} calls per block, median of {args.cpu_rounds} rounds):")
-    print(f"  {'':<44} {'client ms':>9} {'server ms':>9} {'total ms':>9} {'ratio':>7}")
+    print(f"  {'':<52} {'client ms':>9} {'server ms':>9} {'total ms':>9} {'ratio':>7}")
     base = cpu[LOCAL][0]
     for name, (client, server) in cpu.items():
         total = client + (server or 0.0)
         shown = "-" if server is None else f"{server:.2f}"
-        print(f"  {name:<44} {client:9.2f} {shown:>9} {total:9.2f} {total / base:7.3f}")
+        print(f"  {name:<52} {client:9.2f} {shown:>9} {total:9.2f} {total / base:7.3f}")
     server = cpu[REMOTE][1]
     if server is not None:
         print(f"  server CPU beyond conversions + score: {server - cpu[CONVERTED][0]:.2f} ms "
@@ -217,7 +245,19 @@ def main() -> None:
         "--cpu-calls", type=int, default=100, help="calls per block of (b)'s CPU table (default: 100)"
     )
     parser.add_argument("--cpu-rounds", type=int, default=3, help="rounds of (b)'s CPU table (default: 3)")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        choices=tuple(SERVER_VARIANTS),
+        default=list(SERVER_VARIANTS),
+        help="(b): server variants measured beside the service (default: all; none: --variants)",
+    )
+    for hidden in ("--serve-variant", "--model", "--host", "--port", "--grace-seconds"):  # a variant's server
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_variant:
+        serve(args)
+        return
 
     import grpc
     import torch
@@ -279,36 +319,47 @@ def main() -> None:
         else:
             served, local = folders[full_name], engines[full_name]
             where = f"the MMBee folder of (a): the embedded default {DEFAULT_MODEL_PATH} does not exist yet"
-        process, port = start_service(
-            "services.rank", "kmono.rank.v1.RankingService",
-            ["--model", str(served), "--torch-threads", str(args.threads)], tmp / "server.log",
-        )  # fmt: skip
-        try:
-            protos = [to_proto(r) for r in requests]
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                stub = rank_pb2_grpc.RankingServiceStub(channel)
-                health = health_pb2_grpc.HealthStub(channel)
-                probe = health_pb2.HealthCheckRequest(service="kmono.rank.v1.RankingService")
-                calls = {
-                    LOCAL: lambda i: local.score(requests[i]),
-                    CONVERTED: lambda i: convert.rank_response(local.score(convert.rank_request(protos[i]))),
-                    REMOTE: lambda i: stub.RankCandidates(protos[i], timeout=30),
-                    FLOOR: lambda i: health.Check(probe, timeout=30),
-                }
-                grpc_times = interleaved(calls, list(range(len(requests))), args.warmup)
-                cpu = cpu_ms_per_call(
-                    calls,
-                    min(args.cpu_calls, len(requests)),
-                    args.cpu_rounds,
-                    {REMOTE: process.pid, FLOOR: process.pid},
-                )
-        finally:
-            stop_service(process)
+        servers = {REMOTE: ("services.rank", ["--model", str(served), "--torch-threads", str(args.threads)])}
+        for variant in args.variants:
+            variant_args = [
+                "--serve-variant",
+                variant,
+                "--model",
+                str(served),
+                "--threads",
+                str(args.threads),
+            ]
+            servers[f"{REMOTE}, {variant}"] = ("benchmarks.mmbee_scoring", variant_args)
+        protos = [to_proto(r) for r in requests]
+        with ExitStack() as stack:
+            pids, stubs = {}, {}
+            for name, (module, server_args) in servers.items():
+                process, port = start_service(module, SERVICE, server_args, tmp / f"server-{len(pids)}.log")
+                stack.callback(stop_service, process)
+                channel = stack.enter_context(grpc.insecure_channel(f"127.0.0.1:{port}"))
+                pids[name], stubs[name] = process.pid, rank_pb2_grpc.RankingServiceStub(channel)
+                if name == REMOTE:
+                    health = health_pb2_grpc.HealthStub(channel)
+                    pids[FLOOR] = process.pid
+            probe = health_pb2.HealthCheckRequest(service=SERVICE)
+            calls = {
+                LOCAL: lambda i: local.score(requests[i]),
+                CONVERTED: lambda i: convert.rank_response(local.score(convert.rank_request(protos[i]))),
+                **{
+                    name: lambda i, stub=stub: stub.RankCandidates(protos[i], timeout=30)
+                    for name, stub in stubs.items()
+                },
+                FLOOR: lambda i: health.Check(probe, timeout=30),
+            }
+            grpc_times = interleaved(calls, list(range(len(requests))), args.warmup)
+            cpu = cpu_ms_per_call(calls, min(args.cpu_calls, len(requests)), args.cpu_rounds, pids)
         print()
         print(
             "(b) RankCandidates over gRPC (server process on 127.0.0.1, one channel, sequential) vs in-process"
         )
         print(f"  model: {where}")
+        for variant in args.variants:
+            print(f"  variant {variant}: {SERVER_VARIANTS[variant]}")
         print_rows(list(grpc_times.items()), LOCAL)
         base = p50_p99(grpc_times[LOCAL])[0]
         ratio = p50_p99(grpc_times[REMOTE])[0] / base
