@@ -8,7 +8,11 @@ A model folder (written by `recsys.mmbee.pipeline.train_default` / `kmono mmbee 
 - `snapshot/`: the expansion snapshot the model was trained with (neighbour lists, Θ, and the serving feature
   tables of `recsys.mmbee.featurize`).
 The engine answers with the model's and the snapshot's versions. Several folders may be loaded (for experiments
-pinned by `model_version`); the first is the default. One scorer forward scores all of a request's candidates.
+pinned by `model_version`); the first is the default. One forward scores all of a request's candidates: the
+featurizer broadcasts the viewer's inputs over the candidates, and the folder's request program
+(`recsys.mmbee.models.request`) reads them once, so the viewer's behaviour sequence, Θ row and metapath
+neighbours are embedded once per request, not once per candidate (a format-2 folder, without that program, is
+scored row by row as before).
 
 h_m is cached. MFQ's h_m (the expensive part of MMBee: attention over every token of every candidate's
 segment) depends on the streamer and its segment only, and one live stream is scored for every viewer who
@@ -143,12 +147,13 @@ def content_keys(batch: GTRBatch) -> list[tuple]:
 
 def _segment_digests(batch: GTRBatch, rows) -> list[bytes]:
     """A 128-bit digest of the segment tokens (every segment field) of each of `rows`."""
-    rows = list(rows)
-    if not rows:
+    index = np.fromiter(rows, np.int64)
+    if not len(index):
         return []
-    index = torch.as_tensor(rows, dtype=torch.long)
-    tokens = torch.cat([getattr(batch, name)[index].flatten(1) for name in _SEGMENT_FIELDS], 1)  # [R, 3 L D]
-    tokens = np.ascontiguousarray(tokens.numpy())
+    # numpy views of the tokens (no torch dispatch per field): the same bytes, row by row, as before
+    tokens = np.concatenate(
+        [getattr(batch, name).numpy().reshape(len(batch), -1)[index] for name in _SEGMENT_FIELDS], 1
+    )  # [R, 3 L D]
     return [hashlib.blake2b(row.data, digest_size=16).digest() for row in tokens]
 
 

@@ -13,6 +13,10 @@ online they describe "now", the end of the logged data:
   refresh this row every few seconds; requests can send the current segment themselves). Any other stream is
   scored with a zero segment unless the request sends one.
 Unknown users, streamers and streams get the cold-start row: index 0, zero counts, empty history, zero segment.
+
+The viewer's fields (id, dense statistics, history, the viewer's metapath lists) are one row broadcast over the
+candidates (stride-0 views, read-only): nothing is copied per candidate, and the scorer sees at no cost that
+the batch is one viewer's request (`recsys.mmbee.export.single_viewer`).
 """
 
 from __future__ import annotations
@@ -133,29 +137,32 @@ class ServingFeaturizer:
             for m, name in enumerate(("visual", "speech", "comments")):
                 if name in candidate.embeddings:
                     segments[i, :, m] = candidate.embeddings[name]
-        keys = {"user": np.full(n, user), "author": authors}
         neighbours = {
-            name: torch.from_numpy(np.ascontiguousarray(self.neighbours[name][keys[METAPATH_SOURCE[name]]]))
+            name: _viewer(self.neighbours[name][user], n)
+            if METAPATH_SOURCE[name] == "user"
+            else torch.from_numpy(np.ascontiguousarray(self.neighbours[name][authors]))
             for name in METAPATHS
         }
         return GTRBatch(
-            users=torch.full((n,), user, dtype=torch.long),
+            users=_viewer(np.array(user, np.int64), n),
             authors=torch.from_numpy(authors.astype(np.int64)),
-            user_dense=torch.from_numpy(np.tile(user_dense, (n, 1))),
+            user_dense=_viewer(user_dense, n),
             author_dense=torch.from_numpy(author_dense),
             visual=torch.from_numpy(np.ascontiguousarray(segments[:, :, 0])),
             speech=torch.from_numpy(np.ascontiguousarray(segments[:, :, 1])),
             comments=torch.from_numpy(np.ascontiguousarray(segments[:, :, 2])),
-            history_authors=torch.from_numpy(np.tile(history_authors.astype(np.int64), (n, 1))),
-            history_content=torch.from_numpy(
-                np.tile(history_content.reshape(h, d).astype(np.float32), (n, 1, 1))
-            ),
-            history_actions=torch.from_numpy(
-                np.tile(history_actions.reshape(h, 3).astype(np.float32), (n, 1, 1))
-            ),
+            history_authors=_viewer(history_authors.astype(np.int64), n),
+            history_content=_viewer(history_content.reshape(h, d).astype(np.float32), n),
+            history_actions=_viewer(history_actions.reshape(h, 3).astype(np.float32), n),
             neighbours=neighbours,
             labels=torch.zeros(n, 3),
         )
+
+
+def _viewer(row: np.ndarray, n: int) -> torch.Tensor:
+    """The viewer's `row` on each of `n` rows, as a broadcast (stride-0, read-only) view."""
+    tensor = torch.as_tensor(row).contiguous()
+    return tensor.unsqueeze(0).expand(n, *tensor.shape)
 
 
 def _override(dense: np.ndarray, overrides, names: tuple[str, ...]) -> np.ndarray:

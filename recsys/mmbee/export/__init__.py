@@ -1,6 +1,7 @@
-"""The exported MMBee programs (torch.export, dynamic batch: fusion.pt2 -> h_m per streamer and segment, and
-scorer.pt2 taking h_m) and the model folder the ranking service loads (config.json, model.safetensors,
-scorer.pt2, fusion.pt2, metrics.json); see `scorer` for the layout.
+"""The exported MMBee programs (torch.export, dynamic batch: fusion.pt2 -> h_m per streamer and segment,
+scorer.pt2 taking h_m, request.pt2 scoring one viewer's candidates) and the model folder the ranking service
+loads (config.json, model.safetensors, scorer.pt2, fusion.pt2, request.pt2, metrics.json); see `scorer` for the
+layout.
 
 from recsys.mmbee.export import save_model_folder, load_model_folder, export_scorer, load_scorer, verify_export
 """
@@ -16,6 +17,7 @@ from recsys.mmbee.export.scorer import (
     load_model_folder,
     load_scorer,
     save_model_folder,
+    single_viewer,
     verify_export,
 )
 
@@ -30,5 +32,6 @@ __all__ = [
     "load_model_folder",
     "load_scorer",
     "save_model_folder",
+    "single_viewer",
     "verify_export",
 ]

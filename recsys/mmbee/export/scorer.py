@@ -10,32 +10,44 @@ on the streamer and its segment only, not on the viewer, so a model with h_m on 
 
 and a server computes h_m once per (streamer, segment) and scores every viewer with the cached rows
 (`recsys.mmbee.engine`). A model without h_m (`use_mfq=False` or `use_h_m=False`) has no fusion program and its
-scorer takes `flatten_batch(batch)` (`FLAT_INPUT_NAMES`) as before. The programs carry their weights, so serving
-needs neither the model's Python classes nor its config: `Scorer` holds both programs, `scorer(batch, h_m=None)
--> np.ndarray [B]` (h_m computed by the fusion program when not given, so `scorer(batch)` is always the whole
-model) and `scorer.h_m(batch, rows)` -> the fusion rows. Every dimension but the batch (segment tokens L,
-history H, neighbours K, content D, h_m's d) is fixed to the example batch's: the featurizer that builds
-serving batches uses the same settings, and a batch of another shape is refused with the name of the field,
-not a guard failure from inside the program. Batches above MAX_BATCH rows are run in chunks.
+scorer takes `flatten_batch(batch)` (`FLAT_INPUT_NAMES`) as before. Every model also gets a third program,
+
+    request.pt2  `ExportableRequestMMBee(model, takes_h_m)`: one viewer's inputs with a single row
+                 (`REQUEST_VIEWER_INPUT_NAMES`: id, dense statistics, behaviour sequence, the viewer's metapath
+                 lists), then the candidates' (`request_candidate_input_names`) -> GTR probability [B]
+
+which scores a ranking request with the viewer's work done once (`recsys.mmbee.models.request`; for MMBee and
+for the backbone alone alike). The programs carry their weights, so serving needs neither the model's Python
+classes nor its config: `Scorer` holds the programs, `scorer(batch, h_m=None) -> np.ndarray [B]` (h_m computed
+by the fusion program when not given, so `scorer(batch)` is always the whole model; a batch whose rows share
+one viewer, `single_viewer`, runs the request program on that viewer's row, any other the scorer program) and
+`scorer.h_m(batch, rows)` -> the fusion rows. Every dimension but the batch (segment tokens L, history H,
+neighbours K, content D, h_m's d) is fixed to the example batch's: the featurizer that builds serving batches
+uses the same settings, and a batch of another shape is refused with the name of the field, not a guard
+failure from inside the program. Batches above MAX_BATCH rows are run in chunks (the request program's viewer
+passed whole to each).
 
 Our choices: the programs are exported from a CPU copy of the model in eval mode (the service scores on CPU;
 the caller's model is left where it is); an example batch of one row is tiled to two, because torch.export
 specialises a dimension whose example size is 0 or 1. The fusion program takes every segment field whatever
 `modalities` the model fuses, as the scorer takes every metapath: one signature for every ablation.
 
-Model folder layout (`save_model_folder` / `load_model_folder`), format 2:
+Model folder layout (`save_model_folder` / `load_model_folder`), format 3:
 
-    config.json         {"format_version": 2, "config": MMBeeConfig.to_dict(),
+    config.json         {"format_version": 3, "config": MMBeeConfig.to_dict(),
                          "programs": {"scorer": {"file": "scorer.pt2", "inputs": {name: {"shape": [null, ...],
-                         "dtype": ...}}}, "fusion": {"file": "fusion.pt2", "inputs": {...}}},  (fusion: h_m on)
+                         "dtype": ...}}}, "fusion": {"file": "fusion.pt2", "inputs": {...}},  (fusion: h_m on)
+                         "request": {"file": "request.pt2", "inputs": {...}}},  (viewer inputs: [1, ...])
                          "max_batch": 4096, "sha256": {file: digest of every other file}}
                         written last: a folder without it is incomplete
     model.safetensors   the eager model's state dict, Θ buffers included (MMBeeModel(config) + load_state_dict
                         rebuilds it: for evaluation, fine-tuning or a re-export)
-    scorer.pt2          the exported scorer (what the service runs for every request)
+    scorer.pt2          the exported scorer (any batch: evaluation, batches of several viewers)
     fusion.pt2          the exported fusion (what the service runs for the (streamer, segment)s it has not seen)
+    request.pt2         the exported request scorer (what the service runs for every request)
     metrics.json        the evaluation metrics the folder was released with (NaN written as null)
 
+Format 2 (no request.pt2) is still read: every batch is then scored by the scorer program, as before.
 Format 1 (one whole-model scorer.pt2) is refused with the format named: re-export the model (`kmono mmbee
 train`, or `save_model_folder` from its model.safetensors). Other files (the service's engine.json, the feature
 snapshot) may live beside these; they are not touched. `save_model_folder` checks the programs against the eager
@@ -73,15 +85,26 @@ from recsys.mmbee.models.mmbee import (
     MMBeeModel,
     batch_inputs,
 )
+from recsys.mmbee.models.request import (
+    REQUEST_VIEWER_INPUT_NAMES,
+    ExportableRequestMMBee,
+    request_input_names,
+    with_viewer_of,
+)
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_FORMATS = (2, 3)
+VERIFIED_VIEWERS = 4
+"""Viewers of a batch whose requests `verify_export` scores with the request program."""
+"""Format 2 is format 3 without the request program (its batches are all scored by the scorer program)."""
 MAX_BATCH = 4096
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SCORER_FILE = "scorer.pt2"
 FUSION_FILE = "fusion.pt2"
+REQUEST_FILE = "request.pt2"
 METRICS_FILE = "metrics.json"
 
 
@@ -111,7 +134,8 @@ def input_specs(names: tuple[str, ...], example: tuple[torch.Tensor, ...]) -> tu
 
 class CheckedProgram:
     """A loaded exported program: `program(*inputs) -> Tensor`, inputs checked by name against `specs` and run
-    in chunks of `max_batch` rows."""
+    in chunks of `max_batch` rows. An input whose first dimension is fixed (a request program's viewer, 1 row)
+    is passed whole to every chunk; the rows are those of the inputs with the batch dimension."""
 
     def __init__(
         self, program: torch.export.ExportedProgram, specs: tuple[InputSpec, ...], max_batch: int
@@ -125,28 +149,43 @@ class CheckedProgram:
     def names(self) -> tuple[str, ...]:
         return tuple(spec.name for spec in self.specs)
 
+    @property
+    def batched(self) -> tuple[bool, ...]:
+        """Per input, whether its first dimension is the (dynamic) batch."""
+        return tuple(spec.shape[0] is None for spec in self.specs)
+
     @torch.no_grad()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         self._check(inputs)
-        rows = int(inputs[0].shape[0])
+        rows = self._rows(inputs)
         if rows == 0:
             raise ValueError("no rows to run (an exported program takes at least one)")
+        if rows <= self.max_batch:
+            return self._module(*inputs)
         chunks = [
-            self._module(*(tensor[start : start + self.max_batch] for tensor in inputs))
+            self._module(
+                *(
+                    tensor[start : start + self.max_batch] if batched else tensor
+                    for tensor, batched in zip(inputs, self.batched, strict=True)
+                )
+            )
             for start in range(0, rows, self.max_batch)
         ]
-        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        return torch.cat(chunks)
+
+    def _rows(self, inputs: tuple[torch.Tensor, ...]) -> int:
+        return int(inputs[self.batched.index(True)].shape[0])
 
     def _check(self, inputs: tuple[torch.Tensor, ...]) -> None:
         if len(inputs) != len(self.specs):
             raise ValueError(
                 f"expected {len(self.specs)} inputs ({', '.join(self.names)}), got {len(inputs)}"
             )
-        rows = int(inputs[0].shape[0])
+        rows = self._rows(inputs)
         for spec, tensor in zip(self.specs, inputs, strict=True):
             if tensor.dtype != spec.dtype:
                 raise ValueError(f"{spec.name} has dtype {tensor.dtype}, the program takes {spec.dtype}")
-            expected = (rows, *spec.shape[1:])
+            expected = (rows if spec.shape[0] is None else spec.shape[0], *spec.shape[1:])
             if tuple(tensor.shape) != expected:
                 raise ValueError(
                     f"{spec.name} has shape {tuple(tensor.shape)}, the program takes {expected} "
@@ -156,16 +195,29 @@ class CheckedProgram:
 
 class Scorer:
     """The loaded programs of a model folder: `scorer(batch, h_m=None) -> np.ndarray [B]` of GTR probabilities
-    (float32) and, for a model with h_m on, `scorer.h_m(batch, rows=None) -> Tensor [R, d]`."""
+    (float32) and, for a model with h_m on, `scorer.h_m(batch, rows=None) -> Tensor [R, d]`.
 
-    def __init__(self, scorer: CheckedProgram, fusion: CheckedProgram | None = None) -> None:
+    A batch whose rows all share one viewer (a ranking request: `single_viewer`) is scored by the request
+    program when the folder has one (format 3), any other batch by the scorer program."""
+
+    def __init__(
+        self,
+        scorer: CheckedProgram,
+        fusion: CheckedProgram | None = None,
+        request: CheckedProgram | None = None,
+    ) -> None:
         expected = H_M_SCORER_INPUT_NAMES if fusion is not None else FLAT_INPUT_NAMES
         if scorer.names != expected:
             raise ModelFolderError(f"the scorer takes {scorer.names}, expected {expected}")
         if fusion is not None and fusion.names != FUSION_INPUT_NAMES:
             raise ModelFolderError(f"the fusion program takes {fusion.names}, expected {FUSION_INPUT_NAMES}")
+        if request is not None and request.names != request_input_names(fusion is not None):
+            raise ModelFolderError(
+                f"the request program takes {request.names}, expected {request_input_names(fusion is not None)}"
+            )
         self.scorer = scorer
         self.fusion = fusion
+        self.request = request
 
     @property
     def program(self) -> torch.export.ExportedProgram:
@@ -188,9 +240,9 @@ class Scorer:
 
     @max_batch.setter
     def max_batch(self, rows: int) -> None:
-        self.scorer.max_batch = rows
-        if self.fusion is not None:
-            self.fusion.max_batch = rows
+        for program in (self.scorer, self.fusion, self.request):
+            if program is not None:
+                program.max_batch = rows
 
     def h_m(self, batch: GTRBatch, rows: np.ndarray | torch.Tensor | None = None) -> torch.Tensor:
         """h_m [R, d] of the batch's `rows` (all when None) from the fusion program."""
@@ -210,8 +262,33 @@ class Scorer:
             return np.zeros(0, dtype=np.float32)
         if self.takes_h_m and h_m is None:
             h_m = self.h_m(batch)
-        inputs = batch_inputs(batch, self.scorer.names, h_m if self.takes_h_m else None)
-        return self.scorer(*inputs).float().numpy()  # [B]
+        h_m = h_m if self.takes_h_m else None
+        if self.request is not None and single_viewer(batch):
+            return self.score_request(batch, h_m)
+        return self.scorer(*batch_inputs(batch, self.scorer.names, h_m)).float().numpy()  # [B]
+
+    def score_request(self, batch: GTRBatch, h_m: torch.Tensor | None = None) -> np.ndarray:
+        """The request program on `batch`, read as row 0's viewer with every row's candidate: the scores of
+        `batch` when its rows share their viewer (`single_viewer`), of that viewer's request otherwise."""
+        if self.request is None:
+            raise ValueError("this model folder has no request program (format 2: re-export it)")
+        inputs = batch_inputs(batch.to("cpu"), self.request.names, h_m)
+        viewer = len(REQUEST_VIEWER_INPUT_NAMES)
+        return self.request(*(t[:1] for t in inputs[:viewer]), *inputs[viewer:]).float().numpy()  # [B]
+
+
+def single_viewer(batch: GTRBatch) -> bool:
+    """Whether every row of `batch` has the same viewer inputs (what a request's batch is: the featurizer
+    broadcasts them, a stride-0 view, which is checked in O(1); other tensors are compared row by row)."""
+    for name in REQUEST_VIEWER_INPUT_NAMES:
+        tensor = batch_inputs(batch, (name,))[0]
+        if (
+            len(tensor) > 1
+            and tensor.stride(0) != 0
+            and not torch.equal(tensor, tensor[:1].expand_as(tensor))
+        ):
+            return False
+    return True
 
 
 def export_scorer(model: MMBeeModel, example_batch: GTRBatch, directory: str | os.PathLike) -> Scorer:
@@ -236,17 +313,32 @@ def export_scorer(model: MMBeeModel, example_batch: GTRBatch, directory: str | o
     exportable = ExportableMMBee(cpu_model, takes_h_m=fusion is not None).eval()
     inputs = batch_inputs(example, exportable.input_names, h_m)
     scorer = _export(exportable, exportable.input_names, inputs, directory / SCORER_FILE, star_args=True)
-    logger.info("exported the MMBee %s to %s", "fusion and scorer" if fusion else "scorer", directory)
-    return Scorer(scorer, fusion)
+    request_module = ExportableRequestMMBee(cpu_model, takes_h_m=fusion is not None).eval()
+    inputs = batch_inputs(example, request_module.input_names, h_m)
+    viewer = len(REQUEST_VIEWER_INPUT_NAMES)  # the viewer's inputs: row 0's, one row (a fixed dimension)
+    inputs = (*(tensor[:1] for tensor in inputs[:viewer]), *inputs[viewer:])
+    request = _export(
+        request_module, request_module.input_names, inputs, directory / REQUEST_FILE, star_args=True,
+        fixed=viewer,
+    )  # fmt: skip
+    logger.info(
+        "exported the MMBee %s to %s", "fusion, scorer, request" if fusion else "scorer, request", directory
+    )
+    return Scorer(scorer, fusion, request)
 
 
-def _export(module, names, inputs, path: Path, *, star_args: bool) -> CheckedProgram:
+def _export(module, names, inputs, path: Path, *, star_args: bool, fixed: int = 0) -> CheckedProgram:
+    """`fixed`: how many leading inputs have a static first dimension (a request program's viewer)."""
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    dynamic = tuple({0: batch} for _ in inputs)
+    dynamic = tuple(None if i < fixed else {0: batch} for i in range(len(inputs)))
     with torch.no_grad():
         program = torch.export.export(module, inputs, dynamic_shapes=(dynamic,) if star_args else dynamic)
     _atomic(path, lambda tmp: torch.export.save(program, tmp))
-    return CheckedProgram(program, input_specs(names, inputs), MAX_BATCH)
+    specs = input_specs(names, inputs)
+    specs = tuple(
+        InputSpec(s.name, (1, *s.shape[1:]), s.dtype) if i < fixed else s for i, s in enumerate(specs)
+    )
+    return CheckedProgram(program, specs, MAX_BATCH)
 
 
 def load_scorer(directory: str | os.PathLike) -> Scorer:
@@ -266,7 +358,10 @@ def load_scorer(directory: str | os.PathLike) -> Scorer:
             f"{directory / SCORER_FILE} takes {len(scorer.specs)} inputs; an MMBee scorer takes "
             f"{len(FLAT_INPUT_NAMES)} (the whole model) or {len(H_M_SCORER_INPUT_NAMES)} (with h_m)"
         )
-    return Scorer(scorer, fusion)
+    request = None
+    if (directory / REQUEST_FILE).is_file():
+        request = _load_program(directory / REQUEST_FILE, request_input_names(fusion is not None))
+    return Scorer(scorer, fusion, request)
 
 
 def _load_program(path: Path, names: tuple[str, ...] | None = None) -> CheckedProgram:
@@ -291,8 +386,10 @@ def verify_export(
 ) -> float:
     """Compare the programs with the eager model (eval mode) on `batches`: `scorer(batch)` (fusion then scorer
     program) against `sigmoid(model(batch))` and, with h_m on, the fusion program's h_m against
-    `model.fusion(batch)` and the scorer program fed the eager h_m against the eager scores. Returns the largest
-    absolute difference and raises `ExportMismatchError` naming what differs when it exceeds `atol`."""
+    `model.fusion(batch)` and the scorer program fed the eager h_m against the eager scores; with a request
+    program, the requests of the first `VERIFIED_VIEWERS` rows' viewers (that viewer with every row's candidate)
+    against the eager model on the same rows. Returns the largest absolute difference and raises
+    `ExportMismatchError` naming what differs when it exceeds `atol`."""
     was_training = model.training
     model.eval()
     worst: dict[str, float] = {}
@@ -321,6 +418,15 @@ def verify_export(
                     eager_h_m = model.fusion(on_device).float().cpu()  # [B, d]
                     compare("h_m", scorer.h_m(batch).numpy(), eager_h_m.numpy())
                     compare("scores from the eager h_m", scorer(batch, eager_h_m), eager)
+                if scorer.request is not None:
+                    for row in range(min(VERIFIED_VIEWERS, len(batch))):
+                        request = with_viewer_of(batch, row)
+                        h_m = scorer.h_m(request) if scorer.takes_h_m else None
+                        compare(
+                            "request scores",
+                            scorer.score_request(request, h_m),
+                            torch.sigmoid(model(request.to(device))[:, 0]).float().cpu().numpy(),
+                        )
     finally:
         model.train(was_training)
     over = {what: value for what, value in worst.items() if value > atol}
@@ -342,6 +448,7 @@ def save_model_folder(
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CONFIG_FILE).unlink(missing_ok=True)  # the folder is incomplete until config.json is back
     (directory / FUSION_FILE).unlink(missing_ok=True)  # a previous export's, if this model has no h_m
+    (directory / REQUEST_FILE).unlink(missing_ok=True)
     cpu_model = copy.deepcopy(model).to("cpu").eval()
     _atomic(
         directory / WEIGHTS_FILE,
@@ -354,6 +461,7 @@ def save_model_folder(
     programs = {"scorer": (SCORER_FILE, scorer.scorer)}
     if scorer.fusion is not None:
         programs["fusion"] = (FUSION_FILE, scorer.fusion)
+    programs["request"] = (REQUEST_FILE, scorer.request)
     files = (WEIGHTS_FILE, *(file for file, _ in programs.values()), METRICS_FILE)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -394,9 +502,10 @@ def load_model_folder(directory: str | os.PathLike) -> tuple[MMBeeConfig, MMBeeM
         raise ModelFolderError(
             f"{directory / CONFIG_FILE} is damaged ({type(error).__name__}: {error})"
         ) from error
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise ModelFolderError(
-            f"{directory} has model folder format {version}; this code reads format {FORMAT_VERSION} "
+            f"{directory} has model folder format {version}; this code reads formats "
+            f"{' and '.join(map(str, READABLE_FORMATS))} "
             "(re-export the model: `kmono mmbee train`, or save_model_folder from its model.safetensors)"
         )
     try:
@@ -406,8 +515,12 @@ def load_model_folder(directory: str | os.PathLike) -> tuple[MMBeeConfig, MMBeeM
             name: (entry["file"], _manifest_specs(entry["inputs"]))
             for name, entry in manifest["programs"].items()
         }
-        if set(programs) != ({"scorer", "fusion"} if config.h_m_enabled else {"scorer"}):
-            raise ValueError(f"programs {sorted(programs)} do not fit the config (h_m {config.h_m_enabled})")
+        expected = {"scorer", "fusion"} if config.h_m_enabled else {"scorer"}
+        if set(programs) != expected | ({"request"} if version >= 3 else set()):
+            raise ValueError(
+                f"programs {sorted(programs)} do not fit the config (h_m {config.h_m_enabled}) "
+                f"and format {version}"
+            )
         files = (WEIGHTS_FILE, *(file for file, _ in programs.values()), METRICS_FILE)
         if not set(files) <= set(digests):
             raise ValueError(f"no digest for {sorted(set(files) - set(digests))}")
@@ -436,11 +549,14 @@ def load_model_folder(directory: str | os.PathLike) -> tuple[MMBeeConfig, MMBeeM
     loaded = {}
     for name, (file, specs) in programs.items():
         program = _load_program(directory / file)
-        if [(s.shape[1:], s.dtype) for s in program.specs] != [(s.shape[1:], s.dtype) for s in specs]:
+        if [(s.shape, s.dtype) for s in program.specs] != [(s.shape, s.dtype) for s in specs]:
             raise ModelFolderError(f"{directory / file} does not take the inputs {CONFIG_FILE} lists")
         program.specs, program.max_batch = specs, max_batch
         loaded[name] = program
-    return config, model, Scorer(loaded["scorer"], loaded.get("fusion"))
+    try:
+        return config, model, Scorer(loaded["scorer"], loaded.get("fusion"), loaded.get("request"))
+    except ModelFolderError as error:
+        raise ModelFolderError(f"{directory}: {error}") from error
 
 
 def _manifest_specs(inputs: dict) -> tuple[InputSpec, ...]:
@@ -466,7 +582,14 @@ def _specs_from_program(program: torch.export.ExportedProgram) -> tuple[InputSpe
         if node.op == "placeholder" and node.name in program.graph_signature.user_inputs
     ]
     return tuple(
-        InputSpec(f"input_{i}", (None, *(int(size) for size in value.shape[1:])), value.dtype)
+        InputSpec(
+            f"input_{i}",
+            (
+                None if isinstance(value.shape[0], torch.SymInt) else int(value.shape[0]),
+                *(int(size) for size in value.shape[1:]),
+            ),
+            value.dtype,
+        )  # fmt: skip
         for i, value in enumerate(placeholders)
     )
 

@@ -16,8 +16,17 @@ from recsys.mmbee.export import (
     save_model_folder,
     verify_export,
 )
-from recsys.mmbee.export.scorer import CONFIG_FILE, FUSION_FILE, METRICS_FILE, SCORER_FILE, WEIGHTS_FILE
+from recsys.mmbee.export.scorer import (
+    CONFIG_FILE,
+    FUSION_FILE,
+    METRICS_FILE,
+    REQUEST_FILE,
+    SCORER_FILE,
+    WEIGHTS_FILE,
+    single_viewer,
+)
 from recsys.mmbee.models.mmbee import MMBeeModel
+from recsys.mmbee.models.request import with_viewer_of
 from recsys.mmbee.training.testing import NUM_AUTHORS, NUM_USERS, tiny_mmbee
 
 VARIANTS = ["sim", "mmoe", "sim-without-h_m"]
@@ -65,12 +74,17 @@ def loaded(folder):
 def test_the_folder_holds_its_documented_files(folder):
     model, directory = folder
     h_m = model.config.h_m_enabled
-    files = {WEIGHTS_FILE, SCORER_FILE, METRICS_FILE} | ({FUSION_FILE} if h_m else set())
+    files = {WEIGHTS_FILE, SCORER_FILE, REQUEST_FILE, METRICS_FILE} | ({FUSION_FILE} if h_m else set())
     assert {p.name for p in directory.iterdir()} == files | {CONFIG_FILE}
     manifest = json.loads((directory / CONFIG_FILE).read_text())
-    assert manifest["format_version"] == FORMAT_VERSION == 2 and manifest["config"] == model.config.to_dict()
+    assert manifest["format_version"] == FORMAT_VERSION == 3 and manifest["config"] == model.config.to_dict()
     assert set(manifest["sha256"]) == files
-    assert set(manifest["programs"]) == ({"scorer", "fusion"} if h_m else {"scorer"})
+    assert set(manifest["programs"]) == ({"scorer", "fusion", "request"} if h_m else {"scorer", "request"})
+    request_inputs = manifest["programs"]["request"]["inputs"]  # the viewer once, the candidates per row
+    assert request_inputs["history_content"] == {"shape": [1, 6, 8], "dtype": "float32"}
+    assert request_inputs["neighbours_u2a2u"]["shape"][0] == 1
+    assert request_inputs["author_dense"]["shape"] == [None, 3] and "visual" not in request_inputs
+    assert ("h_m" in request_inputs) == h_m
     scorer_inputs = manifest["programs"]["scorer"]["inputs"]
     if h_m:  # the scorer takes h_m instead of the segment tokens, which only the fusion program reads
         assert (
@@ -106,6 +120,57 @@ def test_loaded_programs_and_model_give_the_eager_scores(folder, loaded, rows):
         np.testing.assert_allclose(scorer(rows_batch, h_m), expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("rows", [1, 7, 300])
+def test_a_request_is_scored_by_the_request_program_with_the_eager_scores(folder, loaded, rows):
+    model, _ = folder
+    _, _, scorer = loaded
+    mixed = batch(rows, seed=rows)
+    for request in (with_viewer_of(mixed, rows // 2), with_viewer_of(mixed, 0)._map(torch.clone)):
+        assert single_viewer(request)  # a broadcast view, then the same rows copied
+        expected = eager_scores(model, request)
+        h_m = scorer.h_m(request) if scorer.takes_h_m else None
+        np.testing.assert_allclose(scorer.score_request(request, h_m), expected, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(scorer(request), expected, atol=1e-5, rtol=0)
+    assert rows == 1 or not single_viewer(mixed)
+
+
+def test_a_request_is_told_apart_by_every_viewer_input(loaded):
+    _, _, scorer = loaded
+    request = with_viewer_of(batch(5, seed=4), 1)._map(torch.clone)
+    assert single_viewer(request)
+    for change in (
+        lambda b: b.history_content[3, 0].add_(1.0),
+        lambda b: b.user_dense[4].add_(1.0),
+        lambda b: b.neighbours["u2a2a"][2].add_(1),
+    ):
+        changed = request._map(torch.clone)
+        change(changed)
+        assert not single_viewer(changed)
+    calls = []
+    program = scorer.scorer._module
+    scorer.scorer._module = lambda *inputs: calls.append(len(inputs)) or program(*inputs)
+    try:
+        scorer(request)  # the request program: the scorer program is not called
+        assert calls == []
+        scorer(batch(5, seed=4))
+        assert len(calls) == 1
+    finally:
+        scorer.scorer._module = program
+
+
+def test_a_format_2_folder_scores_every_batch_with_the_scorer_program(folder, tmp_path):
+    model, source = folder
+    directory = copy_folder(source, tmp_path / "copy")
+    manifest = json.loads((directory / CONFIG_FILE).read_text())
+    del manifest["programs"]["request"], manifest["sha256"][REQUEST_FILE]
+    (directory / REQUEST_FILE).unlink()
+    (directory / CONFIG_FILE).write_text(json.dumps({**manifest, "format_version": 2}))
+    _, _, scorer = load_model_folder(directory)
+    assert scorer.request is None
+    request = with_viewer_of(batch(4, seed=5), 2)
+    np.testing.assert_allclose(scorer(request), eager_scores(model, request), atol=1e-5, rtol=0)
+
+
 def test_the_scorer_reads_the_given_h_m_and_not_the_tokens(folder, loaded):
     model, _ = folder
     _, _, scorer = loaded
@@ -137,6 +202,8 @@ def test_batches_above_the_export_limit_are_run_in_chunks(folder):
     scorer.max_batch = 64  # as if 64 were the exported maximum: 300 rows in 5 calls of each program
     rows_batch = batch(300, seed=3)
     np.testing.assert_allclose(scorer(rows_batch), eager_scores(model, rows_batch), atol=1e-5, rtol=0)
+    request = with_viewer_of(rows_batch, 7)  # the request program: the viewer passed whole to every chunk
+    np.testing.assert_allclose(scorer(request), eager_scores(model, request), atol=1e-5, rtol=0)
     if scorer.takes_h_m:
         assert scorer.fusion.max_batch == 64
         torch.testing.assert_close(scorer.h_m(rows_batch), model.fusion(rows_batch), atol=1e-5, rtol=0)
@@ -177,6 +244,15 @@ def test_verify_export_names_the_difference(folder):
             model.fusion_arch.projections[0].bias.add_(1.0)
         with pytest.raises(ExportMismatchError, match="h_m differ from eager by up to"):
             verify_export(model, scorer, [batch(6)])
+    _, model, scorer = load_model_folder(directory)
+    _, other, _ = load_model_folder(directory)
+    with torch.no_grad():
+        other.behaviour_arch.content.bias.add_(
+            1.0
+        )  # what the request program alone is given: another model's
+    scorer.request = export_scorer(other, batch(2), directory.parent / f"{directory.name}-other").request
+    with pytest.raises(ExportMismatchError, match="request scores differ from eager by up to"):
+        verify_export(model, scorer, [batch(6)])
 
 
 def copy_folder(source, target):
@@ -186,7 +262,9 @@ def copy_folder(source, target):
     return target
 
 
-@pytest.mark.parametrize("name", [CONFIG_FILE, WEIGHTS_FILE, SCORER_FILE, FUSION_FILE, METRICS_FILE])
+@pytest.mark.parametrize(
+    "name", [CONFIG_FILE, WEIGHTS_FILE, SCORER_FILE, FUSION_FILE, REQUEST_FILE, METRICS_FILE]
+)
 def test_a_missing_file_is_named(folder, tmp_path, name):
     if not (folder[1] / name).exists():
         pytest.skip(f"this model has no {name}")
@@ -196,7 +274,7 @@ def test_a_missing_file_is_named(folder, tmp_path, name):
         load_model_folder(directory)
 
 
-@pytest.mark.parametrize("name", [WEIGHTS_FILE, SCORER_FILE, FUSION_FILE, METRICS_FILE])
+@pytest.mark.parametrize("name", [WEIGHTS_FILE, SCORER_FILE, FUSION_FILE, REQUEST_FILE, METRICS_FILE])
 def test_a_corrupt_file_is_named(folder, tmp_path, name):
     if not (folder[1] / name).exists():
         pytest.skip(f"this model has no {name}")
@@ -211,10 +289,15 @@ def test_a_corrupt_file_is_named(folder, tmp_path, name):
 def test_a_damaged_config_an_old_or_a_future_format_is_refused(folder, tmp_path):
     directory = copy_folder(folder[1], tmp_path / "copy")
     manifest = json.loads((directory / CONFIG_FILE).read_text())
-    for version in (1, 3):
+    for version in (1, 4):
         (directory / CONFIG_FILE).write_text(json.dumps({**manifest, "format_version": version}))
-        with pytest.raises(ModelFolderError, match=f"format {version}; this code reads format 2 .re-export"):
+        with pytest.raises(
+            ModelFolderError, match=f"format {version}; this code reads formats 2 and 3 .re-export"
+        ):
             load_model_folder(directory)
+    (directory / CONFIG_FILE).write_text(json.dumps({**manifest, "format_version": 2}))
+    with pytest.raises(ModelFolderError, match="do not fit the config .* and format 2"):
+        load_model_folder(directory)  # format 2 has no request program
     (directory / CONFIG_FILE).write_text(
         json.dumps({**manifest, "config": {**manifest["config"], "hidden": 3}})
     )

@@ -38,7 +38,9 @@ Serving: h_m is viewer-independent, so `fusion(batch)` can run once per (streame
 passed to `forward(batch, h_m)` for every viewer; that is what keeps MMBee's online cost near the backbone's
 (measured in `benchmarks/mmbee_model_latency.py`). The export wrappers follow that split: `ExportableFusion`
 (streamer + segment tokens -> h_m) and `ExportableMMBee(model, takes_h_m=True)` (the batch without its tokens,
-plus h_m -> GTR probability); `ExportableMMBee(model)` is the whole model in one program.
+plus h_m -> GTR probability); `ExportableMMBee(model)` is the whole model in one program. A ranking request
+(one viewer, many candidates) is best scored by `recsys.mmbee.models.request.ExportableRequestMMBee`, the same
+scores with the viewer's work done once.
 """
 
 from __future__ import annotations
