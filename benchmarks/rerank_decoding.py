@@ -14,42 +14,43 @@ Also times NAR greedy a second time right after itself (`WARM_NAR`) and, in a ru
 parts (candidate encoder, whole forward, decoding a ready matrix).
 
 Measured on this project's 2-core CPU (torch 2.13, float32, 1 thread, median of 50), n = 50, m = 10, K = 64,
-cap 2, while other jobs kept the load average at 4-5 (times swing by 1.5x between runs; ratios less):
+cap 2, two runs at load average 0.5 (other jobs' load swings these times by up to 1.5x; see below):
 
-| decoder                      | ms (two runs) | x AR greedy |
-|------------------------------|---------------|-------------|
-| AR greedy                    | 4.74, 4.21    | 1.00        |
-| NAR greedy                   | 1.18, 0.92    | 4.03, 4.58  |
-| NAR greedy, again            | 0.97, 0.85    | 4.87, 4.94  |
-| NAR assignment               | 1.04, 0.87    | 4.57, 4.85  |
-| NAR contrastive              | 1.37, 1.17    | 3.47, 3.61  |
-| score-and-sort greedy        | 0.16, 0.12    | 30.3, 34.2  |
+| decoder                      | ms (two runs) | x AR greedy  |
+|------------------------------|---------------|--------------|
+| AR greedy                    | 4.00, 4.20    | 1.00         |
+| NAR greedy                   | 0.85, 0.92    | 4.70, 4.55   |
+| NAR greedy, again            | 0.80, 0.87    | 4.99, 4.84   |
+| NAR assignment               | 0.85, 0.89    | 4.72, 4.70   |
+| NAR contrastive              | 1.14, 1.21    | 3.52, 3.47   |
+| score-and-sort greedy        | 0.12, 0.13    | 33.6, 33.0   |
 
 | NAR greedy, where its time goes (own run) | ms (two runs) |
 |-------------------------------------------|---------------|
-| NAR greedy                                | 0.87, 0.81    |
-| candidate encoder                         | 0.48, 0.44    |
-| forward (matching matrix)                 | 0.72, 0.69    |
-| decoding a ready matrix                   | 0.12, 0.10    |
+| NAR greedy                                | 0.76, 0.78    |
+| candidate encoder                         | 0.42, 0.43    |
+| forward (matching matrix)                 | 0.65, 0.67    |
+| decoding a ready matrix                   | 0.09, 0.09    |
 
 | 64 pages per request         | sequential ms | Gumbel-max ms | x sequential |
 |------------------------------|---------------|---------------|--------------|
-| NAR student                  | 25.6, 22.4    | 3.01, 2.46    | 8.5, 9.1     |
-| AR teacher                   | 307, 257      | 44.2, 41.0    | 7.0, 6.3     |
+| NAR student                  | 22.7, 23.3    | 3.12, 2.70    | 7.3, 8.6     |
+| AR teacher                   | 240, 243      | 41.5, 41.1    | 5.8, 5.9     |
 
 Before the decoding of one request moved to Python lists (`recsys.rerank.models.decoding.FEW_ROWS`), NAR greedy
-was 3.85x faster than AR greedy on a quiet machine (AR 4.37 / 4.08 ms, NAR 1.14 / 1.06 ms, two runs), its ready
-matrix taking about 0.33 ms to decode (a dozen tensor ops per slot, then `step_log_probs`); both versions timed
-in one loaded run (`greedy` of the previous commit against this one, each NAR call right after AR): 3.34 ->
-3.94x and 3.63 -> 4.33x, then 3.51 -> 4.21x once the probabilities came from the recorded availability.
+was 3.85x faster than AR greedy in two quiet runs (AR 4.37 / 4.08 ms, NAR 1.14 / 1.06 ms), its ready matrix
+taking about 0.33 ms to decode (a dozen tensor ops per slot, then `step_log_probs`). The previous commit's
+`greedy` against this one in one run, each NAR call right after AR: 3.70 -> 4.46x quiet; 3.34 -> 3.94x, 3.63 ->
+4.33x and 3.51 -> 4.21x at load 4-5, where this benchmark gave 4.03 / 4.58x (4.87 / 4.94x warm).
 
-So the issue's goal (NAR >= 5x faster than AR per request) is still MISSED as measured here: 4.0-4.6x, 4.9x
-when NAR requests come in a row. The decoding is now a seventh of NAR greedy; the rest is the student's forward,
-whose floor is the candidate encoder both models share (AR = encoder + m decoder steps, about 0.45 + 10 x 0.35
-ms; NAR = encoder + one slot stack + decoding, about 0.45 + 0.25 + 0.1 ms). The first NAR call of a round follows
-AR greedy and finds the teacher's weights in the caches instead of its own (about 0.9 MB each, fp32): 0.1-0.2
-ms more. The ratio grows with m and with a cheaper shared encoder, not with a faster NAR decoder alone; a
-one-block student (`student_layers=1`, another training run) measured 4.94x before this change.
+So the issue's goal (NAR >= 5x faster than AR per request) is still MISSED, narrowly: 4.6-4.7x, 4.8-5.0x when
+NAR requests come in a row. Decoding is now a ninth of NAR greedy; the rest is the student's forward, whose
+floor is the candidate encoder both models share (AR = encoder + m decoder steps, about 0.42 + 10 x 0.36 ms;
+NAR = encoder + one slot stack + decoding, about 0.42 + 0.24 + 0.09 ms). The first NAR call of a round follows
+AR greedy and finds the teacher's weights in the caches instead of its own (about 0.9 MB each, fp32): 0.05 ms
+more when quiet, 0.15-0.2 ms under load. The ratio grows with m and with a cheaper shared encoder, not with a
+faster NAR decoder alone; a one-block student (`student_layers=1`, another training run) measured 4.94x before
+this change.
 """
 
 from __future__ import annotations
