@@ -64,11 +64,14 @@ def add_subcommand(
     examples: str,
     description: str | None = None,
 ) -> argparse.ArgumentParser:
-    """A subcommand whose --help shows `summary` (or `description`) and then its `examples` verbatim."""
+    """A subcommand whose --help shows `summary` (or `description`) and then its `examples` verbatim.
+
+    `summary` is an argparse help string ("%%" for a percent sign); argparse never %-formats a description, so
+    the description made from it gets a plain "%"."""
     return commands.add_parser(
         name,
         help=summary,
-        description=description or f"{summary[0].upper()}{summary[1:]}.",
+        description=description or f"{summary[0].upper()}{summary[1:]}.".replace("%%", "%"),
         epilog="examples:\n" + examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -83,3 +83,13 @@ def test_help_of_every_plugin_imports_no_torch():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert "serve" in report["plugins"]
     assert report["heavy"] == [], f"`kmono --help` imported {report['heavy']} (plug-ins: {report['plugins']})"
+
+
+def test_a_subcommand_summary_with_a_percent_sign_reads_right_in_both_helps():
+    from libs.cli.main import add_subcommand
+
+    parser = argparse.ArgumentParser(prog="kmono")
+    commands = parser.add_subparsers()
+    sub = add_subcommand(commands, "eval", "every model as %% of the optimum", "  kmono eval\n")
+    assert "every model as % of the optimum" in parser.format_help()
+    assert "Every model as % of the optimum." in sub.format_help() and "%%" not in sub.format_help()
