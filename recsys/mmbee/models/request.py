@@ -59,24 +59,61 @@ def request_input_names(takes_h_m: bool) -> tuple[str, ...]:
 class ExportableRequestMMBee(nn.Module):
     """`forward(*inputs)` -> GTR probability [B] of one viewer's B candidates; `inputs` are
     `request_input_names(takes_h_m)`: the viewer's tensors with one row, the candidates' with B. Scores equal
-    `ExportableMMBee`'s on the batch that repeats the viewer's row B times (float rounding apart)."""
+    `ExportableMMBee`'s on the batch that repeats the viewer's row B times (float rounding apart).
+
+    It holds the model's sub-modules that scoring reads (not MFQ: h_m is an input) and tables derived from the
+    weights when it is built (a snapshot: build it after training, right before export)."""
 
     def __init__(self, model: MMBeeModel, takes_h_m: bool = False) -> None:
         super().__init__()
         if takes_h_m and model.fusion_arch is None:
             raise ValueError("takes_h_m needs a model with h_m on (use_mfq and use_h_m)")
-        self.model = model
         self.takes_h_m = takes_h_m
+        self.has_h_m = model.fusion_arch is not None
+        self.sparse_arch = model.sparse_arch
+        self.behaviour_arch = model.behaviour_arch
+        self.backbone = model.backbone
+        self.over_arch = model.over_arch
         gie = model.expansion_arch
-        # a snapshot of the weights: the module is built after training, right before export
-        self.register_buffer("nodes", None if gie is None else _projected_nodes(gie))
-        self.din: tuple[torch.Tensor, ...] | None = None
-        if model.over_arch is not None:  # SIM: its DIN layer's weight split by input block, once
-            w_q, w_k, w_d, w_p = (
-                model.backbone.attention[0].weight.detach().chunk(4, dim=1)
-            )  # 4 x [hidden, e]
-            for name, weight in (("din_query", w_q + w_d), ("din_key", w_k - w_d), ("din_product", w_p)):
-                self.register_buffer(name, weight.T.contiguous())  # [e, hidden]
+        self.has_gie = gie is not None
+        self.has_h_g = gie is not None and gie.output is not None
+        self.num_user_nodes = 0 if gie is None else gie.theta_users.shape[0]
+        with torch.no_grad():
+            # GIE's node rows projected once (W θ + b), users' then streamers': rows to look up per request
+            self.register_buffer("nodes", None if gie is None else _projected_nodes(gie))
+            if self.has_h_g:
+                self._init_gie(gie, context=model._gie_sees_h_m)
+            if self.over_arch is not None:  # SIM: its DIN layer's weight split by input block, once
+                w_q, w_k, w_d, w_p = self.backbone.attention[0].weight.chunk(4, dim=1)  # 4 x [hidden, e]
+                for name, weight in (("din_query", w_q + w_d), ("din_key", w_k - w_d), ("din_product", w_p)):
+                    self.register_buffer(name, weight.T.contiguous())  # [e, hidden]
+
+    def _init_gie(self, gie, context: bool) -> None:
+        self.gie_output = gie.output
+        self.gie_empty = gie.empty
+        self.gie_context = context
+        order = (
+            gie.user_metapaths + gie.author_metapaths
+        )  # the order of the query blocks, `empty`, h_g's input
+        self.gie_order, self.gie_dim = order, gie.dim
+        # the attention query W [Θ_author, h_m] + b, scaled by 1/√d: the streamer's part is a table per streamer
+        weight, bias = gie.query_projection.weight, gie.query_projection.bias  # [P d, d (+ d)]
+        scale = 1 / math.sqrt(gie.dim)
+        authors = self.nodes[self.num_user_nodes :]  # [A + 1, d]
+        self.register_buffer("query_table", ((authors @ weight[:, : gie.dim].T + bias) * scale).contiguous())
+        self.register_buffer(
+            "query_context", (weight[:, gie.dim :].T * scale).contiguous() if context else None
+        )
+        # per source (the viewer's lists, the candidate's): its paths, their query blocks, their node offsets
+        self.gie_groups = []
+        for source in ("user", "author"):
+            paths = tuple(p for p in order if METAPATH_SOURCE[p] == source)
+            if paths:
+                offsets = [0 if METAPATH_TARGET[p] == "user" else self.num_user_nodes for p in paths]
+                self.register_buffer(f"offsets_{source}", torch.tensor(offsets)[:, None])  # [P_s, 1]
+                self.gie_groups.append((source, paths, _span([order.index(p) for p in paths])))
+        done = [p for _, paths, _ in self.gie_groups for p in paths]
+        self.gie_back = _span([done.index(p) for p in order])  # the computed blocks back in the query order
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -87,44 +124,41 @@ class ExportableRequestMMBee(nn.Module):
         if len(inputs) != len(names):
             raise ValueError(f"expected {len(names)} tensors ({names}), got {len(inputs)}")
         x = dict(zip(names, inputs, strict=True))
-        model = self.model
         authors = x["authors"]  # [B]
         rows = authors.shape[0]
-        user = model.sparse_arch.users(x["users"])  # [1, e]
+        user = self.sparse_arch.users(x["users"])  # [1, e]
         h_m = x.get("h_m")
-        if model.fusion_arch is not None and h_m is None:
+        if self.has_h_m and h_m is None:
             raise ValueError("this model has h_m on: its request program takes h_m rows")
-        parts = [model.sparse_arch.authors(authors)]  # [B, e]
-        if model.fusion_arch is not None:
+        parts = [self.sparse_arch.authors(authors)]  # [B, e]
+        if self.has_h_m:
             parts.append(h_m)  # [B, d]
-        if model.expansion_arch is not None:
-            gie = model.expansion_arch
+        if self.has_gie:
             theta_user = F.embedding(x["users"], self.nodes)  # [1, d]
-            theta_author = F.embedding(authors + gie.theta_users.shape[0], self.nodes)  # [B, d]
-            if gie.output is not None:
-                context = h_m if model._gie_sees_h_m else None
-                parts.append(_h_g(gie, self.nodes, x, theta_author, context))  # [B, d]
+            theta_author = F.embedding(authors + self.num_user_nodes, self.nodes)  # [B, d]
+            if self.has_h_g:
+                parts.append(self._h_g(x, authors, h_m))  # [B, d]
             parts += [theta_user.expand(rows, -1), theta_author]
         candidate = torch.cat(parts, dim=-1)  # [B, c]
         dense = torch.cat([x["user_dense"].expand(rows, -1), x["author_dense"]], dim=-1)  # [B, FU + FA]
         history_authors = x["history_authors"][0]  # [H]
-        keys, values = model.behaviour_arch(
-            model.sparse_arch.authors(history_authors), x["history_content"][0], x["history_actions"][0]
+        keys, values = self.behaviour_arch(
+            self.sparse_arch.authors(history_authors), x["history_content"][0], x["history_actions"][0]
         )  # [H, e] each
         mask = history_authors > 0  # [H]
-        if model.over_arch is not None:
+        if self.over_arch is not None:
             interest = self._sim(candidate, keys, values, mask)  # [B, e]
             features = torch.cat([user.expand(rows, -1), candidate, dense, interest], dim=-1)
-            logits = model.over_arch(features)
+            logits = self.over_arch(features)
         else:
             pooled = masked_mean(values.unsqueeze(0), mask.unsqueeze(0))  # [1, e]
             features = torch.cat([user.expand(rows, -1), candidate, dense, pooled.expand(rows, -1)], dim=-1)
-            logits = model.backbone(features)
+            logits = self.backbone(features)
         return torch.sigmoid(logits[:, 0])
 
     def _sim(self, candidate: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor):
         """`SIM.forward` for candidates [B, c] against one viewer's keys/values [H, e], mask [H] -> [B, e]."""
-        sim = self.model.backbone
+        sim = self.backbone
         q = sim.query(candidate)  # [B, e]
         scores = (q @ keys.T) / math.sqrt(sim.dim)  # [B, H]
         scores = torch.where(mask, scores, torch.finfo(scores.dtype).min)
@@ -143,53 +177,44 @@ class ExportableRequestMMBee(nn.Module):
         pooled = (weights.unsqueeze(-1) * values[index]).sum(1)  # [B, e]
         return torch.where(kept_mask.any(dim=-1, keepdim=True), pooled, sim.empty)
 
-
-def _h_g(
-    gie, nodes: torch.Tensor, x: dict, theta_author: torch.Tensor, query_context: torch.Tensor | None
-) -> torch.Tensor:
-    """`GIE.forward(...).h_g` [B, d] from the projected node table `nodes` (`_projected_nodes`): the viewer's
-    metapath lists ([1, K]) are looked up once, the candidates' per row."""
-    query = theta_author if query_context is None else torch.cat([theta_author, query_context], dim=-1)
-    order = gie.user_metapaths + gie.author_metapaths  # the order of the query blocks, `empty`, h_g's input
-    q = gie.query_projection(query).unflatten(-1, (len(order), gie.dim)) / math.sqrt(gie.dim)  # [B, P, d]
-    width = max(x[f"neighbours_{p}"].shape[1] for p in order)  # unequal K: padded to the longest
-    pooled, closest, done = [], [], []
-    for source in ("user", "author"):
-        paths = [p for p in order if METAPATH_SOURCE[p] == source]
-        if not paths:
-            continue
-        span = _span([order.index(p) for p in paths])
-        q_span = q[:, span]  # [B, P_s, d]
-        lists = [x[f"neighbours_{p}"] for p in paths]
-        lists = [n if n.shape[1] == width else F.pad(n, (0, width - n.shape[1])) for n in lists]
-        index = torch.stack(lists, 1)  # [1 or B, P_s, K]: the viewer's lists once, the candidates' per row
-        offset = torch.tensor(
-            [0 if METAPATH_TARGET[p] == "user" else gie.theta_users.shape[0] for p in paths]
-        )
-        mask = index > 0  # padding (index 0 of either space) is masked
-        if source == "user":
-            path_nodes = F.embedding(index[0] + offset[:, None], nodes)  # [P_s, K, d]
-            logits = torch.einsum("bpd,pkd->bpk", q_span, path_nodes)  # [B, P_s, K]
-        else:
-            path_nodes = F.embedding(index + offset[:, None], nodes)  # [B, P_s, K, d]
-            logits = torch.einsum("bpd,bpkd->bpk", q_span, path_nodes)
-        masked = torch.where(mask, logits, torch.finfo(logits.dtype).min)  # padding: weight exactly 0
-        best = masked.amax(dim=-1, keepdim=True)  # [B, P_s, 1]
-        weights = (masked - best).exp()
-        weights = weights / weights.sum(dim=-1, keepdim=True)  # [B, P_s, K]
-        if source == "user":
-            pooled_nodes = torch.einsum("bpk,pkd->bpd", weights, path_nodes)  # [B, P_s, d]
-        else:  # a product and a sum: 3-4x faster than einsum's batched [1, K] x [K, d] products on CPU
-            pooled_nodes = (weights.unsqueeze(-1) * path_nodes).sum(2)
-        found = mask.any(-1, keepdim=True)  # [1 or B, P_s, 1]
-        pooled.append(torch.where(found, pooled_nodes, gie.empty[span]))
-        # the best neighbour's attention logit (0 for an empty list): "is the candidate among my expansions"
-        closest.append(torch.where(found, best, 0.0).squeeze(-1))  # [B, P_s]
-        done += paths
-    back = _span([done.index(p) for p in order])  # the computed blocks back in the query order
-    pooled_all = torch.cat(pooled, dim=1)[:, back]  # [B, P, d]
-    features = torch.cat([pooled_all.flatten(1), torch.cat(closest, dim=1)[:, back]], dim=-1)
-    return gie.output(features)  # [B, d]
+    def _h_g(self, x: dict, authors: torch.Tensor, h_m: torch.Tensor | None) -> torch.Tensor:
+        """`GIE.forward(...).h_g` [B, d]: the viewer's metapath lists ([1, K]) looked up once, the candidates'
+        per row, in the projected node table."""
+        q = self.query_table[authors]  # [B, P d]
+        if self.gie_context:
+            q = q + h_m @ self.query_context
+        q = q.unflatten(-1, (len(self.gie_order), self.gie_dim))  # [B, P, d], already scaled by 1/√d
+        width = max(x[f"neighbours_{p}"].shape[1] for p in self.gie_order)  # unequal K: padded to the longest
+        pooled, closest = [], []
+        for source, paths, span in self.gie_groups:
+            q_span = q[:, span]  # [B, P_s, d]
+            lists = [x[f"neighbours_{p}"] for p in paths]
+            lists = [n if n.shape[1] == width else F.pad(n, (0, width - n.shape[1])) for n in lists]
+            index = torch.stack(
+                lists, 1
+            )  # [1 or B, P_s, K]: the viewer's lists once, the candidates' per row
+            mask = index > 0  # padding (index 0 of either space) is masked
+            if source == "user":
+                path_nodes = F.embedding(index[0] + self.offsets_user, self.nodes)  # [P_s, K, d]
+                logits = torch.einsum("bpd,pkd->bpk", q_span, path_nodes)  # [B, P_s, K]
+            else:
+                path_nodes = F.embedding(index + self.offsets_author, self.nodes)  # [B, P_s, K, d]
+                logits = (path_nodes * q_span.unsqueeze(2)).sum(-1)
+            masked = torch.where(mask, logits, torch.finfo(logits.dtype).min)  # padding: weight exactly 0
+            best = masked.amax(dim=-1, keepdim=True)  # [B, P_s, 1]
+            weights = (masked - best).exp()
+            weights = weights / weights.sum(dim=-1, keepdim=True)  # [B, P_s, K]
+            if source == "user":
+                pooled_nodes = torch.einsum("bpk,pkd->bpd", weights, path_nodes)  # [B, P_s, d]
+            else:  # a product and a sum: 3-4x faster than einsum's batched [1, K] x [K, d] products on CPU
+                pooled_nodes = (weights.unsqueeze(-1) * path_nodes).sum(2)
+            found = mask.any(-1, keepdim=True)  # [1 or B, P_s, 1]
+            pooled.append(torch.where(found, pooled_nodes, self.gie_empty[span]))
+            # the best neighbour's attention logit (0 for an empty list): "is the candidate among my expansions"
+            closest.append(torch.where(found, best, 0.0).squeeze(-1))  # [B, P_s]
+        pooled_all = torch.cat(pooled, dim=1)[:, self.gie_back]  # [B, P, d]
+        features = torch.cat([pooled_all.flatten(1), torch.cat(closest, dim=1)[:, self.gie_back]], dim=-1)
+        return self.gie_output(features)  # [B, d]
 
 
 def _span(index: list[int]) -> slice | list[int]:

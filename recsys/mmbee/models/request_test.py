@@ -18,9 +18,9 @@ EXTRA = {
 }
 
 
-def request_inputs(module: ExportableRequestMMBee, request) -> tuple[torch.Tensor, ...]:
+def request_inputs(module: ExportableRequestMMBee, model, request) -> tuple[torch.Tensor, ...]:
     """The request program's inputs for a batch whose rows share row 0's viewer: that viewer once."""
-    h_m = module.model.fusion(request) if module.takes_h_m else None
+    h_m = model.fusion(request) if module.takes_h_m else None
     inputs = batch_inputs(request, module.input_names, h_m)
     viewer = len(REQUEST_VIEWER_INPUT_NAMES)
     return (*(t[:1] for t in inputs[:viewer]), *inputs[viewer:])
@@ -40,7 +40,7 @@ def test_a_request_scores_as_the_model_scores_the_batch_that_repeats_its_viewer(
     for row in (0, 1, 4):  # row 0: no history; row 1: no expansion at all
         request = with_viewer_of(mixed, row)
         with torch.no_grad():
-            scores = module(*request_inputs(module, request))
+            scores = module(*request_inputs(module, model, request))
         torch.testing.assert_close(scores, model_scores(model, request), atol=1e-6, rtol=0)
 
 
@@ -48,7 +48,7 @@ def test_the_viewer_is_read_from_its_single_row_and_every_candidate_from_its_own
     model = _model()
     module = ExportableRequestMMBee(model, takes_h_m=True).eval()
     request = with_viewer_of(_batch(5, seed=7), 2)
-    inputs = request_inputs(module, request)
+    inputs = request_inputs(module, model, request)
     with torch.no_grad():
         base = module(*inputs)
         named = dict(zip(module.input_names, inputs, strict=True))
@@ -68,7 +68,7 @@ def test_the_viewer_is_read_from_its_single_row_and_every_candidate_from_its_own
 def test_a_request_program_exports_with_one_viewer_row_and_a_dynamic_candidate_batch():
     model = _model()
     module = ExportableRequestMMBee(model, takes_h_m=True).eval()
-    inputs = request_inputs(module, with_viewer_of(_batch(4), 1))
+    inputs = request_inputs(module, model, with_viewer_of(_batch(4), 1))
     viewer = len(REQUEST_VIEWER_INPUT_NAMES)
     batch_dim = torch.export.Dim("batch")
     dynamic = tuple(None if i < viewer else {0: batch_dim} for i in range(len(inputs)))
@@ -76,7 +76,9 @@ def test_a_request_program_exports_with_one_viewer_row_and_a_dynamic_candidate_b
     for size, seed in ((3, 5), (9, 6)):
         request = with_viewer_of(_batch(size, seed), 2)
         expected = model_scores(model, request)
-        torch.testing.assert_close(program(*request_inputs(module, request)), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            program(*request_inputs(module, model, request)), expected, atol=1e-5, rtol=0
+        )
 
 
 def test_input_names_and_refusals():
@@ -88,5 +90,8 @@ def test_input_names_and_refusals():
     with pytest.raises(ValueError, match="takes_h_m needs a model with h_m on"):
         ExportableRequestMMBee(_model(use_mfq=False), takes_h_m=True)
     module = ExportableRequestMMBee(_model(), takes_h_m=True)
+    assert not [
+        name for name in module.state_dict() if "fusion" in name
+    ]  # MFQ is not part of it: h_m is given
     with pytest.raises(ValueError, match="expected"):
         module(torch.zeros(1))
