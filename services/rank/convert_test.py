@@ -60,10 +60,12 @@ def test_embeddings_keep_name_order():
     [
         tensor(tensor_pb2.DATA_TYPE_FLOAT16, [2, 3], np.arange(6, dtype="<f2").tobytes()),
         tensor(tensor_pb2.DATA_TYPE_FLOAT64, [3], np.arange(3, dtype="<f8").tobytes()),
+        tensor(F32, [2, 2, 2], np.arange(8, dtype="<f4").tobytes()),
+        tensor(F32, [5], np.arange(5, dtype="<f4").tobytes()),
     ],
-    ids=["float16", "float64"],
+    ids=["float16", "float64", "float32-3d", "float32-1d"],
 )
-def test_other_float_types_are_converted_by_float_tensor(value):
+def test_other_float_types_and_ranks_are_converted_by_float_tensor(value):
     array = rank_request(request_with("speech", value)).candidates[1].embeddings["speech"]
     np.testing.assert_array_equal(array, float_tensor(value, "x"))
     assert array.dtype == np.float32
@@ -77,9 +79,20 @@ def test_other_float_types_are_converted_by_float_tensor(value):
         tensor(F32, [2, 0], b""),
         tensor(F32, [-1, 2], b"\0" * 8),
         tensor(F32, [10, 16], b"\0" * 12),
+        tensor(F32, [0, 2], b""),
         tensor(F32, [MAX_TENSOR_ELEMENTS + 1], b"\0" * 4 * (MAX_TENSOR_ELEMENTS + 1)),
+        tensor(F32, [1025, 1024], b"\0" * 4 * 1025 * 1024),
     ],
-    ids=["int32", "no-dims", "zero-dim", "negative-dim", "short-data", "too-many-elements"],
+    ids=[
+        "int32",
+        "no-dims",
+        "zero-dim",
+        "negative-dim",
+        "short-data",
+        "zero-rows",
+        "too-many-elements",
+        "too-many-elements-2d",
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("on_user", [False, True], ids=["candidate", "user"])
 def test_malformed_tensors_get_float_tensors_error_at_the_request_field(value, on_user):
