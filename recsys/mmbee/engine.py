@@ -150,11 +150,15 @@ def _segment_digests(batch: GTRBatch, rows) -> list[bytes]:
     index = np.fromiter(rows, np.int64)
     if not len(index):
         return []
-    # numpy views of the tokens (no torch dispatch per field): the same bytes, row by row, as before
     tokens = np.concatenate(
         [getattr(batch, name).numpy().reshape(len(batch), -1)[index] for name in _SEGMENT_FIELDS], 1
-    )  # [R, 3 L D]
-    return [hashlib.blake2b(row.data, digest_size=16).digest() for row in tokens]
+    )  # [R, 3 L D]: numpy views of the fields, no torch dispatch per field
+    data, width = tokens.tobytes(), tokens.shape[1] * tokens.itemsize
+    if not width:  # segments of no tokens: all alike
+        return [hashlib.sha256(b"").digest()[:16]] * len(index)
+    # SHA-256 (hardware-accelerated on x86 and ARM CPUs: about half blake2b's time per 2 KB segment here),
+    # truncated to 128 bits
+    return [hashlib.sha256(data[start : start + width]).digest()[:16] for start in range(0, len(data), width)]
 
 
 @dataclass
