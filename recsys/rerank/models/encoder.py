@@ -22,11 +22,12 @@ scores, which are features). *Our* choices where the issue is silent:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from recsys.data.pages import FEATURES, LAYOUTS, OPTIONS, PageBatch, weighted_scores
 from recsys.rerank.models.config import RerankModelConfig
-from recsys.rerank.models.layers import Block, key_padding_bias, same_author
+from recsys.rerank.models.layers import Block, key_padding_bias, layer_norm, same_author
 
 ITEM_INPUTS = len(FEATURES) + 1
 """Per-candidate input width: the features, then the options-weighted upstream score."""
@@ -52,7 +53,9 @@ class Condition(nn.Module):
         self.layout = nn.Embedding(len(LAYOUTS), config.d_model)
 
     def forward(self, batch: PageBatch) -> torch.Tensor:
-        return self.options(batch.options) + self.layout(batch.layout)
+        return F.linear(batch.options, self.options.weight, self.options.bias) + F.embedding(
+            batch.layout, self.layout.weight
+        )
 
 
 class CandidateEncoder(nn.Module):
@@ -71,11 +74,19 @@ class CandidateEncoder(nn.Module):
 
     def forward(self, batch: PageBatch) -> tuple[torch.Tensor, torch.Tensor]:
         condition = self.condition(batch)  # [B, d]
-        x = self.item_in(item_inputs(batch)) + condition.unsqueeze(1)  # [B, n, d]
-        padding = key_padding_bias(batch.valid)  # [B, 1, 1, n]
-        duplicates = same_author(batch.authors).unsqueeze(1)  # [B, 1, n, n]
-        for block, per_head in zip(self.blocks, self.same_author_bias, strict=True):
-            x = block(x, padding + per_head.view(1, self.heads, 1, 1) * duplicates)
-        items = self.norm(x) * batch.valid.unsqueeze(-1)  # [B, n, d], zero at padding
+        x = F.linear(item_inputs(batch), self.item_in.weight, self.item_in.bias) + condition.unsqueeze(
+            1
+        )  # [B, n, d]
+        padding = key_padding_bias(batch.valid).unsqueeze(0)  # [1, B, 1, 1, n]
+        duplicates = same_author(batch.authors)[None, :, None]  # [1, B, 1, n, n]
+        layers, heads = self.same_author_bias.shape
+        biases = (
+            padding + self.same_author_bias.view(layers, 1, heads, 1, 1) * duplicates
+        )  # [layers, B, h, n, n]
+        for block, bias in zip(self.blocks, biases, strict=True):
+            x = block(x, bias)
+        items = layer_norm(self.norm, x) * batch.valid.unsqueeze(-1)  # [B, n, d], zero at padding
         pooled = masked_mean(items, batch.valid)
-        return items, self.context(torch.cat([pooled, condition], dim=-1))
+        inner, _, outer = self.context  # called as functions: a module call costs more than a small op
+        hidden = F.gelu(F.linear(torch.cat([pooled, condition], dim=-1), inner.weight, inner.bias))
+        return items, F.linear(hidden, outer.weight, outer.bias)

@@ -4,6 +4,12 @@ block, layout-aware slot embeddings and the pointer (slot query · candidate key
 Masks are additive biases with a large negative *finite* value (`MASKED`) rather than -inf, so that a query
 whose keys are all masked (a padding token) averages harmlessly instead of producing NaN; such rows are never
 read. Attention runs through `F.scaled_dot_product_attention` (one fused kernel on CPU and GPU).
+
+Written for batch-1 latency (a request of 50 candidates is a few dozen small kernels, where Python and dispatch
+overhead rival the arithmetic): inside a block, submodules' weights go to `F.linear` / `F.layer_norm` directly
+instead of through module calls, heads are strided views of one projection rather than reshaped copies, and
+helpers build masks in as few ops as they can. The modules (and so the saved weights) are unchanged;
+`layers_test.py` holds the plain reading these forwards replaced and checks they agree within 1e-6.
 """
 
 from __future__ import annotations
@@ -23,16 +29,19 @@ MASKED = -1e9
 
 def key_padding_bias(keep: torch.Tensor) -> torch.Tensor:
     """Additive bias that blocks the keys where `keep` is False: bool [B, Lk] -> float [B, 1, 1, Lk]."""
-    return torch.zeros(keep.shape, dtype=torch.float32, device=keep.device).masked_fill(~keep, MASKED)[
-        :, None, None
-    ]
+    return torch.where(keep, 0.0, MASKED).to(torch.float32)[:, None, None]
 
 
 def same_author(authors: torch.Tensor) -> torch.Tensor:
     """1.0 where two different positions hold items by the same known author: long [..., L] -> float [..., L, L]."""
     same = (authors.unsqueeze(-1) == authors.unsqueeze(-2)) & (authors >= 0).unsqueeze(-1)
-    eye = torch.eye(authors.shape[-1], dtype=torch.bool, device=authors.device)
-    return (same & ~eye).to(torch.float32)
+    same.diagonal(dim1=-2, dim2=-1).fill_(False)  # a position is not its own duplicate
+    return same.to(torch.float32)
+
+
+def layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """`norm(x)` without the module call."""
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
 
 
 class Attention(nn.Module):
@@ -48,21 +57,23 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         batch, queries, width = x.shape
-        keys = memory.shape[1]
         if memory is x:  # self-attention: one matrix product for q, k and v
-            q, k, v = self.in_proj(x).split(width, dim=-1)
+            q, k, v = self._heads(
+                F.linear(x, self.in_proj.weight, self.in_proj.bias), 3
+            )  # [B, h, L, dh] each
         else:
             weight, offset = self.in_proj.weight, self.in_proj.bias
-            q = F.linear(x, weight[:width], offset[:width])
-            k, v = F.linear(memory, weight[width:], offset[width:]).split(width, dim=-1)
-        q = q.reshape(batch, queries, self.heads, -1).transpose(1, 2)  # [B, h, Lq, dh]
-        k = k.reshape(batch, keys, self.heads, -1)
-        v = v.reshape(batch, keys, self.heads, -1)
-        k, v = k.transpose(1, 2), v.transpose(1, 2)  # [B, h, Lk, dh]
+            (q,) = self._heads(F.linear(x, weight[:width], offset[:width]), 1)  # [B, h, Lq, dh]
+            k, v = self._heads(F.linear(memory, weight[width:], offset[width:]), 2)  # [B, h, Lk, dh] each
         mixed = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
         )  # [B, h, Lq, dh]
-        return self.out(mixed.transpose(1, 2).reshape(batch, queries, width))
+        return F.linear(mixed.transpose(1, 2).reshape(batch, queries, width), self.out.weight, self.out.bias)
+
+    def _heads(self, projected: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+        """[B, L, parts * d] -> `parts` views [B, h, L, dh] (strided: no copies)."""
+        batch, length, _ = projected.shape
+        return projected.view(batch, length, parts, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
 
 
 class Block(nn.Module):
@@ -89,11 +100,15 @@ class Block(nn.Module):
         memory_bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self.self_attention is not None:
-            normed = self.self_norm(x)
+            normed = layer_norm(self.self_norm, x)
             x = x + self.self_attention(normed, normed, self_bias)
         if self.cross_attention is not None:
-            x = x + self.cross_attention(self.cross_norm(x), memory, memory_bias)
-        return x + self.mlp(self.mlp_norm(x))
+            x = x + self.cross_attention(layer_norm(self.cross_norm, x), memory, memory_bias)
+        inner, _, outer, dropout = self.mlp  # called as functions: a module call costs more than a small op
+        hidden = F.linear(
+            F.gelu(F.linear(layer_norm(self.mlp_norm, x), inner.weight, inner.bias)), outer.weight, outer.bias
+        )
+        return x + (dropout(hidden) if self.training else hidden)
 
 
 class SlotEmbedding(nn.Module):
@@ -109,8 +124,8 @@ class SlotEmbedding(nn.Module):
         """layout long [B] -> [B, m, d]."""
         if not 1 <= num_slots <= self.max_slots:
             raise ValueError(f"num_slots {num_slots} is outside 1..{self.max_slots} (the config's max_slots)")
-        slots = torch.arange(num_slots, device=layout.device)
-        return self.table(layout.unsqueeze(-1) * self.max_slots + slots)
+        by_layout = self.table.weight.view(len(LAYOUTS), self.max_slots, -1)  # row layout * max_slots + slot
+        return by_layout[layout, :num_slots]
 
 
 class Pointer(nn.Module):
@@ -124,4 +139,6 @@ class Pointer(nn.Module):
         self.scale = 1.0 / math.sqrt(d_model)
 
     def forward(self, queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.query(queries) @ self.key(items).transpose(-1, -2)
+        query = F.linear(queries, self.query.weight, self.query.bias)
+        key = F.linear(items, self.key.weight, self.key.bias)
+        return self.scale * query @ key.transpose(-1, -2)

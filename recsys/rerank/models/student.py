@@ -22,7 +22,7 @@ from torch import nn
 from recsys.data.pages import PageBatch
 from recsys.rerank.models.config import RerankModelConfig
 from recsys.rerank.models.encoder import CandidateEncoder
-from recsys.rerank.models.layers import Block, Pointer, SlotEmbedding, key_padding_bias
+from recsys.rerank.models.layers import Block, Pointer, SlotEmbedding, key_padding_bias, layer_norm
 
 
 class NARStudent(nn.Module):
@@ -49,7 +49,7 @@ class NARStudent(nn.Module):
         memory_bias = key_padding_bias(batch.valid)
         for block in self.blocks:
             queries = block(queries, None, items, memory_bias)
-        return self.pointer(self.norm(queries), items), items
+        return self.pointer(layer_norm(self.norm, queries), items), items
 
     def logits(self, batch: PageBatch) -> torch.Tensor:
         """The position × candidate matching matrix (raw): [B, m, n]."""
