@@ -28,12 +28,13 @@ exactly (`page_diversity`, the simulator's own definition).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from recsys.data.pages import OBJECTIVES, PageBatch, gather_pages, page_diversity
 from recsys.rerank.models.config import RerankModelConfig
 from recsys.rerank.models.encoder import ITEM_INPUTS, Condition, item_inputs
-from recsys.rerank.models.layers import Block, SlotEmbedding, same_author
+from recsys.rerank.models.layers import Block, SlotEmbedding, layer_norm, same_author
 
 
 class PageEvaluator(nn.Module):
@@ -61,7 +62,11 @@ class PageEvaluator(nn.Module):
         duplicates = same_author(gather_pages(batch.authors, orders)).view(size * pages, 1, slots, slots)
         for block, per_head in zip(self.blocks, self.same_author_bias, strict=True):
             x = block(x, per_head.view(1, self.heads, 1, 1) * duplicates)
-        a, b, c = self.head(self.norm(x)).view(size, pages, slots, 3).unbind(dim=-1)
+        a, b, c = (
+            F.linear(layer_norm(self.norm, x), self.head.weight, self.head.bias)
+            .view(size, pages, slots, 3)
+            .unbind(dim=-1)
+        )
         ctr, watch, satisfaction = gather_pages(batch.features[..., : len(OBJECTIVES)], orders).unbind(dim=-1)
         click = ctr * a.clamp(-6.0, 6.0).exp()
         watched = click * watch * b.clamp(-6.0, 6.0).exp()

@@ -29,7 +29,7 @@ from torch import nn
 from recsys.data.pages import PageBatch
 from recsys.rerank.models.config import RerankModelConfig
 from recsys.rerank.models.encoder import CandidateEncoder
-from recsys.rerank.models.layers import Block, Pointer, SlotEmbedding, key_padding_bias
+from recsys.rerank.models.layers import MASKED, Block, Pointer, SlotEmbedding, key_padding_bias, layer_norm
 
 
 @dataclass
@@ -60,6 +60,8 @@ class PrefixDecoder(nn.Module):
         self.start = nn.Parameter(torch.zeros(config.d_model))
         self.blocks = nn.ModuleList(Block(config, cross=True) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.d_model)
+        causal = torch.full((config.max_slots, config.max_slots), MASKED).triu(1)  # slot k sees slots <= k
+        self.register_buffer("causal", causal, persistent=False)  # built once, not saved
 
     def forward(self, state: TeacherState, prefix: torch.Tensor) -> torch.Tensor:
         rows, placed = prefix.shape
@@ -67,10 +69,10 @@ class PrefixDecoder(nn.Module):
         index = prefix.unsqueeze(-1).expand(rows, placed, width)
         previous = torch.cat([self.start.expand(rows, 1, width), state.items.gather(1, index)], dim=1)
         x = previous + state.slots[:, : placed + 1] + state.context.unsqueeze(1)  # [R, t+1, d]
-        causal = torch.full((placed + 1, placed + 1), -1e9, device=x.device).triu(1)  # slot k sees slots <= k
+        causal = self.causal[: placed + 1, : placed + 1]
         for block in self.blocks:
             x = block(x, causal, state.items, state.memory_bias)
-        return self.norm(x)
+        return layer_norm(self.norm, x)
 
 
 class ARTeacher(nn.Module):
