@@ -74,19 +74,19 @@ class CandidateEncoder(nn.Module):
 
     def forward(self, batch: PageBatch) -> tuple[torch.Tensor, torch.Tensor]:
         condition = self.condition(batch)  # [B, d]
-        x = F.linear(item_inputs(batch), self.item_in.weight, self.item_in.bias) + condition.unsqueeze(
-            1
-        )  # [B, n, d]
+        tokens = F.linear(item_inputs(batch), self.item_in.weight, self.item_in.bias)  # [B, n, d]
+        x = tokens + condition.unsqueeze(1)
         padding = key_padding_bias(batch.valid).unsqueeze(0)  # [1, B, 1, 1, n]
         duplicates = same_author(batch.authors)[None, :, None]  # [1, B, 1, n, n]
         layers, heads = self.same_author_bias.shape
-        biases = (
-            padding + self.same_author_bias.view(layers, 1, heads, 1, 1) * duplicates
-        )  # [layers, B, h, n, n]
+        per_head = self.same_author_bias.view(layers, 1, heads, 1, 1)
+        biases = padding + per_head * duplicates  # [layers, B, h, n, n]: every layer's in two ops
         for block, bias in zip(self.blocks, biases, strict=True):
             x = block(x, bias)
-        items = layer_norm(self.norm, x) * batch.valid.unsqueeze(-1)  # [B, n, d], zero at padding
-        pooled = masked_mean(items, batch.valid)
+        keep = batch.valid.unsqueeze(-1).to(x.dtype)  # [B, n, 1]
+        items = layer_norm(self.norm, x) * keep  # [B, n, d], zero at padding
+        # masked_mean(items, valid) without its second masking: items are already 0 at padding
+        pooled = items.sum(dim=1) / keep.sum(dim=1).clamp_min(1.0)  # [B, d]
         inner, _, outer = self.context  # called as functions: a module call costs more than a small op
         hidden = F.gelu(F.linear(torch.cat([pooled, condition], dim=-1), inner.weight, inner.bias))
         return items, F.linear(hidden, outer.weight, outer.bias)
