@@ -12,8 +12,8 @@ segment in the request), the same list for every measurement.
 
 Stages (CPU time of this thread, `time.thread_time`, so that other processes on a shared machine count less;
 p50 over requests, ms): the request checks (`check_request`), the featurizer (`featurizer.batch`), the h_m cache
-keys (`segment_keys`: digests of the overridden segments), the h_m cache lookup (`CachedScorer.h_m`), the scoring
-program, and the ranking; "engine.score" is the whole call, timed apart. The models alternate per request (ABBA).
+keys (`segment_keys`: digests of the overridden segments), the h_m cache lookup (`CachedScorer.rows`: h_m and
+the candidate's own GIE expansions), the scoring program, and the ranking; "engine.score" is the whole call, timed apart. The models alternate per request (ABBA).
 Beneath: the scoring program alone on the same batches, the request program against the scorer program (what a
 format-2 folder runs), with the largest score difference between them.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -85,9 +86,13 @@ def stage_times(ranker, request) -> dict[str, float]:
     cached = ranker.scorer
     keys = segment_keys(request, batch) if cached.cache is not None else None
     times.append(clock())
-    h_m = cached.h_m(batch, keys) if cached.cache is not None else None
+    rows = cached.rows(batch, keys) if cached.cache is not None else None  # h_m (+ candidate rows)
     times.append(clock())
-    scores = cached.scorer(batch, h_m)
+    scorer = cached.scorer
+    if scorer.candidate is not None:
+        scores = scorer.score_request(batch, candidate_rows=rows)
+    else:
+        scores = scorer(batch, rows)
     times.append(clock())
     order = np.argsort(-scores.astype(np.float64), kind="stable")
     [(request.candidates[i].stream_id, float(scores[i])) for i in order]
@@ -150,13 +155,16 @@ def main() -> None:
             pairs, worst = {"request program": [], "scorer program": []}, 0.0
             for i, request in enumerate(requests):
                 batch = ranker.featurizer.batch(request)
-                h_m = ranker.scorer.h_m(batch, segment_keys(request, batch)) if scorer.takes_h_m else None
+                rows = ranker.scorer.rows(batch, segment_keys(request, batch)) if scorer.takes_h_m else None
+                h_m = None if rows is None else rows[:, : scorer.h_m_dim]
+                calls = {
+                    "request program": partial(scorer.score_request, batch, candidate_rows=rows),
+                    "scorer program": partial(row_by_row, batch, h_m),
+                }
                 results = {}
-                for label, program in (("request program", scorer), ("scorer program", row_by_row))[
-                    :: 1 - 2 * (i % 2)
-                ]:
+                for label in list(calls)[:: 1 - 2 * (i % 2)]:
                     start = time.thread_time()
-                    results[label] = program(batch, h_m)
+                    results[label] = calls[label]()
                     if i >= args.warmup:
                         pairs[label].append((time.thread_time() - start) * 1e3)
                 worst = max(

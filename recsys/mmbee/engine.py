@@ -18,7 +18,9 @@ h_m is cached. MFQ's h_m (the expensive part of MMBee: attention over every toke
 segment) depends on the streamer and its segment only, and one live stream is scored for every viewer who
 opens the feed, so `CachedScorer` keeps h_m rows in a bounded LRU (`H_M_CACHE_ROWS` per loaded model) and each
 request runs the fusion program once, on the candidates whose key it has not seen, then the scorer with every
-candidate's row. The keys (`segment_keys`) are (stream id, author index, None) for a segment read from the
+candidate's row. With a format-3 folder the cached row is the candidate row (h_m, then GIE's attention over the
+streamer's own metapaths, which depends on the streamer and h_m only: the candidate program runs right after
+the fusion, on the same rows), so a request computes neither again (the paper's precomputed expansions). The keys (`segment_keys`) are (stream id, author index, None) for a segment read from the
 snapshot (immutable while the model is loaded, so such a row never goes stale) and (stream id, author index,
 digest of the segment's bytes) when the request sends segment tokens itself, so an override is never served
 the h_m of another segment. Concurrent requests (the servicer scores from several threads) share the cache
@@ -43,6 +45,7 @@ import torch
 
 from libs.errors import UnknownModelVersion
 from recsys.data.batches import AUTHOR_DENSE, USER_DENSE, GTRBatch
+from recsys.mmbee.export.scorer import single_viewer
 from recsys.mmbee.featurize import ServingFeaturizer
 from recsys.mmbee.requests import RankRequest, RankResult, RankSpec, ScoredStream, check_request
 
@@ -51,7 +54,8 @@ logger = logging.getLogger(__name__)
 ENGINE_FILE = "engine.json"
 SNAPSHOT_DIR = "snapshot"
 H_M_CACHE_ROWS = 100_000
-"""h_m rows a loaded model keeps (each d float32: 100k x 32 floats is 13 MB)."""
+"""Rows a loaded model keeps: candidate rows of d + P_c (d + 1) float32 (h_m, then GIE over the streamer's own
+metapaths: 98 floats at the defaults, 100k rows = 39 MB), or h_m alone (d floats) for a format-2 folder."""
 _SEGMENT_FIELDS = ("visual", "speech", "comments")
 
 
@@ -106,10 +110,18 @@ class CachedScorer:
     def __call__(self, batch: GTRBatch, keys: Sequence[Hashable] | None = None) -> np.ndarray:
         if self.cache is None or len(batch) == 0:
             return self.scorer(batch)
-        return self.scorer(batch, self.h_m(batch, content_keys(batch) if keys is None else keys))
+        rows = self.rows(batch, content_keys(batch) if keys is None else keys)
+        if self.scorer.candidate is not None and single_viewer(batch):
+            return self.scorer.score_request(batch, candidate_rows=rows)
+        return self.scorer(batch, rows[:, : self.scorer.h_m_dim])
 
     def h_m(self, batch: GTRBatch, keys: Sequence[Hashable]) -> torch.Tensor:
-        """h_m [B, d] of every row: cached rows, and one fusion call over the rows of unseen keys."""
+        """h_m [B, d] of every row (the first d columns of the cached rows)."""
+        return self.rows(batch, keys)[:, : self.scorer.h_m_dim]
+
+    def rows(self, batch: GTRBatch, keys: Sequence[Hashable]) -> torch.Tensor:
+        """The cached rows [B, w] of every row (`Scorer.cache_rows`: h_m and the candidate's own expansions),
+        and one fusion (+ candidate program) call over the rows of unseen keys."""
         if self.cache is None:
             raise ValueError("this scorer caches no h_m (a model without h_m, or capacity 0)")
         if len(keys) != len(batch):
@@ -120,12 +132,14 @@ class CachedScorer:
             if row is None:
                 first.setdefault(key, i)
         if first:
-            computed = self.scorer.h_m(batch, np.fromiter(first.values(), np.int64, len(first))).numpy()
+            computed = self.scorer.cache_rows(
+                batch, np.fromiter(first.values(), np.int64, len(first))
+            ).numpy()
             stored = dict(
                 zip(first, self.cache.put_many(list(first), [row.copy() for row in computed]), strict=True)
             )
             rows = [stored[key] if row is None else row for key, row in zip(keys, rows, strict=True)]
-        return torch.from_numpy(np.stack(rows))  # [B, d]
+        return torch.from_numpy(np.stack(rows))  # [B, w]
 
 
 def segment_keys(request: RankRequest, batch: GTRBatch) -> list[tuple]:

@@ -3,10 +3,10 @@
 
 The folder is produced by `kmono mmbee train --preset default --out recsys/mmbee/defaults/model` (about 2 CPU
 minutes; see `recsys.mmbee.pipeline`) and committed (model + snapshot, 22 MB), so `kmono serve rank` scores
-for real out of the box. Its programs were re-exported in model folder format 3 (request.pt2 added) from the
+for real out of the box. Its programs were re-exported in model folder format 3 (request.pt2 and candidate.pt2 added) from the
 same model.safetensors, without retraining: `recsys.mmbee.export.save_model_folder(DEFAULT_MODEL_PATH, model,
-example, metrics)` with the model of `load_model_folder`, the pipeline's example batch (the first 8 test rows)
-and the folder's own metrics.json.
+example, metrics)` with the model rebuilt from the folder's config.json and model.safetensors, the pipeline's
+example batch (the first 8 test rows) and the folder's own metrics.json.
 """
 
 from pathlib import Path

@@ -15,9 +15,11 @@ scorer takes `flatten_batch(batch)` (`FLAT_INPUT_NAMES`) as before. Every model 
     request.pt2  `ExportableRequestMMBee(model, takes_h_m)`: one viewer's inputs with a single row
                  (`REQUEST_VIEWER_INPUT_NAMES`: id, dense statistics, behaviour sequence, the viewer's metapath
                  lists), then the candidates' (`request_candidate_input_names`) -> GTR probability [B]
+    candidate.pt2  (h_m on) `ExportableCandidateRows`: authors, h_m, the streamer's own metapath lists ->
+                 candidate rows [B, d + P_c (d + 1)] (h_m first), what the request program takes per candidate
 
-which scores a ranking request with the viewer's work done once (`recsys.mmbee.models.request`; for MMBee and
-for the backbone alone alike). The programs carry their weights, so serving needs neither the model's Python
+which score a ranking request with the viewer's work done once and the candidate's streamer-and-segment work
+cached with h_m (`recsys.mmbee.models.request`; the backbone alone gets the request program too). The programs carry their weights, so serving needs neither the model's Python
 classes nor its config: `Scorer` holds the programs, `scorer(batch, h_m=None) -> np.ndarray [B]` (h_m computed
 by the fusion program when not given, so `scorer(batch)` is always the whole model; a batch whose rows share
 one viewer, `single_viewer`, runs the request program on that viewer's row, any other the scorer program) and
@@ -37,7 +39,8 @@ Model folder layout (`save_model_folder` / `load_model_folder`), format 3:
     config.json         {"format_version": 3, "config": MMBeeConfig.to_dict(),
                          "programs": {"scorer": {"file": "scorer.pt2", "inputs": {name: {"shape": [null, ...],
                          "dtype": ...}}}, "fusion": {"file": "fusion.pt2", "inputs": {...}},  (fusion: h_m on)
-                         "request": {"file": "request.pt2", "inputs": {...}}},  (viewer inputs: [1, ...])
+                         "request": {"file": "request.pt2", "inputs": {...}},  (viewer inputs: [1, ...])
+                         "candidate": {"file": "candidate.pt2", "inputs": {...}}},  (h_m on)
                          "max_batch": 4096, "sha256": {file: digest of every other file}}
                         written last: a folder without it is incomplete
     model.safetensors   the eager model's state dict, Θ buffers included (MMBeeModel(config) + load_state_dict
@@ -45,9 +48,10 @@ Model folder layout (`save_model_folder` / `load_model_folder`), format 3:
     scorer.pt2          the exported scorer (any batch: evaluation, batches of several viewers)
     fusion.pt2          the exported fusion (what the service runs for the (streamer, segment)s it has not seen)
     request.pt2         the exported request scorer (what the service runs for every request)
+    candidate.pt2       the exported candidate rows (run with fusion.pt2, on the same cache misses)
     metrics.json        the evaluation metrics the folder was released with (NaN written as null)
 
-Format 2 (no request.pt2) is still read: every batch is then scored by the scorer program, as before.
+Format 2 (no request.pt2 nor candidate.pt2) is still read: every batch is then scored by the scorer program, as before.
 Format 1 (one whole-model scorer.pt2) is refused with the format named: re-export the model (`kmono mmbee
 train`, or `save_model_folder` from its model.safetensors). Other files (the service's engine.json, the feature
 snapshot) may live beside these; they are not touched. `save_model_folder` checks the programs against the eager
@@ -86,7 +90,9 @@ from recsys.mmbee.models.mmbee import (
     batch_inputs,
 )
 from recsys.mmbee.models.request import (
+    CANDIDATE_ROW_INPUT_NAMES,
     REQUEST_VIEWER_INPUT_NAMES,
+    ExportableCandidateRows,
     ExportableRequestMMBee,
     request_input_names,
     with_viewer_of,
@@ -105,6 +111,7 @@ WEIGHTS_FILE = "model.safetensors"
 SCORER_FILE = "scorer.pt2"
 FUSION_FILE = "fusion.pt2"
 REQUEST_FILE = "request.pt2"
+CANDIDATE_FILE = "candidate.pt2"
 METRICS_FILE = "metrics.json"
 
 
@@ -205,6 +212,7 @@ class Scorer:
         scorer: CheckedProgram,
         fusion: CheckedProgram | None = None,
         request: CheckedProgram | None = None,
+        candidate: CheckedProgram | None = None,
     ) -> None:
         expected = H_M_SCORER_INPUT_NAMES if fusion is not None else FLAT_INPUT_NAMES
         if scorer.names != expected:
@@ -215,9 +223,18 @@ class Scorer:
             raise ModelFolderError(
                 f"the request program takes {request.names}, expected {request_input_names(fusion is not None)}"
             )
+        if (request is not None and fusion is not None) != (candidate is not None):
+            raise ModelFolderError(
+                "a request program of a model with h_m on comes with its candidate program"
+            )
+        if candidate is not None and candidate.names != CANDIDATE_ROW_INPUT_NAMES:
+            raise ModelFolderError(
+                f"the candidate program takes {candidate.names}, expected {CANDIDATE_ROW_INPUT_NAMES}"
+            )
         self.scorer = scorer
         self.fusion = fusion
         self.request = request
+        self.candidate = candidate
 
     @property
     def program(self) -> torch.export.ExportedProgram:
@@ -240,7 +257,7 @@ class Scorer:
 
     @max_batch.setter
     def max_batch(self, rows: int) -> None:
-        for program in (self.scorer, self.fusion, self.request):
+        for program in (self.scorer, self.fusion, self.request, self.candidate):
             if program is not None:
                 program.max_batch = rows
 
@@ -264,16 +281,54 @@ class Scorer:
             h_m = self.h_m(batch)
         h_m = h_m if self.takes_h_m else None
         if self.request is not None and single_viewer(batch):
-            return self.score_request(batch, h_m)
+            return self.score_request(batch, h_m=h_m)
         return self.scorer(*batch_inputs(batch, self.scorer.names, h_m)).float().numpy()  # [B]
 
-    def score_request(self, batch: GTRBatch, h_m: torch.Tensor | None = None) -> np.ndarray:
+    @property
+    def h_m_dim(self) -> int:
+        """The width d of h_m (the first d columns of a candidate row)."""
+        if self.fusion is None:
+            raise ValueError("this model has no h_m")
+        return self.scorer.specs[self.scorer.names.index("h_m")].shape[1]
+
+    def cache_rows(self, batch: GTRBatch, rows: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """What a server caches per (streamer, segment) for the batch's `rows`: the candidate rows [R, w] when
+        the folder has a candidate program, else h_m [R, d] (format 2); h_m is the first d columns of both."""
+        h_m = self.h_m(batch, rows)  # [R, d]
+        if self.candidate is None:
+            return h_m
+        index = torch.as_tensor(rows, dtype=torch.long)
+        names = tuple(name for name in CANDIDATE_ROW_INPUT_NAMES if name != "h_m")
+        authors, *lists = (tensor[index] for tensor in batch_inputs(batch.to("cpu"), names))
+        return self.candidate(authors, h_m, *lists)  # [R, w]
+
+    def candidate_rows(self, batch: GTRBatch, h_m: torch.Tensor | None = None) -> torch.Tensor:
+        """The candidate program's rows [B, w] of every row of `batch` (h_m, then what GIE computes from the
+        candidate streamer's own metapaths: `ExportableRequestMMBee.candidate_rows`); `h_m` [B, d] computed by
+        the fusion program when not given."""
+        if self.candidate is None:
+            raise ValueError("this model folder has no candidate program (a model without h_m, or format 2)")
+        batch = batch.to("cpu")
+        h_m = self.h_m(batch) if h_m is None else h_m
+        return self.candidate(*batch_inputs(batch, CANDIDATE_ROW_INPUT_NAMES, h_m))  # [B, w]
+
+    def score_request(
+        self, batch: GTRBatch, candidate_rows: torch.Tensor | None = None, h_m: torch.Tensor | None = None
+    ) -> np.ndarray:
         """The request program on `batch`, read as row 0's viewer with every row's candidate: the scores of
-        `batch` when its rows share their viewer (`single_viewer`), of that viewer's request otherwise."""
+        `batch` when its rows share their viewer (`single_viewer`), of that viewer's request otherwise. With h_m
+        on, `candidate_rows` [B, w] are the candidate program's rows (a cache's), computed when not given (from
+        `h_m` when given)."""
         if self.request is None:
             raise ValueError("this model folder has no request program (format 2: re-export it)")
-        inputs = batch_inputs(batch.to("cpu"), self.request.names, h_m)
+        batch = batch.to("cpu")
         viewer = len(REQUEST_VIEWER_INPUT_NAMES)
+        names = self.request.names
+        if self.candidate is None:
+            inputs = batch_inputs(batch, names)
+        else:
+            rows = self.candidate_rows(batch, h_m) if candidate_rows is None else candidate_rows
+            inputs = (*batch_inputs(batch, names[:-1]), rows)  # the rows are the last input
         return self.request(*(t[:1] for t in inputs[:viewer]), *inputs[viewer:]).float().numpy()  # [B]
 
 
@@ -314,7 +369,18 @@ def export_scorer(model: MMBeeModel, example_batch: GTRBatch, directory: str | o
     inputs = batch_inputs(example, exportable.input_names, h_m)
     scorer = _export(exportable, exportable.input_names, inputs, directory / SCORER_FILE, star_args=True)
     request_module = ExportableRequestMMBee(cpu_model, takes_h_m=fusion is not None).eval()
-    inputs = batch_inputs(example, request_module.input_names, h_m)
+    candidate = None
+    names = request_module.input_names
+    if fusion is not None:
+        rows_module = ExportableCandidateRows(request_module).eval()
+        inputs = batch_inputs(example, CANDIDATE_ROW_INPUT_NAMES, h_m)
+        candidate = _export(
+            rows_module, CANDIDATE_ROW_INPUT_NAMES, inputs, directory / CANDIDATE_FILE, star_args=True
+        )
+        with torch.no_grad():
+            inputs = (*batch_inputs(example, names[:-1]), rows_module(*inputs))  # the rows are the last input
+    else:
+        inputs = batch_inputs(example, names)
     viewer = len(REQUEST_VIEWER_INPUT_NAMES)  # the viewer's inputs: row 0's, one row (a fixed dimension)
     inputs = (*(tensor[:1] for tensor in inputs[:viewer]), *inputs[viewer:])
     request = _export(
@@ -324,7 +390,7 @@ def export_scorer(model: MMBeeModel, example_batch: GTRBatch, directory: str | o
     logger.info(
         "exported the MMBee %s to %s", "fusion, scorer, request" if fusion else "scorer, request", directory
     )
-    return Scorer(scorer, fusion, request)
+    return Scorer(scorer, fusion, request, candidate)
 
 
 def _export(module, names, inputs, path: Path, *, star_args: bool, fixed: int = 0) -> CheckedProgram:
@@ -358,10 +424,12 @@ def load_scorer(directory: str | os.PathLike) -> Scorer:
             f"{directory / SCORER_FILE} takes {len(scorer.specs)} inputs; an MMBee scorer takes "
             f"{len(FLAT_INPUT_NAMES)} (the whole model) or {len(H_M_SCORER_INPUT_NAMES)} (with h_m)"
         )
-    request = None
+    request = candidate = None
     if (directory / REQUEST_FILE).is_file():
         request = _load_program(directory / REQUEST_FILE, request_input_names(fusion is not None))
-    return Scorer(scorer, fusion, request)
+        if fusion is not None:
+            candidate = _load_program(directory / CANDIDATE_FILE, CANDIDATE_ROW_INPUT_NAMES)
+    return Scorer(scorer, fusion, request, candidate)
 
 
 def _load_program(path: Path, names: tuple[str, ...] | None = None) -> CheckedProgram:
@@ -421,10 +489,9 @@ def verify_export(
                 if scorer.request is not None:
                     for row in range(min(VERIFIED_VIEWERS, len(batch))):
                         request = with_viewer_of(batch, row)
-                        h_m = scorer.h_m(request) if scorer.takes_h_m else None
                         compare(
                             "request scores",
-                            scorer.score_request(request, h_m),
+                            scorer.score_request(request),
                             torch.sigmoid(model(request.to(device))[:, 0]).float().cpu().numpy(),
                         )
     finally:
@@ -449,6 +516,7 @@ def save_model_folder(
     (directory / CONFIG_FILE).unlink(missing_ok=True)  # the folder is incomplete until config.json is back
     (directory / FUSION_FILE).unlink(missing_ok=True)  # a previous export's, if this model has no h_m
     (directory / REQUEST_FILE).unlink(missing_ok=True)
+    (directory / CANDIDATE_FILE).unlink(missing_ok=True)
     cpu_model = copy.deepcopy(model).to("cpu").eval()
     _atomic(
         directory / WEIGHTS_FILE,
@@ -462,6 +530,8 @@ def save_model_folder(
     if scorer.fusion is not None:
         programs["fusion"] = (FUSION_FILE, scorer.fusion)
     programs["request"] = (REQUEST_FILE, scorer.request)
+    if scorer.candidate is not None:
+        programs["candidate"] = (CANDIDATE_FILE, scorer.candidate)
     files = (WEIGHTS_FILE, *(file for file, _ in programs.values()), METRICS_FILE)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -516,7 +586,9 @@ def load_model_folder(directory: str | os.PathLike) -> tuple[MMBeeConfig, MMBeeM
             for name, entry in manifest["programs"].items()
         }
         expected = {"scorer", "fusion"} if config.h_m_enabled else {"scorer"}
-        if set(programs) != expected | ({"request"} if version >= 3 else set()):
+        if version >= 3:
+            expected |= {"request", "candidate"} if config.h_m_enabled else {"request"}
+        if set(programs) != expected:
             raise ValueError(
                 f"programs {sorted(programs)} do not fit the config (h_m {config.h_m_enabled}) "
                 f"and format {version}"
@@ -554,7 +626,11 @@ def load_model_folder(directory: str | os.PathLike) -> tuple[MMBeeConfig, MMBeeM
         program.specs, program.max_batch = specs, max_batch
         loaded[name] = program
     try:
-        return config, model, Scorer(loaded["scorer"], loaded.get("fusion"), loaded.get("request"))
+        return (
+            config,
+            model,
+            Scorer(loaded["scorer"], loaded.get("fusion"), loaded.get("request"), loaded.get("candidate")),
+        )
     except ModelFolderError as error:
         raise ModelFolderError(f"{directory}: {error}") from error
 

@@ -17,6 +17,7 @@ from recsys.mmbee.export import (
     verify_export,
 )
 from recsys.mmbee.export.scorer import (
+    CANDIDATE_FILE,
     CONFIG_FILE,
     FUSION_FILE,
     METRICS_FILE,
@@ -74,17 +75,29 @@ def loaded(folder):
 def test_the_folder_holds_its_documented_files(folder):
     model, directory = folder
     h_m = model.config.h_m_enabled
-    files = {WEIGHTS_FILE, SCORER_FILE, REQUEST_FILE, METRICS_FILE} | ({FUSION_FILE} if h_m else set())
+    files = {WEIGHTS_FILE, SCORER_FILE, REQUEST_FILE, METRICS_FILE} | (
+        {FUSION_FILE, CANDIDATE_FILE} if h_m else set()
+    )
     assert {p.name for p in directory.iterdir()} == files | {CONFIG_FILE}
     manifest = json.loads((directory / CONFIG_FILE).read_text())
     assert manifest["format_version"] == FORMAT_VERSION == 3 and manifest["config"] == model.config.to_dict()
     assert set(manifest["sha256"]) == files
-    assert set(manifest["programs"]) == ({"scorer", "fusion", "request"} if h_m else {"scorer", "request"})
+    assert set(manifest["programs"]) == (
+        {"scorer", "fusion", "request", "candidate"} if h_m else {"scorer", "request"}
+    )
     request_inputs = manifest["programs"]["request"]["inputs"]  # the viewer once, the candidates per row
     assert request_inputs["history_content"] == {"shape": [1, 6, 8], "dtype": "float32"}
     assert request_inputs["neighbours_u2a2u"]["shape"][0] == 1
     assert request_inputs["author_dense"]["shape"] == [None, 3] and "visual" not in request_inputs
-    assert ("h_m" in request_inputs) == h_m
+    assert ("candidate_rows" in request_inputs) == h_m and "h_m" not in request_inputs
+    if (
+        h_m
+    ):  # h_m and the candidate's own expansions (a2a, a2u2a: pooled [d] and best logit each), cached together
+        assert request_inputs["candidate_rows"]["shape"] == [None, 16 + 2 * (16 + 1)]
+        assert "neighbours_a2a" not in request_inputs
+        assert list(manifest["programs"]["candidate"]["inputs"]) == [
+            "authors", "h_m", "neighbours_a2a", "neighbours_a2u2a"
+        ]  # fmt: skip
     scorer_inputs = manifest["programs"]["scorer"]["inputs"]
     if h_m:  # the scorer takes h_m instead of the segment tokens, which only the fusion program reads
         assert (
@@ -129,7 +142,12 @@ def test_a_request_is_scored_by_the_request_program_with_the_eager_scores(folder
         assert single_viewer(request)  # a broadcast view, then the same rows copied
         expected = eager_scores(model, request)
         h_m = scorer.h_m(request) if scorer.takes_h_m else None
-        np.testing.assert_allclose(scorer.score_request(request, h_m), expected, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(scorer.score_request(request, h_m=h_m), expected, atol=1e-5, rtol=0)
+        if scorer.takes_h_m:  # the rows a server caches: h_m first
+            cached = scorer.cache_rows(request, np.arange(len(request)))
+            assert cached.shape[0] == len(request)
+            torch.testing.assert_close(cached[:, : scorer.h_m_dim], h_m, atol=0, rtol=0)
+            np.testing.assert_allclose(scorer.score_request(request, cached), expected, atol=1e-5, rtol=0)
         np.testing.assert_allclose(scorer(request), expected, atol=1e-5, rtol=0)
     assert rows == 1 or not single_viewer(mixed)
 
@@ -162,8 +180,10 @@ def test_a_format_2_folder_scores_every_batch_with_the_scorer_program(folder, tm
     model, source = folder
     directory = copy_folder(source, tmp_path / "copy")
     manifest = json.loads((directory / CONFIG_FILE).read_text())
-    del manifest["programs"]["request"], manifest["sha256"][REQUEST_FILE]
-    (directory / REQUEST_FILE).unlink()
+    for name, file in (("request", REQUEST_FILE), ("candidate", CANDIDATE_FILE)):
+        if name in manifest["programs"]:
+            del manifest["programs"][name], manifest["sha256"][file]
+            (directory / file).unlink()
     (directory / CONFIG_FILE).write_text(json.dumps({**manifest, "format_version": 2}))
     _, _, scorer = load_model_folder(directory)
     assert scorer.request is None
@@ -263,7 +283,7 @@ def copy_folder(source, target):
 
 
 @pytest.mark.parametrize(
-    "name", [CONFIG_FILE, WEIGHTS_FILE, SCORER_FILE, FUSION_FILE, REQUEST_FILE, METRICS_FILE]
+    "name", [CONFIG_FILE, WEIGHTS_FILE, SCORER_FILE, FUSION_FILE, REQUEST_FILE, CANDIDATE_FILE, METRICS_FILE]
 )
 def test_a_missing_file_is_named(folder, tmp_path, name):
     if not (folder[1] / name).exists():
@@ -274,7 +294,9 @@ def test_a_missing_file_is_named(folder, tmp_path, name):
         load_model_folder(directory)
 
 
-@pytest.mark.parametrize("name", [WEIGHTS_FILE, SCORER_FILE, FUSION_FILE, REQUEST_FILE, METRICS_FILE])
+@pytest.mark.parametrize(
+    "name", [WEIGHTS_FILE, SCORER_FILE, FUSION_FILE, REQUEST_FILE, CANDIDATE_FILE, METRICS_FILE]
+)
 def test_a_corrupt_file_is_named(folder, tmp_path, name):
     if not (folder[1] / name).exists():
         pytest.skip(f"this model has no {name}")

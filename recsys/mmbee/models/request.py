@@ -12,14 +12,19 @@ inputs given once ([1, ...], `REQUEST_VIEWER_INPUT_NAMES`) and the candidates' (
 - SIM's DIN layer W [q, k, q − k, q ⊙ k] + b is split by linearity into (W_q + W_d) q + (W_k − W_d) k +
   W_p (q ⊙ k) + b: the key term is computed for the H behaviours, not for B·k gathered copies, and the
   [B, k, 4e] concatenation disappears;
-- GIE embeds the viewer's Θ row and the neighbours of the viewer's metapaths (u2a2u, u2a2u2a, u2a2a) once
-  ([P_v, K, d_θ]) and attends to them with every candidate's query; the candidate's own metapaths (a2a,
-  a2u2a) are gathered per row as before;
+- GIE reads projected node rows (W θ + b for every user and streamer, a table computed from the weights when
+  the module is built, so no per-candidate Wᵀ q), looks up the viewer's Θ row and the nodes of the viewer's
+  metapaths (u2a2u, u2a2u2a, u2a2a) once ([P_v, K, d]) and attends to them with every candidate's query; the
+  streamer's part of that query, W_a Θ_a + b, is a per-streamer table too;
+- with h_m on, what depends on the candidate's streamer and segment only — h_m and GIE's attention over the
+  streamer's own metapaths (a2a, a2u2a: pooled vectors and best logits) — is a *candidate row*
+  (`ExportableCandidateRows`, [B, d + P_c (d + 1)]), which a server computes once per (streamer, segment) with
+  h_m and caches (the paper's precomputed expansions); the request program reads those rows;
 - the viewer's id embedding and dense statistics are broadcast, not copied.
 
 Both backbones (SIM, MMoE) and every ablation are covered; the backbone-alone model gets the same savings, so
-a comparison of MMBee against its backbone stays like for like. The weights are the model's own (this module
-holds no parameter of its own), so the program exported from it matches `ExportableMMBee`'s.
+a comparison of MMBee against its backbone stays like for like. The weights are the model's own (the tables
+above are derived from them), so the programs exported from it match `ExportableMMBee`'s (tested at 1e-6).
 """
 
 from __future__ import annotations
@@ -41,14 +46,20 @@ REQUEST_VIEWER_INPUT_NAMES = VIEWER_FIELDS + tuple(
     f"neighbours_{name}" for name in METAPATHS if METAPATH_SOURCE[name] == "user"
 )
 """The viewer's inputs of a request program, each with a batch dimension of exactly 1."""
-REQUEST_CANDIDATE_INPUT_NAMES = ("authors", "author_dense") + tuple(
+CANDIDATE_METAPATH_INPUT_NAMES = tuple(
     f"neighbours_{name}" for name in METAPATHS if METAPATH_SOURCE[name] == "author"
 )
-"""The candidates' inputs of a request program (batch dimension B), h_m [B, d] after them when taken."""
+"""The candidate streamer's own metapath lists (a2a, a2u2a)."""
+CANDIDATE_ROW_INPUT_NAMES = ("authors", "h_m") + CANDIDATE_METAPATH_INPUT_NAMES
+"""`ExportableCandidateRows`'s inputs: what a candidate row depends on (the streamer, its segment's h_m)."""
 
 
 def request_candidate_input_names(takes_h_m: bool) -> tuple[str, ...]:
-    return REQUEST_CANDIDATE_INPUT_NAMES + (("h_m",) if takes_h_m else ())
+    """The candidates' inputs of a request program (batch dimension B): with h_m on, the candidate rows
+    (`ExportableCandidateRows`) stand for h_m and the candidate's metapath lists."""
+    if takes_h_m:
+        return ("authors", "author_dense", "candidate_rows")
+    return ("authors", "author_dense") + CANDIDATE_METAPATH_INPUT_NAMES
 
 
 def request_input_names(takes_h_m: bool) -> tuple[str, ...]:
@@ -68,8 +79,11 @@ class ExportableRequestMMBee(nn.Module):
         super().__init__()
         if takes_h_m and model.fusion_arch is None:
             raise ValueError("takes_h_m needs a model with h_m on (use_mfq and use_h_m)")
+        if model.fusion_arch is not None and not takes_h_m:
+            raise ValueError("a model with h_m on is scored from candidate rows: takes_h_m must be set")
         self.takes_h_m = takes_h_m
         self.has_h_m = model.fusion_arch is not None
+        self.h_m_dim = model.config.hidden_dim
         self.sparse_arch = model.sparse_arch
         self.behaviour_arch = model.behaviour_arch
         self.backbone = model.backbone
@@ -127,9 +141,8 @@ class ExportableRequestMMBee(nn.Module):
         authors = x["authors"]  # [B]
         rows = authors.shape[0]
         user = self.sparse_arch.users(x["users"])  # [1, e]
-        h_m = x.get("h_m")
-        if self.has_h_m and h_m is None:
-            raise ValueError("this model has h_m on: its request program takes h_m rows")
+        candidate_rows = x.get("candidate_rows")  # [B, d + P_c (d + 1)]: h_m, the candidate's own expansions
+        h_m = None if candidate_rows is None else candidate_rows[:, : self.h_m_dim]
         parts = [self.sparse_arch.authors(authors)]  # [B, e]
         if self.has_h_m:
             parts.append(h_m)  # [B, d]
@@ -137,7 +150,7 @@ class ExportableRequestMMBee(nn.Module):
             theta_user = F.embedding(x["users"], self.nodes)  # [1, d]
             theta_author = F.embedding(authors + self.num_user_nodes, self.nodes)  # [B, d]
             if self.has_h_g:
-                parts.append(self._h_g(x, authors, h_m))  # [B, d]
+                parts.append(self._h_g(x, authors, h_m, candidate_rows))  # [B, d]
             parts += [theta_user.expand(rows, -1), theta_author]
         candidate = torch.cat(parts, dim=-1)  # [B, c]
         dense = torch.cat([x["user_dense"].expand(rows, -1), x["author_dense"]], dim=-1)  # [B, FU + FA]
@@ -177,44 +190,94 @@ class ExportableRequestMMBee(nn.Module):
         pooled = (weights.unsqueeze(-1) * values[index]).sum(1)  # [B, e]
         return torch.where(kept_mask.any(dim=-1, keepdim=True), pooled, sim.empty)
 
-    def _h_g(self, x: dict, authors: torch.Tensor, h_m: torch.Tensor | None) -> torch.Tensor:
-        """`GIE.forward(...).h_g` [B, d]: the viewer's metapath lists ([1, K]) looked up once, the candidates'
-        per row, in the projected node table."""
+    def _query(self, authors: torch.Tensor, h_m: torch.Tensor | None) -> torch.Tensor:
+        """GIE's attention queries [B, P, d], already scaled by 1/√d."""
         q = self.query_table[authors]  # [B, P d]
         if self.gie_context:
             q = q + h_m @ self.query_context
-        q = q.unflatten(-1, (len(self.gie_order), self.gie_dim))  # [B, P, d], already scaled by 1/√d
-        width = max(x[f"neighbours_{p}"].shape[1] for p in self.gie_order)  # unequal K: padded to the longest
+        return q.unflatten(-1, (len(self.gie_order), self.gie_dim))
+
+    def _attend(self, source: str, paths, span, q: torch.Tensor, lists: list[torch.Tensor]):
+        """(pooled [B, P_s, d], best logit [B, P_s]) of the metapaths `paths` whose lists are the viewer's
+        ([1, K] each, looked up once) or the candidates' ([B, K])."""
+        width = max(n.shape[1] for n in lists)  # unequal K: padded to the longest
+        lists = [n if n.shape[1] == width else F.pad(n, (0, width - n.shape[1])) for n in lists]
+        index = torch.stack(lists, 1)  # [1 or B, P_s, K]
+        mask = index > 0  # padding (index 0 of either space) is masked
+        q_span = q[:, span]  # [B, P_s, d]
+        if source == "user":
+            path_nodes = F.embedding(index[0] + self.offsets_user, self.nodes)  # [P_s, K, d]
+            logits = torch.einsum("bpd,pkd->bpk", q_span, path_nodes)  # [B, P_s, K]
+        else:
+            path_nodes = F.embedding(index + self.offsets_author, self.nodes)  # [B, P_s, K, d]
+            logits = (path_nodes * q_span.unsqueeze(2)).sum(-1)
+        masked = torch.where(mask, logits, torch.finfo(logits.dtype).min)  # padding: weight exactly 0
+        best = masked.amax(dim=-1, keepdim=True)  # [B, P_s, 1]
+        weights = (masked - best).exp()
+        weights = weights / weights.sum(dim=-1, keepdim=True)  # [B, P_s, K]
+        if source == "user":
+            pooled_nodes = torch.einsum("bpk,pkd->bpd", weights, path_nodes)  # [B, P_s, d]
+        else:  # a product and a sum: 3-4x faster than einsum's batched [1, K] x [K, d] products on CPU
+            pooled_nodes = (weights.unsqueeze(-1) * path_nodes).sum(2)
+        found = mask.any(-1, keepdim=True)  # [1 or B, P_s, 1]
+        pooled = torch.where(found, pooled_nodes, self.gie_empty[span])
+        # the best neighbour's attention logit (0 for an empty list): "is the candidate among my expansions"
+        return pooled, torch.where(found, best, 0.0).squeeze(-1)
+
+    def candidate_rows(self, authors: torch.Tensor, h_m: torch.Tensor, lists: dict) -> torch.Tensor:
+        """[B, d + P_c (d + 1)]: h_m, then GIE's attention over the candidate streamer's own metapaths (pooled
+        vectors, best logits), everything of a candidate that depends on the streamer and its segment only,
+        so a server computes it once per (streamer, segment) with h_m and caches it."""
+        parts = [h_m]
+        for source, paths, span in self.gie_groups if self.has_h_g else ():
+            if source == "author":
+                pooled, best = self._attend(
+                    source, paths, span, self._query(authors, h_m), [lists[p] for p in paths]
+                )
+                parts += [pooled.flatten(1), best]
+        return torch.cat(parts, dim=-1)
+
+    def _h_g(
+        self, x: dict, authors: torch.Tensor, h_m: torch.Tensor | None, candidate_rows: torch.Tensor | None
+    ) -> torch.Tensor:
+        """`GIE.forward(...).h_g` [B, d]: the viewer's metapath lists ([1, K]) looked up once, the candidates'
+        read from their candidate rows (or looked up per row without h_m)."""
+        q = self._query(authors, h_m)  # [B, P, d]
         pooled, closest = [], []
         for source, paths, span in self.gie_groups:
-            q_span = q[:, span]  # [B, P_s, d]
-            lists = [x[f"neighbours_{p}"] for p in paths]
-            lists = [n if n.shape[1] == width else F.pad(n, (0, width - n.shape[1])) for n in lists]
-            index = torch.stack(
-                lists, 1
-            )  # [1 or B, P_s, K]: the viewer's lists once, the candidates' per row
-            mask = index > 0  # padding (index 0 of either space) is masked
-            if source == "user":
-                path_nodes = F.embedding(index[0] + self.offsets_user, self.nodes)  # [P_s, K, d]
-                logits = torch.einsum("bpd,pkd->bpk", q_span, path_nodes)  # [B, P_s, K]
+            if source == "author" and candidate_rows is not None:
+                count, start = len(paths), self.h_m_dim
+                pooled.append(
+                    candidate_rows[:, start : start + count * self.gie_dim].unflatten(-1, (count, -1))
+                )
+                closest.append(candidate_rows[:, start + count * self.gie_dim :])
             else:
-                path_nodes = F.embedding(index + self.offsets_author, self.nodes)  # [B, P_s, K, d]
-                logits = (path_nodes * q_span.unsqueeze(2)).sum(-1)
-            masked = torch.where(mask, logits, torch.finfo(logits.dtype).min)  # padding: weight exactly 0
-            best = masked.amax(dim=-1, keepdim=True)  # [B, P_s, 1]
-            weights = (masked - best).exp()
-            weights = weights / weights.sum(dim=-1, keepdim=True)  # [B, P_s, K]
-            if source == "user":
-                pooled_nodes = torch.einsum("bpk,pkd->bpd", weights, path_nodes)  # [B, P_s, d]
-            else:  # a product and a sum: 3-4x faster than einsum's batched [1, K] x [K, d] products on CPU
-                pooled_nodes = (weights.unsqueeze(-1) * path_nodes).sum(2)
-            found = mask.any(-1, keepdim=True)  # [1 or B, P_s, 1]
-            pooled.append(torch.where(found, pooled_nodes, self.gie_empty[span]))
-            # the best neighbour's attention logit (0 for an empty list): "is the candidate among my expansions"
-            closest.append(torch.where(found, best, 0.0).squeeze(-1))  # [B, P_s]
+                block = self._attend(source, paths, span, q, [x[f"neighbours_{p}"] for p in paths])
+                pooled.append(block[0])
+                closest.append(block[1])
         pooled_all = torch.cat(pooled, dim=1)[:, self.gie_back]  # [B, P, d]
         features = torch.cat([pooled_all.flatten(1), torch.cat(closest, dim=1)[:, self.gie_back]], dim=-1)
         return self.gie_output(features)  # [B, d]
+
+
+class ExportableCandidateRows(nn.Module):
+    """`forward(authors [B], h_m [B, d], *the candidate's metapath lists [B, K])` -> candidate rows (see
+    `ExportableRequestMMBee.candidate_rows`), the inputs `CANDIDATE_ROW_INPUT_NAMES`."""
+
+    def __init__(self, request: ExportableRequestMMBee) -> None:
+        super().__init__()
+        if not request.takes_h_m:
+            raise ValueError("candidate rows belong to a model with h_m on")
+        self.request = request
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if len(inputs) != len(CANDIDATE_ROW_INPUT_NAMES):
+            raise ValueError(
+                f"expected {len(CANDIDATE_ROW_INPUT_NAMES)} tensors ({CANDIDATE_ROW_INPUT_NAMES})"
+            )
+        authors, h_m, *lists = inputs
+        names = [name.removeprefix("neighbours_") for name in CANDIDATE_METAPATH_INPUT_NAMES]
+        return self.request.candidate_rows(authors, h_m, dict(zip(names, lists, strict=True)))
 
 
 def _span(index: list[int]) -> slice | list[int]:

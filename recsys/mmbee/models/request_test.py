@@ -5,7 +5,9 @@ from recsys.data.batches import METAPATHS
 from recsys.mmbee.models.mmbee import batch_inputs
 from recsys.mmbee.models.mmbee_test import ABLATIONS, _batch, _model
 from recsys.mmbee.models.request import (
+    CANDIDATE_ROW_INPUT_NAMES,
     REQUEST_VIEWER_INPUT_NAMES,
+    ExportableCandidateRows,
     ExportableRequestMMBee,
     request_candidate_input_names,
     request_input_names,
@@ -19,9 +21,16 @@ EXTRA = {
 
 
 def request_inputs(module: ExportableRequestMMBee, model, request) -> tuple[torch.Tensor, ...]:
-    """The request program's inputs for a batch whose rows share row 0's viewer: that viewer once."""
-    h_m = model.fusion(request) if module.takes_h_m else None
-    inputs = batch_inputs(request, module.input_names, h_m)
+    """The request program's inputs for a batch whose rows share row 0's viewer: that viewer once (and, with
+    h_m on, the candidate rows last)."""
+    names = module.input_names
+    if module.takes_h_m:
+        rows = ExportableCandidateRows(module)(
+            *batch_inputs(request, CANDIDATE_ROW_INPUT_NAMES, model.fusion(request))
+        )
+        inputs = (*batch_inputs(request, names[:-1]), rows)
+    else:
+        inputs = batch_inputs(request, names)
     viewer = len(REQUEST_VIEWER_INPUT_NAMES)
     return (*(t[:1] for t in inputs[:viewer]), *inputs[viewer:])
 
@@ -59,10 +68,34 @@ def test_the_viewer_is_read_from_its_single_row_and_every_candidate_from_its_own
         }
         for name, value in viewer_changes.items():  # the viewer moves every score
             assert (module(*{**named, name: value}.values()) - base).abs().min() > 0, name
-        changed = {**named, "author_dense": named["author_dense"].clone()}
-        changed["author_dense"][3] += 1.0  # one candidate moves only its own score
-        moved = (module(*changed.values()) - base).abs() > 0
-        assert moved.tolist() == [False, False, False, True, False]
+        for name in ("author_dense", "candidate_rows"):  # one candidate moves only its own score
+            changed = {**named, name: named[name].clone()}
+            changed[name][3] += 1.0
+            moved = (module(*changed.values()) - base).abs() > 0
+            assert moved.tolist() == [False, False, False, True, False], name
+
+
+def test_a_candidate_row_is_h_m_and_the_candidates_own_expansions():
+    model = _model()
+    module = ExportableRequestMMBee(model, takes_h_m=True).eval()
+    rows_of = ExportableCandidateRows(module)
+    batch = _batch(6, seed=2)
+    h_m = model.fusion(batch)
+    with torch.no_grad():
+        rows = rows_of(*batch_inputs(batch, CANDIDATE_ROW_INPUT_NAMES, h_m))
+        assert rows.shape == (6, 16 + 2 * (16 + 1))  # h_m, then a2a and a2u2a: pooled [d] each, best logit
+        torch.testing.assert_close(rows[:, :16], h_m, atol=0, rtol=0)
+        other = {**{f"neighbours_{p}": batch.neighbours[p] for p in METAPATHS}}
+        other["neighbours_a2a"] = other["neighbours_a2a"].flip(0)  # another streamer's lists
+        moved = rows_of(batch.authors, h_m, other["neighbours_a2a"], other["neighbours_a2u2a"])
+        assert (moved[:, 16:] - rows[:, 16:]).abs().max() > 0
+        viewer_free = with_viewer_of(batch, 3)  # the viewer does not enter a candidate row
+        again = rows_of(*batch_inputs(viewer_free, CANDIDATE_ROW_INPUT_NAMES, h_m))
+        torch.testing.assert_close(again, rows, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="candidate rows belong to a model with h_m on"):
+        ExportableCandidateRows(ExportableRequestMMBee(_model(use_mfq=False)))
+    with pytest.raises(ValueError, match="takes_h_m must be set"):
+        ExportableRequestMMBee(model)
 
 
 def test_a_request_program_exports_with_one_viewer_row_and_a_dynamic_candidate_batch():
@@ -82,11 +115,14 @@ def test_a_request_program_exports_with_one_viewer_row_and_a_dynamic_candidate_b
 
 
 def test_input_names_and_refusals():
-    assert request_input_names(True)[-1] == "h_m" and "h_m" not in request_input_names(False)
+    assert request_input_names(True)[-1] == "candidate_rows" and "candidate_rows" not in request_input_names(
+        False
+    )
     assert request_input_names(True) == REQUEST_VIEWER_INPUT_NAMES + request_candidate_input_names(True)
     viewer = {name.removeprefix("neighbours_") for name in REQUEST_VIEWER_INPUT_NAMES}
-    candidate = {name.removeprefix("neighbours_") for name in request_candidate_input_names(True)}
-    assert viewer | candidate >= set(METAPATHS) and not viewer & candidate
+    candidate = {name.removeprefix("neighbours_") for name in request_candidate_input_names(False)}
+    assert viewer | candidate >= set(METAPATHS) and not viewer & candidate  # each list read once, by one side
+    assert not viewer & {name.removeprefix("neighbours_") for name in CANDIDATE_ROW_INPUT_NAMES}
     with pytest.raises(ValueError, match="takes_h_m needs a model with h_m on"):
         ExportableRequestMMBee(_model(use_mfq=False), takes_h_m=True)
     module = ExportableRequestMMBee(_model(), takes_h_m=True)
