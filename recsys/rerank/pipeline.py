@@ -57,9 +57,9 @@ class PipelineConfig:
     requests: int = 16_000
     shapes: tuple[PageShape, ...] = (PageShape(8, 4, 0.75), PageShape(20, 10, 0.25))
     logged_pages: int = 16
-    # `student_layers=1` (a student lighter than its teacher) makes NAR greedy 4.9x faster than AR at n = 50,
-    # m = 10 instead of 3.7x (`benchmarks/rerank_decoding.py`), and SKD keeps 99.4-99.7% of the teacher's
-    # utility; measured in one training run
+    # `student_layers=1` (a student lighter than its teacher) made NAR greedy 4.9x faster than AR at n = 50,
+    # m = 10 instead of 3.7x (`benchmarks/rerank_decoding.py`, before its decoding speed-ups), and SKD keeps
+    # 99.4-99.7% of the teacher's utility; measured in one training run
     # whose teacher came out weaker on the grid (93.7% of the optimum), so the default stays at two blocks.
     model: RerankModelConfig = field(default_factory=RerankModelConfig)
     # Small minibatches, many steps: what the evaluator's ranking of near-optimal pages needed (measured in
