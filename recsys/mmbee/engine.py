@@ -60,34 +60,57 @@ _SEGMENT_FIELDS = ("visual", "speech", "comments")
 
 
 class HmCache:
-    """A bounded, thread-safe LRU of h_m rows (np.ndarray [d]) by key; the first row stored for a key wins."""
+    """A bounded, thread-safe LRU of cached rows (float32 [w] each) by key; the first row stored for a key wins.
+
+    The rows live in one preallocated [capacity, w] array (np.empty: pages are only touched as rows arrive), so a
+    request's rows come back as one gathered array, not a stack of small ones."""
 
     def __init__(self, capacity: int = H_M_CACHE_ROWS) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self._rows: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._slots: OrderedDict[Hashable, int] = OrderedDict()
+        self._rows: np.ndarray | None = None  # [capacity, w]
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._slots)
 
-    def get_many(self, keys: Sequence[Hashable]) -> list[np.ndarray | None]:
-        """The row of each key (None when absent); the found ones become the most recently used."""
+    def get_many(self, keys: Sequence[Hashable]) -> tuple[np.ndarray | None, list[int]]:
+        """(rows [len(keys), w], positions of the absent keys): the found keys' rows (the absent ones' rows are
+        meaningless; None when nothing was ever stored); the found keys become the most recently used."""
         with self._lock:
-            rows = [self._rows.get(key) for key in keys]
-            for key, row in zip(keys, rows, strict=True):
-                if row is not None:
-                    self._rows.move_to_end(key)
-        return rows
+            slots = [self._slots.get(key, -1) for key in keys]
+            missing = [i for i, slot in enumerate(slots) if slot < 0]
+            if self._rows is None:
+                return None, missing
+            touch = self._slots.move_to_end
+            for key, slot in zip(keys, slots, strict=True):
+                if slot >= 0:
+                    touch(key)
+            return self._rows[slots], missing  # a gathered copy: later evictions do not change it
 
-    def put_many(self, keys: Sequence[Hashable], rows: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Store each key's row unless another request stored one first; returns the stored rows (the ones every
-        later request will read), evicting the least recently used beyond `capacity`."""
+    def put_many(self, keys: Sequence[Hashable], rows: np.ndarray) -> np.ndarray:
+        """Store each key's row (`rows` [len(keys), w]) unless another request stored one first; returns the
+        stored rows (the ones every later request will read), evicting the least recently used beyond
+        `capacity`."""
+        rows = np.asarray(rows, np.float32)
+        stored = np.empty_like(rows)
         with self._lock:
-            stored = [self._rows.setdefault(key, row) for key, row in zip(keys, rows, strict=True)]
-            while len(self._rows) > self.capacity:
-                self._rows.popitem(last=False)
+            if self._rows is None:
+                self._rows = np.empty((self.capacity, rows.shape[1]), np.float32)
+            if rows.shape[1] != self._rows.shape[1]:
+                raise ValueError(f"rows of width {rows.shape[1]}, the cache holds {self._rows.shape[1]}")
+            for i, key in enumerate(keys):
+                slot = self._slots.get(key)
+                if slot is None:
+                    if len(self._slots) < self.capacity:
+                        slot = len(self._slots)
+                    else:
+                        _, slot = self._slots.popitem(last=False)  # the least recently used row's place
+                    self._rows[slot] = rows[i]
+                    self._slots[key] = slot
+                stored[i] = self._rows[slot]
         return stored
 
 
@@ -126,20 +149,20 @@ class CachedScorer:
             raise ValueError("this scorer caches no h_m (a model without h_m, or capacity 0)")
         if len(keys) != len(batch):
             raise ValueError(f"{len(keys)} keys for {len(batch)} rows")
-        rows = self.cache.get_many(keys)
-        first = {}  # unseen key -> the first row that has it
-        for i, (key, row) in enumerate(zip(keys, rows, strict=True)):
-            if row is None:
-                first.setdefault(key, i)
-        if first:
+        rows, missing = self.cache.get_many(keys)
+        if missing:
+            first = {}  # unseen key -> the first row that has it
+            for i in missing:
+                first.setdefault(keys[i], i)
             computed = self.scorer.cache_rows(
                 batch, np.fromiter(first.values(), np.int64, len(first))
             ).numpy()
-            stored = dict(
-                zip(first, self.cache.put_many(list(first), [row.copy() for row in computed]), strict=True)
-            )
-            rows = [stored[key] if row is None else row for key, row in zip(keys, rows, strict=True)]
-        return torch.from_numpy(np.stack(rows))  # [B, w]
+            stored = self.cache.put_many(list(first), computed)  # [U, w]
+            if rows is None:
+                rows = np.empty((len(keys), stored.shape[1]), np.float32)
+            position = {key: j for j, key in enumerate(first)}
+            rows[missing] = stored[[position[keys[i]] for i in missing]]
+        return torch.from_numpy(rows)  # [B, w]
 
 
 def segment_keys(request: RankRequest, batch: GTRBatch) -> list[tuple]:

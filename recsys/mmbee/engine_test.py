@@ -225,12 +225,23 @@ def test_concurrent_requests_get_the_scores_of_sequential_ones(folder, known):
 
 def test_the_cache_keeps_the_first_row_stored_for_a_key_and_evicts_the_least_recently_used():
     cache = HmCache(capacity=2)
+    assert cache.get_many(["a"]) == (None, [0])
     one, two, three = (np.full(4, value, np.float32) for value in (1, 2, 3))
-    assert cache.put_many(["a", "b"], [one, two])[1] is two
-    assert cache.put_many(["a"], [three])[0] is one  # another request computed "a" too: the first row stays
-    assert cache.get_many(["a", "c"]) == [one, None]  # "a" is now the most recent
-    cache.put_many(["c"], [three])
-    assert cache.get_many(["a", "b", "c"]) == [one, None, three] and len(cache) == 2
+    np.testing.assert_array_equal(cache.put_many(["a", "b"], np.stack([one, two])), [one, two])
+    stored = cache.put_many(["a"], three[None])  # another request computed "a" too: the first row stays
+    np.testing.assert_array_equal(stored, [one])
+    rows, missing = cache.get_many(["a", "c"])  # "a" is now the most recent
+    assert missing == [1]
+    np.testing.assert_array_equal(rows[0], one)
+    cache.put_many(["c"], three[None])  # evicts "b", the least recently used
+    rows, missing = cache.get_many(["a", "b", "c"])
+    assert missing == [1] and len(cache) == 2
+    np.testing.assert_array_equal(rows[[0, 2]], [one, three])
+    three_rows = np.stack([one, two, three])
+    np.testing.assert_array_equal(cache.put_many(["d", "e", "f"], three_rows), three_rows)
+    assert len(cache) == 2 and cache.get_many(["e", "f"])[1] == []  # more rows than room: the last ones stay
+    with pytest.raises(ValueError, match="rows of width 3"):
+        cache.put_many(["g"], np.zeros((1, 3)))
     with pytest.raises(ValueError, match="capacity must be >= 1"):
         HmCache(0)
 
