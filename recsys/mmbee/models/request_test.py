@@ -3,7 +3,6 @@ import torch
 
 from recsys.data.batches import METAPATHS
 from recsys.mmbee.models.mmbee import batch_inputs
-from recsys.mmbee.models.mmbee_test import ABLATIONS, _batch, _model
 from recsys.mmbee.models.request import (
     CANDIDATE_ROW_INPUT_NAMES,
     REQUEST_VIEWER_INPUT_NAMES,
@@ -13,6 +12,9 @@ from recsys.mmbee.models.request import (
     request_input_names,
     with_viewer_of,
 )
+from recsys.mmbee.models.testing import ABLATIONS
+from recsys.mmbee.models.testing import tiny_batch as _batch
+from recsys.mmbee.models.testing import tiny_model as _model
 
 EXTRA = {
     "unordered_metapaths": {"metapaths": ("a2u2a", "u2a2a", "a2a", "u2a2u")},  # blocks back in GIE's order
