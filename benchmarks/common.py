@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -195,3 +196,33 @@ def stop_service(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def print_cpu(
+    cpu: dict[str, tuple[float, float | None]],
+    args: Any,
+    names: tuple[str, str, str, str],
+    *,
+    label_width: int,
+    digits: int,
+    work: str,
+) -> None:
+    """The CPU-per-request table of a gRPC benchmark (`cpu_ms_per_call`'s rows: client ms, server ms or None) and
+    what the server spends beyond its own `work`. `names`: the rows (local baseline, local + conversions, the
+    gRPC call, Health.Check); `args` carries `cpu_calls` and `cpu_rounds`."""
+    local, converted, remote, floor = names
+    print(f"  CPU per request ({args.cpu_calls} calls per block, median of {args.cpu_rounds} rounds):")
+    print(f"  {'':<{label_width}} {'client ms':>9} {'server ms':>9} {'total ms':>9} {'ratio':>7}")
+    base = cpu[local][0]
+    for name, (client, server) in cpu.items():
+        total = client + (server or 0.0)
+        shown = "-" if server is None else f"{server:.{digits}f}"
+        print(
+            f"  {name:<{label_width}} {client:9.{digits}f} {shown:>9} {total:9.{digits}f} {total / base:7.3f}"
+        )
+    server = cpu[remote][1]
+    if server is not None:
+        print(
+            f"  server CPU beyond {work}: {server - cpu[converted][0]:.{digits}f} ms (Health.Check alone: "
+            f"{cpu[floor][1]:.{digits}f} ms); client CPU of the call: {cpu[remote][0]:.{digits}f} ms"
+        )

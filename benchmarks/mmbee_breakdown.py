@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.mmbee_scoring import make_requests
+
 STAGES = ("check_request", "featurizer", "segment keys", "h_m cache", "program", "ranking", "engine.score")
 
 
@@ -45,31 +47,6 @@ def build_folders(preset: str, steps: int, tmp: Path) -> dict[str, Path]:
         folders[name] = tmp / name
         save_model_folder(folders[name], model, prepared, {})
     return folders
-
-
-def make_requests(ranker, count: int, candidates: int, seed: int) -> list:
-    from recsys.mmbee.requests import CandidateInput, RankRequest
-
-    snapshot, spec = ranker.featurizer.snapshot, ranker.spec
-    users = snapshot.table("users", ["key"])["key"].to_pylist()
-    streams = snapshot.table("streams", ["key", "author"])
-    keys, authors = streams["key"].to_pylist(), streams["author"].to_pylist()
-    rng = np.random.default_rng(seed)
-    extra = max(0, candidates - len(keys))
-    segments = rng.normal(size=(extra, 3, spec.segment_seconds, spec.content_dim)).astype(np.float32)
-    pool = [CandidateInput(key, f"a{author}") for key, author in zip(keys, authors, strict=True)]
-    pool += [
-        CandidateInput(
-            f"live-extra-{i}",
-            f"a{authors[i % len(authors)]}",
-            embeddings={name: segments[i, m] for m, name in enumerate(("visual", "speech", "comments"))},
-        )
-        for i in range(extra)
-    ]
-    return [
-        RankRequest(users[rng.integers(len(users))], tuple(pool[i] for i in rng.choice(len(pool), candidates, replace=False)))
-        for _ in range(count)
-    ]  # fmt: skip
 
 
 def stage_times(ranker, request) -> dict[str, float]:

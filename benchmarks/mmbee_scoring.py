@@ -58,6 +58,7 @@ from benchmarks.common import (
     SERVER_VARIANTS,
     cpu_ms_per_call,
     p50_p99,
+    print_cpu,
     serve_variant,
     start_service,
     stop_service,
@@ -92,19 +93,18 @@ def build_folders(args: argparse.Namespace, tmp: Path) -> dict[str, Path]:
     return folders
 
 
-def make_requests(ranker, args: argparse.Namespace) -> list:
-    """Random known users, each with `--candidates` distinct streams: the live streams the snapshot holds (with
-    their streamers) and, beyond those, other broadcasts of known streamers that send their current segment
-    in the request (what a client does for a stream the feature store has not caught up with)."""
+def make_requests(ranker, count: int, candidates: int, seed: int) -> list:
+    """`count` requests of random known users, each with `candidates` distinct streams: the live streams the
+    snapshot holds (with their streamers) and, beyond those, other broadcasts of known streamers that send their
+    current segment in the request (what a client does for a stream the feature store has not caught up with)."""
     from recsys.mmbee.requests import CandidateInput, RankRequest
 
-    snapshot = ranker.featurizer.snapshot
-    spec = ranker.spec
+    snapshot, spec = ranker.featurizer.snapshot, ranker.spec
     users = snapshot.table("users", ["key"])["key"].to_pylist()
     streams = snapshot.table("streams", ["key", "author"])
     stream_keys, authors = streams["key"].to_pylist(), streams["author"].to_pylist()
-    rng = np.random.default_rng(args.seed)
-    extra = max(0, args.candidates - len(stream_keys))
+    rng = np.random.default_rng(seed)
+    extra = max(0, candidates - len(stream_keys))
     segments = rng.normal(size=(extra, 3, spec.segment_seconds, spec.content_dim)).astype(np.float32)
     pool = [CandidateInput(key, f"a{author}") for key, author in zip(stream_keys, authors, strict=True)]
     pool += [
@@ -116,8 +116,8 @@ def make_requests(ranker, args: argparse.Namespace) -> list:
         for i in range(extra)
     ]
     requests = []
-    for _ in range(args.warmup + args.requests):
-        chosen = rng.choice(len(pool), args.candidates, replace=False)
+    for _ in range(count):
+        chosen = rng.choice(len(pool), candidates, replace=False)
         requests.append(RankRequest(users[rng.integers(len(users))], tuple(pool[i] for i in chosen)))
     return requests
 
@@ -204,21 +204,6 @@ def serve(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
-def print_cpu(cpu: dict[str, tuple[float, float | None]], args: argparse.Namespace) -> None:
-    """The CPU table of (b) and what the server spends beyond the servicer's own work."""
-    print(f"  CPU per request ({args.cpu_calls} calls per block, median of {args.cpu_rounds} rounds):")
-    print(f"  {'':<52} {'client ms':>9} {'server ms':>9} {'total ms':>9} {'ratio':>7}")
-    base = cpu[LOCAL][0]
-    for name, (client, server) in cpu.items():
-        total = client + (server or 0.0)
-        shown = "-" if server is None else f"{server:.2f}"
-        print(f"  {name:<52} {client:9.2f} {shown:>9} {total:9.2f} {total / base:7.3f}")
-    server = cpu[REMOTE][1]
-    if server is not None:
-        print(f"  server CPU beyond conversions + score: {server - cpu[CONVERTED][0]:.2f} ms "
-              f"(Health.Check alone: {cpu[FLOOR][1]:.2f} ms); client CPU of the call: {cpu[REMOTE][0]:.2f} ms")  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
@@ -283,7 +268,9 @@ def main() -> None:
             parameters = sum(p.numel() for p in engine.default.scorer.program.state_dict.values())
             print(f"  {name:<24} {engine.default.version}  ({parameters:,} exported parameters and buffers)")
         full_name, backbone_name = list(engines)
-        requests = make_requests(engines[full_name].default, args)
+        requests = make_requests(
+            engines[full_name].default, args.warmup + args.requests, args.candidates, args.seed
+        )
         print(
             f"requests: {args.requests} timed (+{args.warmup} warm-up) x {args.candidates} candidates, known users"
         )
@@ -368,7 +355,9 @@ def main() -> None:
         floor = p50_p99(grpc_times[FLOOR])[0]
         print(f"  best reachable on this transport: (in-process + Health.Check) / in-process = "
               f"{(base + floor) / base:.3f}x")  # fmt: skip
-        print_cpu(cpu, args)
+        print_cpu(
+            cpu, args, (LOCAL, CONVERTED, REMOTE, FLOOR), label_width=52, digits=2, work="conversions + score"
+        )
     print(f"total {time.perf_counter() - total:.1f} s")
 
 

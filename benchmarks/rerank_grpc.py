@@ -52,6 +52,7 @@ from benchmarks.common import (
     SERVER_VARIANTS,
     cpu_ms_per_call,
     p50_p99,
+    print_cpu,
     serve_variant,
     start_service,
     stop_service,
@@ -136,21 +137,6 @@ def serve(args: argparse.Namespace) -> None:
         args.serve_variant, servicer, "RerankList", servicer._rerank,
         rerank_pb2_grpc.add_RerankServiceServicer_to_server, SERVICE, args.host, int(args.port),
     )  # fmt: skip
-
-
-def print_cpu(cpu: dict[str, tuple[float, float | None]], args: argparse.Namespace) -> None:
-    """The CPU table and what the server spends beyond the servicer's own work."""
-    print(f"  CPU per request ({args.cpu_calls} calls per block, median of {args.cpu_rounds} rounds):")
-    print(f"  {'':<56} {'client ms':>9} {'server ms':>9} {'total ms':>9} {'ratio':>7}")
-    base = cpu[LOCAL][0]
-    for name, (client, server) in cpu.items():
-        total = client + (server or 0.0)
-        shown = "-" if server is None else f"{server:.3f}"
-        print(f"  {name:<56} {client:9.3f} {shown:>9} {total:9.3f} {total / base:7.3f}")
-    server = cpu[REMOTE][1]
-    if server is not None:
-        print(f"  server CPU beyond convert + engine: {server - cpu[CONVERTED][0]:.3f} ms "
-              f"(Health.Check alone: {cpu[FLOOR][1]:.3f} ms); client CPU of the call: {cpu[REMOTE][0]:.3f} ms")  # fmt: skip
 
 
 def choose_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
@@ -273,7 +259,10 @@ def main() -> None:
             floor = p50_p99(times[FLOOR])[0]
             print(f"  best reachable on this transport: (in-process + Health.Check) / in-process = "
                   f"{(base + floor) / base:.3f}x")  # fmt: skip
-            print_cpu(cpu_ms_per_call(calls, min(args.cpu_calls, count), args.cpu_rounds, pids), args)
+            print_cpu(
+                cpu_ms_per_call(calls, min(args.cpu_calls, count), args.cpu_rounds, pids), args,
+                (LOCAL, CONVERTED, REMOTE, FLOOR), label_width=56, digits=3, work="convert + engine",
+            )  # fmt: skip
     print(f"total {time.perf_counter() - total:.1f} s")
 
 
