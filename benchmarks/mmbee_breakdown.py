@@ -28,25 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.mmbee_scoring import make_requests
+from benchmarks.mmbee_scoring import build_folders, make_requests
 
 STAGES = ("check_request", "featurizer", "segment keys", "h_m cache", "program", "ranking", "engine.score")
-
-
-def build_folders(preset: str, steps: int, tmp: Path) -> dict[str, Path]:
-    from recsys.data.world import WORLD_PRESETS
-    from recsys.mmbee.pipeline import ModelOptions, fit, prepare, save_model_folder
-    from recsys.mmbee.training import TrainConfig
-
-    prepared = prepare(WORLD_PRESETS[preset], tmp / "work")
-    config = TrainConfig(epochs=1, batch_size=256, progress=False, max_steps=steps, cpu=True)
-    options = {"MMBee": ModelOptions(), "backbone": ModelOptions(use_mfq=False, use_gie=False)}
-    folders = {}
-    for name, option in options.items():
-        model, _ = fit(prepared, option, config)
-        folders[name] = tmp / name
-        save_model_folder(folders[name], model, prepared, {})
-    return folders
 
 
 def stage_times(ranker, request) -> dict[str, float]:
@@ -102,7 +86,8 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="mmbee-breakdown-") as tmp:
         folders = build_folders(args.preset, args.train_steps, Path(tmp))
-        rankers = {name: RankingEngine.load([folder]).default for name, folder in folders.items()}
+        engines = [RankingEngine.load([folder]).default for folder in folders.values()]
+        rankers = dict(zip(("MMBee", "backbone"), engines, strict=True))  # short column names
         requests = make_requests(rankers["MMBee"], args.warmup + args.requests, args.candidates, args.seed)
         times: dict[tuple[str, str], list[float]] = {}
         for i, request in enumerate(requests):

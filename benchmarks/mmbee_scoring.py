@@ -73,14 +73,14 @@ SERVICE = "kmono.rank.v1.RankingService"
 FLOOR = "gRPC Health.Check (the transport's floor)"
 
 
-def build_folders(args: argparse.Namespace, tmp: Path) -> dict[str, Path]:
-    """Train the full MMBee and the backbone alone on the same world; returns name -> model folder."""
+def build_folders(preset: str, steps: int, tmp: Path) -> dict[str, Path]:
+    """Train the full MMBee and the backbone alone on the same world (`steps` each); name -> model folder."""
     from recsys.data.world import WORLD_PRESETS
     from recsys.mmbee.pipeline import ModelOptions, fit, prepare, save_model_folder
     from recsys.mmbee.training import TrainConfig
 
-    prepared = prepare(WORLD_PRESETS[args.preset], tmp / "work")
-    config = TrainConfig(epochs=1, batch_size=256, progress=False, max_steps=args.train_steps, cpu=True)
+    prepared = prepare(WORLD_PRESETS[preset], tmp / "work")
+    config = TrainConfig(epochs=1, batch_size=256, progress=False, max_steps=steps, cpu=True)
     options = {
         "MMBee (SIM + MFQ + GIE)": ModelOptions(),
         "backbone (SIM alone)": ModelOptions(use_mfq=False, use_gie=False),
@@ -260,7 +260,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mmbee-scoring-bench-") as tmp_name:
         tmp = Path(tmp_name)
         start = time.perf_counter()
-        folders = build_folders(args, tmp)
+        folders = build_folders(args.preset, args.train_steps, tmp)
         engines = {name: RankingEngine.load([folder]) for name, folder in folders.items()}
         print(f"models: '{args.preset}' world, {args.train_steps} training steps each, built in "
               f"{time.perf_counter() - start:.1f} s")  # fmt: skip
