@@ -20,9 +20,10 @@ opens the feed, so `CachedScorer` keeps h_m rows in a bounded LRU (`H_M_CACHE_RO
 request runs the fusion program once, on the candidates whose key it has not seen, then the scorer with every
 candidate's row. With a format-3 folder the cached row is the candidate row (h_m, then GIE's attention over the
 streamer's own metapaths, which depends on the streamer and h_m only: the candidate program runs right after
-the fusion, on the same rows), so a request computes neither again (the paper's precomputed expansions). The keys (`segment_keys`) are (stream id, author index, None) for a segment read from the
-snapshot (immutable while the model is loaded, so such a row never goes stale) and (stream id, author index,
-digest of the segment's bytes) when the request sends segment tokens itself, so an override is never served
+the fusion, on the same rows), so a request computes neither again (the paper's precomputed expansions).
+The keys (`segment_keys`) are (stream id, author index, None) for a segment read from the snapshot (immutable
+while the model is loaded, so such a row never goes stale) and (stream id, author index, digest of the
+segment's bytes) when the request sends segment tokens itself, so an override is never served
 the h_m of another segment. Concurrent requests (the servicer scores from several threads) share the cache
 under a lock; the fusion runs outside it, and when two requests computed the same key the first stored row is
 the one both use, so every request after that sees the same row. Scores equal the uncached model's within
@@ -137,10 +138,6 @@ class CachedScorer:
         if self.scorer.candidate is not None and single_viewer(batch):
             return self.scorer.score_request(batch, candidate_rows=rows)
         return self.scorer(batch, rows[:, : self.scorer.h_m_dim])
-
-    def h_m(self, batch: GTRBatch, keys: Sequence[Hashable]) -> torch.Tensor:
-        """h_m [B, d] of every row (the first d columns of the cached rows)."""
-        return self.rows(batch, keys)[:, : self.scorer.h_m_dim]
 
     def rows(self, batch: GTRBatch, keys: Sequence[Hashable]) -> torch.Tensor:
         """The cached rows [B, w] of every row (`Scorer.cache_rows`: h_m and the candidate's own expansions),

@@ -183,7 +183,7 @@ def page_capacity(batch: PageBatch) -> torch.Tensor:
 def check_feasible(batch: PageBatch) -> None:
     """Raise ValueError naming the requests whose page cannot be filled (too few valid candidates, or an author
     cap that leaves fewer than m placeable)."""
-    capacity = _few_capacities(batch) if _few_rows(batch, 1) else page_capacity(batch).tolist()
+    capacity = page_capacity(batch).tolist()  # list-based for one request (`FEW_ROWS`)
     short = [row for row, fits in enumerate(capacity) if fits < batch.num_slots]
     if short:
         raise ValueError(
