@@ -169,23 +169,31 @@ _FLOAT_TYPES = {
 def float_tensor(msg: tensor_pb2.Tensor, field: str, max_elements: int = MAX_TENSOR_ELEMENTS) -> np.ndarray:
     """A float32/16/64 `kmono.common.v1.Tensor` (little-endian, row-major) as a float32 array of shape `dims`;
     a wrong dtype, negative or oversized dims, or data of the wrong length is INVALID_ARGUMENT naming `field`.
-    (Finiteness is the caller's rule: some features may legitimately be NaN-free, others not.)"""
+    (Finiteness is the caller's rule: some features may legitimately be NaN-free, others not.)
+
+    A float32 tensor comes back as a read-only view of the message's bytes, not a copy (a request can carry
+    hundreds of them: a ranking request's segment tokens); a caller that writes into it copies it first."""
     dtype = _FLOAT_TYPES.get(msg.dtype)
     if dtype is None:
         names = ", ".join(tensor_pb2.DataType.Name(d) for d in _FLOAT_TYPES)
         raise invalid(f"{field}.dtype", f"must be one of {names}, got {tensor_pb2.DataType.Name(msg.dtype)}")
-    dims = list(msg.dims)
-    if not dims or any(d < 1 for d in dims):
-        raise invalid(f"{field}.dims", f"must be one or more positive sizes, got {dims}")
-    elements = math.prod(dims)
+    dims = tuple(msg.dims)
+    if len(dims) == 2:  # the common case (a segment's tokens [seconds, dim]), checked without a generator
+        rows, cols = dims
+        positive, elements = rows > 0 and cols > 0, rows * cols
+    else:
+        positive, elements = bool(dims) and min(dims) > 0, math.prod(dims)
+    if not positive:
+        raise invalid(f"{field}.dims", f"must be one or more positive sizes, got {list(dims)}")
     if elements > max_elements:
         raise invalid(f"{field}.dims", f"{elements} elements is over this server's limit of {max_elements}")
-    if len(msg.data) != elements * dtype.itemsize:
+    data = msg.data  # read once: each read of a bytes field builds a new bytes object
+    if len(data) != elements * dtype.itemsize:
         raise invalid(
             f"{field}.data",
-            f"must hold {elements} x {dtype.itemsize} bytes for dims {dims}, got {len(msg.data)} bytes",
+            f"must hold {elements} x {dtype.itemsize} bytes for dims {list(dims)}, got {len(data)} bytes",
         )
-    return np.frombuffer(msg.data, dtype=dtype).astype(np.float32).reshape(dims)
+    return np.frombuffer(data, dtype=dtype).astype(np.float32, copy=False).reshape(dims)
 
 
 def to_float_tensor(array: np.ndarray) -> tensor_pb2.Tensor:

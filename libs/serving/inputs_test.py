@@ -92,3 +92,22 @@ def test_mask_sequence_checks_per_frame_limits_before_decoding():
 def test_size_limits_tighten_the_decode_limits():
     decode = SizeLimits(max_pixels=1000, max_objects=3).decode_limits(DecodeLimits(max_frames=7))
     assert (decode.max_pixels, decode.max_objects, decode.max_frames) == (1000, 3, 7)
+
+
+def test_float_tensor_views_float32_bytes_and_converts_other_widths():
+    from kmono.common.v1 import tensor_pb2
+
+    from libs.serving.inputs import float_tensor, to_float_tensor
+
+    values = np.arange(6, dtype=np.float32).reshape(2, 3)
+    view = float_tensor(to_float_tensor(values), "x")
+    np.testing.assert_array_equal(view, values)
+    assert view.dtype == np.float32 and not view.flags.writeable  # no copy of the request's bytes
+    half = tensor_pb2.Tensor(
+        dtype=tensor_pb2.DATA_TYPE_FLOAT16, dims=[2, 3], data=values.astype("<f2").tobytes()
+    )
+    converted = float_tensor(half, "x")
+    np.testing.assert_array_equal(converted, values)
+    assert converted.dtype == np.float32 and converted.flags.writeable
+    with pytest.raises(InvalidArgumentError):
+        float_tensor(tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, dims=[2, 3], data=b"\0" * 20), "x")

@@ -5,28 +5,20 @@ Kept lean, since it runs per candidate on every call and is pure overhead agains
 candidates, 129 of them carrying their current segment as three tensors: 1.46 -> 0.87 ms on a 2-core CPU, beside
 ~5 ms of scoring; a request-level packed tensor would take it to ~0.1 ms, but that is a contract change):
 - a candidate without `features` (ids only) converts no feature maps, and empty maps convert to nothing;
-- a well-formed 2-D float32 tensor (a segment's tokens [seconds, dim], written by `to_float_tensor` or a
-  client) becomes a read-only view of the field's bytes (`np.frombuffer`, no second copy): the engine only
-  reads it (the featurizer copies it into the batch). "Well-formed" accepts only what `libs.serving.inputs.
-  float_tensor` would return unchanged; anything else (another dtype or rank, bad dims or length) goes through
-  `float_tensor`, which converts it or raises INVALID_ARGUMENT naming the field, so its rules and messages stay
-  in one place (convert_test.py checks that both paths agree);
-- field paths for errors are built only on that slow path;
+- a float32 tensor (a segment's tokens [seconds, dim]) becomes a read-only view of the field's bytes, no copy
+  (`libs.serving.inputs.float_tensor`, which holds every rule and message about tensors): the engine only reads
+  it (the featurizer copies it into the batch);
 - the response's candidates are added in place (`rank_response`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from kmono.common.v1 import features_pb2, tensor_pb2
+from kmono.common.v1 import features_pb2
 from kmono.rank.v1 import rank_pb2
 
-from libs.serving.inputs import MAX_TENSOR_ELEMENTS, float_tensor
+from libs.serving.inputs import float_tensor
 from recsys.mmbee.requests import CandidateInput, RankRequest, RankResult
-
-_FLOAT32 = tensor_pb2.DATA_TYPE_FLOAT32
-_LITTLE_F4 = np.dtype("<f4")
-_MAX_BYTES = 4 * MAX_TENSOR_ELEMENTS
 
 
 def rank_request(request: rank_pb2.RankCandidatesRequest) -> RankRequest:
@@ -56,24 +48,13 @@ def _candidate(candidate: rank_pb2.Candidate, index: int) -> CandidateInput:
 
 
 def _embeddings(features: features_pb2.FeatureSet, where: str | int) -> dict[str, np.ndarray]:
-    """name -> array of each embedding, in name order; `where` is the field of `features`, or the index of
-    the candidate whose features they are."""
+    """name -> array of each embedding (`float_tensor`: float32 ones are read-only views), in name order;
+    `where` is the field of `features`, or the index of the candidate whose features they are."""
     tensors = features.embeddings
     if not tensors:
         return {}
-    arrays = {}
-    for name in sorted(tensors):
-        tensor = tensors[name]
-        dims = tensor.dims
-        if tensor.dtype == _FLOAT32 and len(dims) == 2:  # the fast path, inlined: it runs per tensor
-            rows, cols = dims
-            data = tensor.data
-            if rows > 0 and cols > 0 and len(data) == 4 * rows * cols <= _MAX_BYTES:
-                arrays[name] = np.frombuffer(data, _LITTLE_F4).reshape(rows, cols)
-                continue
-        field = f"candidates[{where}].features" if isinstance(where, int) else where
-        arrays[name] = float_tensor(tensor, f'{field}.embeddings["{name}"]')
-    return arrays
+    field = f"candidates[{where}].features" if isinstance(where, int) else where
+    return {name: float_tensor(tensors[name], f'{field}.embeddings["{name}"]') for name in sorted(tensors)}
 
 
 def rank_response(result: RankResult) -> rank_pb2.RankCandidatesResponse:

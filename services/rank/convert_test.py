@@ -1,6 +1,6 @@
-"""The conversion's fast path for float32 tensors gives what `float_tensor` gives, and everything else still
-goes through `float_tensor` (same arrays, same INVALID_ARGUMENT field and message); the response is the same
-message however it is built."""
+"""Embeddings convert through `float_tensor` (same arrays, float32 ones as read-only views, the same
+INVALID_ARGUMENT field and message at the request's field path); the response is the same message however it is
+built."""
 
 import numpy as np
 import pytest
