@@ -1,5 +1,7 @@
 """Two-process CPU DDP (gloo) through the same `train` call: the processes end with identical weights, together
-they see every training row once per epoch, and the run equals one process with the doubled batch."""
+they see every training row once per epoch, and the run equals one process with the doubled batch. The run has
+the weight EMA and a warm-up + cosine schedule on, so those are checked under DDP too (the end weights are the
+EMA's)."""
 
 import numpy as np
 import pytest
@@ -24,6 +26,9 @@ def two_processes(tmp_path_factory):
         progress=False,
         restore_best=False,
         output_dir=str(out / "run"),
+        ema_decay=0.9,
+        lr_schedule="cosine",
+        warmup_ratio=0.25,
     )
     mp.start_processes(
         ddp_worker,

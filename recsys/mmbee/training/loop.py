@@ -30,6 +30,17 @@ selected on gift AUC (*our* choice: the ranking metric the paper reports; the lo
 best weights are kept in memory and in each checkpoint, and restored at the end (`restore_best`). `patience`
 evaluations without improvement stop training early.
 
+Variance reducers (each off unless set):
+- `ema_decay`: an exponential moving average of the weights (`torch.optim.swa_utils.AveragedModel` with
+  `get_ema_multi_avg_fn`), updated after every optimizer step. When on, evaluation, best-weight selection and the
+  weights the model ends with (hence the export) are the EMA's, not the raw step's. The average is part of the
+  checkpoint (`trainer_state.pt`), so resume stays exact. Buffers are not averaged but copied (MMBee's only
+  buffers are the frozen Θ tables).
+- `lr_schedule` + `warmup_ratio`: linear warm-up over the first `warmup_ratio` of all steps, then constant,
+  cosine or linear decay to 0 at the last step. The learning rate is a function of the global step only (set on
+  the optimizer before each step), so there is no scheduler state to checkpoint and resume replays it exactly;
+  "all steps" is `epochs x steps per epoch`, which `max_steps` does not shorten (it stands for an interruption).
+
 Throughput (`samples_per_second`) counts training rows over all processes per second of training steps (data
 loading included; evaluation and checkpoint time excluded).
 
@@ -54,6 +65,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
@@ -67,6 +79,7 @@ CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.pt"
 _PREFIX = "step-"
 _TMP = ".tmp"
+LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
 class GTRRows(Protocol):
@@ -119,6 +132,12 @@ class TrainConfig:
     progress: bool = True
     """tqdm progress bar (main process only)."""
     log_every: int = 50
+    ema_decay: float | None = None
+    """Decay of the weights' exponential moving average (e.g. 0.99); None: no EMA. See the module docstring."""
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """Learning-rate shape after warm-up: constant, or cosine / linear decay to 0 at the last step."""
+    warmup_ratio: float = 0.0
+    """Fraction of all steps with a linear warm-up from 0 to `lr`."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "keep_checkpoints", "log_every"):
@@ -133,7 +152,25 @@ class TrainConfig:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         self.task_weights = tuple(float(w) for w in self.task_weights)
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        """The learning rate of optimizer step `step` (0-based) of `total_steps`."""
+        warmup = round(self.warmup_ratio * total_steps)
+        if step < warmup:
+            return self.lr * (step + 1) / warmup
+        if self.lr_schedule == "constant":
+            return self.lr
+        progress = (step - warmup) / max(1, total_steps - warmup)  # 0 at the first decayed step
+        if self.lr_schedule == "linear":
+            return self.lr * (1.0 - progress)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass
@@ -237,6 +274,8 @@ class _LoopState:
     loss_sum: float = 0.0
     loss_count: int = 0
     best_state: dict[str, torch.Tensor] | None = None
+    ema_state: dict[str, torch.Tensor] | None = None
+    """The weights' moving average (`AveragedModel.state_dict()`), filled only while a checkpoint is written."""
 
     def to_dict(self) -> dict:
         return {
@@ -249,12 +288,14 @@ class _LoopState:
             "loss_sum": self.loss_sum,
             "loss_count": self.loss_count,
             "best_state": self.best_state,
+            "ema_state": self.ema_state,
         }
 
     @classmethod
     def from_dict(cls, state: dict) -> _LoopState:
         state = dict(state)
         state["history"] = [EvalRecord(**record) for record in state["history"]]
+        state.setdefault("ema_state", None)  # checkpoints from before the EMA option
         return cls(**state)
 
 
@@ -307,6 +348,15 @@ def train(
     total_steps = steps_per_epoch * config.epochs
     stop_step = total_steps if config.max_steps is None else min(total_steps, config.max_steps)
 
+    # The moving average lives beside the prepared (maybe DDP-wrapped) model, on its device; every process keeps
+    # the same one because DDP keeps the weights equal.
+    ema = (
+        AveragedModel(
+            accelerator.unwrap_model(wrapper).model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay)
+        )
+        if config.ema_decay is not None
+        else None
+    )
     state = _LoopState()
     resumed_from = None
     checkpoint_dir = Path(config.output_dir, CHECKPOINTS) if config.output_dir else None
@@ -317,6 +367,11 @@ def train(
             state = _LoopState.from_dict(
                 torch.load(latest / TRAINER_STATE, map_location="cpu", weights_only=True)
             )
+            if ema is not None:
+                if state.ema_state is None:
+                    raise ValueError(f"{latest} has no EMA state but ema_decay is set")
+                ema.load_state_dict(state.ema_state)
+            state.ema_state = None
             resumed_from = str(latest)
             logger.info("resumed from %s at step %d", latest, state.step)
 
@@ -338,6 +393,7 @@ def train(
         record = _evaluate(
             accelerator,
             wrapper,
+            ema.module if ema is not None else None,
             val_loader,
             val_ds,
             state,
@@ -351,10 +407,7 @@ def train(
         improved = math.isfinite(record.auc) and record.auc > state.best_auc
         if improved:
             state.best_auc, state.best_step, state.bad_evals = record.auc, state.step, 0
-            state.best_state = {
-                name: tensor.detach().to("cpu", copy=True)
-                for name, tensor in accelerator.unwrap_model(wrapper).model.state_dict().items()
-            }
+            state.best_state = _cpu_copy(scored_model().state_dict())
         else:
             state.bad_evals += 1
             state.stopped_early = config.patience > 0 and state.bad_evals >= config.patience
@@ -372,13 +425,21 @@ def train(
                 record.observed_gtr,
             )
 
+    def scored_model() -> nn.Module:
+        """What evaluation scores and the run ends with: the EMA's weights when on, else the model's."""
+        return ema.module if ema is not None else accelerator.unwrap_model(wrapper).model
+
     def checkpoint_now() -> str:
         nonlocal loss_sum
         # Store the running loss as the mean over processes: mean(a + x_p) = a + mean(x_p), so each process
         # can resume with it and the next evaluation's mean is unchanged.
         state.loss_sum += float(accelerator.reduce(loss_sum.clone(), reduction="mean"))
         loss_sum = torch.zeros_like(loss_sum)
-        return _save_checkpoint(accelerator, checkpoint_dir, state, config.keep_checkpoints)
+        state.ema_state = _cpu_copy(ema.state_dict()) if ema is not None else None
+        try:
+            return _save_checkpoint(accelerator, checkpoint_dir, state, config.keep_checkpoints)
+        finally:
+            state.ema_state = None
 
     wrapper.train()
     while state.step < stop_step and not state.stopped_early:
@@ -394,8 +455,12 @@ def train(
             accelerator.backward(loss)
             if config.grad_clip is not None and accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(wrapper.parameters(), config.grad_clip)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(state.step, total_steps)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update_parameters(accelerator.unwrap_model(wrapper).model)
             loss_sum += loss.detach()
             state.loss_count += 1
             state.step += 1
@@ -432,6 +497,8 @@ def train(
         )
     if config.restore_best and state.best_state is not None:
         accelerator.unwrap_model(wrapper).model.load_state_dict(state.best_state)
+    elif ema is not None:
+        accelerator.unwrap_model(wrapper).model.load_state_dict(ema.module.state_dict())
     accelerator.wait_for_everyone()
     losses = [record.train_loss for record in state.history]
     return TrainResult(
@@ -455,6 +522,7 @@ def train(
 def _evaluate(
     accelerator: Accelerator,
     wrapper: nn.Module,
+    scorer: nn.Module | None,
     loader: DataLoader,
     ds: GTRRows,
     state: _LoopState,
@@ -466,13 +534,15 @@ def _evaluate(
     train_loss = train_loss_sum / state.loss_count if state.loss_count else float("nan")
     inner = accelerator.unwrap_model(wrapper)  # no DDP collectives per forward; autocast stays on its forward
     inner.eval()
+    model = scorer if scorer is not None else inner.model  # the EMA's copy when on
+    model.eval()
     indices, logits = [], []
     for index, batch in loader:
-        batch_logits = inner.model(batch).float()  # [B, T]
+        batch_logits = model(batch).float()  # [B, T]
         index, batch_logits = accelerator.gather_for_metrics((index, batch_logits))
         indices.append(index.cpu())
         logits.append(batch_logits.cpu())
-    inner.train()
+    inner.train()  # the EMA copy stays in eval mode: it is never trained
     index = torch.cat(indices).numpy()  # [N] every validation row once
     all_logits = torch.cat(logits)  # [N, T]
     labels = torch.as_tensor(np.asarray(ds.labels)[index], dtype=torch.float32)  # [N, T]
@@ -493,6 +563,10 @@ def _evaluate(
         predicted_gtr=float(probs.mean()),
         observed_gtr=float(gift.mean()),
     )
+
+
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
 
 
 def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path | None:

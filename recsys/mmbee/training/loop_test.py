@@ -110,10 +110,16 @@ def test_resume_after_one_epoch_equals_two_epochs_uninterrupted(data, tmp_path):
     )
 
 
-def test_resume_mid_epoch_equals_uninterrupted(data, tmp_path):
+VARIANCE_REDUCERS = dict(ema_decay=0.8, lr_schedule="cosine", warmup_ratio=0.2)
+
+
+@pytest.mark.parametrize("reducers", [{}, VARIANCE_REDUCERS], ids=["plain", "ema+cosine"])
+def test_resume_mid_epoch_equals_uninterrupted(data, tmp_path, reducers):
     """Interrupted at step 9 (mid epoch 2, between checkpoints every 4 steps): the newest checkpoint is step 9
-    (the stop saves), the loader skips the 3 batches of epoch 2 already seen, dropout replays its RNG."""
-    schedule = dict(epochs=3, eval_every=4, checkpoint_every=4)
+    (the stop saves), the loader skips the 3 batches of epoch 2 already seen, dropout replays its RNG. With the
+    EMA on, the end weights are the average's, so they match only if the average was checkpointed too; the
+    learning rate follows the global step."""
+    schedule = dict(epochs=3, eval_every=4, checkpoint_every=4, **reducers)
     straight, straight_result = run(data, **schedule, restore_best=False)
     _, cut = run(data, **schedule, max_steps=9, output_dir=str(tmp_path))
     assert cut.steps == 9 and latest_checkpoint(tmp_path / "checkpoints").name == "step-00000009"
@@ -171,8 +177,82 @@ def test_bf16_mixed_precision_trains_on_cpu(learnable):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(epochs=0), dict(batch_size=0), dict(mixed_precision="fp16"), dict(max_steps=0), dict(lr=0.0)],
+    [
+        dict(epochs=0),
+        dict(batch_size=0),
+        dict(mixed_precision="fp16"),
+        dict(max_steps=0),
+        dict(lr=0.0),
+        dict(ema_decay=1.0),
+        dict(ema_decay=0.0),
+        dict(lr_schedule="step"),
+        dict(warmup_ratio=1.0),
+    ],
 )
 def test_bad_configs_are_refused(kwargs):
     with pytest.raises(ValueError):
         config(**kwargs)
+
+
+def test_the_learning_rate_warms_up_then_decays_to_zero():
+    cosine = TrainConfig(lr=1.0, lr_schedule="cosine", warmup_ratio=0.1)
+    rates = [cosine.lr_at(step, 100) for step in range(100)]
+    assert rates[:10] == pytest.approx([(step + 1) / 10 for step in range(10)])
+    assert rates[10] == pytest.approx(1.0) and rates[55] == pytest.approx(0.5)  # half way through the decay
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False)) and rates[-1] < 1e-3
+    linear = TrainConfig(lr=1.0, lr_schedule="linear")
+    assert [linear.lr_at(step, 4) for step in range(4)] == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    assert {TrainConfig(lr=0.3).lr_at(step, 7) for step in range(7)} == {0.3}
+
+
+def test_the_optimizer_steps_with_the_scheduled_rate(data):
+    """AdamW's first update is lr x sign(gradient) per weight: with half of 12 steps as warm-up, step 1 runs at
+    lr / 6, so it moves every weight a sixth as far as a constant-rate step."""
+    torch.manual_seed(0)
+    start = TinyGTRModel().state_dict()
+    moves = {}
+    for name, reducers in (("constant", {}), ("warmup", dict(warmup_ratio=0.5))):
+        model, result = run(data, max_steps=1, restore_best=False, **reducers)
+        assert result.steps == 1
+        moves[name] = torch.cat([(model.state_dict()[k] - start[k]).flatten() for k in start])
+    moved = moves["constant"].abs() > 1e-3  # weights that got a gradient (unseen id rows did not)
+    assert moved.sum() > 50
+    torch.testing.assert_close(moves["warmup"][moved], moves["constant"][moved] / 6, rtol=1e-3, atol=1e-7)
+
+
+def test_ema_weights_are_what_is_evaluated_and_kept(data):
+    """The end weights are the moving average of the raw weights after each step (e_1 = w_1,
+    e_k = d e_(k-1) + (1 - d) w_k), recomputed here from the raw trajectory; evaluation scores them."""
+    decay, steps = 0.7, ROWS // BATCH
+    raw_after = []  # raw weights after steps 1..5: read before each later training forward
+
+    def record(module, args):
+        if module.training and len(raw_after) < steps:
+            raw_after.append({k: v.detach().clone() for k, v in module.state_dict().items()})
+
+    torch.manual_seed(0)
+    model = TinyGTRModel()
+    model.register_forward_pre_hook(record)
+    result = train(model, *data, config(epochs=1, ema_decay=decay, restore_best=False))
+    plain, _ = run(data, epochs=1, restore_best=False)  # the same raw trajectory: its end is w_6
+    trajectory = [*raw_after[1:], plain.state_dict()]  # w_1 .. w_6
+    assert len(trajectory) == steps
+    expected = dict(trajectory[0])
+    for weights in trajectory[1:]:
+        expected = {k: decay * expected[k] + (1 - decay) * weights[k] for k in expected}
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, expected[name], atol=1e-6, rtol=0, msg=name)
+    assert not torch.allclose(model.head.weight, plain.head.weight, atol=1e-4)
+    assert gift_auc(model, data[1]) == pytest.approx(result.history[-1].auc, abs=1e-9)
+
+
+def test_with_ema_the_best_evaluation_is_the_average_restored(learnable):
+    model, result = run(learnable, epochs=8, eval_every=5, lr=0.1, ema_decay=0.8)
+    assert result.best_step != result.steps  # a mid-run evaluation won, so restoring it means something
+    assert gift_auc(model, learnable[1]) == pytest.approx(result.best_auc, abs=1e-9)
+
+
+def test_an_ema_run_does_not_resume_from_a_checkpoint_without_the_average(data, tmp_path):
+    run(data, epochs=1, output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="no EMA state"):
+        run(data, ema_decay=0.9, output_dir=str(tmp_path))
