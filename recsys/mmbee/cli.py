@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from libs.cli.main import UsageError, add_subcommand
-from recsys.mmbee.defaults import DEFAULT_EPOCHS, DEFAULT_MODEL_PATH, DEFAULT_WORLD_PRESET, TASK_WEIGHTS
+from recsys.mmbee.defaults import DEFAULT_EPOCHS, DEFAULT_MODEL_PATH, DEFAULT_WORLD_PRESET
 
 logger = logging.getLogger(__name__)
 
@@ -112,14 +112,11 @@ def _world_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from recsys.mmbee.pipeline import ModelOptions, evaluate, fit, prepare, save_model_folder
-    from recsys.mmbee.training import TrainConfig
+    from recsys.mmbee.pipeline import ModelOptions, evaluate, fit, prepare, save_model_folder, train_recipe
 
     prepared = prepare(_world_config(args), args.workdir)
     model, result = fit(
-        prepared,
-        ModelOptions(backbone=args.backbone),
-        TrainConfig(epochs=args.epochs, seed=args.seed, task_weights=TASK_WEIGHTS),
+        prepared, ModelOptions(backbone=args.backbone), train_recipe(epochs=args.epochs, seed=args.seed)
     )
     metrics = evaluate(model, prepared.test, prepared.train_gifts)
     version = save_model_folder(args.out, model, prepared, metrics)
@@ -134,7 +131,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.dataset == "movielens":
         return _eval_movielens(args)
     from recsys.mmbee import evaluate
-    from recsys.mmbee.training import TrainConfig
+    from recsys.mmbee.pipeline import train_recipe
 
     unknown = set(args.tables) - set(evaluate.TABLES)
     if unknown:
@@ -144,7 +141,7 @@ def _eval(args: argparse.Namespace) -> int:
         args.workdir,
         tables=args.tables,
         seeds=args.seeds,
-        train_config=TrainConfig(epochs=args.epochs, progress=False, task_weights=TASK_WEIGHTS),
+        train_config=train_recipe(epochs=args.epochs, progress=False),
     )
     print(evaluate.format_tables(results))
     print("\nclaims (beyond the spread on AUC, UAUC and GAUC):")

@@ -32,6 +32,7 @@ from recsys.mmbee.pipeline import (
     evaluate,
     fit,
     prepare,
+    train_recipe,
 )
 from recsys.mmbee.training import TrainConfig
 
@@ -95,10 +96,11 @@ def run(
     seeds: Sequence[int] = (0, 1, 2),
     train_config: TrainConfig | None = None,
 ) -> dict:
-    """Train and test every variant of `tables` once per seed; returns {variant name: {metric: [per seed]}}."""
+    """Train and test every variant of `tables` once per seed (with `train_config`, default the embedded model's
+    recipe); returns {variant name: {metric: [per seed]}}."""
     from tqdm import tqdm
 
-    train_config = train_config or TrainConfig(progress=False)
+    train_config = train_config or train_recipe(progress=False)
     chosen = variants(tables)
     prepared: dict[int, Prepared] = {}
     results: dict[str, dict] = {}

@@ -2,7 +2,7 @@
 export of a servable model folder. `kmono mmbee train` and `kmono mmbee eval` are thin layers over it.
 
     prepared = prepare(WORLD_PRESETS["default"], workdir)       # world, features, snapshot (cached per world)
-    model, result = fit(prepared, ModelOptions(backbone="sim"), TrainConfig(seed=0))
+    model, result = fit(prepared, ModelOptions(backbone="sim"), train_recipe(seed=0))
     metrics = evaluate(model, prepared.test)                    # AUC, UAUC, GAUC, AUC per user-activity bucket
     save_model_folder(out, model, prepared, metrics)           # what `kmono serve rank --model out` loads
 
@@ -141,6 +141,22 @@ def build_model(prepared: Prepared, options: ModelOptions, seed: int = 0) -> MMB
     theta_users = torch.from_numpy(np.asarray(prepared.snapshot.array("theta_users"), dtype=np.float32))
     theta_authors = torch.from_numpy(np.asarray(prepared.snapshot.array("theta_authors"), dtype=np.float32))
     return MMBeeModel(model_config(prepared, options), theta_users=theta_users, theta_authors=theta_authors)
+
+
+def train_recipe(**changes) -> TrainConfig:
+    """The embedded default's training recipe (`recsys.mmbee.defaults`, its one home) with `changes` on top:
+    what `kmono mmbee train` and `kmono mmbee eval` train with."""
+    from recsys.mmbee import defaults
+
+    recipe = {
+        "epochs": defaults.DEFAULT_EPOCHS,
+        "task_weights": defaults.TASK_WEIGHTS,
+        "lr_schedule": defaults.LR_SCHEDULE,
+        "warmup_ratio": defaults.WARMUP_RATIO,
+        "ema_decay": defaults.EMA_DECAY,
+        "eval_every": defaults.EVAL_EVERY,
+    }
+    return TrainConfig(**{**recipe, **changes})
 
 
 def fit(prepared: Prepared, options: ModelOptions, config: TrainConfig) -> tuple[MMBeeModel, TrainResult]:

@@ -1,5 +1,6 @@
 """Where the embedded default MMBee model lives, and the one place its training recipe is written down
-(torch-free, so configs and CLIs import it cheaply).
+(torch-free, so configs and CLIs import it cheaply); `recsys.mmbee.pipeline.train_recipe` turns it into a
+`TrainConfig`.
 
 The folder is produced by `kmono mmbee train --preset default --out recsys/mmbee/defaults/model` (about 2 CPU
 minutes; see `recsys.mmbee.pipeline`) and committed (model + snapshot, 22 MB), so `kmono serve rank` scores
@@ -18,3 +19,11 @@ DEFAULT_EPOCHS = 2
 TASK_WEIGHTS = (1.0, 0.5, 0.5)
 """Loss weights of (gift, like, comment): the denser like/comment labels teach the content match that the rare
 gift label alone cannot (measured on one seed: test AUC 0.684 with 0.5 against 0.646 with 0.2 for SIM+MFQ)."""
+LR_SCHEDULE = "constant"
+"""Learning-rate shape after warm-up (`TrainConfig.lr_schedule`)."""
+WARMUP_RATIO = 0.0
+"""Fraction of the steps with a linear learning-rate warm-up."""
+EMA_DECAY: float | None = None
+"""Weight EMA (`TrainConfig.ema_decay`); None: off."""
+EVAL_EVERY = 0
+"""Steps between validation evaluations (0: each epoch end); the best one's weights are kept."""
