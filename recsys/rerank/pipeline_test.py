@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -35,3 +37,16 @@ def test_the_skd_student_is_kept_beside_the_ldro_student(trained):
         for a, b in zip(skd.student.state_dict().values(), models.student.state_dict().values(), strict=True)
     )
     assert changed, "LDRO must have updated the student after distillation"
+
+
+def test_a_lighter_student_trains_the_same_evaluator_and_teacher():
+    base = tiny_config()
+    base = replace(
+        base, requests=32, model=replace(base.model, layers=2), online=replace(base.online, steps=1)
+    )
+    two, _ = train_pipeline(base, progress=False)
+    one, _ = train_pipeline(replace(base, model=replace(base.model, student_layers=1)), progress=False)
+    for name in ("evaluator", "teacher"):
+        before, after = two.modules()[name].state_dict(), one.modules()[name].state_dict()
+        assert all(torch.equal(before[key], after[key]) for key in before), name
+    assert len(one.student.state_dict()) < len(two.student.state_dict())

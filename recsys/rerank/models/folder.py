@@ -7,6 +7,11 @@
 
 `version` names the run (the service reports it); `meta` is free JSON (training recipe, metrics). Weights are
 safetensors (no pickle: loading a folder runs no code). `kmono rerank train --out DIR` writes one.
+
+Seeding rule: every random thing of a run draws from its own seed, derived from the run's seed and its own name
+(`seed_for(seed, "teacher")`), never from what an earlier draw left in a shared RNG. So `new_models` initialises
+the teacher, the student and the evaluator each under its own seed, and changing one model's size (a lighter
+student) leaves the other two's initial weights exactly as they were; the pipeline's stages follow the same rule.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
@@ -60,14 +67,28 @@ class RerankModels:
         return self
 
 
+def seed_for(seed: int, *labels: str | int) -> int:
+    """A seed for one named consumer of a run's randomness (a model's init, a stage's draws), from the run's seed
+    and its labels: stable across processes and Python versions (crc32, not `hash`); different labels give
+    independent streams; below 2**32, so a stage's per-epoch `seed * 1000 + epoch` stays a valid torch seed."""
+    entropy = [seed, *(zlib.crc32(str(label).encode()) for label in labels)]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0])
+
+
 def new_models(config: RerankModelConfig, seed: int) -> RerankModels:
-    """Freshly initialised models, the same for the same (config, seed); the global RNG is left as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        teacher, student, evaluator = ARTeacher(config), NARStudent(config), PageEvaluator(config)
+    """Freshly initialised models, the same for the same (config, seed); the global RNG is left as it was.
+
+    Each model is built under its own `seed_for(seed, name)` (module docstring), so a different `student_layers`
+    gives the same teacher and evaluator."""
+    built = {}
+    for name, build in (("teacher", ARTeacher), ("student", NARStudent), ("evaluator", PageEvaluator)):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_for(seed, name))
+            built[name] = build(config)
     return RerankModels(
-        config, teacher, student, evaluator, version=f"untrained-seed{seed}", meta={"seed": seed}
-    )
+        config, built["teacher"], built["student"], built["evaluator"],
+        version=f"untrained-seed{seed}", meta={"seed": seed},
+    )  # fmt: skip
 
 
 def save_model_folder(path: str | os.PathLike, models: RerankModels) -> Path:

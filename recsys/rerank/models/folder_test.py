@@ -1,11 +1,12 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from recsys.rerank.models.config import TINY
 from recsys.rerank.models.decoding import greedy
-from recsys.rerank.models.folder import load_model_folder, new_models, save_model_folder
+from recsys.rerank.models.folder import load_model_folder, new_models, save_model_folder, seed_for
 from recsys.rerank.models.testing import random_page_batch
 
 
@@ -38,6 +39,24 @@ def test_new_models_are_seeded_and_leave_the_global_rng_alone():
     assert torch.equal(torch.random.get_rng_state(), state)
     weights = [m.student.pointer.query.weight for m in (first, again, other)]
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+
+
+def test_a_lighter_student_leaves_the_teacher_and_evaluator_as_they_were():
+    config = replace(TINY, layers=2)
+    two, one = new_models(config, 4), new_models(replace(config, student_layers=1), 4)
+    for name in ("teacher", "evaluator"):
+        before, after = two.modules()[name].state_dict(), one.modules()[name].state_dict()
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[key], after[key]) for key in before), name
+    assert len(one.student.state_dict()) < len(two.student.state_dict())
+
+
+def test_seed_for_is_stable_and_separates_labels():
+    # pinned: every trained folder's initial weights depend on it, so a change must be deliberate
+    assert seed_for(0, "teacher") == seed_for(0, "teacher") == 3356666429
+    seeds = {seed_for(s, label) for s in (0, 1) for label in ("teacher", "student", "evaluator")}
+    assert len(seeds) == 6 and all(0 <= s < 2**32 for s in seeds)
+    assert seed_for(0, "a", "b") != seed_for(0, "b", "a")
 
 
 def test_missing_or_damaged_files_say_which_and_how_to_make_one(tmp_path):
