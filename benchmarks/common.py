@@ -20,10 +20,14 @@ import torch
 
 
 def interleaved_median_ms(
-    calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 3
+    calls: dict[str, Callable[[], object]], repeats: int, warmup: int = 3, in_a_row: int = 1
 ) -> dict[str, float]:
     """Median CPU milliseconds of each call (process time: a shared machine's other jobs do not count), timed
-    in round-robin after `warmup` calls each, so that what load remains hits every variant alike."""
+    in round-robin after `warmup` calls each, so that what load remains hits every variant alike.
+
+    `in_a_row` > 1 makes each turn of the round-robin that many calls of the same variant, all timed: the
+    median then reads the steady state of a caller that makes only that call (its weights in the CPU caches),
+    where 1 times every call right after another variant's."""
     times: dict[str, list[float]] = {name: [] for name in calls}
     with torch.inference_mode():
         for call in calls.values():
@@ -31,9 +35,10 @@ def interleaved_median_ms(
                 call()
         for _ in range(repeats):
             for name, call in calls.items():
-                start = time.process_time()
-                call()
-                times[name].append(time.process_time() - start)
+                for _ in range(in_a_row):
+                    start = time.process_time()
+                    call()
+                    times[name].append(time.process_time() - start)
     return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 

@@ -12,14 +12,22 @@ same student, see the same stream and generator seeds, K, optimizer, lr, clippin
 `drift.DRIFT_CONFIGS` (what `kmono rerank eval` runs): LDRO with its KL anchor (beta 0.05) to the student it
 starts from, GRPO textbook (A = (r - mean) / std over the K pages, no anchor); flags override them.
 
-Measured from the committed SKD student (`--student recsys/rerank/defaults/model/stages/skd`), 2-core CPU, one
-thread, seeds 0-2, 300 steps, phase 100, B 32, K 16, lr 1e-3, ~215 s per command; mean ± std over seeds;
+Measured from the committed SKD student (`--student recsys/rerank/defaults/model/stages/skd`, the one-block
+student), 2-core CPU, one thread, seeds 0-2, 300 steps, phase 100, B 32, K 16, lr 1e-3; mean ± std over seeds;
 * = better than textbook GRPO beyond the spread (the gap exceeds the sum of the two stds):
 
     run                                     recovery steps   post-recovery std   jitter          mean % of optimum
+    GRPO (textbook, the baseline)           26.3 ± 5.2       1.84 ± 0.16         2.49 ± 0.09     91.34 ± 0.39
+    LDRO, default                           15.7 ± 2.6 *     1.46 ± 0.04 *       2.06 ± 0.09 *   93.17 ± 0.51 *
+    ablations:
+    LDRO without the anchor (--kl-ldro 0)   31.0 ± 3.6       1.88 ± 0.16         2.58 ± 0.05     90.79 ± 0.28
+    GRPO with LDRO's anchor (--kl-grpo 0.05) 21.0 ± 3.9      1.61 ± 0.11         2.34 ± 0.10     92.35 ± 0.72
+
+From the previous, two-block SKD student (same settings; ~215 s per command), with the ablations that ran
+`run_online` directly on the same stream, seeds and settings (runs are deterministic given the seeds):
+
     GRPO (textbook, the baseline)           30.8 ± 5.2       1.73 ± 0.07         2.40 ± 0.18     91.55 ± 0.30
     LDRO, default                           14.0 ± 1.2 *     1.40 ± 0.01 *       2.01 ± 0.07 *   93.26 ± 0.32 *
-    ablations:
     LDRO without the anchor (before)        26.2 ± 2.7       1.73 ± 0.08         2.44 ± 0.02     90.82 ± 0.19
     LDRO, running scale (a = 0)             25.2 ± 3.9       1.77 ± 0.03         2.48 ± 0.11     91.01 ± 0.73
     LDRO as the pipeline's (a = 0, lam 0)   31.5 ± 10.8      1.75 ± 0.12         2.48 ± 0.06     91.22 ± 0.10
@@ -27,12 +35,11 @@ thread, seeds 0-2, 300 steps, phase 100, B 32, K 16, lr 1e-3, ~215 s per command
     GRPO with LDRO's anchor (--kl-grpo 0.05) 16.7 ± 0.6      1.51 ± 0.08         2.07 ± 0.10     92.64 ± 0.41
     the SKD student, frozen                 -                1.65 ± 0.07         2.46 ± 0.15     91.27 ± 0.55
 
-The first two rows are this command, the anchored GRPO this command with `--kl-grpo 0.05`; the other rows ran
-`run_online` directly with the same stream, seeds and settings (the default rows came out identical both ways:
-runs are deterministic given the seeds); `--kl-ldro 0` with `--rank-share 0`, `--slot-credit 0` or
-`--entropy-floor 0.4` reproduces them.
+`--kl-ldro 0` with `--rank-share 0`, `--slot-credit 0` or `--entropy-floor 0.4` reproduces those rows.
 
-On stream seeds 10-12, where beta was chosen (LDRO at beta 0.02 / 0.05 / 0.1: recovery 25.3 / 15.7 / 13.3 steps,
+With the one-block student on stream seeds 10-12: recovery 21.5 ± 2.2 against textbook GRPO's 39.7 ± 7.6 (*),
+post-recovery std 1.48 ± 0.16 against 1.79 ± 0.15 (lower, by just the spread). With the two-block student there:
+on stream seeds 10-12, where beta was chosen (LDRO at beta 0.02 / 0.05 / 0.1: recovery 25.3 / 15.7 / 13.3 steps,
 post std 1.43 / 1.39 / 1.44, mean 93.7 / 93.5 / 93.1%): textbook GRPO 46.2 ± 5.4, 1.89 ± 0.09, 2.60 ± 0.23,
 90.35 ± 0.86; LDRO default 15.7 ± 1.8 *, 1.39 ± 0.01 *, 2.00 ± 0.07 *, 93.53 ± 0.30 *; GRPO with the anchor
 21.8 ± 2.3, 1.49 ± 0.06, 2.13 ± 0.07, 92.93 ± 0.15; the pipeline's LDRO (a = 0, lam 0) with the anchor 17.7 ± 3.5,
@@ -42,8 +49,9 @@ Reading: without the anchor both policies collapse (per-slot entropy 0.50 -> 0.1
 step 300) and lose 2-3 points of the optimum in the stationary phase to reward noise; anchored, entropy stays at
 ~0.5 and the policy falls back on the distilled student's knowledge right after a drift. The anchor carries most
 of the gain: GRPO given the same anchor gets most of it too, but LDRO's advantage (ranks, per-slot credit,
-position weights) still recovers faster and has the lower post-recovery std beyond the spread on both seed sets
-(the level only on seeds 10-12, the jitter on neither). Not better in any run: the drop at the drift, and the
+position weights) still recovered faster and had the lower post-recovery std beyond the spread on both seed
+sets from the two-block student (the level only on seeds 10-12, the jitter on neither); from the one-block student
+its jitter is lower beyond the spread, its post-recovery std by about the spread and its recovery within it. Not better in any run: the drop at the drift, and the
 sampled reward's std after recovery (0.130 ± 0.006 vs 0.133 ± 0.005: click noise and request variety, which no
 policy controls). The frozen student's post std (1.65) is the floor that request variety alone sets at its
 level; a policy nearer the optimum has a lower one.
