@@ -18,34 +18,36 @@ AR against NAR is timed two ways, and the goal is judged on each:
 Also, in a run of its own, NAR greedy against its parts (candidate encoder, whole forward, decoding a ready matrix).
 
 Measured on this project's 2-core CPU (torch 2.13, float32, 1 thread, median of 50), n = 50, m = 10, K = 64,
-cap 2, with the one-block student; two runs at load average 2.1-2.5 (two training jobs shared the CPU):
+cap 2, with the one-block student and the teacher projecting the candidates' cross-attention keys and values
+once per request (`TeacherState.memory_kv`); two runs at load average 1.2-1.8 (a training job shared the CPU):
 
-| decoder                                 | ms (two runs) | x AR greedy  |
-|-----------------------------------------|---------------|--------------|
-| AR greedy, round-robin                  | 3.94, 4.33    | 1.00         |
-| NAR greedy, round-robin                 | 0.80, 1.14    | 4.92, 3.79   |
-| NAR assignment, round-robin             | 0.68, 0.70    | 5.80, 6.19   |
-| NAR contrastive, round-robin            | 0.98, 1.05    | 4.03, 4.12   |
-| score-and-sort greedy, round-robin      | 0.17, 0.17    | 23.2, 25.9   |
-| AR greedy, steady state                 | 3.95, 4.50    | 1.00         |
-| NAR greedy, steady state                | 0.55, 0.56    | **7.24, 8.08** |
+| decoder                                 | ms (two runs) | x AR greedy    |
+|-----------------------------------------|---------------|----------------|
+| AR greedy, round-robin                  | 3.43, 3.98    | 1.00           |
+| NAR greedy, round-robin                 | 0.63, 0.91    | 5.44, 4.39     |
+| NAR assignment, round-robin             | 0.64, 0.77    | 5.37, 5.16     |
+| NAR contrastive, round-robin            | 0.92, 1.01    | 3.74, 3.94     |
+| score-and-sort greedy, round-robin      | 0.13, 0.15    | 26.8, 26.1     |
+| AR greedy, steady state                 | 3.79, 3.53    | 1.00           |
+| NAR greedy, steady state                | 0.59, 0.55    | **6.43, 6.47** |
 
 | NAR greedy, where its time goes (own run) | ms (two runs) |
 |-------------------------------------------|---------------|
-| NAR greedy                                | 0.50, 0.53    |
-| candidate encoder                         | 0.26, 0.28    |
-| forward (matching matrix)                 | 0.38, 0.42    |
-| decoding a ready matrix                   | 0.12, 0.14    |
+| NAR greedy                                | 0.59, 0.49    |
+| candidate encoder                         | 0.28, 0.25    |
+| forward (matching matrix)                 | 0.41, 0.38    |
+| decoding a ready matrix                   | 0.12, 0.09    |
 
 | 64 pages per request         | sequential ms | Gumbel-max ms | x sequential |
 |------------------------------|---------------|---------------|--------------|
-| NAR student                  | 24.2, 25.8    | 2.59, 2.77    | 9.3, 9.3     |
-| AR teacher                   | 233, 235      | 44.4, 42.5    | 5.3, 5.9     |
+| NAR student                  | 25.2, 23.2    | 2.91, 2.63    | 8.7, 8.8     |
+| AR teacher                   | 220, 198      | 36.6, 32.9    | 6.0, 6.0     |
 
-So the issue's goal (NAR >= 5x faster than AR per request) holds in the steady state, 7.2-8.1x even under load;
-round-robin it is 5.1-6.2x on a lighter machine (load 1.8, four runs) and 3.8-4.9x at load 2-2.5, where the cold
-first pass of the student pays for the teacher's weights in the caches. Round-robin is load-sensitive, the
-steady state is not (NAR 0.55-0.56 ms in both runs).
+So the issue's goal (NAR >= 5x faster than AR per request) holds in the steady state, 6.4-6.5x; round-robin it
+is 4.4-5.4x, load-sensitive, because the cold first pass of the student pays for the teacher's weights in the
+caches. Before the teacher kept the candidates' keys and values (same session, load 2.1-2.5, AR then about 10%
+slower): steady state 7.2-8.1x (AR 3.95-4.50 ms, NAR 0.55-0.56 ms), round-robin 3.8-4.9x; with the helper's
+four runs at load 1.8, round-robin 5.1-6.2x.
 
 History: with the two-block student (before `PipelineConfig.model` set `student_layers=1`) NAR greedy was
 4.6-4.7x faster round-robin on a quiet machine (AR 4.0-4.2 ms, NAR 0.85-0.92 ms), 4.0-4.3x under load; NAR is

@@ -55,7 +55,14 @@ class Attention(nn.Module):
         self.in_proj = nn.Linear(d_model, 3 * d_model)  # query, key, value projections in one matrix
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        bias: torch.Tensor | None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """`memory_kv`: `self.memory_kv(memory)` computed earlier, for a memory attended to many times."""
         batch, queries, width = x.shape
         if memory is x:  # self-attention: one matrix product for q, k and v
             q, k, v = self._heads(
@@ -64,11 +71,16 @@ class Attention(nn.Module):
         else:
             weight, offset = self.in_proj.weight, self.in_proj.bias
             (q,) = self._heads(F.linear(x, weight[:width], offset[:width]), 1)  # [B, h, Lq, dh]
-            k, v = self._heads(F.linear(memory, weight[width:], offset[width:]), 2)  # [B, h, Lk, dh] each
+            k, v = memory_kv if memory_kv is not None else self.memory_kv(memory)
         mixed = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
         )  # [B, h, Lq, dh]
         return F.linear(mixed.transpose(1, 2).reshape(batch, queries, width), self.out.weight, self.out.bias)
+
+    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The key and value heads of a memory [B, Lk, d] -> ([B, h, Lk, dh], [B, h, Lk, dh]) (strided views)."""
+        width = memory.shape[-1]
+        return self._heads(F.linear(memory, self.in_proj.weight[width:], self.in_proj.bias[width:]), 2)
 
     def _heads(self, projected: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
         """[B, L, parts * d] -> `parts` views [B, h, L, dh] (strided: no copies)."""
@@ -98,12 +110,14 @@ class Block(nn.Module):
         self_bias: torch.Tensor | None,
         memory: torch.Tensor | None = None,
         memory_bias: torch.Tensor | None = None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """`memory_kv`: `self.cross_attention.memory_kv(memory)` computed earlier (see `Attention.forward`)."""
         if self.self_attention is not None:
             normed = layer_norm(self.self_norm, x)
             x = x + self.self_attention(normed, normed, self_bias)
         if self.cross_attention is not None:
-            x = x + self.cross_attention(layer_norm(self.cross_norm, x), memory, memory_bias)
+            x = x + self.cross_attention(layer_norm(self.cross_norm, x), memory, memory_bias, memory_kv)
         inner, _, outer, dropout = self.mlp  # called as functions: a module call costs more than a small op
         hidden = F.linear(
             F.gelu(F.linear(layer_norm(self.mlp_norm, x), inner.weight, inner.bias)), outer.weight, outer.bias

@@ -15,13 +15,16 @@ Two ways to run it, which agree (tested):
   page (row k conditions on orders[..., :k]); what training and the log-probs of a given page use.
 - incremental, `start(batch) -> TeacherState` (encodes the candidates once) then
   `next_logits(state, placed [R, k]) -> [R, n]` per slot; `state.repeat(K)` decodes K pages per request in
-  parallel. *Our* choice: each step recomputes the decoder over the k+1 prefix tokens (no key/value cache):
-  m <= 20 tokens of width d cost less than the cache bookkeeping, and the candidates are never re-encoded.
+  parallel. *Our* choice: each step recomputes the decoder over the k+1 prefix tokens (no key/value cache for
+  the prefix: m <= 20 tokens of width d cost less than the cache bookkeeping); what does not change between
+  steps is computed once per state: the candidates' encoding and, on the first step, each block's cross-attention
+  keys and values of the candidates (`TeacherState.memory_kv`; the same operation on the same tensor, so the
+  logits are bit for bit those of recomputing them, which keeps training runs reproducible).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -40,6 +43,8 @@ class TeacherState:
     context: torch.Tensor  # [R, d]
     slots: torch.Tensor  # [R, m, d] slot embeddings of the request's layout
     memory_bias: torch.Tensor  # [R, 1, 1, n] blocks padding in the cross-attention
+    memory_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = field(default=None, repr=False)
+    """Each decoder block's cross-attention keys and values of `items`, filled by the first decoder pass."""
 
     def repeat(self, times: int) -> TeacherState:
         """Each row `times` times in a row (request b's copies at rows b*times ... b*times + times - 1)."""
@@ -70,8 +75,10 @@ class PrefixDecoder(nn.Module):
         previous = torch.cat([self.start.expand(rows, 1, width), state.items.gather(1, index)], dim=1)
         x = previous + state.slots[:, : placed + 1] + state.context.unsqueeze(1)  # [R, t+1, d]
         causal = self.causal[: placed + 1, : placed + 1]
-        for block in self.blocks:
-            x = block(x, causal, state.items, state.memory_bias)
+        if state.memory_kv is None:  # the candidates do not change between steps: project them once
+            state.memory_kv = [block.cross_attention.memory_kv(state.items) for block in self.blocks]
+        for block, memory_kv in zip(self.blocks, state.memory_kv, strict=True):
+            x = block(x, causal, state.items, state.memory_bias, memory_kv)
         return layer_norm(self.norm, x)
 
 

@@ -55,3 +55,25 @@ def test_encodes_once_and_decodes_m_times_per_greedy_decode():
     teacher.decoder.register_forward_hook(lambda *_: calls.__setitem__("decoder", calls["decoder"] + 1))
     greedy(teacher, batch)
     assert calls == {"encoder": 1, "decoder": batch.num_slots}
+
+
+def test_candidate_keys_and_values_are_projected_once_per_state_and_change_nothing():
+    teacher, batch = _setup(padding=1)
+    orders = _random_orders(3, 2, 4, 7).view(6, 4)
+    projections = {"count": 0}
+    for block in teacher.decoder.blocks:
+        original = block.cross_attention.memory_kv
+
+        def counted(memory, original=original):
+            projections["count"] += 1
+            return original(memory)
+
+        block.cross_attention.memory_kv = counted
+    with torch.no_grad():
+        state = teacher.start(batch).repeat(2)
+        for slot in range(4):
+            kept = teacher.next_logits(state, orders[:, :slot])
+            fresh = teacher.next_logits(teacher.start(batch).repeat(2), orders[:, :slot])
+            assert torch.equal(kept, fresh)  # bit for bit: training runs stay reproducible
+    # the kept state projected once per block; each of the 4 fresh states once per block
+    assert projections["count"] == len(teacher.decoder.blocks) * (1 + 4)
