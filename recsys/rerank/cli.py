@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--preset", choices=("default", "tiny"), default="default",
-        help="default: 16k simulator requests, about 14 CPU-minutes; tiny: seconds, a smoke model (default: %(default)s)",
+        help="default: 16k simulator requests, about 15 CPU-minutes; tiny: seconds, a smoke model (default: %(default)s)",
     )  # fmt: skip
     train.add_argument("--seed", type=int, default=0, help="seeds the logs, the models and every stage")
     train.add_argument(
