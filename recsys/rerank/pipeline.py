@@ -65,9 +65,10 @@ class PipelineConfig:
     requests: int = 16_000
     shapes: tuple[PageShape, ...] = (PageShape(8, 4, 0.75), PageShape(20, 10, 0.25))
     logged_pages: int = 16
-    # A one-block student (`student_layers=1`) under a two-block teacher: NAR greedy 5.1-6.1x faster than AR at
-    # n = 50, m = 10 against 4.0-4.3x with two blocks (`benchmarks/rerank_decoding.py`, four runs each,
-    # interleaved, loaded 2-core machine), and after SKD it keeps 100% of the teacher's utility.
+    # A one-block student (`student_layers=1`) under a two-block teacher: NAR greedy 6.4-6.5x faster than AR at
+    # n = 50, m = 10 in the steady state, 4.4-5.4x round-robin, against 4.0-4.3x round-robin with two blocks
+    # (`benchmarks/rerank_decoding.py`, its docstring has the runs), and after SKD it keeps 100% of the teacher's
+    # utility.
     model: RerankModelConfig = field(default_factory=lambda: RerankModelConfig(student_layers=1))
     # Small minibatches, many steps: what the evaluator's ranking of near-optimal pages needed (measured in
     # `models/evaluator.py`'s docstring); the teacher's improvement against it plateaus after ~6 epochs.
