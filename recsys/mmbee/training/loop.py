@@ -33,8 +33,8 @@ evaluations without improvement stop training early.
 Variance reducers (each off unless set):
 - `ema_decay`: an exponential moving average of the weights (`torch.optim.swa_utils.AveragedModel` with
   `get_ema_multi_avg_fn`), updated after every optimizer step. When on, evaluation, best-weight selection and the
-  weights the model ends with (hence the export) are the EMA's, not the raw step's. The average is part of the
-  checkpoint (`trainer_state.pt`), so resume stays exact. Buffers are not averaged but copied (MMBee's only
+  weights the model ends with (hence the export) are the EMA's, not the raw step's. The average is registered with
+  accelerate (`register_for_checkpointing`), so `save_state` / `load_state` keep it and resume stays exact. Buffers are not averaged but copied (MMBee's only
   buffers are the frozen Θ tables).
 - `lr_schedule` + `warmup_ratio`: linear warm-up over the first `warmup_ratio` of all steps, then constant,
   cosine or linear decay to 0 at the last step. The learning rate is a function of the global step only (set on
@@ -274,8 +274,6 @@ class _LoopState:
     loss_sum: float = 0.0
     loss_count: int = 0
     best_state: dict[str, torch.Tensor] | None = None
-    ema_state: dict[str, torch.Tensor] | None = None
-    """The weights' moving average (`AveragedModel.state_dict()`), filled only while a checkpoint is written."""
 
     def to_dict(self) -> dict:
         return {
@@ -288,14 +286,12 @@ class _LoopState:
             "loss_sum": self.loss_sum,
             "loss_count": self.loss_count,
             "best_state": self.best_state,
-            "ema_state": self.ema_state,
         }
 
     @classmethod
     def from_dict(cls, state: dict) -> _LoopState:
         state = dict(state)
         state["history"] = [EvalRecord(**record) for record in state["history"]]
-        state.setdefault("ema_state", None)  # checkpoints from before the EMA option
         return cls(**state)
 
 
@@ -357,21 +353,28 @@ def train(
         if config.ema_decay is not None
         else None
     )
+    if ema is not None:  # saved and restored with the model, optimizer and RNG states
+        accelerator.register_for_checkpointing(ema)
     state = _LoopState()
     resumed_from = None
     checkpoint_dir = Path(config.output_dir, CHECKPOINTS) if config.output_dir else None
     if checkpoint_dir is not None and config.resume:
         latest = latest_checkpoint(checkpoint_dir)
         if latest is not None:
-            accelerator.load_state(str(latest))
+            try:
+                accelerator.load_state(str(latest))
+            except (
+                RuntimeError
+            ) as error:  # accelerate: the checkpoint's custom objects are not the registered ones
+                if ema is None:
+                    raise
+                raise ValueError(
+                    f"cannot resume {latest} with ema_decay set ({error}); a checkpoint written without the EMA "
+                    "has no EMA state: resume it without ema_decay, or start a new output_dir"
+                ) from error
             state = _LoopState.from_dict(
                 torch.load(latest / TRAINER_STATE, map_location="cpu", weights_only=True)
             )
-            if ema is not None:
-                if state.ema_state is None:
-                    raise ValueError(f"{latest} has no EMA state but ema_decay is set")
-                ema.load_state_dict(state.ema_state)
-            state.ema_state = None
             resumed_from = str(latest)
             logger.info("resumed from %s at step %d", latest, state.step)
 
@@ -435,11 +438,7 @@ def train(
         # can resume with it and the next evaluation's mean is unchanged.
         state.loss_sum += float(accelerator.reduce(loss_sum.clone(), reduction="mean"))
         loss_sum = torch.zeros_like(loss_sum)
-        state.ema_state = _cpu_copy(ema.state_dict()) if ema is not None else None
-        try:
-            return _save_checkpoint(accelerator, checkpoint_dir, state, config.keep_checkpoints)
-        finally:
-            state.ema_state = None
+        return _save_checkpoint(accelerator, checkpoint_dir, state, config.keep_checkpoints)
 
     wrapper.train()
     while state.step < stop_step and not state.stopped_early:
