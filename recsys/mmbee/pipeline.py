@@ -26,6 +26,7 @@ from recsys.data.batches import METAPATHS
 from recsys.data.dataset import DEFAULT_HISTORY, DEFAULT_SEGMENT_SECONDS, GTRDataset, WorldFeatures
 from recsys.data.world import World, WorldConfig, generate_world
 from recsys.metrics.ranking import auc, grouped_auc
+from recsys.mmbee import defaults
 from recsys.mmbee.engine import ENGINE_FILE, SNAPSHOT_DIR
 from recsys.mmbee.featurize import SERVING_TABLES_VERSION, serving_tables
 from recsys.mmbee.graph import ExpansionConfig, run_expansion
@@ -146,8 +147,6 @@ def build_model(prepared: Prepared, options: ModelOptions, seed: int = 0) -> MMB
 def train_recipe(**changes) -> TrainConfig:
     """The embedded default's training recipe (`recsys.mmbee.defaults`, its one home) with `changes` on top:
     what `kmono mmbee train` and `kmono mmbee eval` train with."""
-    from recsys.mmbee import defaults
-
     recipe = {
         "epochs": defaults.DEFAULT_EPOCHS,
         "task_weights": defaults.TASK_WEIGHTS,
