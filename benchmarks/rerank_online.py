@@ -13,15 +13,20 @@ same student, see the same stream and generator seeds, K, optimizer, lr, clippin
 starts from, GRPO textbook (A = (r - mean) / std over the K pages, no anchor); flags override them.
 
 Measured from the committed SKD student (`--student recsys/rerank/defaults/model/stages/skd`, the one-block
-student), 2-core CPU, one thread, seeds 0-2, 300 steps, phase 100, B 32, K 16, lr 1e-3; mean ± std over seeds;
-* = better than textbook GRPO beyond the spread (the gap exceeds the sum of the two stds):
+student of the 7-epoch-improvement recipe), 2-core CPU, one thread, seeds 0-2, 300 steps, phase 100, B 32, K 16,
+lr 1e-3, ~90 s per command; mean ± std over seeds; * = better than textbook GRPO beyond the spread (the gap exceeds
+the sum of the two stds):
 
     run                                     recovery steps   post-recovery std   jitter          mean % of optimum
-    GRPO (textbook, the baseline)           26.3 ± 5.2       1.84 ± 0.16         2.49 ± 0.09     91.34 ± 0.39
-    LDRO, default                           15.7 ± 2.6 *     1.46 ± 0.04 *       2.06 ± 0.09 *   93.17 ± 0.51 *
+    GRPO (textbook, the baseline)           51.3 ± 10.5      1.67 ± 0.04         2.58 ± 0.07     90.94 ± 0.56
+    LDRO, default                           15.5 ± 2.2 *     1.41 ± 0.06 *       2.04 ± 0.08 *   93.30 ± 0.33 *
     ablations:
-    LDRO without the anchor (--kl-ldro 0)   31.0 ± 3.6       1.88 ± 0.16         2.58 ± 0.05     90.79 ± 0.28
-    GRPO with LDRO's anchor (--kl-grpo 0.05) 21.0 ± 3.9      1.61 ± 0.11         2.34 ± 0.10     92.35 ± 0.72
+    LDRO without the anchor (--kl-ldro 0)   30.8 ± 0.2 *     1.88 ± 0.02         2.63 ± 0.16     90.78 ± 0.38
+    GRPO with LDRO's anchor (--kl-grpo 0.05) 19.8 ± 5.9      1.59 ± 0.03         2.21 ± 0.03     92.54 ± 0.52
+
+The one-block student of the 8-epoch recipe before it (same settings): GRPO 26.3 ± 5.2 / 1.84 ± 0.16 / 2.49 ± 0.09 /
+91.34 ± 0.39; LDRO 15.7 ± 2.6 / 1.46 ± 0.04 / 2.06 ± 0.09 / 93.17 ± 0.51; LDRO without the anchor 31.0 ± 3.6 /
+1.88 ± 0.16 / 2.58 ± 0.05 / 90.79 ± 0.28; GRPO with the anchor 21.0 ± 3.9 / 1.61 ± 0.11 / 2.34 ± 0.10 / 92.35 ± 0.72.
 
 From the previous, two-block SKD student (same settings; ~215 s per command), with the ablations that ran
 `run_online` directly on the same stream, seeds and settings (runs are deterministic given the seeds):
@@ -37,8 +42,10 @@ From the previous, two-block SKD student (same settings; ~215 s per command), wi
 
 `--kl-ldro 0` with `--rank-share 0`, `--slot-credit 0` or `--entropy-floor 0.4` reproduces those rows.
 
-With the one-block student on stream seeds 10-12: recovery 21.5 ± 2.2 against textbook GRPO's 39.7 ± 7.6 (*),
-post-recovery std 1.48 ± 0.16 against 1.79 ± 0.15 (lower, by just the spread). With the two-block student there:
+With the committed one-block student on stream seeds 10-12 (`--seeds 10 11 12`): recovery 20.3 ± 3.2 against
+textbook GRPO's 49.7 ± 4.5 (*), post-recovery std 1.42 ± 0.14 against 1.68 ± 0.08 (*), jitter 2.05 ± 0.18 against
+2.53 ± 0.07 (*); from the 8-epoch recipe's student: 21.5 ± 2.2 against 39.7 ± 7.6 (*), 1.48 ± 0.16 against
+1.79 ± 0.15 (by just the spread). With the two-block student there:
 on stream seeds 10-12, where beta was chosen (LDRO at beta 0.02 / 0.05 / 0.1: recovery 25.3 / 15.7 / 13.3 steps,
 post std 1.43 / 1.39 / 1.44, mean 93.7 / 93.5 / 93.1%): textbook GRPO 46.2 ± 5.4, 1.89 ± 0.09, 2.60 ± 0.23,
 90.35 ± 0.86; LDRO default 15.7 ± 1.8 *, 1.39 ± 0.01 *, 2.00 ± 0.07 *, 93.53 ± 0.30 *; GRPO with the anchor
@@ -50,8 +57,8 @@ step 300) and lose 2-3 points of the optimum in the stationary phase to reward n
 ~0.5 and the policy falls back on the distilled student's knowledge right after a drift. The anchor carries most
 of the gain: GRPO given the same anchor gets most of it too, but LDRO's advantage (ranks, per-slot credit,
 position weights) still recovered faster and had the lower post-recovery std beyond the spread on both seed
-sets from the two-block student (the level only on seeds 10-12, the jitter on neither); from the one-block student
-its jitter is lower beyond the spread, its post-recovery std by about the spread and its recovery within it. Not better in any run: the drop at the drift, and the
+sets from the two-block student (the level only on seeds 10-12, the jitter on neither); from the committed
+one-block student its post-recovery std and jitter are lower beyond the spread and its recovery within it. Not better in any run: the drop at the drift, and the
 sampled reward's std after recovery (0.130 ± 0.006 vs 0.133 ± 0.005: click noise and request variety, which no
 policy controls). The frozen student's post std (1.65) is the floor that request variety alone sets at its
 level; a policy nearer the optimum has a lower one.

@@ -1,6 +1,6 @@
 """`kmono rerank ...`: Dual-Rerank generative list reranking — train, evaluate, inspect the simulator, serve.
 
-kmono rerank train --out recsys/rerank/defaults/model     # the embedded default (simulator logs, ~15 CPU-min)
+kmono rerank train --out recsys/rerank/defaults/model     # the embedded default (simulator logs, ~14 CPU-min)
 kmono rerank train --preset tiny --out /tmp/rerank        # seconds: a smoke model
 kmono rerank eval --out-dir out/rerank-eval               # % of optimum, PTAR, MovieLens, LDRO vs GRPO + PNGs
 kmono rerank eval --parts simulator --seeds 0             # one table, one evaluation seed
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument(
         "--preset", choices=("default", "tiny"), default="default",
-        help="default: 16k simulator requests, about 15 CPU-minutes; tiny: seconds, a smoke model (default: %(default)s)",
+        help="default: 16k simulator requests, about 14 CPU-minutes; tiny: seconds, a smoke model (default: %(default)s)",
     )  # fmt: skip
     train.add_argument("--seed", type=int, default=0, help="seeds the logs, the models and every stage")
     train.add_argument(
