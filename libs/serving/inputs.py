@@ -176,7 +176,10 @@ def float_tensor(msg: tensor_pb2.Tensor, field: str, max_elements: int = MAX_TEN
     dtype = _FLOAT_TYPES.get(msg.dtype)
     if dtype is None:
         names = ", ".join(tensor_pb2.DataType.Name(d) for d in _FLOAT_TYPES)
-        raise invalid(f"{field}.dtype", f"must be one of {names}, got {tensor_pb2.DataType.Name(msg.dtype)}")
+        # proto3 enums are open: a number this build has no name for arrives as it is (`Name` would raise)
+        known = tensor_pb2.DataType.DESCRIPTOR.values_by_number.get(msg.dtype)
+        got = known.name if known else f"the unknown value {msg.dtype}"
+        raise invalid(f"{field}.dtype", f"must be one of {names}, got {got}")
     dims = tuple(msg.dims)
     if len(dims) == 2:  # the common case (a segment's tokens [seconds, dim]), checked without a generator
         rows, cols = dims

@@ -111,3 +111,16 @@ def test_float_tensor_views_float32_bytes_and_converts_other_widths():
     assert converted.dtype == np.float32 and converted.flags.writeable
     with pytest.raises(InvalidArgumentError):
         float_tensor(tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, dims=[2, 3], data=b"\0" * 20), "x")
+
+
+@pytest.mark.parametrize(("dtype", "named"), [(5, "DATA_TYPE_INT8"), (11, "the unknown value 11"), (-4, "-4")])
+def test_float_tensor_names_a_wrong_dtype_even_one_this_build_does_not_know(dtype, named):
+    """proto3 enums are open: a client built from a newer contract can send a DataType number we have no name for,
+    and that must be INVALID_ARGUMENT on the field, not a ValueError from `DataType.Name` (an INTERNAL error)."""
+    from kmono.common.v1 import tensor_pb2
+
+    from libs.serving.inputs import float_tensor
+
+    with pytest.raises(InvalidArgumentError) as error:
+        float_tensor(tensor_pb2.Tensor(dtype=dtype, dims=[1], data=b"\0" * 4), "candidates[0].embeddings")
+    assert "candidates[0].embeddings.dtype" in str(error.value) and named in str(error.value)
