@@ -81,7 +81,10 @@ def _fill(message, data, depth: int, odds: int = 3) -> None:
         if data.draw(st.integers(0, odds - 1)):
             continue
         is_message = field.type == FieldDescriptor.TYPE_MESSAGE
-        if is_message and (depth <= 0 or field.message_type.GetOptions().map_entry):
+        if is_message and field.message_type.GetOptions().map_entry:
+            _fill_map(getattr(message, field.name), field.message_type, data, depth, odds)
+            continue
+        if is_message and depth <= 0:
             continue
         if field.is_repeated:
             target = getattr(message, field.name)
@@ -95,6 +98,20 @@ def _fill(message, data, depth: int, odds: int = 3) -> None:
             getattr(message, field.name).SetInParent()
         else:
             setattr(message, field.name, data.draw(_scalar(field)))
+
+
+def _fill_map(target, entry, data, depth: int, odds: int) -> None:
+    """Add 0-2 entries to a map field (feature maps, score maps, tensors by name: where a request's free-form
+    input lives); message values are filled like nested messages."""
+    key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
+    for _ in range(data.draw(st.integers(0, 2))):
+        key = data.draw(_scalar(key_field))
+        if value_field.type != FieldDescriptor.TYPE_MESSAGE:
+            target[key] = data.draw(_scalar(value_field))
+        elif depth > 0:
+            _fill(target[key], data, depth - 1, odds)
+        else:
+            target[key].SetInParent()
 
 
 def rpcs_of(service: str) -> list[tuple[str, object, object]]:
@@ -117,11 +134,14 @@ def valid_requests() -> dict[str, object]:
     import numpy as np
     from kmono.common.v1 import media_pb2
     from kmono.masks.v1 import masks_pb2
+    from kmono.rank.v1 import rank_pb2
+    from kmono.rerank.v1 import rerank_pb2
     from kmono.video.v1 import video_pb2
 
     from generation.masks.synth import SyntheticObject, synthesize
     from generation.masks.trajectory import Trajectory
     from libs.media import encode_video, to_proto
+    from libs.serving.inputs import to_float_tensor
 
     ball = to_proto(
         synthesize([SyntheticObject("circle", Trajectory([(0, (8, 8)), (8, (24, 20))]), width=8, height=8)],
@@ -129,7 +149,24 @@ def valid_requests() -> dict[str, object]:
     )  # fmt: skip
     video = encode_video(np.full((4, 16, 16, 3), 90, np.uint8), fps=4, format="mp4")
     masks, created = "/kmono.masks.v1.MaskService/", "/kmono.video.v1.VideoGenerationService/"
+    # the embedded MMBee default's segment shape ([segment seconds, content dim]) and the page contract's scores
+    segment = {
+        name: to_float_tensor(np.full((10, 16), 0.1, np.float32)) for name in ("visual", "speech", "comments")
+    }
+    streams = [rank_pb2.Candidate(stream_id=f"s{i}", author_id=f"a{i}") for i in range(4)]
+    for name, tokens in segment.items():
+        streams[0].features.embeddings[name].CopyFrom(tokens)
+    items = [
+        rerank_pb2.RerankItem(item_id=f"i{i}", author_id=f"a{i % 3}", scores={"ctr": 0.1 * (i + 1)})
+        for i in range(6)
+    ]
     return {
+        "/kmono.rank.v1.RankingService/RankCandidates": rank_pb2.RankCandidatesRequest(
+            user_id="u1", candidates=streams, top_k=3
+        ),
+        "/kmono.rerank.v1.RerankService/RerankList": rerank_pb2.RerankListRequest(
+            user_id="u1", items=items, num_slots=3
+        ),
         f"{created}CreateVideo": video_pb2.CreateVideoRequest(
             prompt="a red circle", mask_sequence=ball, num_inference_steps=2
         ),
