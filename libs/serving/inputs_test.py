@@ -113,7 +113,9 @@ def test_float_tensor_views_float32_bytes_and_converts_other_widths():
         float_tensor(tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, dims=[2, 3], data=b"\0" * 20), "x")
 
 
-@pytest.mark.parametrize(("dtype", "named"), [(5, "DATA_TYPE_INT8"), (11, "the unknown value 11"), (-4, "-4")])
+@pytest.mark.parametrize(
+    ("dtype", "named"), [(5, "DATA_TYPE_INT8"), (11, "the unknown value 11"), (-4, "-4")]
+)
 def test_float_tensor_names_a_wrong_dtype_even_one_this_build_does_not_know(dtype, named):
     """proto3 enums are open: a client built from a newer contract can send a DataType number we have no name for,
     and that must be INVALID_ARGUMENT on the field, not a ValueError from `DataType.Name` (an INTERNAL error)."""

@@ -122,7 +122,9 @@ def test_hostile_requests_are_answered_by_field(folder, tmp_path):
             tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, dims=[2**31, 2**31], data=b"")
         )
         hostile.append(huge)
-        newer_dtype = big_request("u1", 2)  # a DataType number this build has no name for (proto3 enums are open)
+        newer_dtype = big_request(
+            "u1", 2
+        )  # a DataType number this build has no name for (proto3 enums are open)
         newer_dtype.candidates[1].features.embeddings["speech"].CopyFrom(
             tensor_pb2.Tensor(dtype=len(tensor_pb2.DataType.keys()) + 3, dims=[1], data=b"\0" * 4)
         )
