@@ -68,6 +68,11 @@ def dense_statistics(impressions: np.ndarray, gifts: np.ndarray) -> np.ndarray:
     return np.stack([np.log1p(impressions), np.log1p(gifts), rate], axis=-1).astype(np.float32)
 
 
+def cold_start_dense() -> np.ndarray:
+    """The dense statistics of a viewer or streamer never seen: zero impressions, zero gifts (the cold start)."""
+    return dense_statistics(np.zeros(1), np.zeros(1))[0]
+
+
 @dataclass
 class WorldFeatures:
     """Per-impression features of a whole world, computed once and shared by its three splits."""

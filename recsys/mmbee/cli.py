@@ -1,6 +1,6 @@
 """`kmono mmbee ...`: MMBee gift-through-rate ranking — train, evaluate, run the graph expansion, serve.
 
-kmono mmbee train --out recsys/mmbee/defaults/model            # the embedded default (default world, ~2 min)
+kmono mmbee train --out recsys/mmbee/defaults/model            # the embedded default (default world, ~2.5 min)
 kmono mmbee train --preset tiny --epochs 1 --out /tmp/mmbee      # a quick model on the tiny world
 kmono mmbee eval --out-dir out/mmbee-eval                        # the paper's tables over 3 seeds + PNG plots
 kmono mmbee eval --dataset movielens --out-dir out/mmbee-ml      # GIE vs LightGCN vs popularity, MovieLens-100k
@@ -113,11 +113,12 @@ def _world_config(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     from recsys.mmbee.pipeline import ModelOptions, evaluate, fit, prepare, save_model_folder, train_recipe
+    from recsys.mmbee.training.cold_start import fit_cold_start_rows
 
     prepared = prepare(_world_config(args), args.workdir)
-    model, result = fit(
-        prepared, ModelOptions(backbone=args.backbone), train_recipe(epochs=args.epochs, seed=args.seed)
-    )
+    recipe = train_recipe(epochs=args.epochs, seed=args.seed)
+    model, result = fit(prepared, ModelOptions(backbone=args.backbone), recipe)
+    fit_cold_start_rows(model, prepared.train, recipe.task_weights)  # what an unknown viewer or streamer gets
     metrics = evaluate(model, prepared.test, prepared.train_gifts)
     version = save_model_folder(args.out, model, prepared, metrics)
     print(f"model {version} -> {args.out}")

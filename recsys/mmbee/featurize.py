@@ -12,7 +12,8 @@ online they describe "now", the end of the logged data:
   not of every past broadcast), each with its streamer and its last `max_segment_seconds` (a live system would
   refresh this row every few seconds; requests can send the current segment themselves). Any other stream is
   scored with a zero segment unless the request sends one.
-Unknown users, streamers and streams get the cold-start row: index 0, zero counts, empty history, zero segment.
+Unknown users, streamers and streams get the cold-start row: index 0, zero counts, empty history, zero segment
+(`recsys.mmbee.training.cold_start` fits row 0 to exactly this).
 
 The viewer's fields (id, dense statistics, history, the viewer's metapath lists) are one row broadcast over the
 candidates (stride-0 views, read-only): nothing is copied per candidate, and the scorer sees at no cost that
@@ -26,7 +27,7 @@ import pyarrow as pa
 import torch
 
 from recsys.data.batches import AUTHOR_DENSE, METAPATH_SOURCE, METAPATHS, USER_DENSE, GTRBatch
-from recsys.data.dataset import WorldFeatures, dense_statistics
+from recsys.data.dataset import WorldFeatures, cold_start_dense, dense_statistics
 from recsys.data.world import author_id, parse_index, user_id
 from recsys.mmbee.requests import RankRequest
 
@@ -93,9 +94,7 @@ class ServingFeaturizer:
         self._caches: dict[str, dict] = {}
 
     def _dense(self, row: dict | None) -> np.ndarray:
-        if row is None:
-            return dense_statistics(np.zeros(1), np.zeros(1))[0]
-        return np.asarray(row["dense"], np.float32)
+        return cold_start_dense() if row is None else np.asarray(row["dense"], np.float32)
 
     def _segment(self, row: dict | None) -> np.ndarray | None:
         if row is None:

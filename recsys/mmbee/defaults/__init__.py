@@ -2,12 +2,11 @@
 (torch-free, so configs and CLIs import it cheaply); `recsys.mmbee.pipeline.train_recipe` turns it into a
 `TrainConfig`.
 
-The folder is produced by `kmono mmbee train --preset default --out recsys/mmbee/defaults/model` (about 2 CPU
+The folder is produced by `kmono mmbee train --preset default --out recsys/mmbee/defaults/model` (about 2.5 CPU
 minutes; see `recsys.mmbee.pipeline`) and committed (model + snapshot, 22 MB), so `kmono serve rank` scores
-for real out of the box. Its programs were re-exported in model folder format 3 (request.pt2 and candidate.pt2 added) from the
-same model.safetensors, without retraining: `recsys.mmbee.export.save_model_folder(DEFAULT_MODEL_PATH, model,
-example, metrics)` with the model rebuilt from the folder's config.json and model.safetensors, the pipeline's
-example batch (the first 8 test rows) and the folder's own metrics.json.
+for real out of the box. That command reproduces the committed folder file for file: training, then the
+cold-start rows (`recsys.mmbee.training.cold_start`; only row 0 of the two id tables differs from the model
+trained before that step existed, so its test metrics are those of the earlier folder, unchanged), then the export.
 """
 
 from pathlib import Path

@@ -136,7 +136,8 @@ class MMBeeConfig:
 
 
 class SparseArch(nn.Module):
-    """Viewer and streamer id embeddings; index 0 is the learned unknown/cold-start row."""
+    """Viewer and streamer id embeddings; index 0 is the unknown/cold-start row, which no training impression
+    reads: `recsys.mmbee.training.cold_start` fits it after training."""
 
     def __init__(self, num_users: int, num_authors: int, dim: int) -> None:
         super().__init__()
