@@ -84,11 +84,13 @@ def fit_cold_start_rows(
     trained = {side: params[name].detach() for side, name in COLD_TABLES.items()}
     cold = {side: table[1:].mean(dim=0).clone().requires_grad_(True) for side, table in trained.items()}
     optimizer = torch.optim.Adam(cold.values(), lr=config.lr)
-    weights = torch.as_tensor(task_weights, dtype=torch.float32)
+    device = next(model.parameters()).device  # where training left it (a GPU run leaves it there)
+    weights = torch.as_tensor(task_weights, dtype=torch.float32, device=device)
     rng = np.random.default_rng(config.seed)
     losses = []
     for _ in tqdm(range(config.steps), desc="cold-start rows", disable=not config.progress):
-        batch = rows.batch(rng.choice(len(rows), size=min(config.batch_size, len(rows)), replace=False))
+        picks = rng.choice(len(rows), size=min(config.batch_size, len(rows)), replace=False)
+        batch = rows.batch(picks).to(device)
         tables = {COLD_TABLES[side]: torch.cat([cold[side][None], trained[side][1:]]) for side in COLD_TABLES}
         loss = sum(
             gtr_loss(functional_call(model, tables, (variant,)), variant.labels, weights)
