@@ -166,13 +166,16 @@ def fit(prepared: Prepared, options: ModelOptions, config: TrainConfig) -> tuple
 
 @torch.no_grad()
 def predict(model: MMBeeModel, dataset: GTRDataset, batch_size: int = 4096) -> np.ndarray:
-    """GTR probabilities of every row of `dataset`."""
+    """GTR probabilities of every row of `dataset`, on the device the model is on (a GPU run leaves it there)."""
     model.eval()
+    device = next(model.parameters()).device
     scores = [
-        torch.sigmoid(model(dataset.batch(np.arange(start, min(start + batch_size, len(dataset)))))[:, 0])
+        torch.sigmoid(
+            model(dataset.batch(np.arange(start, min(start + batch_size, len(dataset)))).to(device))[:, 0]
+        )
         for start in range(0, len(dataset), batch_size)
     ]
-    return torch.cat(scores).numpy()
+    return torch.cat(scores).cpu().numpy()
 
 
 def evaluate(model: MMBeeModel, dataset: GTRDataset, train_gifts: np.ndarray) -> dict[str, float]:
