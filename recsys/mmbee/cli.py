@@ -112,13 +112,18 @@ def _world_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from recsys.mmbee.pipeline import ModelOptions, evaluate, fit, prepare, save_model_folder, train_recipe
-    from recsys.mmbee.training.cold_start import fit_cold_start_rows
+    from recsys.mmbee.pipeline import (
+        ModelOptions,
+        evaluate,
+        fit_for_serving,
+        prepare,
+        save_model_folder,
+        train_recipe,
+    )
 
     prepared = prepare(_world_config(args), args.workdir)
     recipe = train_recipe(epochs=args.epochs, seed=args.seed)
-    model, result = fit(prepared, ModelOptions(backbone=args.backbone), recipe)
-    fit_cold_start_rows(model, prepared.train, recipe.task_weights)  # what an unknown viewer or streamer gets
+    model, result = fit_for_serving(prepared, ModelOptions(backbone=args.backbone), recipe)
     metrics = evaluate(model, prepared.test, prepared.train_gifts)
     version = save_model_folder(args.out, model, prepared, metrics)
     print(f"model {version} -> {args.out}")

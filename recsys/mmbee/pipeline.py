@@ -2,9 +2,11 @@
 export of a servable model folder. `kmono mmbee train` and `kmono mmbee eval` are thin layers over it.
 
     prepared = prepare(WORLD_PRESETS["default"], workdir)       # world, features, snapshot (cached per world)
-    model, result = fit(prepared, ModelOptions(backbone="sim"), train_recipe(seed=0))
+    model, result = fit_for_serving(prepared, ModelOptions(backbone="sim"), train_recipe(seed=0))
     metrics = evaluate(model, prepared.test)                    # AUC, UAUC, GAUC, AUC per user-activity bucket
     save_model_folder(out, model, prepared, metrics)           # what `kmono serve rank --model out` loads
+
+(`fit` alone is what evaluation runs train: the cold-start rows `fit_for_serving` adds are never read by a metric.)
 
 The expansion graph is built from the gifts of the graph period, the days before the training rows
 (`WorldConfig.split_days`), so no row is ever scored with a graph that holds its own gift. Feature tables for serving describe the end of the logged data.
@@ -32,6 +34,7 @@ from recsys.mmbee.featurize import SERVING_TABLES_VERSION, serving_tables
 from recsys.mmbee.graph import ExpansionConfig, run_expansion
 from recsys.mmbee.models.mmbee import MMBeeConfig, MMBeeModel
 from recsys.mmbee.training import TrainConfig, TrainResult, train
+from recsys.mmbee.training.cold_start import ColdStartConfig, fit_cold_start_rows
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +164,16 @@ def train_recipe(**changes) -> TrainConfig:
 def fit(prepared: Prepared, options: ModelOptions, config: TrainConfig) -> tuple[MMBeeModel, TrainResult]:
     model = build_model(prepared, options, seed=config.seed)
     result = train(model, prepared.train, prepared.validation, config)
+    return model, result
+
+
+def fit_for_serving(
+    prepared: Prepared, options: ModelOptions, config: TrainConfig, cold_start: ColdStartConfig | None = None
+) -> tuple[MMBeeModel, TrainResult]:
+    """`fit`, then the cold-start rows (`training/cold_start.py`: what an unknown viewer or streamer gets): how a
+    servable folder's model is trained (`kmono mmbee train`, the tests' tiny folder)."""
+    model, result = fit(prepared, options, config)
+    fit_cold_start_rows(model, prepared.train, config.task_weights, cold_start or ColdStartConfig())
     return model, result
 
 
