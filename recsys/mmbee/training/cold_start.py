@@ -45,6 +45,14 @@ def _cold_dense(like: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(cold_start_dense()).to(like).expand_as(like)
 
 
+def _no_neighbours(batch: GTRBatch, source: str) -> dict[str, torch.Tensor]:
+    """The batch's metapath lists with those starting from `source` ("user" or "author") all padding."""
+    return {
+        name: torch.zeros_like(lists) if METAPATH_SOURCE[name] == source else lists
+        for name, lists in batch.neighbours.items()
+    }
+
+
 def as_cold_viewers(batch: GTRBatch) -> GTRBatch:
     """The batch with every viewer replaced by an unknown one, as `ServingFeaturizer.batch` builds it."""
     return replace(
@@ -54,10 +62,7 @@ def as_cold_viewers(batch: GTRBatch) -> GTRBatch:
         history_authors=torch.zeros_like(batch.history_authors),
         history_content=torch.zeros_like(batch.history_content),
         history_actions=torch.zeros_like(batch.history_actions),
-        neighbours={
-            name: torch.zeros_like(lists) if METAPATH_SOURCE[name] == "user" else lists
-            for name, lists in batch.neighbours.items()
-        },
+        neighbours=_no_neighbours(batch, "user"),
     )
 
 
@@ -67,10 +72,7 @@ def as_cold_streamers(batch: GTRBatch) -> GTRBatch:
         batch,
         authors=torch.zeros_like(batch.authors),
         author_dense=_cold_dense(batch.author_dense),
-        neighbours={
-            name: torch.zeros_like(lists) if METAPATH_SOURCE[name] == "author" else lists
-            for name, lists in batch.neighbours.items()
-        },
+        neighbours=_no_neighbours(batch, "author"),
     )
 
 
