@@ -66,6 +66,10 @@ def test_the_cold_rewrite_is_what_the_serving_featurizer_builds_for_unknown_ids(
     tiny_model_folder(tmp_path / "model", max_steps=2)
     featurizer = load_ranker(tmp_path / "model").featurizer
     known = featurizer.batch(RankRequest("u1", (CandidateInput("s1", "a1"), CandidateInput("s2", "a2"))))
+    # known ids, with a history and dense statistics: else the comparison below would hold trivially
+    assert bool((known.users > 0).all() and (known.authors > 0).all() and known.history_mask.any())
+    assert not torch.equal(known.user_dense, as_cold_viewers(known).user_dense)
+    assert not torch.equal(known.author_dense, as_cold_streamers(known).author_dense)
     unknown_viewer = featurizer.batch(
         RankRequest("never-seen", (CandidateInput("s1", "a1"), CandidateInput("s2", "a2")))
     )
