@@ -34,8 +34,8 @@ Variance reducers (each off unless set):
 - `ema_decay`: an exponential moving average of the weights (`torch.optim.swa_utils.AveragedModel` with
   `get_ema_multi_avg_fn`), updated after every optimizer step. When on, evaluation, best-weight selection and the
   weights the model ends with (hence the export) are the EMA's, not the raw step's. The average is registered with
-  accelerate (`register_for_checkpointing`), so `save_state` / `load_state` keep it and resume stays exact. Buffers are not averaged but copied (MMBee's only
-  buffers are the frozen Θ tables).
+  accelerate (`register_for_checkpointing`), so `save_state` / `load_state` keep it and resume stays exact.
+  Buffers are not averaged but copied (MMBee's only buffers are the frozen Θ tables).
 - `lr_schedule` + `warmup_ratio`: linear warm-up over the first `warmup_ratio` of all steps, then constant,
   cosine or linear decay to 0 at the last step. The learning rate is a function of the global step only (set on
   the optimizer before each step), so there is no scheduler state to checkpoint and resume replays it exactly;
@@ -363,9 +363,8 @@ def train(
         if latest is not None:
             try:
                 accelerator.load_state(str(latest))
-            except (
-                RuntimeError
-            ) as error:  # accelerate: the checkpoint's custom objects are not the registered ones
+            # accelerate raises RuntimeError when the checkpoint's custom objects are not the registered ones
+            except RuntimeError as error:
                 if ema is None:
                     raise
                 raise ValueError(
