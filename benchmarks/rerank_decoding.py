@@ -52,7 +52,7 @@ four runs at load 1.8, round-robin 5.1-6.2x.
 History: with the two-block student (before `PipelineConfig.model` set `student_layers=1`) NAR greedy was
 4.6-4.7x faster round-robin on a quiet machine (AR 4.0-4.2 ms, NAR 0.85-0.92 ms), 4.0-4.3x under load; NAR is
 almost all forward arithmetic (AR = encoder + m decoder steps, NAR = encoder + one slot stack + decoding), so the
-lever was the student's depth, which distillation keeps at 100% of the teacher's utility (`kmono rerank eval`).
+lever was the student's depth, which distillation keeps at 99.9-100% of the teacher's utility (`kmono rerank eval`).
 Before the decoding of one request moved to Python lists (`recsys.rerank.models.decoding.FEW_ROWS`) NAR greedy
 decoded its ready matrix in about 0.33 ms; now 0.09-0.14 ms.
 """

@@ -67,8 +67,8 @@ class PipelineConfig:
     logged_pages: int = 16
     # A one-block student (`student_layers=1`) under a two-block teacher: NAR greedy 6.4-6.5x faster than AR at
     # n = 50, m = 10 in the steady state, 4.4-5.4x round-robin, against 4.0-4.3x round-robin with two blocks
-    # (`benchmarks/rerank_decoding.py`, its docstring has the runs), and after SKD it keeps 100% of the teacher's
-    # utility.
+    # (`benchmarks/rerank_decoding.py`, its docstring has the runs), and after SKD it keeps 99.9-100% of the
+    # teacher's utility.
     model: RerankModelConfig = field(default_factory=lambda: RerankModelConfig(student_layers=1))
     # Small minibatches, many steps: what the evaluator's ranking of near-optimal pages needed (measured in
     # `models/evaluator.py`'s docstring).
