@@ -142,6 +142,9 @@ def valid_requests() -> dict[str, object]:
     from generation.masks.trajectory import Trajectory
     from libs.media import encode_video, to_proto
     from libs.serving.inputs import to_float_tensor
+    from recsys.mmbee.defaults import DEFAULT_MODEL_PATH as MMBEE_DEFAULT
+    from recsys.mmbee.engine import read_engine_file
+    from recsys.mmbee.requests import CONTENT_EMBEDDINGS
 
     ball = to_proto(
         synthesize([SyntheticObject("circle", Trajectory([(0, (8, 8)), (8, (24, 20))]), width=8, height=8)],
@@ -149,12 +152,11 @@ def valid_requests() -> dict[str, object]:
     )  # fmt: skip
     video = encode_video(np.full((4, 16, 16, 3), 90, np.uint8), fps=4, format="mp4")
     masks, created = "/kmono.masks.v1.MaskService/", "/kmono.video.v1.VideoGenerationService/"
-    # the embedded MMBee default's segment shape ([segment seconds, content dim]) and the page contract's scores
-    segment = {
-        name: to_float_tensor(np.full((10, 16), 0.1, np.float32)) for name in ("visual", "speech", "comments")
-    }
+    # a segment of the shape the served MMBee default reads ([segment seconds, content dim], from its engine file)
+    engine = read_engine_file(MMBEE_DEFAULT)
+    tokens = to_float_tensor(np.full((engine["segment_seconds"], engine["content_dim"]), 0.1, np.float32))
     streams = [rank_pb2.Candidate(stream_id=f"s{i}", author_id=f"a{i}") for i in range(4)]
-    for name, tokens in segment.items():
+    for name in CONTENT_EMBEDDINGS:
         streams[0].features.embeddings[name].CopyFrom(tokens)
     items = [
         rerank_pb2.RerankItem(item_id=f"i{i}", author_id=f"a{i % 3}", scores={"ctr": 0.1 * (i + 1)})
@@ -273,6 +275,15 @@ def call(channel: grpc.Channel, path: str, method, payload: bytes, *, parsed: bo
 
 
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=not LONG, database=None)
+
+
+@pytest.mark.parametrize("path", sorted(VALID))
+def test_the_valid_starting_requests_are_answered_ok(servers, path):
+    """Half the fuzzing mutates these: one that a contract change made invalid would quietly stop the mutations
+    from reaching the engine."""
+    service = next(service for service, rpc_path in ALL_RPCS if rpc_path == path)
+    _, method = rpc(service, path)
+    assert call(servers(service).channel, path, method, VALID[path].SerializeToString()) == grpc.StatusCode.OK
 
 
 @pytest.mark.parametrize(("service", "path"), ALL_RPCS)
