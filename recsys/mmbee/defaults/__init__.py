@@ -4,9 +4,11 @@
 
 The folder is produced by `kmono mmbee train --preset default --out recsys/mmbee/defaults/model` (about 2.5 CPU
 minutes; see `recsys.mmbee.pipeline`) and committed (model + snapshot, 22 MB), so `kmono serve rank` scores
-for real out of the box. That command reproduces the committed folder file for file: training, then the
-cold-start rows (`recsys.mmbee.training.cold_start`; only row 0 of the two id tables differs from the model
-trained before that step existed, so its test metrics are those of the earlier folder, unchanged), then the export.
+for real out of the box. That command (training, then the cold-start rows of `recsys.mmbee.training.cold_start`,
+then the export) reproduces the committed model.safetensors byte for byte, and so the version; the exported
+programs (*.pt2) score the same but their bytes differ from one export to the next (checked twice). Only row 0 of
+the two id tables differs from the model trained before the cold-start step existed, so the test metrics are those
+of the earlier folder, unchanged.
 """
 
 from pathlib import Path
