@@ -11,7 +11,10 @@ online they describe "now", the end of the logged data:
 - `streams` (key `s<stream_id>`): the broadcasts of the last day, "live now" (a feature store of live streams,
   not of every past broadcast), each with its streamer and its last `max_segment_seconds` (a live system would
   refresh this row every few seconds; requests can send the current segment themselves). Any other stream is
-  scored with a zero segment unless the request sends one.
+  scored with a zero segment unless the request sends one. Zero, not the streamer's last known segment: a stale
+  scene reads as "now" and misleads the model more than no content does (the default model on the default
+  world's test rows: AUC 0.743 with the true segment, 0.683 with zeros, 0.654 with the last seconds of the
+  streamer's previous broadcast).
 Unknown users, streamers and streams get the cold-start row: index 0, zero counts, empty history, zero segment
 (`recsys.mmbee.training.cold_start` fits row 0 to exactly this).
 
