@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from libs.cli.flags import non_negative_float, positive_int
+from libs.cli.flags import non_negative_float, non_negative_int, positive_int
 from libs.media.policy import MediaPolicy, add_media_arguments, media_policy_from_args
 from libs.serving.config import ServerConfig
 from libs.serving.errors import UnimplementedError
@@ -82,6 +82,54 @@ class BasicServiceConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BasicServiceConfig:
         return cls(server=ServerConfig.from_args(args))
+
+
+@dataclass(frozen=True)
+class ModelFoldersServiceConfig(BasicServiceConfig):
+    """A service of trained model folders, the first the default version, scored by torch on CPU threads.
+
+    A subclass names its environment prefix, its embedded model and what a folder is, and gives `models` that
+    model as its default (`field(default_factory=lambda: (DEFAULT_MODEL_PATH,))`)."""
+
+    ENV_PREFIX: ClassVar[str] = "KMONO"
+    """`KMONO_RANK` -> KMONO_RANK_MODELS, KMONO_RANK_TORCH_THREADS, and the --help group "rank"."""
+    DEFAULT_MODEL: ClassVar[Path]
+    """The embedded model, served when no folder is named."""
+    FOLDER_HELP: ClassVar[str] = "a model folder"
+    """What a folder is and how to make one, for --help."""
+
+    models: tuple[Path, ...] = ()
+    torch_threads: int = 0
+    """CPU threads torch may use (0: torch's default)."""
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        group = parser.add_argument_group(cls.ENV_PREFIX.removeprefix("KMONO_").lower())
+        group.add_argument(
+            "--model",
+            dest="models",
+            action="append",
+            type=Path,
+            help=f"{cls.FOLDER_HELP}; repeat to serve several versions, the first is the default "
+            f"(env {cls.ENV_PREFIX}_MODELS, comma-separated; default: the embedded model {cls.DEFAULT_MODEL})",
+        )
+        group.add_argument(
+            "--torch-threads",
+            type=non_negative_int,
+            default=os.environ.get(f"{cls.ENV_PREFIX}_TORCH_THREADS", "0"),
+            help=f"CPU threads for torch; 0: torch's default (env {cls.ENV_PREFIX}_TORCH_THREADS)",
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ModelFoldersServiceConfig:
+        listed = os.environ.get(f"{cls.ENV_PREFIX}_MODELS", "").split(",")
+        models = args.models or [Path(p) for p in listed if p]
+        return cls(
+            server=ServerConfig.from_args(args),
+            models=tuple(models) or (cls.DEFAULT_MODEL,),
+            torch_threads=args.torch_threads,
+        )
 
 
 @dataclass(frozen=True)

@@ -1,55 +1,24 @@
-"""Settings of the RankingService process: flags whose defaults come from KMONO_* environment variables."""
+"""Settings of the RankingService process: flags whose defaults come from KMONO_RANK_* environment variables
+(the flags themselves are `libs.serving.service.ModelFoldersServiceConfig`'s)."""
 
 from __future__ import annotations
 
-import argparse
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libs.cli.flags import non_negative_int
-from libs.serving.service import BasicServiceConfig
+from libs.serving.service import ModelFoldersServiceConfig
 from recsys.mmbee.defaults import DEFAULT_MODEL_PATH
 
 
 @dataclass(frozen=True)
-class RankServiceConfig(BasicServiceConfig):
+class RankServiceConfig(ModelFoldersServiceConfig):
     """Server settings and the MMBee model folders to serve (the first is the default version)."""
 
+    ENV_PREFIX = "KMONO_RANK"
+    DEFAULT_MODEL = DEFAULT_MODEL_PATH
+    FOLDER_HELP = "an MMBee model folder (`kmono mmbee train --out DIR`)"
+
     models: tuple[Path, ...] = field(default_factory=lambda: (DEFAULT_MODEL_PATH,))
-    torch_threads: int = 0
-    """CPU threads torch may use (0: torch's default)."""
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_arguments(parser)
-        env = os.environ.get
-        group = parser.add_argument_group("rank")
-        group.add_argument(
-            "--model",
-            dest="models",
-            action="append",
-            type=Path,
-            help="an MMBee model folder (`kmono mmbee train --out DIR`); repeat to serve several versions, "
-            "the first is the default (env KMONO_RANK_MODELS, comma-separated; default: the embedded model "
-            f"{DEFAULT_MODEL_PATH})",
-        )
-        group.add_argument(
-            "--torch-threads",
-            type=non_negative_int,
-            default=env("KMONO_RANK_TORCH_THREADS", "0"),
-            help="CPU threads for torch; 0: torch's default (env KMONO_RANK_TORCH_THREADS)",
-        )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> RankServiceConfig:
-        models = args.models or [Path(p) for p in os.environ.get("KMONO_RANK_MODELS", "").split(",") if p]
-        base = BasicServiceConfig.from_args(args)
-        return cls(
-            server=base.server,
-            models=tuple(models) or (DEFAULT_MODEL_PATH,),
-            torch_threads=args.torch_threads,
-        )
 
 
 CONFIG_TYPE = RankServiceConfig
