@@ -148,6 +148,26 @@ def test_mask_sequence_uri_reads_files_only_under_the_media_roots(tmp_path, medi
     run_async(scenario(), timeout=SLOW)
 
 
+def test_a_mask_file_whose_zip_member_has_no_name_is_invalid_argument(tmp_path, media):
+    """A hostile .npz under a root (the atheris run of `make reliability` found it): zipfile itself raised
+    IndexError on the nameless member, which only the service's catch-all stopped: "not readable", and an ERROR
+    with a traceback in its log, where the client should learn what is wrong with the file."""
+    root, _ = media
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(zipfile.ZipInfo(""), b"x")
+    (root / "noname.npz").write_bytes(archive.getvalue())
+
+    async def scenario():
+        async with serve_video(tmp_path) as (_, channel):
+            stub = video_pb2_grpc.VideoGenerationServiceStub(channel)
+            uri = f"file://{root}/noname.npz"
+            field, message = violation(await refused(create(stub, mask_sequence_uri=uri)))
+            assert field == "mask_sequence_uri" and "empty name" in message, message
+
+    run_async(scenario(), timeout=SLOW)
+
+
 def test_no_root_configured_means_no_local_file(tmp_path, media, monkeypatch):
     root, _ = media
     monkeypatch.delenv("KMONO_MEDIA_ROOTS")

@@ -241,6 +241,8 @@ def open_zip(
             )
         total = 0
         for info in infos:
+            if not info.filename:  # zipfile itself fails on these (`ZipInfo.is_dir` indexes the name)
+                raise ValueError(f"{where}: a member has an empty name")
             if info.flag_bits & 0x1:
                 raise ValueError(f"{where}: encrypted members are not supported")
             if info.compress_type not in _ZIP_METHODS:

@@ -74,6 +74,17 @@ def test_open_zip_refuses_encrypted_unknown_compression_bombs_and_too_many_membe
             open_zip(io.BytesIO(junk), limits, "the zip")
 
 
+def test_a_zip_member_without_a_name_is_a_value_error():
+    """Found by the atheris run of `make reliability` (an .npz whose member name was cut to nothing): zipfile's
+    own `ZipInfo.is_dir` raised IndexError on it, which no decoder caller expects."""
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("masks.npy"), b"x")
+        zf.writestr(zipfile.ZipInfo(""), b"x")
+    with pytest.raises(ValueError, match="a member has an empty name"):
+        open_zip(io.BytesIO(data.getvalue()), DecodeLimits(), "the zip")
+
+
 def test_zip_members_with_a_bad_crc_or_corrupt_data_are_value_errors():
     data = bytearray(zip_of({"a.txt": b"hello " * 100}))
     data[40] ^= 0xFF  # inside the deflate stream of the only member
