@@ -88,8 +88,8 @@ class BasicServiceConfig:
 class ModelFoldersServiceConfig(BasicServiceConfig):
     """A service of trained model folders, the first the default version, scored by torch on CPU threads.
 
-    A subclass names its environment prefix, its embedded model and what a folder is, and gives `models` that
-    model as its default (`field(default_factory=lambda: (DEFAULT_MODEL_PATH,))`)."""
+    A subclass names its environment prefix, its embedded model and what a folder is; no folder named means the
+    embedded model (`__post_init__`, so flags, environment and direct construction agree)."""
 
     ENV_PREFIX: ClassVar[str] = "KMONO"
     """`KMONO_RANK` -> KMONO_RANK_MODELS, KMONO_RANK_TORCH_THREADS, and the --help group "rank"."""
@@ -99,8 +99,13 @@ class ModelFoldersServiceConfig(BasicServiceConfig):
     """What a folder is and how to make one, for --help."""
 
     models: tuple[Path, ...] = ()
+    """The folders to serve; empty: the embedded `DEFAULT_MODEL`."""
     torch_threads: int = 0
     """CPU threads torch may use (0: torch's default)."""
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            object.__setattr__(self, "models", (self.DEFAULT_MODEL,))  # frozen: set once, here
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -127,7 +132,7 @@ class ModelFoldersServiceConfig(BasicServiceConfig):
         models = args.models or [Path(p) for p in listed if p]
         return cls(
             server=ServerConfig.from_args(args),
-            models=tuple(models) or (cls.DEFAULT_MODEL,),
+            models=tuple(models),
             torch_threads=args.torch_threads,
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,6 @@ class ToyConfig(ModelFoldersServiceConfig):
     DEFAULT_MODEL = EMBEDDED
     FOLDER_HELP = "a toy model folder"
 
-    models: tuple[Path, ...] = field(default_factory=lambda: (EMBEDDED,))
-
 
 def parse(*flags: str) -> ToyConfig:
     parser = argparse.ArgumentParser()
@@ -33,7 +31,7 @@ def parse(*flags: str) -> ToyConfig:
 def test_model_folders_come_from_flags_then_environment_then_the_embedded_model(monkeypatch):
     monkeypatch.delenv("KMONO_TOY_MODELS", raising=False)
     monkeypatch.delenv("KMONO_TOY_TORCH_THREADS", raising=False)
-    assert parse().models == (EMBEDDED,) == ToyConfig().models
+    assert parse().models == (EMBEDDED,) == ToyConfig().models == ToyConfig(models=()).models
     assert parse().torch_threads == 0
     monkeypatch.setenv("KMONO_TOY_MODELS", "/m/a,,/m/b")
     monkeypatch.setenv("KMONO_TOY_TORCH_THREADS", "3")

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from libs.serving.service import ModelFoldersServiceConfig
 from recsys.mmbee.defaults import DEFAULT_MODEL_PATH
@@ -17,8 +16,6 @@ class RankServiceConfig(ModelFoldersServiceConfig):
     ENV_PREFIX = "KMONO_RANK"
     DEFAULT_MODEL = DEFAULT_MODEL_PATH
     FOLDER_HELP = "an MMBee model folder (`kmono mmbee train --out DIR`)"
-
-    models: tuple[Path, ...] = field(default_factory=lambda: (DEFAULT_MODEL_PATH,))
 
 
 CONFIG_TYPE = RankServiceConfig

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from libs.serving.service import ModelFoldersServiceConfig
 from recsys.rerank.defaults import DEFAULT_MODEL_PATH
@@ -17,8 +16,6 @@ class RerankServiceConfig(ModelFoldersServiceConfig):
     ENV_PREFIX = "KMONO_RERANK"
     DEFAULT_MODEL = DEFAULT_MODEL_PATH
     FOLDER_HELP = "a Dual-Rerank model folder (`kmono rerank train --out DIR`)"
-
-    models: tuple[Path, ...] = field(default_factory=lambda: (DEFAULT_MODEL_PATH,))
 
 
 CONFIG_TYPE = RerankServiceConfig
