@@ -122,17 +122,18 @@ def test_hostile_requests_are_answered_by_field(folder, tmp_path):
             tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, dims=[2**31, 2**31], data=b"")
         )
         hostile.append(huge)
-        newer_dtype = big_request(
-            "u1", 2
-        )  # a DataType number this build has no name for (proto3 enums are open)
+        # a DataType number this build has no name for (proto3 enums are open)
+        newer_dtype = big_request("u1", 2)
         newer_dtype.candidates[1].features.embeddings["speech"].CopyFrom(
             tensor_pb2.Tensor(dtype=len(tensor_pb2.DataType.keys()) + 3, dims=[1], data=b"\0" * 4)
         )
         hostile.append(newer_dtype)
+        details = {}
         for request in hostile:
             with pytest.raises(grpc.RpcError) as error:
                 stub.RankCandidates(request, timeout=30)
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
-        assert 'candidates[1].features.embeddings["speech"].dtype' in error.value.details()
+            details[id(request)] = error.value.details()
+        assert 'candidates[1].features.embeddings["speech"].dtype' in details[id(newer_dtype)]
     finally:
         process.stop()

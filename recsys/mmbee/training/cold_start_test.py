@@ -80,7 +80,9 @@ def test_the_cold_rewrite_is_what_the_serving_featurizer_builds_for_unknown_ids(
         (unknown_viewer, as_cold_viewers(known)),
         (unknown_streamers, as_cold_streamers(known)),
     ):
-        for field in ("users", "authors", "user_dense", "author_dense", "history_authors", "history_content"):
+        fields = ("users", "authors", "user_dense", "author_dense", "history_authors", "history_content",
+                  "history_actions")  # fmt: skip
+        for field in fields:
             torch.testing.assert_close(getattr(served, field), getattr(rewritten, field), rtol=0, atol=0)
         for name in METAPATH_SOURCE:
             torch.testing.assert_close(served.neighbours[name], rewritten.neighbours[name], rtol=0, atol=0)
